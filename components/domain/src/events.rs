@@ -1,0 +1,261 @@
+//! Events on the seed's three topics. Every payload has exactly the seed's
+//! fields plus `event_id` and `schema_version`; the CloudEvents attributes
+//! travel as Kafka headers (binary content mode).
+
+use serde_json::{json, Map, Value as Json};
+
+use crate::model::Task;
+use crate::time::{self, Timestamp};
+
+pub const TASK_EVENTS: &str = "task-events";
+pub const REMINDERS: &str = "reminders";
+pub const TASK_UPDATES: &str = "task-updates";
+/// Every topic, with its dead-letter twin named `<topic>.dlq`.
+pub const TOPICS: &[&str] = &[TASK_EVENTS, REMINDERS, TASK_UPDATES];
+pub const SCHEMA_VERSION: i64 = 1;
+/// CloudEvents `source` of events about tasks.
+pub const TASKS_SOURCE: &str = "/todo-chatbot/tasks";
+
+/// One event ready for the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub event_id: String,
+    pub topic: &'static str,
+    /// Kafka message key: the user id, so one user's events stay in order.
+    pub key: String,
+    pub event_type: &'static str,
+    pub source: &'static str,
+    /// The task the event is about (CloudEvents `subject`).
+    pub subject: String,
+    pub time: Timestamp,
+    pub payload: Json,
+}
+
+impl Event {
+    /// Builds an event; `fields` are merged after the common envelope.
+    pub fn new(
+        topic: &'static str,
+        event_type: &'static str,
+        source: &'static str,
+        user_id: &str,
+        task_id: &str,
+        time: Timestamp,
+        fields: Map<String, Json>,
+    ) -> Event {
+        let event_id = uuid::Uuid::now_v7().to_string();
+        let mut payload = Map::new();
+        payload.insert("event_id".into(), json!(event_id));
+        payload.insert("schema_version".into(), json!(SCHEMA_VERSION));
+        payload.insert("event_type".into(), json!(event_type));
+        payload.insert("task_id".into(), json!(task_id));
+        payload.insert("user_id".into(), json!(user_id));
+        payload.insert("timestamp".into(), json!(time::format(&time)));
+        payload.extend(fields);
+        Event {
+            event_id,
+            topic,
+            key: user_id.to_owned(),
+            event_type,
+            source,
+            subject: task_id.to_owned(),
+            time,
+            payload: Json::Object(payload),
+        }
+    }
+
+    /// CloudEvents attributes in Kafka binary mode, in a stable order.
+    pub fn headers(&self) -> Vec<(String, String)> {
+        vec![
+            ("ce_specversion".into(), "1.0".into()),
+            ("ce_id".into(), self.event_id.clone()),
+            ("ce_source".into(), self.source.into()),
+            ("ce_type".into(), cloudevents_type(self.topic, self.event_type)),
+            ("ce_time".into(), time::format(&self.time)),
+            ("ce_subject".into(), self.subject.clone()),
+            ("content-type".into(), "application/json".into()),
+        ]
+    }
+}
+
+/// `todo.<topic>.<event_type>`: the topic is part of the type because
+/// `task_updated` exists on two topics with different payloads.
+pub fn cloudevents_type(topic: &str, event_type: &str) -> String {
+    format!("todo.{topic}.{event_type}")
+}
+
+fn object(value: Json) -> Map<String, Json> {
+    match value {
+        Json::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+/// A `task-events` event carrying the full task.
+pub fn task_event(event_type: &'static str, task: &Task, now: Timestamp) -> Event {
+    Event::new(
+        TASK_EVENTS,
+        event_type,
+        TASKS_SOURCE,
+        &task.user_id,
+        &task.id,
+        now,
+        object(json!({ "task_data": task.to_json() })),
+    )
+}
+
+/// A `reminders` event (`reminder_scheduled`, `reminder_cancelled`,
+/// `reminder_triggered`) describing the task's reminder.
+pub fn reminder_event(
+    event_type: &'static str,
+    source: &'static str,
+    task: &Task,
+    now: Timestamp,
+) -> Event {
+    Event::new(
+        REMINDERS,
+        event_type,
+        source,
+        &task.user_id,
+        &task.id,
+        now,
+        object(json!({
+            "title": task.title,
+            "due_at": task.due_date.as_ref().map(time::format),
+            "remind_at": task.remind_at.as_ref().map(time::format),
+            "notification_type": task.notification_type.as_str(),
+        })),
+    )
+}
+
+/// What happened to a task, for the real-time feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Created,
+    Updated,
+    Completed,
+    Reopened,
+    Deleted,
+}
+
+impl Change {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::Created => "created",
+            Change::Updated => "updated",
+            Change::Completed => "completed",
+            Change::Reopened => "reopened",
+            Change::Deleted => "deleted",
+        }
+    }
+}
+
+/// A `task-updates` `task_updated` event: what changed, and the task as it
+/// is now (`null` once deleted), so a client can apply it without a fetch.
+pub fn task_update_event(
+    change: Change,
+    task: &Task,
+    changed_fields: &[&str],
+    deleted: bool,
+    now: Timestamp,
+) -> Event {
+    Event::new(
+        TASK_UPDATES,
+        "task_updated",
+        TASKS_SOURCE,
+        &task.user_id,
+        &task.id,
+        now,
+        object(json!({
+            "update_data": {
+                "change": change.as_str(),
+                "version": task.version,
+                "changed_fields": changed_fields,
+                "task": if deleted { Json::Null } else { task.to_json() },
+            }
+        })),
+    )
+}
+
+/// Fields whose change a user would notice (bookkeeping fields left out).
+fn changed_fields(old: &Task, new: &Task) -> Vec<&'static str> {
+    const IGNORED: &[&str] = &["updated_at", "version"];
+    let (a, b) = (old.to_json(), new.to_json());
+    let (Json::Object(a), Json::Object(b)) = (a, b) else {
+        return Vec::new();
+    };
+    crate::model::TASK_FIELDS
+        .iter()
+        .copied()
+        .filter(|f| !IGNORED.contains(f) && a.get(*f) != b.get(*f))
+        .collect()
+}
+
+/// The reminder as the reminder service sees it: a change to any of these
+/// reschedules it.
+fn reminder_view(task: &Task) -> impl PartialEq + '_ {
+    (
+        task.remind_at,
+        task.due_date,
+        task.title.as_str(),
+        task.notification_type,
+    )
+}
+
+/// Every event one change to a task produces, in the order consumers should
+/// see them. `old` is `None` for a new task; `new` is `None` for a deleted one.
+pub fn for_change(old: Option<&Task>, new: Option<&Task>, now: Timestamp) -> Vec<Event> {
+    let mut events = Vec::new();
+    match (old, new) {
+        (None, Some(task)) => {
+            events.push(task_event("task_created", task, now));
+            if reminder_due(task, now) {
+                events.push(reminder_event("reminder_scheduled", TASKS_SOURCE, task, now));
+            }
+            let fields = changed_fields_all();
+            events.push(task_update_event(Change::Created, task, &fields, false, now));
+        }
+        (Some(task), None) => {
+            events.push(task_event("task_deleted", task, now));
+            if task.reminder_armed() {
+                events.push(reminder_event("reminder_cancelled", TASKS_SOURCE, task, now));
+            }
+            events.push(task_update_event(Change::Deleted, task, &[], true, now));
+        }
+        (Some(before), Some(after)) => {
+            use crate::model::Status::Completed;
+            let change = match (before.status == Completed, after.status == Completed) {
+                (false, true) => Change::Completed,
+                (true, false) => Change::Reopened,
+                _ => Change::Updated,
+            };
+            let event_type = if change == Change::Completed {
+                "task_completed"
+            } else {
+                "task_updated"
+            };
+            events.push(task_event(event_type, after, now));
+            let reminder_changed = reminder_view(before) != reminder_view(after);
+            let was_armed = before.reminder_armed();
+            let is_armed = after.reminder_armed();
+            if was_armed && (!is_armed || reminder_changed) {
+                events.push(reminder_event("reminder_cancelled", TASKS_SOURCE, before, now));
+            }
+            if is_armed && (!was_armed || reminder_changed) && reminder_due(after, now) {
+                events.push(reminder_event("reminder_scheduled", TASKS_SOURCE, after, now));
+            }
+            let fields = changed_fields(before, after);
+            events.push(task_update_event(change, after, &fields, false, now));
+        }
+        (None, None) => {}
+    }
+    events
+}
+
+fn changed_fields_all() -> Vec<&'static str> {
+    crate::model::TASK_FIELDS.to_vec()
+}
+
+/// A reminder is worth scheduling only if it is armed and still ahead.
+fn reminder_due(task: &Task, now: Timestamp) -> bool {
+    task.reminder_armed() && task.remind_at.is_some_and(|at| at > now)
+}

@@ -1,0 +1,88 @@
+//! Schema migrations, applied on first use by whichever component opens the
+//! database. The version lives in SQLite's `user_version`, one set of
+//! migrations per database (each service owns its store).
+
+use crate::sql::{DbError, Sql};
+
+/// One schema version: the scripts that take the database to it.
+pub struct Migration {
+    pub version: i64,
+    pub scripts: &'static [&'static str],
+}
+
+/// Brings `db` up to the last migration. Cheap when already current: one
+/// `PRAGMA` read. Safe when several instances race: the re-check happens
+/// under the write lock.
+pub fn apply(db: &dyn Sql, migrations: &[Migration]) -> Result<(), DbError> {
+    let target = migrations.last().map_or(0, |m| m.version);
+    if current_version(db)? >= target {
+        return Ok(());
+    }
+    crate::sql::transaction(db, || {
+        let current = current_version(db)?;
+        for migration in migrations.iter().filter(|m| m.version > current) {
+            for script in migration.scripts {
+                db.execute_batch(script)?;
+            }
+        }
+        if current < target {
+            db.execute(&format!("PRAGMA user_version = {target}"), &[])?;
+        }
+        Ok(())
+    })
+}
+
+pub fn current_version(db: &dyn Sql) -> Result<i64, DbError> {
+    let rows = db.execute("PRAGMA user_version", &[])?;
+    rows.first()
+        .map(|row| row.i64("user_version"))
+        .transpose()
+        .map(|v| v.unwrap_or(0))
+}
+
+const TASKS_V1: &str = "
+CREATE TABLE IF NOT EXISTS tasks (
+    id                    TEXT    PRIMARY KEY,
+    user_id               TEXT    NOT NULL,
+    title                 TEXT    NOT NULL,
+    description           TEXT    NOT NULL DEFAULT '',
+    status                TEXT    NOT NULL,
+    priority              TEXT    NOT NULL,
+    priority_rank         INTEGER NOT NULL,
+    due_ms                INTEGER,
+    tags                  TEXT    NOT NULL DEFAULT '[]',
+    recurrence_pattern    TEXT,
+    remind_ms             INTEGER,
+    remind_before_minutes INTEGER,
+    notification_type     TEXT    NOT NULL,
+    series_id             TEXT,
+    series_start_ms       INTEGER,
+    occurrence            INTEGER NOT NULL DEFAULT 1,
+    created_ms            INTEGER NOT NULL,
+    updated_ms            INTEGER NOT NULL,
+    completed_ms          INTEGER,
+    version               INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tasks_user_due ON tasks (user_id, due_ms);
+CREATE INDEX IF NOT EXISTS tasks_user_created ON tasks (user_id, created_ms);
+CREATE INDEX IF NOT EXISTS tasks_user_updated ON tasks (user_id, updated_ms);
+CREATE INDEX IF NOT EXISTS tasks_user_priority ON tasks (user_id, priority_rank);
+CREATE UNIQUE INDEX IF NOT EXISTS tasks_series_occurrence
+    ON tasks (series_id, occurrence) WHERE series_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    user_id      TEXT    NOT NULL,
+    idem_key     TEXT    NOT NULL,
+    request_hash TEXT    NOT NULL,
+    status       INTEGER NOT NULL,
+    body         TEXT    NOT NULL,
+    created_ms   INTEGER NOT NULL,
+    PRIMARY KEY (user_id, idem_key)
+);
+CREATE INDEX IF NOT EXISTS idempotency_keys_created ON idempotency_keys (created_ms);
+";
+
+/// The `default` database: tasks, idempotency keys and the outbox.
+pub const TASKS_DB: &[Migration] = &[Migration {
+    version: 1,
+    scripts: &[TASKS_V1, crate::outbox::SCHEMA],
+}];

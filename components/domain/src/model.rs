@@ -1,0 +1,181 @@
+//! The task and its small enumerations.
+
+use serde_json::{json, Value as Json};
+
+use crate::error::{DomainError, Result};
+use crate::time::{self, Timestamp};
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident, $field:literal { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(text: &str) -> Result<Self> {
+                match text.trim().to_ascii_lowercase().as_str() {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(DomainError::invalid(
+                        $field,
+                        format!("`{}` is not one of {}", text, Self::names().join(", ")),
+                    )),
+                }
+            }
+
+            pub fn names() -> Vec<&'static str> {
+                Self::ALL.iter().map(|v| v.as_str()).collect()
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// Where a task stands. `completed` is reached only through completion,
+    /// which also stamps `completed_at` and emits `task_completed`.
+    Status, "status" {
+        Pending = "pending",
+        InProgress = "in_progress",
+        Completed = "completed",
+    }
+);
+
+string_enum!(
+    Priority, "priority" {
+        Low = "low",
+        Medium = "medium",
+        High = "high",
+        Urgent = "urgent",
+    }
+);
+
+string_enum!(
+    /// How a reminder reaches the user (the seed's `notification_type`).
+    NotificationType, "notification_type" {
+        InApp = "in_app",
+        Email = "email",
+        Sms = "sms",
+        Push = "push",
+    }
+);
+
+impl Priority {
+    /// Sort rank: higher is more important.
+    pub fn rank(self) -> i64 {
+        match self {
+            Priority::Low => 0,
+            Priority::Medium => 1,
+            Priority::High => 2,
+            Priority::Urgent => 3,
+        }
+    }
+}
+
+/// The keys of [`Task::to_json`], in order.
+pub const TASK_FIELDS: &[&str] = &[
+    "id",
+    "title",
+    "description",
+    "status",
+    "priority",
+    "due_date",
+    "created_at",
+    "updated_at",
+    "completed_at",
+    "tags",
+    "user_id",
+    "recurrence_pattern",
+    "remind_at",
+    "remind_before_minutes",
+    "notification_type",
+    "series_id",
+    "series_start",
+    "occurrence",
+    "version",
+];
+
+/// A user's task, as stored and as carried in `task_data`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    pub id: String,
+    pub user_id: String,
+    pub title: String,
+    pub description: String,
+    pub status: Status,
+    pub priority: Priority,
+    pub due_date: Option<Timestamp>,
+    pub tags: Vec<String>,
+    pub recurrence_pattern: Option<String>,
+    /// When the reminder fires. Derived from `due_date` when
+    /// `remind_before_minutes` is set, otherwise set directly.
+    pub remind_at: Option<Timestamp>,
+    pub remind_before_minutes: Option<i64>,
+    pub notification_type: NotificationType,
+    /// The first task of a recurring series (its own id for the first one).
+    pub series_id: Option<String>,
+    /// The due date of the series' first occurrence: the anchor from which
+    /// every later occurrence is computed (so month ends do not drift).
+    pub series_start: Option<Timestamp>,
+    /// 1-based position in the series; counts toward an RRULE `COUNT`.
+    pub occurrence: i64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub completed_at: Option<Timestamp>,
+    /// Bumped on every change; lets consumers drop out-of-date events.
+    pub version: i64,
+}
+
+impl Task {
+    /// A reminder is live while the task is open and has a reminder time.
+    pub fn reminder_armed(&self) -> bool {
+        self.status != Status::Completed && self.remind_at.is_some()
+    }
+
+    pub fn is_overdue(&self, now: &Timestamp) -> bool {
+        self.status != Status::Completed && self.due_date.is_some_and(|d| d < *now)
+    }
+
+    /// The JSON form used by the REST API, MCP results and `task_data`.
+    pub fn to_json(&self) -> Json {
+        json!({
+            "id": self.id,
+            "title": self.title,
+            "description": self.description,
+            "status": self.status.as_str(),
+            "priority": self.priority.as_str(),
+            "due_date": self.due_date.as_ref().map(time::format),
+            "created_at": time::format(&self.created_at),
+            "updated_at": time::format(&self.updated_at),
+            "completed_at": self.completed_at.as_ref().map(time::format),
+            "tags": self.tags,
+            "user_id": self.user_id,
+            "recurrence_pattern": self.recurrence_pattern,
+            "remind_at": self.remind_at.as_ref().map(time::format),
+            "remind_before_minutes": self.remind_before_minutes,
+            "notification_type": self.notification_type.as_str(),
+            "series_id": self.series_id,
+            "series_start": self.series_start.as_ref().map(time::format),
+            "occurrence": self.occurrence,
+            "version": self.version,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enums_parse_case_insensitively_and_name_the_choices() {
+        assert_eq!(Priority::parse("HIGH").unwrap(), Priority::High);
+        assert_eq!(Status::parse("in_progress").unwrap(), Status::InProgress);
+        let err = NotificationType::parse("pigeon").unwrap_err();
+        assert_eq!(err.field(), Some("notification_type"));
+        assert!(err.to_string().contains("in_app, email, sms, push"));
+    }
+}

@@ -1,0 +1,65 @@
+//! The transactional outbox. Components write events here in the same SQLite
+//! transaction as the state change; the trigger host's relay publishes them.
+//!
+//! Table layout (the contract with the relay):
+//!
+//! | column       | meaning                                                  |
+//! |--------------|----------------------------------------------------------|
+//! | `seq`        | INTEGER PRIMARY KEY AUTOINCREMENT: publish order          |
+//! | `event_id`   | TEXT UNIQUE: the event's id (also `ce_id`)               |
+//! | `topic`      | TEXT: Kafka topic                                         |
+//! | `msg_key`    | TEXT: Kafka key (the user id)                             |
+//! | `payload`    | TEXT: the JSON message value                              |
+//! | `headers`    | TEXT: JSON array of `[name, value]` Kafka headers         |
+//! | `created_ms` | INTEGER: when the row was written (Unix ms)               |
+//! | `sent_ms`    | INTEGER NULL: when the broker acknowledged it; NULL = due |
+//! | `attempts`   | INTEGER: failed publish attempts so far                   |
+//! | `last_error` | TEXT NULL: the last publish error                         |
+//!
+//! The relay reads `WHERE sent_ms IS NULL ORDER BY seq`, publishes in that
+//! order with an idempotent producer, and sets `sent_ms` once acknowledged.
+
+use serde_json::json;
+
+use crate::events::Event;
+use crate::sql::{DbError, Sql, Value};
+use crate::time;
+
+/// Creates the outbox in whichever database a service owns.
+pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS outbox (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id   TEXT    NOT NULL UNIQUE,
+    topic      TEXT    NOT NULL,
+    msg_key    TEXT    NOT NULL,
+    payload    TEXT    NOT NULL,
+    headers    TEXT    NOT NULL,
+    created_ms INTEGER NOT NULL,
+    sent_ms    INTEGER,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (seq) WHERE sent_ms IS NULL;
+";
+
+/// Writes one event. Call inside the transaction that made the change.
+pub fn enqueue(db: &dyn Sql, event: &Event) -> Result<(), DbError> {
+    let headers: Vec<_> = event
+        .headers()
+        .into_iter()
+        .map(|(k, v)| json!([k, v]))
+        .collect();
+    db.execute(
+        "INSERT INTO outbox (event_id, topic, msg_key, payload, headers, created_ms)
+         VALUES (?, ?, ?, ?, ?, ?)",
+        &[
+            Value::from(event.event_id.as_str()),
+            Value::from(event.topic),
+            Value::from(event.key.as_str()),
+            Value::Text(event.payload.to_string()),
+            Value::Text(json!(headers).to_string()),
+            Value::Integer(time::to_millis(&event.time)),
+        ],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,386 @@
+//! Listing tasks: filters, sort orders and opaque keyset cursors.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{DomainError, Result};
+use crate::input::normalize_tag;
+use crate::model::{Priority, Status};
+use crate::time::{self, Timestamp};
+
+pub const DEFAULT_LIMIT: u32 = 20;
+pub const MAX_LIMIT: u32 = 100;
+/// Query parameters `list` understands.
+pub const PARAMETERS: &[&str] = &[
+    "status",
+    "priority",
+    "tag",
+    "due_before",
+    "due_after",
+    "overdue",
+    "q",
+    "sort",
+    "order",
+    "limit",
+    "cursor",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SortKey {
+    DueDate,
+    Priority,
+    CreatedAt,
+    UpdatedAt,
+}
+
+impl SortKey {
+    fn parse(text: &str) -> Result<Self> {
+        match text {
+            "due_date" => Ok(SortKey::DueDate),
+            "priority" => Ok(SortKey::Priority),
+            "created_at" => Ok(SortKey::CreatedAt),
+            "updated_at" => Ok(SortKey::UpdatedAt),
+            _ => Err(DomainError::invalid(
+                "sort",
+                "must be one of due_date, priority, created_at, updated_at",
+            )),
+        }
+    }
+
+    /// Soonest due first; most important first; newest first.
+    fn default_descending(self) -> bool {
+        !matches!(self, SortKey::DueDate)
+    }
+
+    /// The SQL sort expression. Tasks without a due date sort last in both
+    /// directions, so a null never sits between two dates.
+    fn sql(self, descending: bool) -> &'static str {
+        match (self, descending) {
+            (SortKey::DueDate, false) => "COALESCE(due_ms, 9223372036854775807)",
+            (SortKey::DueDate, true) => "COALESCE(due_ms, -9223372036854775808)",
+            (SortKey::Priority, _) => "priority_rank",
+            (SortKey::CreatedAt, _) => "created_ms",
+            (SortKey::UpdatedAt, _) => "updated_ms",
+        }
+    }
+}
+
+/// Where the previous page ended; opaque to clients.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cursor {
+    #[serde(rename = "s")]
+    pub sort: SortKey,
+    #[serde(rename = "d")]
+    pub descending: bool,
+    #[serde(rename = "k")]
+    pub key: i64,
+    #[serde(rename = "i")]
+    pub id: String,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).expect("cursor serialises"))
+    }
+
+    pub fn decode(text: &str) -> Result<Cursor> {
+        URL_SAFE_NO_PAD
+            .decode(text)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .ok_or_else(|| {
+                DomainError::bad_request(Some("cursor"), "is not a cursor this server issued")
+            })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListQuery {
+    pub statuses: Vec<Status>,
+    pub priorities: Vec<Priority>,
+    /// A task must carry every one of these tags.
+    pub tags: Vec<String>,
+    pub due_before: Option<Timestamp>,
+    pub due_after: Option<Timestamp>,
+    pub overdue: Option<bool>,
+    pub search: Option<String>,
+    pub sort: SortKey,
+    pub descending: bool,
+    pub limit: u32,
+    pub cursor: Option<Cursor>,
+}
+
+impl Default for ListQuery {
+    fn default() -> Self {
+        ListQuery {
+            statuses: Vec::new(),
+            priorities: Vec::new(),
+            tags: Vec::new(),
+            due_before: None,
+            due_after: None,
+            overdue: None,
+            search: None,
+            sort: SortKey::DueDate,
+            descending: false,
+            limit: DEFAULT_LIMIT,
+            cursor: None,
+        }
+    }
+}
+
+fn split_list(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+impl ListQuery {
+    /// Reads query parameters. Lists may repeat a parameter or separate
+    /// values with commas; unknown parameters are rejected.
+    pub fn from_pairs(pairs: &[(String, String)]) -> Result<ListQuery> {
+        let mut query = ListQuery::default();
+        let mut sort = None;
+        let mut order = None;
+        let mut cursor = None;
+        for (key, value) in pairs {
+            match key.as_str() {
+                "status" => {
+                    for s in split_list(value) {
+                        query.statuses.push(Status::parse(s)?);
+                    }
+                }
+                "priority" => {
+                    for p in split_list(value) {
+                        query.priorities.push(Priority::parse(p)?);
+                    }
+                }
+                "tag" => {
+                    for t in split_list(value) {
+                        query.tags.push(normalize_tag(t).map_err(|e| rename(e, "tag"))?);
+                    }
+                }
+                "due_before" => query.due_before = Some(time::parse_bound("due_before", value)?),
+                "due_after" => query.due_after = Some(time::parse_bound("due_after", value)?),
+                "overdue" => {
+                    query.overdue = Some(match value.as_str() {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => return Err(DomainError::invalid("overdue", "must be true or false")),
+                    })
+                }
+                "q" => {
+                    let text = value.trim();
+                    if text.chars().count() > 200 {
+                        return Err(DomainError::invalid("q", "must be at most 200 characters"));
+                    }
+                    query.search = (!text.is_empty()).then(|| text.to_owned());
+                }
+                "sort" => sort = Some(SortKey::parse(value)?),
+                "order" => {
+                    order = Some(match value.as_str() {
+                        "asc" => false,
+                        "desc" => true,
+                        _ => return Err(DomainError::invalid("order", "must be asc or desc")),
+                    })
+                }
+                "limit" => {
+                    query.limit = value
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|n| (1..=MAX_LIMIT).contains(n))
+                        .ok_or_else(|| {
+                            DomainError::invalid("limit", format!("must be from 1 to {MAX_LIMIT}"))
+                        })?
+                }
+                "cursor" => cursor = Some(Cursor::decode(value)?),
+                other => {
+                    return Err(DomainError::bad_request(
+                        Some(other),
+                        format!(
+                            "unknown query parameter `{other}`; known ones are {}",
+                            PARAMETERS.join(", ")
+                        ),
+                    ))
+                }
+            }
+        }
+        query.sort = sort.unwrap_or(SortKey::DueDate);
+        query.descending = order.unwrap_or_else(|| query.sort.default_descending());
+        if let Some(c) = &cursor {
+            if c.sort != query.sort || c.descending != query.descending {
+                return Err(DomainError::bad_request(
+                    Some("cursor"),
+                    "belongs to a different sort order; repeat the sort and order it came with",
+                ));
+            }
+        }
+        query.cursor = cursor;
+        Ok(query)
+    }
+
+    /// The WHERE clause (after `user_id = ?`), ORDER BY and parameters.
+    pub(crate) fn to_sql(&self, now: Timestamp) -> (String, Vec<crate::sql::Value>) {
+        use crate::sql::Value;
+        let mut clauses: Vec<String> = Vec::new();
+        let mut params: Vec<Value> = Vec::new();
+        if !self.statuses.is_empty() {
+            clauses.push(format!("status IN ({})", placeholders(self.statuses.len())));
+            params.extend(self.statuses.iter().map(|s| Value::from(s.as_str())));
+        }
+        if !self.priorities.is_empty() {
+            clauses.push(format!("priority IN ({})", placeholders(self.priorities.len())));
+            params.extend(self.priorities.iter().map(|p| Value::from(p.as_str())));
+        }
+        for tag in &self.tags {
+            clauses.push("EXISTS (SELECT 1 FROM json_each(tasks.tags) WHERE json_each.value = ?)".into());
+            params.push(Value::from(tag.as_str()));
+        }
+        if let Some(before) = &self.due_before {
+            clauses.push("due_ms < ?".into());
+            params.push(Value::Integer(time::to_millis(before)));
+        }
+        if let Some(after) = &self.due_after {
+            clauses.push("due_ms >= ?".into());
+            params.push(Value::Integer(time::to_millis(after)));
+        }
+        match self.overdue {
+            Some(true) => {
+                clauses.push("(due_ms < ? AND status <> 'completed')".into());
+                params.push(Value::Integer(time::to_millis(&now)));
+            }
+            Some(false) => {
+                clauses.push("(due_ms IS NULL OR due_ms >= ? OR status = 'completed')".into());
+                params.push(Value::Integer(time::to_millis(&now)));
+            }
+            None => {}
+        }
+        if let Some(text) = &self.search {
+            let pattern = format!("%{}%", escape_like(&text.to_lowercase()));
+            clauses.push("(lower(title) LIKE ? ESCAPE '\\' OR lower(description) LIKE ? ESCAPE '\\')".into());
+            params.push(Value::Text(pattern.clone()));
+            params.push(Value::Text(pattern));
+        }
+        let key = self.sort.sql(self.descending);
+        let (cmp, dir) = if self.descending { ("<", "DESC") } else { (">", "ASC") };
+        if let Some(cursor) = &self.cursor {
+            clauses.push(format!("({key} {cmp} ? OR ({key} = ? AND id {cmp} ?))"));
+            params.push(Value::Integer(cursor.key));
+            params.push(Value::Integer(cursor.key));
+            params.push(Value::from(cursor.id.as_str()));
+        }
+        let mut sql = String::new();
+        for clause in clauses {
+            sql.push_str(" AND ");
+            sql.push_str(&clause);
+        }
+        sql.push_str(&format!(" ORDER BY {key} {dir}, id {dir} LIMIT {}", self.limit + 1));
+        (sql, params)
+    }
+
+    /// The cursor that continues after `task`.
+    pub(crate) fn cursor_after(&self, task: &crate::model::Task) -> Cursor {
+        let key = match self.sort {
+            SortKey::DueDate => task.due_date.as_ref().map(time::to_millis).unwrap_or(if self.descending {
+                i64::MIN
+            } else {
+                i64::MAX
+            }),
+            SortKey::Priority => task.priority.rank(),
+            SortKey::CreatedAt => time::to_millis(&task.created_at),
+            SortKey::UpdatedAt => time::to_millis(&task.updated_at),
+        };
+        Cursor {
+            sort: self.sort,
+            descending: self.descending,
+            key,
+            id: task.id.clone(),
+        }
+    }
+}
+
+fn rename(e: DomainError, field: &str) -> DomainError {
+    match e {
+        DomainError::Invalid { message, .. } => DomainError::invalid(field, message),
+        other => other,
+    }
+}
+
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+fn escape_like(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub tasks: Vec<crate::model::Task>,
+    pub next_cursor: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn parses_lists_and_defaults() {
+        let q = ListQuery::from_pairs(&pairs(&[
+            ("status", "pending,in_progress"),
+            ("priority", "high"),
+            ("priority", "urgent"),
+            ("tag", "Home"),
+        ]))
+        .unwrap();
+        assert_eq!(q.statuses, vec![Status::Pending, Status::InProgress]);
+        assert_eq!(q.priorities, vec![Priority::High, Priority::Urgent]);
+        assert_eq!(q.tags, vec!["home"]);
+        assert_eq!((q.sort, q.descending, q.limit), (SortKey::DueDate, false, DEFAULT_LIMIT));
+        let q = ListQuery::from_pairs(&pairs(&[("sort", "priority")])).unwrap();
+        assert!(q.descending);
+    }
+
+    #[test]
+    fn rejects_bad_parameters_by_name() {
+        for (k, v) in [
+            ("status", "done"),
+            ("limit", "0"),
+            ("limit", "101"),
+            ("sort", "title"),
+            ("order", "up"),
+            ("overdue", "yes"),
+            ("due_before", "soon"),
+            ("cursor", "garbage"),
+            ("colour", "red"),
+        ] {
+            let err = ListQuery::from_pairs(&pairs(&[(k, v)])).unwrap_err();
+            assert_eq!(err.field(), Some(k), "{k}={v}");
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip_and_must_match_the_sort() {
+        let c = Cursor { sort: SortKey::Priority, descending: true, key: 2, id: "abc".into() };
+        assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
+        let err = ListQuery::from_pairs(&pairs(&[("cursor", &c.encode())])).unwrap_err();
+        assert_eq!(err.field(), Some("cursor"));
+        assert!(ListQuery::from_pairs(&pairs(&[("sort", "priority"), ("cursor", &c.encode())])).is_ok());
+    }
+
+    #[test]
+    fn like_wildcards_are_escaped() {
+        assert_eq!(escape_like("50%_off\\"), "50\\%\\_off\\\\");
+    }
+}

@@ -1,0 +1,713 @@
+//! Recurrence patterns and the one function that computes the next occurrence.
+//!
+//! Accepted patterns (case-insensitive):
+//! - `daily`, `weekly`, `monthly`, `yearly` (`annually`), `every day|week|month|year`,
+//!   `fortnightly`, `every other day|week|month|year`;
+//! - `every N days|weeks|months|years` (N from 1 to 1000);
+//! - named weekdays: `every monday and thursday`, `every mon, wed, fri`,
+//!   `weekdays` / `every weekday`, `weekends` / `every weekend`;
+//! - RFC 5545 rules: `RRULE:FREQ=…;INTERVAL=…;BYDAY=…;BYMONTHDAY=…;COUNT=…;UNTIL=…`
+//!   (the `RRULE:` prefix is optional).
+//!
+//! A series is anchored at the due date of its first task, which is
+//! occurrence 1. Occurrences keep the anchor's time of day (UTC).
+//!
+//! Month ends: plain patterns (`monthly`, `every 2 months`, `yearly`) clamp a
+//! day that a month lacks to that month's last day (Jan 31 → Feb 28/29 →
+//! Mar 31; Feb 29 → Feb 28 in common years), which is what people mean by
+//! "monthly". RRULEs follow RFC 5545 exactly: such a month is skipped, and
+//! `BYMONTHDAY=-1` asks for the last day.
+
+use chrono::{Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
+
+use crate::error::{DomainError, Result};
+use crate::time::{self, Timestamp};
+
+const FIELD: &str = "recurrence_pattern";
+const MAX_INTERVAL: u32 = 1000;
+const MAX_COUNT: u32 = 10_000;
+/// Upper bound on generated candidates per call, so a rule that can never
+/// match again (e.g. BYMONTHDAY=30 in February only) ends instead of spinning.
+const MAX_CANDIDATES: usize = 500_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freq {
+    Daily,
+    Weekly,
+    Monthly,
+    Yearly,
+}
+
+/// A `BYDAY` entry: a weekday, with an ordinal in the month for MONTHLY rules
+/// (`2TU` = second Tuesday, `-1FR` = last Friday).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByDay {
+    pub nth: Option<i8>,
+    pub weekday: Weekday,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recurrence {
+    pub freq: Freq,
+    pub interval: u32,
+    pub by_day: Vec<ByDay>,
+    pub by_month_day: Vec<i8>,
+    pub count: Option<u32>,
+    pub until: Option<Timestamp>,
+    /// Clamp a missing day of month to the month's last day (plain patterns).
+    pub clamp_month_end: bool,
+}
+
+/// One occurrence of a series: when, and its 1-based position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Occurrence {
+    pub at: Timestamp,
+    pub index: u32,
+}
+
+impl Recurrence {
+    fn plain(freq: Freq, interval: u32) -> Self {
+        Recurrence {
+            freq,
+            interval,
+            by_day: Vec::new(),
+            by_month_day: Vec::new(),
+            count: None,
+            until: None,
+            clamp_month_end: true,
+        }
+    }
+
+    fn on_weekdays(days: &[Weekday]) -> Self {
+        Recurrence {
+            by_day: days
+                .iter()
+                .map(|&weekday| ByDay { nth: None, weekday })
+                .collect(),
+            ..Recurrence::plain(Freq::Weekly, 1)
+        }
+    }
+
+    /// The first occurrence strictly after `after` in the series whose first
+    /// occurrence is `anchor`, or `None` when the series has ended
+    /// (`COUNT`, `UNTIL`).
+    pub fn next_after(&self, anchor: Timestamp, after: Timestamp) -> Option<Occurrence> {
+        let time_of_day = anchor.time();
+        let anchor_date = anchor.date_naive();
+        let mut index: u32 = 1;
+        if anchor > after {
+            return self.within_limits(Occurrence { at: anchor, index });
+        }
+        let mut seen = 0usize;
+        for period in 0u64.. {
+            let dates = self.period_dates(anchor_date, period)?;
+            for date in dates {
+                seen += 1;
+                if seen > MAX_CANDIDATES {
+                    return None;
+                }
+                let at = Utc.from_utc_datetime(&date.and_time(time_of_day));
+                if at <= anchor {
+                    continue;
+                }
+                index += 1;
+                let occurrence = self.within_limits(Occurrence { at, index })?;
+                if at > after {
+                    return Some(occurrence);
+                }
+            }
+        }
+        None
+    }
+
+    fn within_limits(&self, occurrence: Occurrence) -> Option<Occurrence> {
+        if self.count.is_some_and(|count| occurrence.index > count) {
+            return None;
+        }
+        if self.until.is_some_and(|until| occurrence.at > until) {
+            return None;
+        }
+        Some(occurrence)
+    }
+
+    /// The candidate dates of the `period`-th period (0 = the anchor's),
+    /// in order; `None` once dates leave the supported range.
+    fn period_dates(&self, anchor: NaiveDate, period: u64) -> Option<Vec<NaiveDate>> {
+        let step = period.checked_mul(u64::from(self.interval))?;
+        let mut dates = match self.freq {
+            Freq::Daily => {
+                let date = anchor.checked_add_days(chrono::Days::new(step))?;
+                vec![date]
+            }
+            Freq::Weekly => {
+                let monday = anchor
+                    - Duration::days(i64::from(anchor.weekday().num_days_from_monday()));
+                let week = monday.checked_add_days(chrono::Days::new(step.checked_mul(7)?))?;
+                if self.by_day.is_empty() {
+                    vec![week + Duration::days(i64::from(anchor.weekday().num_days_from_monday()))]
+                } else {
+                    let mut days: Vec<_> = self
+                        .by_day
+                        .iter()
+                        .map(|d| week + Duration::days(i64::from(d.weekday.num_days_from_monday())))
+                        .collect();
+                    days.sort();
+                    days.dedup();
+                    days
+                }
+            }
+            Freq::Monthly => {
+                let months = i64::from(anchor.month0()) + i64::try_from(step).ok()?;
+                let year = anchor.year() + i32::try_from(months / 12).ok()?;
+                let month = u32::try_from(months % 12).ok()? + 1;
+                self.month_dates(anchor, year, month)?
+            }
+            Freq::Yearly => {
+                let year = anchor.year() + i32::try_from(step).ok()?;
+                self.month_dates(anchor, year, anchor.month())?
+            }
+        };
+        if dates.first().is_some_and(|d| d.year() > 9999) {
+            return None;
+        }
+        // DAILY and WEEKLY rules narrowed by BYDAY / BYMONTHDAY.
+        if self.freq == Freq::Daily && !self.by_day.is_empty() {
+            dates.retain(|d| self.by_day.iter().any(|b| b.weekday == d.weekday()));
+        }
+        if matches!(self.freq, Freq::Daily) && !self.by_month_day.is_empty() {
+            dates.retain(|d| {
+                self.by_month_day
+                    .iter()
+                    .any(|&n| resolve_month_day(d.year(), d.month(), n) == Some(d.day()))
+            });
+        }
+        Some(dates)
+    }
+
+    /// Candidate dates in one month for MONTHLY and YEARLY rules.
+    fn month_dates(&self, anchor: NaiveDate, year: i32, month: u32) -> Option<Vec<NaiveDate>> {
+        if year > 9999 {
+            return None;
+        }
+        let last = days_in_month(year, month);
+        let mut days: Vec<u32> = if !self.by_month_day.is_empty() {
+            self.by_month_day
+                .iter()
+                .filter_map(|&n| resolve_month_day(year, month, n))
+                .collect()
+        } else if !self.by_day.is_empty() {
+            (1..=last)
+                .filter(|&day| {
+                    let date = NaiveDate::from_ymd_opt(year, month, day).expect("valid day");
+                    self.by_day
+                        .iter()
+                        .any(|b| matches_by_day(b, date, last))
+                })
+                .collect()
+        } else if anchor.day() <= last {
+            vec![anchor.day()]
+        } else if self.clamp_month_end {
+            vec![last]
+        } else {
+            vec![]
+        };
+        days.sort_unstable();
+        days.dedup();
+        Some(
+            days.into_iter()
+                .filter_map(|d| NaiveDate::from_ymd_opt(year, month, d))
+                .collect(),
+        )
+    }
+}
+
+fn matches_by_day(by_day: &ByDay, date: NaiveDate, last_day: u32) -> bool {
+    if date.weekday() != by_day.weekday {
+        return false;
+    }
+    match by_day.nth {
+        None => true,
+        Some(n) if n > 0 => (date.day() - 1) / 7 + 1 == n.unsigned_abs() as u32,
+        Some(n) => (last_day - date.day()) / 7 + 1 == n.unsigned_abs() as u32,
+    }
+}
+
+/// `BYMONTHDAY` value → day of that month (negative counts from the end).
+fn resolve_month_day(year: i32, month: u32, n: i8) -> Option<u32> {
+    let last = days_in_month(year, month) as i32;
+    let day = if n > 0 { i32::from(n) } else { last + 1 + i32::from(n) };
+    (1..=last).contains(&day).then_some(day as u32)
+}
+
+pub fn days_in_month(year: i32, month: u32) -> u32 {
+    let (ny, nm) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
+    NaiveDate::from_ymd_opt(ny, nm, 1)
+        .and_then(|d| d.pred_opt())
+        .map_or(31, |d| d.day())
+}
+
+/// Parses and validates a recurrence pattern.
+pub fn parse(text: &str) -> Result<Recurrence> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(DomainError::invalid(FIELD, "must not be empty"));
+    }
+    if trimmed.len() > 200 {
+        return Err(DomainError::invalid(FIELD, "must be at most 200 characters"));
+    }
+    let upper = trimmed.to_ascii_uppercase();
+    if upper.starts_with("RRULE:") || upper.starts_with("FREQ=") || upper.contains(";FREQ=") {
+        return parse_rrule(upper.trim_start_matches("RRULE:"));
+    }
+    parse_phrase(&trimmed.to_ascii_lowercase()).ok_or_else(|| {
+        DomainError::invalid(
+            FIELD,
+            format!(
+                "`{trimmed}` is not a recurrence pattern I understand; use daily, weekly, \
+                 monthly, yearly, `every N days|weeks|months|years`, `every monday and thursday`, \
+                 weekdays, or an RFC 5545 rule such as RRULE:FREQ=WEEKLY;BYDAY=MO,TH"
+            ),
+        )
+    })
+}
+
+fn parse_phrase(text: &str) -> Option<Recurrence> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let phrase = words.join(" ");
+    let simple = match phrase.as_str() {
+        "daily" | "every day" => Some(Recurrence::plain(Freq::Daily, 1)),
+        "weekly" | "every week" => Some(Recurrence::plain(Freq::Weekly, 1)),
+        "monthly" | "every month" => Some(Recurrence::plain(Freq::Monthly, 1)),
+        "yearly" | "annually" | "every year" => Some(Recurrence::plain(Freq::Yearly, 1)),
+        "fortnightly" => Some(Recurrence::plain(Freq::Weekly, 2)),
+        "weekdays" | "every weekday" => Some(Recurrence::on_weekdays(&[
+            Weekday::Mon,
+            Weekday::Tue,
+            Weekday::Wed,
+            Weekday::Thu,
+            Weekday::Fri,
+        ])),
+        "weekends" | "every weekend" => {
+            Some(Recurrence::on_weekdays(&[Weekday::Sat, Weekday::Sun]))
+        }
+        _ => None,
+    };
+    if simple.is_some() {
+        return simple;
+    }
+    let rest = phrase.strip_prefix("every ")?;
+    if let Some(unit) = rest.strip_prefix("other ") {
+        return unit_freq(unit).map(|f| Recurrence::plain(f, 2));
+    }
+    let mut parts = rest.splitn(2, ' ');
+    if let (Some(n), Some(unit)) = (parts.next(), parts.next()) {
+        if let Ok(n) = n.parse::<u32>() {
+            return (1..=MAX_INTERVAL)
+                .contains(&n)
+                .then(|| unit_freq(unit).map(|f| Recurrence::plain(f, n)))
+                .flatten();
+        }
+    }
+    let days: Option<Vec<Weekday>> = rest
+        .replace(" and ", ",")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(weekday_name)
+        .collect();
+    days.filter(|d| !d.is_empty())
+        .map(|d| Recurrence::on_weekdays(&d))
+}
+
+fn unit_freq(unit: &str) -> Option<Freq> {
+    match unit {
+        "day" | "days" => Some(Freq::Daily),
+        "week" | "weeks" => Some(Freq::Weekly),
+        "month" | "months" => Some(Freq::Monthly),
+        "year" | "years" => Some(Freq::Yearly),
+        _ => None,
+    }
+}
+
+fn weekday_name(word: &str) -> Option<Weekday> {
+    let word = word.trim_end_matches('s');
+    let day = match word {
+        "monday" | "mon" => Weekday::Mon,
+        "tuesday" | "tue" | "tues" => Weekday::Tue,
+        "wednesday" | "wed" => Weekday::Wed,
+        "thursday" | "thu" | "thur" | "thurs" => Weekday::Thu,
+        "friday" | "fri" => Weekday::Fri,
+        "saturday" | "sat" => Weekday::Sat,
+        "sunday" | "sun" => Weekday::Sun,
+        _ => return None,
+    };
+    Some(day)
+}
+
+fn rrule_error(message: impl Into<String>) -> DomainError {
+    DomainError::invalid(FIELD, message)
+}
+
+fn parse_rrule(rule: &str) -> Result<Recurrence> {
+    let mut freq = None;
+    let mut interval = 1;
+    let mut by_day = Vec::new();
+    let mut by_month_day = Vec::new();
+    let mut count = None;
+    let mut until = None;
+    for part in rule.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, value) = part
+            .split_once('=')
+            .ok_or_else(|| rrule_error(format!("RRULE part `{part}` is not KEY=VALUE")))?;
+        match key {
+            "FREQ" => {
+                freq = Some(match value {
+                    "DAILY" => Freq::Daily,
+                    "WEEKLY" => Freq::Weekly,
+                    "MONTHLY" => Freq::Monthly,
+                    "YEARLY" => Freq::Yearly,
+                    _ => {
+                        return Err(rrule_error(format!(
+                            "FREQ={value} is not supported; use DAILY, WEEKLY, MONTHLY or YEARLY"
+                        )))
+                    }
+                })
+            }
+            "INTERVAL" => {
+                interval = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=MAX_INTERVAL).contains(n))
+                    .ok_or_else(|| {
+                        rrule_error(format!("INTERVAL must be from 1 to {MAX_INTERVAL}"))
+                    })?
+            }
+            "COUNT" => {
+                count = Some(
+                    value
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|n| (1..=MAX_COUNT).contains(n))
+                        .ok_or_else(|| {
+                            rrule_error(format!("COUNT must be from 1 to {MAX_COUNT}"))
+                        })?,
+                )
+            }
+            "UNTIL" => until = Some(parse_until(value)?),
+            "BYDAY" => {
+                by_day = value
+                    .split(',')
+                    .map(parse_by_day)
+                    .collect::<Result<Vec<_>>>()?
+            }
+            "BYMONTHDAY" => {
+                by_month_day = value
+                    .split(',')
+                    .map(|v| {
+                        v.trim()
+                            .parse::<i8>()
+                            .ok()
+                            .filter(|n| *n != 0 && (-31..=31).contains(n))
+                            .ok_or_else(|| {
+                                rrule_error(format!(
+                                    "BYMONTHDAY value `{v}` must be from 1 to 31 or -31 to -1"
+                                ))
+                            })
+                    })
+                    .collect::<Result<Vec<_>>>()?
+            }
+            "WKST" if value == "MO" => {}
+            "WKST" => return Err(rrule_error("only WKST=MO (the default) is supported")),
+            other => {
+                return Err(rrule_error(format!(
+                    "RRULE part {other} is not supported; supported parts are FREQ, INTERVAL, \
+                     BYDAY, BYMONTHDAY, COUNT, UNTIL and WKST=MO"
+                )))
+            }
+        }
+    }
+    let freq = freq.ok_or_else(|| rrule_error("an RRULE needs FREQ"))?;
+    if count.is_some() && until.is_some() {
+        return Err(rrule_error("COUNT and UNTIL must not both be given (RFC 5545)"));
+    }
+    if by_day.iter().any(|d| d.nth.is_some()) && freq != Freq::Monthly {
+        return Err(rrule_error(
+            "BYDAY with an ordinal (like 2TU or -1FR) is supported only with FREQ=MONTHLY",
+        ));
+    }
+    if freq == Freq::Weekly && !by_month_day.is_empty() {
+        return Err(rrule_error("BYMONTHDAY must not be used with FREQ=WEEKLY (RFC 5545)"));
+    }
+    if freq == Freq::Yearly && !by_day.is_empty() {
+        return Err(rrule_error("BYDAY is not supported with FREQ=YEARLY"));
+    }
+    if freq == Freq::Monthly && !by_day.is_empty() && !by_month_day.is_empty() {
+        return Err(rrule_error(
+            "BYDAY together with BYMONTHDAY is not supported; use one of them",
+        ));
+    }
+    Ok(Recurrence {
+        freq,
+        interval,
+        by_day,
+        by_month_day,
+        count,
+        until,
+        clamp_month_end: false,
+    })
+}
+
+fn parse_by_day(text: &str) -> Result<ByDay> {
+    let text = text.trim();
+    if text.len() < 2 {
+        return Err(rrule_error(format!("BYDAY value `{text}` is not a weekday")));
+    }
+    let (nth, code) = text.split_at(text.len() - 2);
+    let weekday = match code {
+        "MO" => Weekday::Mon,
+        "TU" => Weekday::Tue,
+        "WE" => Weekday::Wed,
+        "TH" => Weekday::Thu,
+        "FR" => Weekday::Fri,
+        "SA" => Weekday::Sat,
+        "SU" => Weekday::Sun,
+        _ => {
+            return Err(rrule_error(format!(
+                "BYDAY value `{text}` is not a weekday (MO, TU, WE, TH, FR, SA, SU)"
+            )))
+        }
+    };
+    let nth = if nth.is_empty() {
+        None
+    } else {
+        Some(
+            nth.parse::<i8>()
+                .ok()
+                .filter(|n| *n != 0 && (-5..=5).contains(n))
+                .ok_or_else(|| {
+                    rrule_error(format!("BYDAY ordinal in `{text}` must be 1 to 5 or -5 to -1"))
+                })?,
+        )
+    };
+    Ok(ByDay { nth, weekday })
+}
+
+/// `UNTIL` as `YYYYMMDD` (end of that day, UTC) or `YYYYMMDDTHHMMSS[Z]` (UTC).
+fn parse_until(value: &str) -> Result<Timestamp> {
+    let bad = || rrule_error(format!("UNTIL=`{value}` must be YYYYMMDD or YYYYMMDDTHHMMSSZ"));
+    let ts = if value.len() == 8 {
+        let date = NaiveDate::parse_from_str(value, "%Y%m%d").map_err(|_| bad())?;
+        let end = NaiveTime::from_hms_opt(23, 59, 59).expect("valid time");
+        Utc.from_utc_datetime(&date.and_time(end))
+    } else {
+        let naive = chrono::NaiveDateTime::parse_from_str(value.trim_end_matches('Z'), "%Y%m%dT%H%M%S")
+            .map_err(|_| bad())?;
+        Utc.from_utc_datetime(&naive)
+    };
+    Ok(time::truncate_to_millis(ts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        time::parse("t", s).unwrap()
+    }
+
+    /// The next `n` occurrences after the anchor.
+    fn series(pattern: &str, anchor: &str, n: usize) -> Vec<String> {
+        let rule = parse(pattern).unwrap();
+        let anchor = ts(anchor);
+        let mut out = Vec::new();
+        let mut after = anchor;
+        while out.len() < n {
+            match rule.next_after(anchor, after) {
+                Some(o) => {
+                    out.push(time::format(&o.at));
+                    after = o.at;
+                }
+                None => break,
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn daily_weekly_and_every_n() {
+        assert_eq!(
+            series("daily", "2026-12-30T09:00:00Z", 3),
+            ["2026-12-31T09:00:00Z", "2027-01-01T09:00:00Z", "2027-01-02T09:00:00Z"]
+        );
+        assert_eq!(
+            series("Weekly", "2026-12-01T08:30:00Z", 2),
+            ["2026-12-08T08:30:00Z", "2026-12-15T08:30:00Z"]
+        );
+        assert_eq!(
+            series("every 3 days", "2026-02-27T10:00:00Z", 2),
+            ["2026-03-02T10:00:00Z", "2026-03-05T10:00:00Z"]
+        );
+        assert_eq!(
+            series("every 2 weeks", "2026-12-01T10:00:00Z", 1),
+            ["2026-12-15T10:00:00Z"]
+        );
+        assert_eq!(series("fortnightly", "2026-12-01T10:00:00Z", 1), ["2026-12-15T10:00:00Z"]);
+        assert_eq!(
+            series("every other month", "2026-11-15T10:00:00Z", 2),
+            ["2027-01-15T10:00:00Z", "2027-03-15T10:00:00Z"]
+        );
+    }
+
+    #[test]
+    fn named_weekdays_and_weekdays() {
+        // 2026-11-30 is a Monday.
+        assert_eq!(
+            series("every monday and thursday", "2026-11-30T07:00:00Z", 4),
+            [
+                "2026-12-03T07:00:00Z",
+                "2026-12-07T07:00:00Z",
+                "2026-12-10T07:00:00Z",
+                "2026-12-14T07:00:00Z"
+            ]
+        );
+        assert_eq!(
+            series("every Mon, Wed and Fri", "2026-12-04T07:00:00Z", 2),
+            ["2026-12-07T07:00:00Z", "2026-12-09T07:00:00Z"]
+        );
+        // Friday → Monday, skipping the weekend.
+        assert_eq!(
+            series("weekdays", "2026-12-04T18:00:00Z", 2),
+            ["2026-12-07T18:00:00Z", "2026-12-08T18:00:00Z"]
+        );
+        assert_eq!(
+            series("every weekend", "2026-12-04T18:00:00Z", 3),
+            ["2026-12-05T18:00:00Z", "2026-12-06T18:00:00Z", "2026-12-12T18:00:00Z"]
+        );
+    }
+
+    #[test]
+    fn plain_monthly_clamps_to_month_end_and_keeps_the_anchor_day() {
+        assert_eq!(
+            series("monthly", "2027-01-31T12:00:00Z", 4),
+            [
+                "2027-02-28T12:00:00Z",
+                "2027-03-31T12:00:00Z",
+                "2027-04-30T12:00:00Z",
+                "2027-05-31T12:00:00Z"
+            ]
+        );
+        // Leap year February.
+        assert_eq!(series("monthly", "2028-01-31T12:00:00Z", 1), ["2028-02-29T12:00:00Z"]);
+    }
+
+    #[test]
+    fn leap_day_yearly_clamps_but_rrule_waits_for_the_next_leap_year() {
+        assert_eq!(
+            series("yearly", "2028-02-29T09:00:00Z", 2),
+            ["2029-02-28T09:00:00Z", "2030-02-28T09:00:00Z"]
+        );
+        assert_eq!(
+            series("RRULE:FREQ=YEARLY", "2028-02-29T09:00:00Z", 1),
+            ["2032-02-29T09:00:00Z"]
+        );
+    }
+
+    #[test]
+    fn rrule_monthly_skips_short_months_and_supports_last_day() {
+        assert_eq!(
+            series("RRULE:FREQ=MONTHLY", "2027-01-31T12:00:00Z", 2),
+            ["2027-03-31T12:00:00Z", "2027-05-31T12:00:00Z"]
+        );
+        assert_eq!(
+            series("FREQ=MONTHLY;BYMONTHDAY=-1", "2027-01-31T12:00:00Z", 2),
+            ["2027-02-28T12:00:00Z", "2027-03-31T12:00:00Z"]
+        );
+        assert_eq!(
+            series("RRULE:FREQ=MONTHLY;BYMONTHDAY=1,15", "2027-01-15T12:00:00Z", 3),
+            ["2027-02-01T12:00:00Z", "2027-02-15T12:00:00Z", "2027-03-01T12:00:00Z"]
+        );
+    }
+
+    #[test]
+    fn rrule_byday_with_ordinals() {
+        // Second Tuesday and last Friday of each month.
+        assert_eq!(
+            series("RRULE:FREQ=MONTHLY;BYDAY=2TU", "2026-12-08T09:00:00Z", 2),
+            ["2027-01-12T09:00:00Z", "2027-02-09T09:00:00Z"]
+        );
+        assert_eq!(
+            series("RRULE:FREQ=MONTHLY;BYDAY=-1FR", "2026-12-25T09:00:00Z", 2),
+            ["2027-01-29T09:00:00Z", "2027-02-26T09:00:00Z"]
+        );
+    }
+
+    #[test]
+    fn rrule_weekly_with_interval_and_byday() {
+        assert_eq!(
+            series("RRULE:FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,TH", "2026-11-30T07:00:00Z", 4),
+            [
+                "2026-12-03T07:00:00Z",
+                "2026-12-14T07:00:00Z",
+                "2026-12-17T07:00:00Z",
+                "2026-12-28T07:00:00Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn count_and_until_end_the_series() {
+        assert_eq!(
+            series("RRULE:FREQ=DAILY;COUNT=3", "2026-12-01T09:00:00Z", 10),
+            ["2026-12-02T09:00:00Z", "2026-12-03T09:00:00Z"]
+        );
+        assert_eq!(
+            series("RRULE:FREQ=DAILY;UNTIL=20261203", "2026-12-01T09:00:00Z", 10),
+            ["2026-12-02T09:00:00Z", "2026-12-03T09:00:00Z"]
+        );
+        assert_eq!(
+            series("RRULE:FREQ=DAILY;UNTIL=20261203T080000Z", "2026-12-01T09:00:00Z", 10),
+            ["2026-12-02T09:00:00Z"]
+        );
+    }
+
+    #[test]
+    fn overdue_series_jump_to_the_first_future_occurrence_and_count_what_they_skip() {
+        let rule = parse("daily").unwrap();
+        let anchor = ts("2026-01-01T09:00:00Z");
+        let next = rule.next_after(anchor, ts("2026-03-10T12:00:00Z")).unwrap();
+        assert_eq!(time::format(&next.at), "2026-03-11T09:00:00Z");
+        assert_eq!(next.index, 70);
+        let limited = parse("RRULE:FREQ=DAILY;COUNT=5").unwrap();
+        assert_eq!(limited.next_after(anchor, ts("2026-03-10T12:00:00Z")), None);
+    }
+
+    #[test]
+    fn anchor_in_the_future_is_the_next_occurrence() {
+        let rule = parse("weekly").unwrap();
+        let anchor = ts("2027-01-01T09:00:00Z");
+        let next = rule.next_after(anchor, ts("2026-12-01T00:00:00Z")).unwrap();
+        assert_eq!((next.at, next.index), (anchor, 1));
+    }
+
+    #[test]
+    fn rejects_what_it_cannot_honour_with_a_reason() {
+        for bad in [
+            "sometimes",
+            "every 0 days",
+            "every 5 fortnights",
+            "every funday",
+            "RRULE:FREQ=HOURLY",
+            "RRULE:INTERVAL=2",
+            "RRULE:FREQ=DAILY;COUNT=2;UNTIL=20270101",
+            "RRULE:FREQ=WEEKLY;BYDAY=2MO",
+            "RRULE:FREQ=WEEKLY;BYMONTHDAY=3",
+            "RRULE:FREQ=MONTHLY;BYSETPOS=1",
+            "RRULE:FREQ=MONTHLY;BYMONTHDAY=32",
+            "RRULE:FREQ=DAILY;UNTIL=tomorrow",
+            "",
+        ] {
+            let err = parse(bad).expect_err(bad);
+            assert_eq!(err.field(), Some(FIELD), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The SQL interface over Spin's SQLite (`fermyon:spin/sqlite@2.0.0`), for
+//! components running under Spin or the trigger-kafka host.
+
+use spin_sdk::sqlite::{Connection, Error, Value as SpinValue};
+
+use crate::sql::{DbError, Rows, Sql, Value};
+
+pub struct SpinDb {
+    conn: Connection,
+}
+
+impl SpinDb {
+    /// Opens a database the component was granted in `sqlite_databases`.
+    pub fn open(label: &str) -> Result<Self, DbError> {
+        let conn = Connection::open(label).map_err(|e| spin_error(label, e))?;
+        Ok(SpinDb { conn })
+    }
+}
+
+fn spin_error(label: &str, e: Error) -> DbError {
+    let message = match &e {
+        Error::NoSuchDatabase => format!("no SQLite database `{label}` is configured"),
+        Error::AccessDenied => format!("this component may not open SQLite database `{label}`"),
+        Error::InvalidConnection => "invalid SQLite connection".to_owned(),
+        Error::DatabaseFull => "the SQLite database is full".to_owned(),
+        Error::Io(m) => m.clone(),
+    };
+    let busy = message.contains("database is locked") || message.contains("busy");
+    DbError { message, busy }
+}
+
+impl Sql for SpinDb {
+    fn execute(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
+        let params: Vec<SpinValue> = params
+            .iter()
+            .map(|v| match v {
+                Value::Null => SpinValue::Null,
+                Value::Integer(n) => SpinValue::Integer(*n),
+                Value::Real(f) => SpinValue::Real(*f),
+                Value::Text(s) => SpinValue::Text(s.clone()),
+                Value::Blob(b) => SpinValue::Blob(b.clone()),
+            })
+            .collect();
+        let result = self
+            .conn
+            .execute(sql, &params)
+            .map_err(|e| spin_error("", e))?;
+        let rows = result
+            .rows
+            .into_iter()
+            .map(|row| {
+                row.values
+                    .into_iter()
+                    .map(|v| match v {
+                        SpinValue::Null => Value::Null,
+                        SpinValue::Integer(n) => Value::Integer(n),
+                        SpinValue::Real(f) => Value::Real(f),
+                        SpinValue::Text(s) => Value::Text(s),
+                        SpinValue::Blob(b) => Value::Blob(b),
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok(Rows {
+            columns: result.columns,
+            rows,
+        })
+    }
+}

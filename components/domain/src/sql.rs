@@ -1,0 +1,211 @@
+//! The small SQL interface the store runs on. Spin's SQLite interface and
+//! rusqlite both fit it, so the same store code runs in Wasm and in native tests.
+
+use std::fmt;
+
+/// One SQL value, the same shape as Spin's `sqlite` `value` variant.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Self {
+        Value::Text(s.to_owned())
+    }
+}
+impl From<String> for Value {
+    fn from(s: String) -> Self {
+        Value::Text(s)
+    }
+}
+impl From<&String> for Value {
+    fn from(s: &String) -> Self {
+        Value::Text(s.clone())
+    }
+}
+impl From<i64> for Value {
+    fn from(n: i64) -> Self {
+        Value::Integer(n)
+    }
+}
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+
+/// A database failure. `busy` marks lock contention, which callers may retry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DbError {
+    pub message: String,
+    pub busy: bool,
+}
+
+impl DbError {
+    pub fn new(message: impl Into<String>) -> Self {
+        DbError {
+            message: message.into(),
+            busy: false,
+        }
+    }
+}
+
+impl fmt::Display for DbError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for DbError {}
+
+/// The result of one statement: column names and rows of values.
+#[derive(Debug, Clone, Default)]
+pub struct Rows {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+impl Rows {
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Row<'_>> {
+        self.rows.iter().map(move |values| Row {
+            columns: &self.columns,
+            values,
+        })
+    }
+
+    pub fn first(&self) -> Option<Row<'_>> {
+        self.iter().next()
+    }
+}
+
+/// A borrowed row with access by column name.
+#[derive(Clone, Copy)]
+pub struct Row<'a> {
+    columns: &'a [String],
+    values: &'a [Value],
+}
+
+impl<'a> Row<'a> {
+    pub fn value(&self, column: &str) -> Result<&'a Value, DbError> {
+        self.columns
+            .iter()
+            .position(|c| c == column)
+            .map(|i| &self.values[i])
+            .ok_or_else(|| DbError::new(format!("no column `{column}` in result")))
+    }
+
+    pub fn i64(&self, column: &str) -> Result<i64, DbError> {
+        match self.value(column)? {
+            Value::Integer(n) => Ok(*n),
+            other => Err(DbError::new(format!(
+                "column `{column}`: expected integer, got {other:?}"
+            ))),
+        }
+    }
+
+    pub fn opt_i64(&self, column: &str) -> Result<Option<i64>, DbError> {
+        match self.value(column)? {
+            Value::Null => Ok(None),
+            Value::Integer(n) => Ok(Some(*n)),
+            other => Err(DbError::new(format!(
+                "column `{column}`: expected integer or null, got {other:?}"
+            ))),
+        }
+    }
+
+    pub fn str(&self, column: &str) -> Result<&'a str, DbError> {
+        match self.value(column)? {
+            Value::Text(s) => Ok(s),
+            other => Err(DbError::new(format!(
+                "column `{column}`: expected text, got {other:?}"
+            ))),
+        }
+    }
+
+    pub fn opt_str(&self, column: &str) -> Result<Option<&'a str>, DbError> {
+        match self.value(column)? {
+            Value::Null => Ok(None),
+            Value::Text(s) => Ok(Some(s)),
+            other => Err(DbError::new(format!(
+                "column `{column}`: expected text or null, got {other:?}"
+            ))),
+        }
+    }
+}
+
+/// A connection that runs one statement at a time.
+pub trait Sql {
+    fn execute(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError>;
+
+    /// Runs a batch of statements without parameters (migrations).
+    fn execute_batch(&self, sql: &str) -> Result<(), DbError> {
+        for statement in split_statements(sql) {
+            self.execute(statement, &[])?;
+        }
+        Ok(())
+    }
+}
+
+impl<T: Sql + ?Sized> Sql for &T {
+    fn execute(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
+        (**self).execute(sql, params)
+    }
+}
+
+/// Splits a migration script on `;` at line ends. Migrations are ours and
+/// never put a `;` at the end of a line inside a string or trigger body.
+fn split_statements(sql: &str) -> impl Iterator<Item = &str> {
+    sql.split(";\n")
+        .map(str::trim)
+        .map(|s| s.trim_end_matches(';').trim())
+        .filter(|s| !s.is_empty())
+}
+
+/// Runs `f` inside `BEGIN IMMEDIATE … COMMIT`; any error rolls everything back.
+///
+/// IMMEDIATE takes the write lock up front, so two writers serialise instead
+/// of failing half way with SQLITE_BUSY on lock upgrade.
+pub fn transaction<T, E>(db: &dyn Sql, f: impl FnOnce() -> Result<T, E>) -> Result<T, E>
+where
+    E: From<DbError>,
+{
+    db.execute("BEGIN IMMEDIATE", &[])?;
+    match f() {
+        Ok(value) => match db.execute("COMMIT", &[]) {
+            Ok(_) => Ok(value),
+            Err(e) => {
+                let _ = db.execute("ROLLBACK", &[]);
+                Err(e.into())
+            }
+        },
+        Err(e) => {
+            let _ = db.execute("ROLLBACK", &[]);
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_migration_scripts_on_line_ending_semicolons() {
+        let parts: Vec<_> =
+            split_statements("CREATE TABLE a (x TEXT);\nCREATE INDEX i ON a(x);\n\n").collect();
+        assert_eq!(parts, vec!["CREATE TABLE a (x TEXT)", "CREATE INDEX i ON a(x)"]);
+    }
+}

@@ -1,0 +1,236 @@
+//! The task store: every read is scoped to one user, and every write stores
+//! the task and its outbox events together. Writes expect the caller to hold
+//! a transaction (see [`crate::sql::transaction`]) so that a request's task
+//! row, outbox rows and idempotency record commit or roll back as one.
+
+use crate::change;
+use crate::error::{DomainError, Result};
+use crate::events;
+use crate::input::TaskPatch;
+use crate::model::{NotificationType, Priority, Status, Task};
+use crate::outbox;
+use crate::query::{ListQuery, Page};
+use crate::sql::{Row, Sql, Value};
+use crate::time::{self, Timestamp};
+
+const COLUMNS: &str = "id, user_id, title, description, status, priority, due_ms, tags, \
+    recurrence_pattern, remind_ms, remind_before_minutes, notification_type, series_id, \
+    series_start_ms, occurrence, created_ms, updated_ms, completed_ms, version";
+
+pub struct TaskStore<'a> {
+    db: &'a dyn Sql,
+}
+
+impl<'a> TaskStore<'a> {
+    /// Opens the store, migrating the schema on first use.
+    pub fn open(db: &'a dyn Sql) -> Result<Self> {
+        crate::migrations::apply(db, crate::migrations::TASKS_DB)?;
+        Ok(TaskStore { db })
+    }
+
+    pub fn db(&self) -> &'a dyn Sql {
+        self.db
+    }
+
+    pub fn get(&self, user_id: &str, id: &str) -> Result<Option<Task>> {
+        let rows = self.db.execute(
+            &format!("SELECT {COLUMNS} FROM tasks WHERE user_id = ? AND id = ?"),
+            &[Value::from(user_id), Value::from(id)],
+        )?;
+        rows.first().map(task_from_row).transpose()
+    }
+
+    /// The task, or `NotFound` (also for another user's task).
+    pub fn require(&self, user_id: &str, id: &str) -> Result<Task> {
+        self.get(user_id, id)?
+            .ok_or_else(|| DomainError::task_not_found(id))
+    }
+
+    pub fn list(&self, user_id: &str, query: &ListQuery, now: Timestamp) -> Result<Page> {
+        let (clauses, mut params) = query.to_sql(now);
+        params.insert(0, Value::from(user_id));
+        let rows = self.db.execute(
+            &format!("SELECT {COLUMNS} FROM tasks WHERE user_id = ?{clauses}"),
+            &params,
+        )?;
+        let mut tasks = rows.iter().map(task_from_row).collect::<Result<Vec<_>>>()?;
+        let next_cursor = if tasks.len() > query.limit as usize {
+            tasks.truncate(query.limit as usize);
+            tasks.last().map(|t| query.cursor_after(t).encode())
+        } else {
+            None
+        };
+        Ok(Page { tasks, next_cursor })
+    }
+
+    pub fn create(&self, user_id: &str, patch: &TaskPatch, now: Timestamp) -> Result<Task> {
+        let task = change::new_task(user_id, new_id(), patch, now)?;
+        self.save(None, Some(&task), now)?;
+        Ok(task)
+    }
+
+    pub fn update(&self, user_id: &str, id: &str, patch: &TaskPatch, now: Timestamp) -> Result<Task> {
+        let old = self.require(user_id, id)?;
+        let new = change::apply(&old, patch, now)?;
+        self.save(Some(&old), Some(&new), now)?;
+        Ok(new)
+    }
+
+    /// Completes the task; completing a completed task changes nothing.
+    pub fn complete(&self, user_id: &str, id: &str, now: Timestamp) -> Result<Task> {
+        let patch = TaskPatch {
+            status: Some(Status::Completed),
+            ..TaskPatch::default()
+        };
+        self.update(user_id, id, &patch, now)
+    }
+
+    /// Reopens a completed task as `pending`; an open task is left as it is.
+    pub fn reopen(&self, user_id: &str, id: &str, now: Timestamp) -> Result<Task> {
+        let old = self.require(user_id, id)?;
+        if old.status != Status::Completed {
+            return Ok(old);
+        }
+        let patch = TaskPatch {
+            status: Some(Status::Pending),
+            ..TaskPatch::default()
+        };
+        self.update(user_id, id, &patch, now)
+    }
+
+    pub fn delete(&self, user_id: &str, id: &str, now: Timestamp) -> Result<Task> {
+        let old = self.require(user_id, id)?;
+        self.save(Some(&old), None, now)?;
+        Ok(old)
+    }
+
+    /// Inserts a task built elsewhere (the next instance of a recurring
+    /// series) with its events. Returns `false`, writing nothing, when that
+    /// series already has this occurrence: redelivered events create nothing.
+    pub fn insert_occurrence(&self, task: &Task, now: Timestamp) -> Result<bool> {
+        if let Some(series) = &task.series_id {
+            let rows = self.db.execute(
+                "SELECT 1 AS found FROM tasks WHERE series_id = ? AND occurrence = ?",
+                &[Value::from(series.as_str()), Value::Integer(task.occurrence)],
+            )?;
+            if !rows.is_empty() {
+                return Ok(false);
+            }
+        }
+        self.save(None, Some(task), now)?;
+        Ok(true)
+    }
+
+    /// Writes the new state and its events. No-op when nothing changed.
+    fn save(&self, old: Option<&Task>, new: Option<&Task>, now: Timestamp) -> Result<()> {
+        match (old, new) {
+            (Some(old), Some(new)) if old == new => return Ok(()),
+            (None, Some(task)) => self.insert_row(task)?,
+            (Some(old), Some(new)) => self.update_row(old, new)?,
+            (Some(old), None) => {
+                self.db.execute(
+                    "DELETE FROM tasks WHERE user_id = ? AND id = ?",
+                    &[Value::from(old.user_id.as_str()), Value::from(old.id.as_str())],
+                )?;
+            }
+            (None, None) => return Ok(()),
+        }
+        for event in events::for_change(old, new, now) {
+            outbox::enqueue(self.db, &event)?;
+        }
+        Ok(())
+    }
+
+    fn insert_row(&self, t: &Task) -> Result<()> {
+        let mut params = row_values(t);
+        params.insert(0, Value::from(t.id.as_str()));
+        self.db.execute(
+            &format!(
+                "INSERT INTO tasks ({COLUMNS}, priority_rank) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ),
+            &params,
+        )?;
+        Ok(())
+    }
+
+    fn update_row(&self, old: &Task, t: &Task) -> Result<()> {
+        let mut params = row_values(t);
+        params.push(Value::from(t.id.as_str()));
+        params.push(Value::Integer(old.version));
+        self.db.execute(
+            "UPDATE tasks SET user_id = ?, title = ?, description = ?, status = ?, priority = ?, \
+             due_ms = ?, tags = ?, recurrence_pattern = ?, remind_ms = ?, remind_before_minutes = ?, \
+             notification_type = ?, series_id = ?, series_start_ms = ?, occurrence = ?, \
+             created_ms = ?, updated_ms = ?, completed_ms = ?, version = ?, priority_rank = ? \
+             WHERE id = ? AND version = ?",
+            &params,
+        )?;
+        Ok(())
+    }
+}
+
+/// A new task id: a UUIDv7, so ids sort by creation time.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+fn ms(ts: &Option<Timestamp>) -> Value {
+    ts.as_ref()
+        .map_or(Value::Null, |t| Value::Integer(time::to_millis(t)))
+}
+
+/// Every column but `id`, in [`COLUMNS`] order, then `priority_rank`.
+fn row_values(t: &Task) -> Vec<Value> {
+    vec![
+        Value::from(t.user_id.as_str()),
+        Value::from(t.title.as_str()),
+        Value::from(t.description.as_str()),
+        Value::from(t.status.as_str()),
+        Value::from(t.priority.as_str()),
+        ms(&t.due_date),
+        Value::Text(serde_json::to_string(&t.tags).expect("tags serialise")),
+        Value::from(t.recurrence_pattern.clone()),
+        ms(&t.remind_at),
+        Value::from(t.remind_before_minutes),
+        Value::from(t.notification_type.as_str()),
+        Value::from(t.series_id.clone()),
+        ms(&t.series_start),
+        Value::Integer(t.occurrence),
+        Value::Integer(time::to_millis(&t.created_at)),
+        Value::Integer(time::to_millis(&t.updated_at)),
+        ms(&t.completed_at),
+        Value::Integer(t.version),
+        Value::Integer(t.priority.rank()),
+    ]
+}
+
+fn opt_ts(row: &Row<'_>, column: &str) -> Result<Option<Timestamp>> {
+    Ok(row.opt_i64(column)?.map(time::from_millis))
+}
+
+fn task_from_row(row: Row<'_>) -> Result<Task> {
+    let corrupt = |what: &str| DomainError::Storage(crate::sql::DbError::new(format!("stored task has {what}")));
+    Ok(Task {
+        id: row.str("id")?.to_owned(),
+        user_id: row.str("user_id")?.to_owned(),
+        title: row.str("title")?.to_owned(),
+        description: row.str("description")?.to_owned(),
+        status: Status::parse(row.str("status")?).map_err(|_| corrupt("a bad status"))?,
+        priority: Priority::parse(row.str("priority")?).map_err(|_| corrupt("a bad priority"))?,
+        due_date: opt_ts(&row, "due_ms")?,
+        tags: serde_json::from_str(row.str("tags")?).map_err(|_| corrupt("bad tags"))?,
+        recurrence_pattern: row.opt_str("recurrence_pattern")?.map(str::to_owned),
+        remind_at: opt_ts(&row, "remind_ms")?,
+        remind_before_minutes: row.opt_i64("remind_before_minutes")?,
+        notification_type: NotificationType::parse(row.str("notification_type")?)
+            .map_err(|_| corrupt("a bad notification type"))?,
+        series_id: row.opt_str("series_id")?.map(str::to_owned),
+        series_start: opt_ts(&row, "series_start_ms")?,
+        occurrence: row.i64("occurrence")?,
+        created_at: time::from_millis(row.i64("created_ms")?),
+        updated_at: time::from_millis(row.i64("updated_ms")?),
+        completed_at: opt_ts(&row, "completed_ms")?,
+        version: row.i64("version")?,
+    })
+}
