@@ -1,0 +1,471 @@
+//! The store against a real SQLite database (rusqlite): CRUD, isolation,
+//! filters, pagination, the outbox rows each change writes, and atomicity.
+
+use std::cell::Cell;
+
+use serde_json::{json, Value as Json};
+use todo_domain::native::NativeDb;
+use todo_domain::sql::{transaction, DbError, Rows, Sql, Value};
+use todo_domain::time::{self, Timestamp};
+use todo_domain::{idempotency, migrations, DomainError, ListQuery, TaskPatch, TaskStore};
+
+fn now() -> Timestamp {
+    time::parse("now", "2026-11-29T10:00:00Z").unwrap()
+}
+
+fn at(s: &str) -> Timestamp {
+    time::parse("t", s).unwrap()
+}
+
+fn patch(v: Json) -> TaskPatch {
+    TaskPatch::from_json(v.as_object().unwrap()).unwrap()
+}
+
+fn db() -> NativeDb {
+    NativeDb::open_in_memory().unwrap()
+}
+
+#[derive(Debug)]
+struct OutboxRow {
+    topic: String,
+    key: String,
+    payload: Json,
+    headers: Vec<(String, String)>,
+}
+
+fn outbox(db: &dyn Sql) -> Vec<OutboxRow> {
+    let rows = db
+        .execute("SELECT topic, msg_key, payload, headers FROM outbox ORDER BY seq", &[])
+        .unwrap();
+    rows.iter()
+        .map(|r| OutboxRow {
+            topic: r.str("topic").unwrap().to_owned(),
+            key: r.str("msg_key").unwrap().to_owned(),
+            payload: serde_json::from_str(r.str("payload").unwrap()).unwrap(),
+            headers: serde_json::from_str(r.str("headers").unwrap()).unwrap(),
+        })
+        .collect()
+}
+
+fn event_types(rows: &[OutboxRow]) -> Vec<String> {
+    rows.iter()
+        .map(|r| format!("{}:{}", r.topic, r.payload["event_type"].as_str().unwrap()))
+        .collect()
+}
+
+fn count(db: &dyn Sql, table: &str) -> i64 {
+    db.execute(&format!("SELECT COUNT(*) AS n FROM {table}"), &[])
+        .unwrap()
+        .first()
+        .unwrap()
+        .i64("n")
+        .unwrap()
+}
+
+fn keys(value: &Json) -> Vec<String> {
+    let mut keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
+    keys.sort();
+    keys
+}
+
+fn sorted(list: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = list.iter().map(|s| s.to_string()).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn create_writes_the_task_and_its_events_in_the_seed_schemas() {
+    let db = db();
+    let store = TaskStore::open(&db).unwrap();
+    let task = store
+        .create(
+            "alice",
+            &patch(json!({
+                "title": "Dentist",
+                "description": "cleaning",
+                "priority": "high",
+                "due_date": "2026-12-01T09:00:00Z",
+                "tags": ["health"],
+                "remind_before_minutes": 60,
+                "notification_type": "push"
+            })),
+            now(),
+        )
+        .unwrap();
+    assert_eq!(store.get("alice", &task.id).unwrap().unwrap(), task);
+
+    let rows = outbox(&db);
+    assert_eq!(
+        event_types(&rows),
+        [
+            "task-events:task_created",
+            "reminders:reminder_scheduled",
+            "task-updates:task_updated"
+        ]
+    );
+    assert!(rows.iter().all(|r| r.key == "alice"), "keyed by user_id");
+
+    // task-events: exactly the seed's fields plus event_id and schema_version.
+    let e = &rows[0].payload;
+    assert_eq!(
+        keys(e),
+        sorted(&["event_type", "task_id", "user_id", "timestamp", "task_data", "event_id", "schema_version"])
+    );
+    assert_eq!(e["task_id"], json!(task.id));
+    assert_eq!(e["user_id"], "alice");
+    assert_eq!(e["timestamp"], "2026-11-29T10:00:00Z");
+    assert_eq!(e["schema_version"], 1);
+    let data = &e["task_data"];
+    for (field, expected) in [
+        ("id", json!(task.id)),
+        ("title", json!("Dentist")),
+        ("description", json!("cleaning")),
+        ("status", json!("pending")),
+        ("priority", json!("high")),
+        ("due_date", json!("2026-12-01T09:00:00Z")),
+        ("created_at", json!("2026-11-29T10:00:00Z")),
+        ("completed_at", Json::Null),
+        ("tags", json!(["health"])),
+        ("user_id", json!("alice")),
+        ("recurrence_pattern", Json::Null),
+    ] {
+        assert_eq!(data[field], expected, "task_data.{field}");
+    }
+    assert_eq!(data["updated_at"], "2026-11-29T10:00:00Z");
+    assert_eq!(data["remind_at"], "2026-12-01T08:00:00Z");
+
+    // reminders: exactly the seed's reminder fields.
+    let r = &rows[1].payload;
+    assert_eq!(
+        keys(r),
+        sorted(&[
+            "event_type", "task_id", "user_id", "timestamp", "title", "due_at", "remind_at",
+            "notification_type", "event_id", "schema_version"
+        ])
+    );
+    assert_eq!(r["title"], "Dentist");
+    assert_eq!(r["due_at"], "2026-12-01T09:00:00Z");
+    assert_eq!(r["remind_at"], "2026-12-01T08:00:00Z");
+    assert_eq!(r["notification_type"], "push");
+
+    // task-updates: the seed's fields, with the change in update_data.
+    let u = &rows[2].payload;
+    assert_eq!(
+        keys(u),
+        sorted(&["event_type", "task_id", "user_id", "timestamp", "update_data", "event_id", "schema_version"])
+    );
+    assert_eq!(u["update_data"]["change"], "created");
+    assert_eq!(u["update_data"]["task"]["id"], json!(task.id));
+
+    // CloudEvents binary-mode headers.
+    let headers: std::collections::HashMap<_, _> = rows[0].headers.iter().cloned().collect();
+    assert_eq!(headers["ce_specversion"], "1.0");
+    assert_eq!(headers["ce_id"], e["event_id"].as_str().unwrap());
+    assert_eq!(headers["ce_type"], "todo.task-events.task_created");
+    assert_eq!(headers["ce_source"], "/todo-chatbot/tasks");
+    assert_eq!(headers["ce_time"], "2026-11-29T10:00:00Z");
+    assert_eq!(headers["ce_subject"], task.id);
+    assert_eq!(headers["content-type"], "application/json");
+
+    let ids: std::collections::HashSet<_> = rows.iter().map(|r| r.payload["event_id"].clone()).collect();
+    assert_eq!(ids.len(), rows.len(), "event ids are unique");
+}
+
+#[test]
+fn lifecycle_events_complete_reopen_reschedule_delete() {
+    let db = db();
+    let store = TaskStore::open(&db).unwrap();
+    let t = store
+        .create(
+            "alice",
+            &patch(json!({"title": "Call mum", "due_date": "2026-12-01T09:00:00Z", "remind_before_minutes": 15})),
+            now(),
+        )
+        .unwrap();
+    let start = outbox(&db).len();
+
+    let moved = store
+        .update("alice", &t.id, &patch(json!({"due_date": "2026-12-02T09:00:00Z"})), now())
+        .unwrap();
+    assert_eq!(moved.version, 2);
+    let rows = outbox(&db);
+    assert_eq!(
+        event_types(&rows[start..]),
+        [
+            "task-events:task_updated",
+            "reminders:reminder_cancelled",
+            "reminders:reminder_scheduled",
+            "task-updates:task_updated"
+        ]
+    );
+    assert_eq!(rows[start + 1].payload["remind_at"], "2026-12-01T08:45:00Z", "cancels the old one");
+    assert_eq!(rows[start + 2].payload["remind_at"], "2026-12-02T08:45:00Z");
+    assert_eq!(rows[start + 3].payload["update_data"]["changed_fields"], json!(["due_date", "remind_at"]));
+
+    let mark = outbox(&db).len();
+    let done = store.complete("alice", &t.id, now()).unwrap();
+    assert_eq!(done.completed_at, Some(now()));
+    assert_eq!(
+        event_types(&outbox(&db)[mark..]),
+        ["task-events:task_completed", "reminders:reminder_cancelled", "task-updates:task_updated"]
+    );
+    let mark = outbox(&db).len();
+    let again = store.complete("alice", &t.id, now()).unwrap();
+    assert_eq!(again, done);
+    assert_eq!(outbox(&db).len(), mark, "completing twice emits nothing");
+
+    let reopened = store.reopen("alice", &t.id, now()).unwrap();
+    assert_eq!(reopened.status, todo_domain::Status::Pending);
+    assert_eq!(
+        event_types(&outbox(&db)[mark..]),
+        ["task-events:task_updated", "reminders:reminder_scheduled", "task-updates:task_updated"]
+    );
+
+    let mark = outbox(&db).len();
+    store.delete("alice", &t.id, now()).unwrap();
+    let rows = outbox(&db);
+    assert_eq!(
+        event_types(&rows[mark..]),
+        ["task-events:task_deleted", "reminders:reminder_cancelled", "task-updates:task_updated"]
+    );
+    assert_eq!(rows[mark + 2].payload["update_data"]["change"], "deleted");
+    assert_eq!(rows[mark + 2].payload["update_data"]["task"], Json::Null);
+    assert!(store.get("alice", &t.id).unwrap().is_none());
+}
+
+#[test]
+fn reminders_in_the_past_are_not_scheduled() {
+    let db = db();
+    let store = TaskStore::open(&db).unwrap();
+    store
+        .create(
+            "alice",
+            &patch(json!({"title": "late", "due_date": "2026-11-29T10:10:00Z", "remind_before_minutes": 60})),
+            now(),
+        )
+        .unwrap();
+    assert_eq!(event_types(&outbox(&db)), ["task-events:task_created", "task-updates:task_updated"]);
+}
+
+#[test]
+fn users_never_see_each_others_tasks() {
+    let db = db();
+    let store = TaskStore::open(&db).unwrap();
+    let t = store.create("alice", &patch(json!({"title": "secret"})), now()).unwrap();
+    assert!(store.get("bob", &t.id).unwrap().is_none());
+    for result in [
+        store.update("bob", &t.id, &patch(json!({"title": "mine"})), now()),
+        store.complete("bob", &t.id, now()),
+        store.delete("bob", &t.id, now()),
+    ] {
+        assert!(matches!(result, Err(DomainError::NotFound(_))));
+    }
+    let page = store.list("bob", &ListQuery::default(), now()).unwrap();
+    assert!(page.tasks.is_empty());
+    assert_eq!(store.require("alice", &t.id).unwrap().title, "secret");
+}
+
+/// A database that fails the statement matching `fail_on`, to prove a
+/// change is all or nothing.
+struct FailingDb {
+    inner: NativeDb,
+    fail_on: &'static str,
+    armed: Cell<bool>,
+}
+
+impl Sql for FailingDb {
+    fn execute(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
+        if self.armed.get() && sql.contains(self.fail_on) {
+            return Err(DbError::new("disk on fire"));
+        }
+        self.inner.execute(sql, params)
+    }
+}
+
+#[test]
+fn a_failed_outbox_write_leaves_neither_task_nor_event() {
+    let db = FailingDb { inner: NativeDb::open_in_memory().unwrap(), fail_on: "INSERT INTO outbox", armed: Cell::new(false) };
+    let store = TaskStore::open(&db).unwrap();
+    let kept = transaction(&db, || store.create("alice", &patch(json!({"title": "kept"})), now())).unwrap();
+    db.armed.set(true);
+    let result = transaction(&db, || store.create("alice", &patch(json!({"title": "lost"})), now()));
+    assert!(matches!(result, Err(DomainError::Storage(_))));
+    let result = transaction(&db, || store.update("alice", &kept.id, &patch(json!({"title": "changed"})), now()));
+    assert!(result.is_err());
+    db.armed.set(false);
+    assert_eq!(count(&db, "tasks"), 1);
+    assert_eq!(store.require("alice", &kept.id).unwrap().title, "kept", "the update rolled back");
+    assert_eq!(event_types(&outbox(&db)), ["task-events:task_created", "task-updates:task_updated"]);
+}
+
+#[test]
+fn a_failed_task_write_leaves_no_event() {
+    let db = FailingDb { inner: NativeDb::open_in_memory().unwrap(), fail_on: "DELETE FROM tasks", armed: Cell::new(false) };
+    let store = TaskStore::open(&db).unwrap();
+    let t = transaction(&db, || store.create("alice", &patch(json!({"title": "x"})), now())).unwrap();
+    let before = outbox(&db).len();
+    db.armed.set(true);
+    assert!(transaction(&db, || store.delete("alice", &t.id, now())).is_err());
+    db.armed.set(false);
+    assert_eq!(outbox(&db).len(), before);
+    assert!(store.get("alice", &t.id).unwrap().is_some());
+}
+
+fn seed_tasks(store: &TaskStore<'_>) {
+    let specs = [
+        json!({"title": "Pay rent", "priority": "urgent", "due_date": "2026-12-01T09:00:00Z", "tags": ["home", "money"]}),
+        json!({"title": "Buy milk", "priority": "low", "due_date": "2026-11-28T09:00:00Z", "tags": ["shopping"]}),
+        json!({"title": "Write report", "description": "Q4 numbers, 100% done", "priority": "high", "due_date": "2026-12-05T09:00:00Z", "tags": ["work"]}),
+        json!({"title": "Read book", "priority": "medium"}),
+        json!({"title": "Fix sink", "priority": "high", "due_date": "2026-11-20T09:00:00Z", "tags": ["home"]}),
+    ];
+    for (i, spec) in specs.into_iter().enumerate() {
+        let created = now() + chrono::Duration::seconds(i as i64);
+        store.create("alice", &patch(spec), created).unwrap();
+    }
+    let fix = list(store, &[("q", "sink")]).remove(0);
+    store.complete("alice", &fix, now() + chrono::Duration::seconds(10)).unwrap();
+}
+
+fn query(pairs: &[(&str, &str)]) -> ListQuery {
+    let pairs: Vec<_> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    ListQuery::from_pairs(&pairs).unwrap()
+}
+
+/// Ids of the listed tasks; titles via `titles`.
+fn list(store: &TaskStore<'_>, pairs: &[(&str, &str)]) -> Vec<String> {
+    store.list("alice", &query(pairs), now()).unwrap().tasks.into_iter().map(|t| t.id).collect()
+}
+
+fn titles(store: &TaskStore<'_>, pairs: &[(&str, &str)]) -> Vec<String> {
+    store.list("alice", &query(pairs), now()).unwrap().tasks.into_iter().map(|t| t.title).collect()
+}
+
+#[test]
+fn filters_and_sorts() {
+    let db = db();
+    let store = TaskStore::open(&db).unwrap();
+    seed_tasks(&store);
+    assert_eq!(
+        titles(&store, &[]),
+        ["Fix sink", "Buy milk", "Pay rent", "Write report", "Read book"],
+        "due date ascending, undated last"
+    );
+    assert_eq!(
+        titles(&store, &[("order", "desc")]),
+        ["Write report", "Pay rent", "Buy milk", "Fix sink", "Read book"],
+        "undated last in both directions"
+    );
+    assert_eq!(titles(&store, &[("status", "completed")]), ["Fix sink"]);
+    assert_eq!(titles(&store, &[("priority", "high,urgent"), ("status", "pending")]), ["Pay rent", "Write report"]);
+    assert_eq!(titles(&store, &[("tag", "home")]), ["Fix sink", "Pay rent"]);
+    assert_eq!(titles(&store, &[("tag", "home"), ("tag", "money")]), ["Pay rent"]);
+    assert_eq!(titles(&store, &[("overdue", "true")]), ["Buy milk"], "completed tasks are not overdue");
+    assert_eq!(titles(&store, &[("due_before", "2026-12-01")]), ["Fix sink", "Buy milk"]);
+    assert_eq!(titles(&store, &[("due_after", "2026-12-01T09:00:00Z")]), ["Pay rent", "Write report"]);
+    assert_eq!(titles(&store, &[("q", "REPORT")]), ["Write report"]);
+    assert_eq!(titles(&store, &[("q", "100%")]), ["Write report"], "search in description, % literal");
+    assert_eq!(titles(&store, &[("q", "%")]), ["Write report"]);
+    assert_eq!(
+        titles(&store, &[("sort", "priority")]),
+        ["Pay rent", "Fix sink", "Write report", "Read book", "Buy milk"]
+    );
+    assert_eq!(
+        titles(&store, &[("sort", "created_at"), ("order", "asc")]),
+        ["Pay rent", "Buy milk", "Write report", "Read book", "Fix sink"]
+    );
+    assert_eq!(titles(&store, &[("sort", "updated_at")])[0], "Fix sink", "last updated first");
+}
+
+#[test]
+fn cursor_pagination_visits_every_task_once_in_every_order() {
+    let db = db();
+    let store = TaskStore::open(&db).unwrap();
+    let priorities = ["low", "medium", "high", "urgent"];
+    for i in 0..23 {
+        let mut spec = json!({"title": format!("task {i}"), "priority": priorities[i % 4]});
+        if i % 3 != 0 {
+            spec["due_date"] = json!(time::format(&(at("2026-12-01T00:00:00Z") + chrono::Duration::hours((i % 5) as i64))));
+        }
+        store.create("alice", &patch(spec), now() + chrono::Duration::milliseconds(i as i64 % 4)).unwrap();
+    }
+    for sort in ["due_date", "priority", "created_at", "updated_at"] {
+        for order in ["asc", "desc"] {
+            let all = list(&store, &[("sort", sort), ("order", order), ("limit", "100")]);
+            assert_eq!(all.len(), 23);
+            let mut seen = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let mut pairs = vec![("sort", sort), ("order", order), ("limit", "4")];
+                if let Some(c) = &cursor {
+                    pairs.push(("cursor", c.as_str()));
+                }
+                let page = store.list("alice", &query(&pairs), now()).unwrap();
+                seen.extend(page.tasks.iter().map(|t| t.id.clone()));
+                match page.next_cursor {
+                    Some(c) => cursor = Some(c),
+                    None => break,
+                }
+            }
+            assert_eq!(seen, all, "sort={sort} order={order}");
+        }
+    }
+}
+
+#[test]
+fn idempotency_keys_replay_and_refuse_a_different_request() {
+    let db = db();
+    TaskStore::open(&db).unwrap();
+    let hash = idempotency::request_hash("POST", "/api/tasks", b"{\"title\":\"x\"}");
+    assert_eq!(idempotency::lookup(&db, "alice", "k1", &hash, now()).unwrap(), idempotency::Lookup::Fresh);
+    let response = idempotency::StoredResponse { status: 201, body: "{}".into() };
+    idempotency::remember(&db, "alice", "k1", &hash, &response, now()).unwrap();
+    assert_eq!(
+        idempotency::lookup(&db, "alice", "k1", &hash, now()).unwrap(),
+        idempotency::Lookup::Replay(response)
+    );
+    assert_eq!(idempotency::lookup(&db, "bob", "k1", &hash, now()).unwrap(), idempotency::Lookup::Fresh);
+    let other = idempotency::request_hash("POST", "/api/tasks", b"{\"title\":\"y\"}");
+    let err = idempotency::lookup(&db, "alice", "k1", &other, now()).unwrap_err();
+    assert_eq!(err.field(), Some("Idempotency-Key"));
+    let later = now() + chrono::Duration::hours(25);
+    assert_eq!(idempotency::lookup(&db, "alice", "k1", &hash, later).unwrap(), idempotency::Lookup::Fresh);
+}
+
+#[test]
+fn migrations_are_idempotent_and_versioned() {
+    let dir = std::env::temp_dir().join(format!("todo-domain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("migrate.db");
+    let _ = std::fs::remove_file(&path);
+    {
+        let db = NativeDb::open(&path).unwrap();
+        TaskStore::open(&db).unwrap();
+        TaskStore::open(&db).unwrap();
+        assert_eq!(migrations::current_version(&db).unwrap(), 1);
+    }
+    let db = NativeDb::open(&path).unwrap();
+    let store = TaskStore::open(&db).unwrap();
+    store.create("alice", &patch(json!({"title": "survives reopen"})), now()).unwrap();
+    assert_eq!(count(&db, "tasks"), 1);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_series_occurrence_is_inserted_at_most_once() {
+    let db = db();
+    let store = TaskStore::open(&db).unwrap();
+    let first = store
+        .create("alice", &patch(json!({"title": "Standup", "due_date": "2026-11-30T09:00:00Z", "recurrence_pattern": "daily"})), now())
+        .unwrap();
+    let mut next = first.clone();
+    next.id = todo_domain::store::new_id();
+    next.occurrence = 2;
+    next.due_date = Some(at("2026-12-01T09:00:00Z"));
+    assert!(store.insert_occurrence(&next, now()).unwrap());
+    let mut duplicate = next.clone();
+    duplicate.id = todo_domain::store::new_id();
+    assert!(!store.insert_occurrence(&duplicate, now()).unwrap());
+    assert_eq!(count(&db, "tasks"), 2);
+}
