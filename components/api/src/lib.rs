@@ -1,1 +1,87 @@
-pub fn placeholder_removed_soon() {}
+//! The Todo Chatbot's HTTP API: REST under `/api`, MCP tools at `/mcp`.
+//!
+//! [`handle`] is plain Rust over the domain's SQL interface, so tests run it
+//! natively against rusqlite; the Spin entry point (Wasm only) adapts Spin's
+//! request, variables and SQLite to it.
+
+pub mod auth;
+pub mod config;
+pub mod http;
+pub mod mcp;
+pub mod ops;
+pub mod rest;
+pub mod router;
+
+#[cfg(target_arch = "wasm32")]
+mod spin_entry;
+
+use serde_json::json;
+use todo_domain::sql::Sql;
+use todo_domain::time::Timestamp;
+
+use crate::config::Config;
+use crate::http::{ApiError, Request, Response};
+use crate::router::{Endpoint, Match};
+
+/// The OpenAPI document of the REST API, kept in the repository.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+pub struct Context<'a> {
+    pub db: &'a dyn Sql,
+    pub config: &'a Config,
+    pub now: Timestamp,
+}
+
+/// Serves one request.
+pub fn handle(ctx: &Context<'_>, request: &Request) -> Response {
+    match serve(ctx, request) {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+fn serve(ctx: &Context<'_>, request: &Request) -> Result<Response, ApiError> {
+    let (endpoint, id) = match router::route(&request.method, &request.path) {
+        Match::Found { endpoint, id } => (endpoint, id),
+        Match::MethodNotAllowed { allow } => {
+            let allow = allow.join(", ");
+            return Err(ApiError::new(
+                405,
+                "method_not_allowed",
+                format!("{} is not allowed on {}; use {allow}", request.method, request.path),
+            )
+            .with_header("allow", allow));
+        }
+        Match::NotFound => {
+            return Err(ApiError::new(404, "not_found", format!("no route for {}", request.path)))
+        }
+    };
+    if request.body.len() > ops::MAX_BODY_BYTES {
+        return Err(ApiError::new(
+            413,
+            "payload_too_large",
+            format!("the request body is larger than {} bytes", ops::MAX_BODY_BYTES),
+        ));
+    }
+    match endpoint {
+        Endpoint::Healthz => {
+            ctx.db.execute("SELECT 1", &[])?;
+            return Ok(Response::json(200, &json!({"status": "ok"})));
+        }
+        Endpoint::OpenApi => {
+            let mut response = Response::json(200, &json!(null));
+            response.body = OPENAPI.as_bytes().to_vec();
+            return Ok(response);
+        }
+        _ => {}
+    }
+    if endpoint == Endpoint::Mcp {
+        mcp::check_origin(request, &ctx.config.mcp_allowed_origins)?;
+        mcp::check_protocol_header(request)?;
+    }
+    let user = auth::authenticate(request, ctx.config, ctx.now.timestamp())?;
+    if endpoint == Endpoint::Mcp {
+        return Ok(mcp::handle(ctx, request, &user));
+    }
+    rest::handle(ctx, endpoint, id.as_deref(), request, &user)
+}

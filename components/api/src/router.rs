@@ -1,0 +1,114 @@
+//! The route table: one list that dispatch, the 405 `Allow` header and the
+//! OpenAPI check all read.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Healthz,
+    OpenApi,
+    ListTasks,
+    CreateTask,
+    GetTask,
+    UpdateTask,
+    DeleteTask,
+    CompleteTask,
+    ReopenTask,
+    SetReminder,
+    ClearReminder,
+    Mcp,
+}
+
+pub struct Route {
+    pub method: &'static str,
+    /// `{id}` matches one path segment.
+    pub path: &'static str,
+    pub endpoint: Endpoint,
+}
+
+pub const ROUTES: &[Route] = &[
+    Route { method: "GET", path: "/healthz", endpoint: Endpoint::Healthz },
+    Route { method: "GET", path: "/api/openapi.json", endpoint: Endpoint::OpenApi },
+    Route { method: "GET", path: "/api/tasks", endpoint: Endpoint::ListTasks },
+    Route { method: "POST", path: "/api/tasks", endpoint: Endpoint::CreateTask },
+    Route { method: "GET", path: "/api/tasks/{id}", endpoint: Endpoint::GetTask },
+    Route { method: "PATCH", path: "/api/tasks/{id}", endpoint: Endpoint::UpdateTask },
+    Route { method: "DELETE", path: "/api/tasks/{id}", endpoint: Endpoint::DeleteTask },
+    Route { method: "POST", path: "/api/tasks/{id}/complete", endpoint: Endpoint::CompleteTask },
+    Route { method: "POST", path: "/api/tasks/{id}/reopen", endpoint: Endpoint::ReopenTask },
+    Route { method: "PUT", path: "/api/tasks/{id}/reminder", endpoint: Endpoint::SetReminder },
+    Route { method: "DELETE", path: "/api/tasks/{id}/reminder", endpoint: Endpoint::ClearReminder },
+    Route { method: "POST", path: "/mcp", endpoint: Endpoint::Mcp },
+];
+
+#[derive(Debug, PartialEq)]
+pub enum Match {
+    Found { endpoint: Endpoint, id: Option<String> },
+    MethodNotAllowed { allow: Vec<&'static str> },
+    NotFound,
+}
+
+/// Matches `path` against the pattern; returns the `{id}` segment if any.
+fn match_path(pattern: &str, path: &str) -> Option<Option<String>> {
+    let mut id = None;
+    let mut pattern_parts = pattern.split('/');
+    let mut path_parts = path.split('/');
+    loop {
+        match (pattern_parts.next(), path_parts.next()) {
+            (None, None) => return Some(id),
+            (Some("{id}"), Some(segment)) if !segment.is_empty() => {
+                id = Some(percent_decode(segment));
+            }
+            (Some(p), Some(s)) if p == s => {}
+            _ => return None,
+        }
+    }
+}
+
+fn percent_decode(segment: &str) -> String {
+    form_urlencoded::parse(format!("x={}", segment.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+pub fn route(method: &str, path: &str) -> Match {
+    // One trailing slash is forgiven: `/api/tasks/` is `/api/tasks`.
+    let path = if path.len() > 1 { path.strip_suffix('/').unwrap_or(path) } else { path };
+    let mut allow = Vec::new();
+    for route in ROUTES {
+        if let Some(id) = match_path(route.path, path) {
+            if route.method.eq_ignore_ascii_case(method) {
+                return Match::Found { endpoint: route.endpoint, id };
+            }
+            allow.push(route.method);
+        }
+    }
+    if allow.is_empty() {
+        Match::NotFound
+    } else {
+        Match::MethodNotAllowed { allow }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_ids_methods_and_trailing_slashes() {
+        assert_eq!(
+            route("GET", "/api/tasks/abc-1"),
+            Match::Found { endpoint: Endpoint::GetTask, id: Some("abc-1".into()) }
+        );
+        assert_eq!(route("get", "/api/tasks/"), Match::Found { endpoint: Endpoint::ListTasks, id: None });
+        assert_eq!(
+            route("PUT", "/api/tasks/x"),
+            Match::MethodNotAllowed { allow: vec!["GET", "PATCH", "DELETE"] }
+        );
+        assert_eq!(route("GET", "/api/tasks/x/y"), Match::NotFound);
+        assert_eq!(route("GET", "/api/tasks//complete"), Match::NotFound);
+        assert_eq!(
+            route("POST", "/api/tasks/a%20b/complete"),
+            Match::Found { endpoint: Endpoint::CompleteTask, id: Some("a b".into()) }
+        );
+    }
+}
