@@ -42,7 +42,9 @@ pub fn authenticate(request: &Request, config: &Config, now_secs: i64) -> Result
             "send `Authorization: Bearer <JWT>` or, in development mode, an `X-User-Id` header",
         ));
     }
-    Err(unauthorized("send `Authorization: Bearer <JWT>`; its `sub` claim is the user id"))
+    Err(unauthorized(
+        "send `Authorization: Bearer <JWT>`; its `sub` claim is the user id",
+    ))
 }
 
 fn validate_user_id(user: &str) -> Result<String, ApiError> {
@@ -71,7 +73,9 @@ pub fn verify_jwt(token: &str, secret: &[u8], now_secs: i64) -> Result<String, A
     let (Some(header), Some(payload), Some(signature), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(unauthorized("the token is not a JWT (header.payload.signature)"));
+        return Err(unauthorized(
+            "the token is not a JWT (header.payload.signature)",
+        ));
     };
     let header_json = decode_part(header, "header")?;
     if header_json.get("alg").and_then(Json::as_str) != Some("HS256") {
@@ -140,7 +144,10 @@ mod tests {
             sign_jwt(&json!({"sub": "alice", "exp": NOW - 120}), SECRET),
             sign_jwt(&json!({"sub": "alice"}), SECRET),
             sign_jwt(&json!({"exp": NOW + 60}), SECRET),
-            sign_jwt(&json!({"sub": "alice", "exp": NOW + 60, "nbf": NOW + 600}), SECRET),
+            sign_jwt(
+                &json!({"sub": "alice", "exp": NOW + 60, "nbf": NOW + 600}),
+                SECRET,
+            ),
             sign_jwt(&json!({"sub": "alice", "exp": NOW + 60}), b"other-secret"),
             format!("{}x", good),
             "not.a.jwt.at-all".to_owned(),

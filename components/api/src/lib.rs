@@ -48,19 +48,29 @@ fn serve(ctx: &Context<'_>, request: &Request) -> Result<Response, ApiError> {
             return Err(ApiError::new(
                 405,
                 "method_not_allowed",
-                format!("{} is not allowed on {}; use {allow}", request.method, request.path),
+                format!(
+                    "{} is not allowed on {}; use {allow}",
+                    request.method, request.path
+                ),
             )
             .with_header("allow", allow));
         }
         Match::NotFound => {
-            return Err(ApiError::new(404, "not_found", format!("no route for {}", request.path)))
+            return Err(ApiError::new(
+                404,
+                "not_found",
+                format!("no route for {}", request.path),
+            ))
         }
     };
     if request.body.len() > ops::MAX_BODY_BYTES {
         return Err(ApiError::new(
             413,
             "payload_too_large",
-            format!("the request body is larger than {} bytes", ops::MAX_BODY_BYTES),
+            format!(
+                "the request body is larger than {} bytes",
+                ops::MAX_BODY_BYTES
+            ),
         ));
     }
     match endpoint {

@@ -31,11 +31,19 @@ fn rpc_result(id: &Json, result: Json) -> Json {
 pub fn check_origin(request: &Request, allowed: &[String]) -> Result<(), ApiError> {
     match request.header("origin") {
         None => Ok(()),
-        Some(origin) if allowed.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(origin)) => Ok(()),
+        Some(origin)
+            if allowed
+                .iter()
+                .any(|a| a == "*" || a.eq_ignore_ascii_case(origin)) =>
+        {
+            Ok(())
+        }
         Some(origin) => Err(ApiError::new(
             403,
             "origin_not_allowed",
-            format!("origin `{origin}` may not call /mcp; add it to the mcp_allowed_origins variable"),
+            format!(
+                "origin `{origin}` may not call /mcp; add it to the mcp_allowed_origins variable"
+            ),
         )),
     }
 }
@@ -46,7 +54,10 @@ pub fn check_protocol_header(request: &Request) -> Result<(), ApiError> {
         Some(v) if !SUPPORTED_VERSIONS.contains(&v.trim()) => Err(ApiError::new(
             400,
             "unsupported_protocol_version",
-            format!("MCP protocol version `{v}` is not supported; supported: {}", SUPPORTED_VERSIONS.join(", ")),
+            format!(
+                "MCP protocol version `{v}` is not supported; supported: {}",
+                SUPPORTED_VERSIONS.join(", ")
+            ),
         )),
         _ => Ok(()),
     }
@@ -55,7 +66,12 @@ pub fn check_protocol_header(request: &Request) -> Result<(), ApiError> {
 pub fn handle(ctx: &Context<'_>, request: &Request, user: &str) -> Response {
     let message: Json = match serde_json::from_slice(&request.body) {
         Ok(v) => v,
-        Err(e) => return Response::json(400, &rpc_error(&Json::Null, PARSE_ERROR, format!("parse error: {e}"))),
+        Err(e) => {
+            return Response::json(
+                400,
+                &rpc_error(&Json::Null, PARSE_ERROR, format!("parse error: {e}")),
+            )
+        }
     };
     let Json::Object(message) = message else {
         let text = if message.is_array() {
@@ -72,13 +88,22 @@ pub fn handle(ctx: &Context<'_>, request: &Request, user: &str) -> Response {
         return if message.get("jsonrpc") == Some(&json!("2.0")) {
             Response::empty(202)
         } else {
-            Response::json(400, &rpc_error(&Json::Null, INVALID_REQUEST, "jsonrpc must be \"2.0\""))
+            Response::json(
+                400,
+                &rpc_error(&Json::Null, INVALID_REQUEST, "jsonrpc must be \"2.0\""),
+            )
         };
     };
-    if message.get("jsonrpc") != Some(&json!("2.0")) || !(id.is_string() || id.is_i64() || id.is_u64()) {
+    if message.get("jsonrpc") != Some(&json!("2.0"))
+        || !(id.is_string() || id.is_i64() || id.is_u64())
+    {
         return Response::json(
             400,
-            &rpc_error(&id, INVALID_REQUEST, "jsonrpc must be \"2.0\" and id a string or integer"),
+            &rpc_error(
+                &id,
+                INVALID_REQUEST,
+                "jsonrpc must be \"2.0\" and id a string or integer",
+            ),
         );
     }
     let params = message.get("params").cloned().unwrap_or_else(|| json!({}));
@@ -87,13 +112,20 @@ pub fn handle(ctx: &Context<'_>, request: &Request, user: &str) -> Response {
         "ping" => rpc_result(&id, json!({})),
         "tools/list" => rpc_result(&id, json!({ "tools": tools() })),
         "tools/call" => call_tool(ctx, user, &id, &params),
-        other => rpc_error(&id, METHOD_NOT_FOUND, format!("method `{other}` is not supported")),
+        other => rpc_error(
+            &id,
+            METHOD_NOT_FOUND,
+            format!("method `{other}` is not supported"),
+        ),
     };
     Response::json(200, &reply)
 }
 
 fn initialize(params: &Json) -> Json {
-    let requested = params.get("protocolVersion").and_then(Json::as_str).unwrap_or("");
+    let requested = params
+        .get("protocolVersion")
+        .and_then(Json::as_str)
+        .unwrap_or("");
     // Answer with the client's version when we speak it, else our newest.
     let version = SUPPORTED_VERSIONS
         .iter()
@@ -119,7 +151,11 @@ fn call_tool(ctx: &Context<'_>, user: &str, id: &Json, params: &Json) -> Json {
         Some(_) => return rpc_error(id, INVALID_PARAMS, "params.arguments must be an object"),
     };
     if !TOOL_NAMES.contains(&name) {
-        return rpc_error(id, INVALID_PARAMS, format!("unknown tool `{name}`; tools/list names the tools"));
+        return rpc_error(
+            id,
+            INVALID_PARAMS,
+            format!("unknown tool `{name}`; tools/list names the tools"),
+        );
     }
     match run_tool(ctx, user, name, &arguments) {
         Ok(structured) => rpc_result(
@@ -153,7 +189,10 @@ fn call_tool(ctx: &Context<'_>, user: &str, id: &Json, params: &Json) -> Json {
 fn task_id(arguments: &Map<String, Json>) -> Result<String, DomainError> {
     match arguments.get("id") {
         Some(Json::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
-        _ => Err(DomainError::invalid("id", "give the task's id (a string from add_task or list_tasks)")),
+        _ => Err(DomainError::invalid(
+            "id",
+            "give the task's id (a string from add_task or list_tasks)",
+        )),
     }
 }
 
@@ -161,13 +200,21 @@ fn only(arguments: &Map<String, Json>, allowed: &[&str]) -> Result<(), DomainErr
     match arguments.keys().find(|k| !allowed.contains(&k.as_str())) {
         Some(key) => Err(DomainError::bad_request(
             Some(key),
-            format!("unknown argument `{key}`; this tool takes {}", allowed.join(", ")),
+            format!(
+                "unknown argument `{key}`; this tool takes {}",
+                allowed.join(", ")
+            ),
         )),
         None => Ok(()),
     }
 }
 
-fn run_tool(ctx: &Context<'_>, user: &str, name: &str, args: &Map<String, Json>) -> Result<Json, ApiError> {
+fn run_tool(
+    ctx: &Context<'_>,
+    user: &str,
+    name: &str,
+    args: &Map<String, Json>,
+) -> Result<Json, ApiError> {
     let store = TaskStore::open(ctx.db)?;
     let now = ctx.now;
     let task = |t: todo_domain::Task| json!({ "task": t.to_json() });
@@ -188,7 +235,11 @@ fn run_tool(ctx: &Context<'_>, user: &str, name: &str, args: &Map<String, Json>)
             let id = task_id(args)?;
             let patch = TaskPatch::from_json_allowing(args, &["id"])?;
             if patch.is_empty() {
-                return Err(DomainError::invalid("id", "give at least one field to change besides id").into());
+                return Err(DomainError::invalid(
+                    "id",
+                    "give at least one field to change besides id",
+                )
+                .into());
             }
             transaction(ctx.db, || store.update(user, &id, &patch, now)).map(task)?
         }
@@ -253,7 +304,10 @@ fn object_schema(properties: Map<String, Json>, required: &[&str]) -> Json {
 
 fn id_property() -> Map<String, Json> {
     let mut map = Map::new();
-    map.insert("id".into(), json!({"type": "string", "description": "The task id."}));
+    map.insert(
+        "id".into(),
+        json!({"type": "string", "description": "The task id."}),
+    );
     map
 }
 

@@ -12,7 +12,12 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// The request body as a JSON object, or an error that says what is wrong.
 pub fn json_object(request: &Request) -> Result<Map<String, Json>, ApiError> {
     if let Some(content_type) = request.header("content-type") {
-        let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let media = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         if media != "application/json" && !media.ends_with("+json") {
             return Err(ApiError::new(
                 415,
@@ -22,13 +27,26 @@ pub fn json_object(request: &Request) -> Result<Map<String, Json>, ApiError> {
         }
     }
     if request.body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::new(400, "invalid_json", "the request body must be a JSON object"));
+        return Err(ApiError::new(
+            400,
+            "invalid_json",
+            "the request body must be a JSON object",
+        ));
     }
-    let value: Json = serde_json::from_slice(&request.body)
-        .map_err(|e| ApiError::new(400, "invalid_json", format!("the request body is not valid JSON: {e}")))?;
+    let value: Json = serde_json::from_slice(&request.body).map_err(|e| {
+        ApiError::new(
+            400,
+            "invalid_json",
+            format!("the request body is not valid JSON: {e}"),
+        )
+    })?;
     match value {
         Json::Object(map) => Ok(map),
-        _ => Err(ApiError::new(400, "invalid_json", "the request body must be a JSON object")),
+        _ => Err(ApiError::new(
+            400,
+            "invalid_json",
+            "the request body must be a JSON object",
+        )),
     }
 }
 
@@ -40,8 +58,12 @@ pub fn no_arguments(request: &Request) -> Result<(), ApiError> {
     let object = json_object(request)?;
     match object.keys().next() {
         None => Ok(()),
-        Some(key) => Err(ApiError::new(400, "bad_request", format!("this endpoint takes no fields, got `{key}`"))
-            .with_field(key.clone())),
+        Some(key) => Err(ApiError::new(
+            400,
+            "bad_request",
+            format!("this endpoint takes no fields, got `{key}`"),
+        )
+        .with_field(key.clone())),
     }
 }
 
@@ -49,14 +71,20 @@ const REMINDER_FIELDS: &[&str] = &["remind_at", "remind_before_minutes", "notifi
 
 /// Reminder settings: `remind_at` or `remind_before_minutes`, and optionally
 /// `notification_type`. `extra` keys (an MCP tool's `id`) are skipped.
-pub fn reminder_patch(object: &Map<String, Json>, extra: &[&str]) -> Result<TaskPatch, DomainError> {
+pub fn reminder_patch(
+    object: &Map<String, Json>,
+    extra: &[&str],
+) -> Result<TaskPatch, DomainError> {
     if let Some(key) = object
         .keys()
         .find(|k| !REMINDER_FIELDS.contains(&k.as_str()) && !extra.contains(&k.as_str()))
     {
         return Err(DomainError::bad_request(
             Some(key),
-            format!("unknown field `{key}`; a reminder takes {}", REMINDER_FIELDS.join(", ")),
+            format!(
+                "unknown field `{key}`; a reminder takes {}",
+                REMINDER_FIELDS.join(", ")
+            ),
         ));
     }
     let patch = TaskPatch::from_json_allowing(object, extra)?;
@@ -76,7 +104,11 @@ pub fn reminder_patch(object: &Map<String, Json>, extra: &[&str]) -> Result<Task
 pub fn list_query_from_json(object: &Map<String, Json>) -> Result<ListQuery, DomainError> {
     let mut pairs = Vec::new();
     for (key, value) in object {
-        let name = if key == "search" { "q".to_owned() } else { key.clone() };
+        let name = if key == "search" {
+            "q".to_owned()
+        } else {
+            key.clone()
+        };
         let text = match value {
             Json::Null => continue,
             Json::String(s) => s.clone(),
@@ -84,11 +116,18 @@ pub fn list_query_from_json(object: &Map<String, Json>) -> Result<ListQuery, Dom
             Json::Number(n) => n.to_string(),
             Json::Array(items) => items
                 .iter()
-                .map(|i| i.as_str().map(str::to_owned).unwrap_or_else(|| i.to_string()))
+                .map(|i| {
+                    i.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| i.to_string())
+                })
                 .collect::<Vec<_>>()
                 .join(","),
             Json::Object(_) => {
-                return Err(DomainError::invalid(key, "must be a string, number, boolean or array"))
+                return Err(DomainError::invalid(
+                    key,
+                    "must be a string, number, boolean or array",
+                ))
             }
         };
         pairs.push((name, text));

@@ -44,7 +44,10 @@ pub fn handle(
         Endpoint::UpdateTask => {
             let patch = TaskPatch::from_json(&ops::json_object(request)?)?;
             write(ctx, request, user, || {
-                Ok(Response::json(200, &store.update(user, id, &patch, now)?.to_json()))
+                Ok(Response::json(
+                    200,
+                    &store.update(user, id, &patch, now)?.to_json(),
+                ))
             })
         }
         Endpoint::DeleteTask => write(ctx, request, user, || {
@@ -54,7 +57,10 @@ pub fn handle(
         Endpoint::CompleteTask => {
             ops::no_arguments(request)?;
             write(ctx, request, user, || {
-                Ok(Response::json(200, &store.complete(user, id, now)?.to_json()))
+                Ok(Response::json(
+                    200,
+                    &store.complete(user, id, now)?.to_json(),
+                ))
             })
         }
         Endpoint::ReopenTask => {
@@ -66,7 +72,10 @@ pub fn handle(
         Endpoint::SetReminder => {
             let patch = ops::reminder_patch(&ops::json_object(request)?, &[])?;
             write(ctx, request, user, || {
-                Ok(Response::json(200, &store.update(user, id, &patch, now)?.to_json()))
+                Ok(Response::json(
+                    200,
+                    &store.update(user, id, &patch, now)?.to_json(),
+                ))
             })
         }
         Endpoint::ClearReminder => write(ctx, request, user, || {
@@ -74,7 +83,10 @@ pub fn handle(
                 remind_at: Some(None),
                 ..TaskPatch::default()
             };
-            Ok(Response::json(200, &store.update(user, id, &patch, now)?.to_json()))
+            Ok(Response::json(
+                200,
+                &store.update(user, id, &patch, now)?.to_json(),
+            ))
         }),
         Endpoint::Healthz | Endpoint::OpenApi | Endpoint::Mcp => {
             unreachable!("served before authentication")

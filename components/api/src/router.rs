@@ -25,24 +25,77 @@ pub struct Route {
 }
 
 pub const ROUTES: &[Route] = &[
-    Route { method: "GET", path: "/healthz", endpoint: Endpoint::Healthz },
-    Route { method: "GET", path: "/api/openapi.json", endpoint: Endpoint::OpenApi },
-    Route { method: "GET", path: "/api/tasks", endpoint: Endpoint::ListTasks },
-    Route { method: "POST", path: "/api/tasks", endpoint: Endpoint::CreateTask },
-    Route { method: "GET", path: "/api/tasks/{id}", endpoint: Endpoint::GetTask },
-    Route { method: "PATCH", path: "/api/tasks/{id}", endpoint: Endpoint::UpdateTask },
-    Route { method: "DELETE", path: "/api/tasks/{id}", endpoint: Endpoint::DeleteTask },
-    Route { method: "POST", path: "/api/tasks/{id}/complete", endpoint: Endpoint::CompleteTask },
-    Route { method: "POST", path: "/api/tasks/{id}/reopen", endpoint: Endpoint::ReopenTask },
-    Route { method: "PUT", path: "/api/tasks/{id}/reminder", endpoint: Endpoint::SetReminder },
-    Route { method: "DELETE", path: "/api/tasks/{id}/reminder", endpoint: Endpoint::ClearReminder },
-    Route { method: "POST", path: "/mcp", endpoint: Endpoint::Mcp },
+    Route {
+        method: "GET",
+        path: "/healthz",
+        endpoint: Endpoint::Healthz,
+    },
+    Route {
+        method: "GET",
+        path: "/api/openapi.json",
+        endpoint: Endpoint::OpenApi,
+    },
+    Route {
+        method: "GET",
+        path: "/api/tasks",
+        endpoint: Endpoint::ListTasks,
+    },
+    Route {
+        method: "POST",
+        path: "/api/tasks",
+        endpoint: Endpoint::CreateTask,
+    },
+    Route {
+        method: "GET",
+        path: "/api/tasks/{id}",
+        endpoint: Endpoint::GetTask,
+    },
+    Route {
+        method: "PATCH",
+        path: "/api/tasks/{id}",
+        endpoint: Endpoint::UpdateTask,
+    },
+    Route {
+        method: "DELETE",
+        path: "/api/tasks/{id}",
+        endpoint: Endpoint::DeleteTask,
+    },
+    Route {
+        method: "POST",
+        path: "/api/tasks/{id}/complete",
+        endpoint: Endpoint::CompleteTask,
+    },
+    Route {
+        method: "POST",
+        path: "/api/tasks/{id}/reopen",
+        endpoint: Endpoint::ReopenTask,
+    },
+    Route {
+        method: "PUT",
+        path: "/api/tasks/{id}/reminder",
+        endpoint: Endpoint::SetReminder,
+    },
+    Route {
+        method: "DELETE",
+        path: "/api/tasks/{id}/reminder",
+        endpoint: Endpoint::ClearReminder,
+    },
+    Route {
+        method: "POST",
+        path: "/mcp",
+        endpoint: Endpoint::Mcp,
+    },
 ];
 
 #[derive(Debug, PartialEq)]
 pub enum Match {
-    Found { endpoint: Endpoint, id: Option<String> },
-    MethodNotAllowed { allow: Vec<&'static str> },
+    Found {
+        endpoint: Endpoint,
+        id: Option<String>,
+    },
+    MethodNotAllowed {
+        allow: Vec<&'static str>,
+    },
     NotFound,
 }
 
@@ -72,12 +125,19 @@ fn percent_decode(segment: &str) -> String {
 
 pub fn route(method: &str, path: &str) -> Match {
     // One trailing slash is forgiven: `/api/tasks/` is `/api/tasks`.
-    let path = if path.len() > 1 { path.strip_suffix('/').unwrap_or(path) } else { path };
+    let path = if path.len() > 1 {
+        path.strip_suffix('/').unwrap_or(path)
+    } else {
+        path
+    };
     let mut allow = Vec::new();
     for route in ROUTES {
         if let Some(id) = match_path(route.path, path) {
             if route.method.eq_ignore_ascii_case(method) {
-                return Match::Found { endpoint: route.endpoint, id };
+                return Match::Found {
+                    endpoint: route.endpoint,
+                    id,
+                };
             }
             allow.push(route.method);
         }
@@ -97,18 +157,32 @@ mod tests {
     fn matches_ids_methods_and_trailing_slashes() {
         assert_eq!(
             route("GET", "/api/tasks/abc-1"),
-            Match::Found { endpoint: Endpoint::GetTask, id: Some("abc-1".into()) }
+            Match::Found {
+                endpoint: Endpoint::GetTask,
+                id: Some("abc-1".into())
+            }
         );
-        assert_eq!(route("get", "/api/tasks/"), Match::Found { endpoint: Endpoint::ListTasks, id: None });
+        assert_eq!(
+            route("get", "/api/tasks/"),
+            Match::Found {
+                endpoint: Endpoint::ListTasks,
+                id: None
+            }
+        );
         assert_eq!(
             route("PUT", "/api/tasks/x"),
-            Match::MethodNotAllowed { allow: vec!["GET", "PATCH", "DELETE"] }
+            Match::MethodNotAllowed {
+                allow: vec!["GET", "PATCH", "DELETE"]
+            }
         );
         assert_eq!(route("GET", "/api/tasks/x/y"), Match::NotFound);
         assert_eq!(route("GET", "/api/tasks//complete"), Match::NotFound);
         assert_eq!(
             route("POST", "/api/tasks/a%20b/complete"),
-            Match::Found { endpoint: Endpoint::CompleteTask, id: Some("a b".into()) }
+            Match::Found {
+                endpoint: Endpoint::CompleteTask,
+                id: Some("a b".into())
+            }
         );
     }
 }

@@ -15,14 +15,23 @@ fn handle(request: SpinRequest) -> SpinResponse {
         query: request.query().to_owned(),
         headers: request
             .headers()
-            .map(|(name, value)| (name.to_ascii_lowercase(), value.as_str().unwrap_or("").to_owned()))
+            .map(|(name, value)| {
+                (
+                    name.to_ascii_lowercase(),
+                    value.as_str().unwrap_or("").to_owned(),
+                )
+            })
             .collect(),
         body: request.into_body(),
     };
     let config = Config::from_lookup(|name| spin_sdk::variables::get(name).ok());
     let response = match SpinDb::open("default") {
         Ok(db) => {
-            let ctx = Context { db: &db, config: &config, now: todo_domain::time::now() };
+            let ctx = Context {
+                db: &db,
+                config: &config,
+                now: todo_domain::time::now(),
+            };
             crate::handle(&ctx, &request)
         }
         Err(e) => ApiError::new(503, "storage_unavailable", e.message).into_response(),

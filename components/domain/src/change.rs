@@ -118,7 +118,11 @@ fn apply_reminder(task: &mut Task, patch: &TaskPatch, now: Timestamp) -> Result<
             if at <= now {
                 return Err(DomainError::invalid(
                     "remind_at",
-                    format!("{} is in the past (now is {})", time::format(&at), time::format(&now)),
+                    format!(
+                        "{} is in the past (now is {})",
+                        time::format(&at),
+                        time::format(&now)
+                    ),
                 ));
             }
             task.remind_at = Some(at);
@@ -183,21 +187,44 @@ mod tests {
 
     #[test]
     fn relative_reminders_follow_the_due_date() {
-        let t = task(json!({"title": "x", "due_date": "2026-12-01T09:00:00Z", "remind_before_minutes": 30}));
+        let t = task(
+            json!({"title": "x", "due_date": "2026-12-01T09:00:00Z", "remind_before_minutes": 30}),
+        );
         assert_eq!(time::format(&t.remind_at.unwrap()), "2026-12-01T08:30:00Z");
-        let moved = apply(&t, &patch(json!({"due_date": "2026-12-02T09:00:00Z"})), now()).unwrap();
-        assert_eq!(time::format(&moved.remind_at.unwrap()), "2026-12-02T08:30:00Z");
+        let moved = apply(
+            &t,
+            &patch(json!({"due_date": "2026-12-02T09:00:00Z"})),
+            now(),
+        )
+        .unwrap();
+        assert_eq!(
+            time::format(&moved.remind_at.unwrap()),
+            "2026-12-02T08:30:00Z"
+        );
         let cleared = apply(&t, &patch(json!({"due_date": null})), now()).unwrap();
-        assert_eq!((cleared.remind_at, cleared.remind_before_minutes), (None, None));
+        assert_eq!(
+            (cleared.remind_at, cleared.remind_before_minutes),
+            (None, None)
+        );
     }
 
     #[test]
     fn reminder_rules_are_explained() {
-        let err = new_task("a", "t".into(), &patch(json!({"title": "x", "remind_before_minutes": 5})), now())
-            .unwrap_err();
+        let err = new_task(
+            "a",
+            "t".into(),
+            &patch(json!({"title": "x", "remind_before_minutes": 5})),
+            now(),
+        )
+        .unwrap_err();
         assert_eq!(err.field(), Some("remind_before_minutes"));
-        let err = new_task("a", "t".into(), &patch(json!({"title": "x", "remind_at": "2020-01-01T00:00:00Z"})), now())
-            .unwrap_err();
+        let err = new_task(
+            "a",
+            "t".into(),
+            &patch(json!({"title": "x", "remind_at": "2020-01-01T00:00:00Z"})),
+            now(),
+        )
+        .unwrap_err();
         assert_eq!(err.field(), Some("remind_at"));
         let both = json!({"title": "x", "due_date": "2026-12-01T09:00:00Z",
                           "remind_at": "2026-12-01T08:00:00Z", "remind_before_minutes": 5});
@@ -218,10 +245,17 @@ mod tests {
 
     #[test]
     fn recurring_tasks_need_a_due_date_and_anchor_their_series() {
-        let err = new_task("a", "t".into(), &patch(json!({"title": "x", "recurrence_pattern": "daily"})), now())
-            .unwrap_err();
+        let err = new_task(
+            "a",
+            "t".into(),
+            &patch(json!({"title": "x", "recurrence_pattern": "daily"})),
+            now(),
+        )
+        .unwrap_err();
         assert_eq!(err.field(), Some("recurrence_pattern"));
-        let t = task(json!({"title": "x", "recurrence_pattern": "daily", "due_date": "2026-12-01T09:00:00Z"}));
+        let t = task(
+            json!({"title": "x", "recurrence_pattern": "daily", "due_date": "2026-12-01T09:00:00Z"}),
+        );
         assert_eq!(t.series_id.as_deref(), Some("t1"));
         assert_eq!(t.series_start, t.due_date);
         assert_eq!(t.occurrence, 1);

@@ -58,12 +58,11 @@ impl DomainError {
 impl fmt::Display for DomainError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DomainError::Invalid { field, message } | DomainError::BadRequest { field, message } => {
-                match field {
-                    Some(field) => write!(f, "{field}: {message}"),
-                    None => f.write_str(message),
-                }
-            }
+            DomainError::Invalid { field, message }
+            | DomainError::BadRequest { field, message } => match field {
+                Some(field) => write!(f, "{field}: {message}"),
+                None => f.write_str(message),
+            },
             DomainError::NotFound(m) | DomainError::Conflict(m) => f.write_str(m),
             DomainError::Storage(e) => write!(f, "storage error: {e}"),
         }

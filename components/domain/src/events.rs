@@ -69,7 +69,10 @@ impl Event {
             ("ce_specversion".into(), "1.0".into()),
             ("ce_id".into(), self.event_id.clone()),
             ("ce_source".into(), self.source.into()),
-            ("ce_type".into(), cloudevents_type(self.topic, self.event_type)),
+            (
+                "ce_type".into(),
+                cloudevents_type(self.topic, self.event_type),
+            ),
             ("ce_time".into(), time::format(&self.time)),
             ("ce_subject".into(), self.subject.clone()),
             ("content-type".into(), "application/json".into()),
@@ -209,15 +212,31 @@ pub fn for_change(old: Option<&Task>, new: Option<&Task>, now: Timestamp) -> Vec
         (None, Some(task)) => {
             events.push(task_event("task_created", task, now));
             if reminder_due(task, now) {
-                events.push(reminder_event("reminder_scheduled", TASKS_SOURCE, task, now));
+                events.push(reminder_event(
+                    "reminder_scheduled",
+                    TASKS_SOURCE,
+                    task,
+                    now,
+                ));
             }
             let fields = changed_fields_all();
-            events.push(task_update_event(Change::Created, task, &fields, false, now));
+            events.push(task_update_event(
+                Change::Created,
+                task,
+                &fields,
+                false,
+                now,
+            ));
         }
         (Some(task), None) => {
             events.push(task_event("task_deleted", task, now));
             if task.reminder_armed() {
-                events.push(reminder_event("reminder_cancelled", TASKS_SOURCE, task, now));
+                events.push(reminder_event(
+                    "reminder_cancelled",
+                    TASKS_SOURCE,
+                    task,
+                    now,
+                ));
             }
             events.push(task_update_event(Change::Deleted, task, &[], true, now));
         }
@@ -238,10 +257,20 @@ pub fn for_change(old: Option<&Task>, new: Option<&Task>, now: Timestamp) -> Vec
             let was_armed = before.reminder_armed();
             let is_armed = after.reminder_armed();
             if was_armed && (!is_armed || reminder_changed) {
-                events.push(reminder_event("reminder_cancelled", TASKS_SOURCE, before, now));
+                events.push(reminder_event(
+                    "reminder_cancelled",
+                    TASKS_SOURCE,
+                    before,
+                    now,
+                ));
             }
             if is_armed && (!was_armed || reminder_changed) && reminder_due(after, now) {
-                events.push(reminder_event("reminder_scheduled", TASKS_SOURCE, after, now));
+                events.push(reminder_event(
+                    "reminder_scheduled",
+                    TASKS_SOURCE,
+                    after,
+                    now,
+                ));
             }
             let fields = changed_fields(before, after);
             events.push(task_update_event(change, after, &fields, false, now));

@@ -56,7 +56,13 @@ pub fn request_hash(method: &str, path: &str, body: &[u8]) -> String {
 }
 
 /// Looks the key up. Call inside the request's write transaction.
-pub fn lookup(db: &dyn Sql, user_id: &str, key: &str, hash: &str, now: Timestamp) -> Result<Lookup> {
+pub fn lookup(
+    db: &dyn Sql,
+    user_id: &str,
+    key: &str,
+    hash: &str,
+    now: Timestamp,
+) -> Result<Lookup> {
     let rows = db.execute(
         "SELECT request_hash, status, body FROM idempotency_keys
          WHERE user_id = ? AND idem_key = ? AND created_ms >= ?",

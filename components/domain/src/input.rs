@@ -126,9 +126,9 @@ fn nullable<T>(value: &Json, parse: impl FnOnce(&Json) -> Result<T>) -> Result<O
 }
 
 pub fn string<'a>(field: &str, value: &'a Json) -> Result<&'a str> {
-    value
-        .as_str()
-        .ok_or_else(|| DomainError::invalid(field, format!("must be a string, got {}", kind(value))))
+    value.as_str().ok_or_else(|| {
+        DomainError::invalid(field, format!("must be a string, got {}", kind(value)))
+    })
 }
 
 fn kind(value: &Json) -> &'static str {
@@ -159,7 +159,10 @@ fn title(value: &Json) -> Result<String> {
         ));
     }
     if has_control_chars(text, false) {
-        return Err(DomainError::invalid("title", "must not contain control characters"));
+        return Err(DomainError::invalid(
+            "title",
+            "must not contain control characters",
+        ));
     }
     Ok(text.to_owned())
 }
@@ -190,9 +193,12 @@ fn timestamp(field: &str, value: &Json) -> Result<Timestamp> {
 
 /// Tags are trimmed, lower-cased and de-duplicated, keeping first-seen order.
 pub fn tags(value: &Json) -> Result<Vec<String>> {
-    let items = value
-        .as_array()
-        .ok_or_else(|| DomainError::invalid("tags", format!("must be an array of strings, got {}", kind(value))))?;
+    let items = value.as_array().ok_or_else(|| {
+        DomainError::invalid(
+            "tags",
+            format!("must be an array of strings, got {}", kind(value)),
+        )
+    })?;
     let mut tags: Vec<String> = Vec::with_capacity(items.len());
     for item in items {
         let tag = normalize_tag(string("tags", item)?)?;
@@ -201,13 +207,20 @@ pub fn tags(value: &Json) -> Result<Vec<String>> {
         }
     }
     if tags.len() > MAX_TAGS {
-        return Err(DomainError::invalid("tags", format!("at most {MAX_TAGS} tags")));
+        return Err(DomainError::invalid(
+            "tags",
+            format!("at most {MAX_TAGS} tags"),
+        ));
     }
     Ok(tags)
 }
 
 pub fn normalize_tag(raw: &str) -> Result<String> {
-    let tag = raw.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+    let tag = raw
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase();
     if tag.is_empty() || tag.chars().count() > MAX_TAG_CHARS {
         return Err(DomainError::invalid(
             "tags",
@@ -266,14 +279,18 @@ mod tests {
         .unwrap();
         assert_eq!(p.title.as_deref(), Some("Pay rent"));
         assert_eq!(p.status, Some(Status::InProgress));
-        assert_eq!(p.tags, Some(vec!["home".to_owned(), "money matters".to_owned()]));
+        assert_eq!(
+            p.tags,
+            Some(vec!["home".to_owned(), "money matters".to_owned()])
+        );
         assert_eq!(p.remind_before_minutes, Some(Some(60)));
         assert_eq!(p.notification_type, Some(NotificationType::Email));
     }
 
     #[test]
     fn null_clears_nullable_fields() {
-        let p = patch(json!({"due_date": null, "remind_at": null, "recurrence_pattern": null})).unwrap();
+        let p = patch(json!({"due_date": null, "remind_at": null, "recurrence_pattern": null}))
+            .unwrap();
         assert_eq!(p.due_date, Some(None));
         assert_eq!(p.remind_at, Some(None));
         assert_eq!(p.recurrence_pattern, Some(None));
@@ -289,9 +306,18 @@ mod tests {
             (json!({"due_date": "next friday"}), "due_date"),
             (json!({"tags": "a,b"}), "tags"),
             (json!({"tags": ["a,b"]}), "tags"),
-            (json!({"recurrence_pattern": "now and then"}), "recurrence_pattern"),
-            (json!({"remind_before_minutes": -5}), "remind_before_minutes"),
-            (json!({"remind_before_minutes": 1.5}), "remind_before_minutes"),
+            (
+                json!({"recurrence_pattern": "now and then"}),
+                "recurrence_pattern",
+            ),
+            (
+                json!({"remind_before_minutes": -5}),
+                "remind_before_minutes",
+            ),
+            (
+                json!({"remind_before_minutes": 1.5}),
+                "remind_before_minutes",
+            ),
             (json!({"colour": "red"}), "colour"),
             (json!({"id": "abc"}), "id"),
         ];
@@ -303,7 +329,13 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_bad_requests_and_bad_values_are_invalid() {
-        assert!(matches!(patch(json!({"colour": 1})), Err(DomainError::BadRequest { .. })));
-        assert!(matches!(patch(json!({"priority": "x"})), Err(DomainError::Invalid { .. })));
+        assert!(matches!(
+            patch(json!({"colour": 1})),
+            Err(DomainError::BadRequest { .. })
+        ));
+        assert!(matches!(
+            patch(json!({"priority": "x"})),
+            Err(DomainError::Invalid { .. })
+        ));
     }
 }

@@ -25,10 +25,13 @@ impl NativeDb {
     }
 
     fn configure(conn: rusqlite::Connection, wal: bool) -> Result<Self, DbError> {
-        conn.busy_timeout(Duration::from_secs(5)).map_err(db_error)?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(db_error)?;
         if wal {
-            conn.pragma_update(None, "journal_mode", "WAL").map_err(db_error)?;
-            conn.pragma_update(None, "synchronous", "NORMAL").map_err(db_error)?;
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .map_err(db_error)?;
+            conn.pragma_update(None, "synchronous", "NORMAL")
+                .map_err(db_error)?;
         }
         Ok(NativeDb { conn })
     }

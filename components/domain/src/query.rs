@@ -156,7 +156,9 @@ impl ListQuery {
                 }
                 "tag" => {
                     for t in split_list(value) {
-                        query.tags.push(normalize_tag(t).map_err(|e| rename(e, "tag"))?);
+                        query
+                            .tags
+                            .push(normalize_tag(t).map_err(|e| rename(e, "tag"))?);
                     }
                 }
                 "due_before" => query.due_before = Some(time::parse_bound("due_before", value)?),
@@ -228,11 +230,16 @@ impl ListQuery {
             params.extend(self.statuses.iter().map(|s| Value::from(s.as_str())));
         }
         if !self.priorities.is_empty() {
-            clauses.push(format!("priority IN ({})", placeholders(self.priorities.len())));
+            clauses.push(format!(
+                "priority IN ({})",
+                placeholders(self.priorities.len())
+            ));
             params.extend(self.priorities.iter().map(|p| Value::from(p.as_str())));
         }
         for tag in &self.tags {
-            clauses.push("EXISTS (SELECT 1 FROM json_each(tasks.tags) WHERE json_each.value = ?)".into());
+            clauses.push(
+                "EXISTS (SELECT 1 FROM json_each(tasks.tags) WHERE json_each.value = ?)".into(),
+            );
             params.push(Value::from(tag.as_str()));
         }
         if let Some(before) = &self.due_before {
@@ -256,12 +263,18 @@ impl ListQuery {
         }
         if let Some(text) = &self.search {
             let pattern = format!("%{}%", escape_like(&text.to_lowercase()));
-            clauses.push("(lower(title) LIKE ? ESCAPE '\\' OR lower(description) LIKE ? ESCAPE '\\')".into());
+            clauses.push(
+                "(lower(title) LIKE ? ESCAPE '\\' OR lower(description) LIKE ? ESCAPE '\\')".into(),
+            );
             params.push(Value::Text(pattern.clone()));
             params.push(Value::Text(pattern));
         }
         let key = self.sort.sql(self.descending);
-        let (cmp, dir) = if self.descending { ("<", "DESC") } else { (">", "ASC") };
+        let (cmp, dir) = if self.descending {
+            ("<", "DESC")
+        } else {
+            (">", "ASC")
+        };
         if let Some(cursor) = &self.cursor {
             clauses.push(format!("({key} {cmp} ? OR ({key} = ? AND id {cmp} ?))"));
             params.push(Value::Integer(cursor.key));
@@ -273,18 +286,21 @@ impl ListQuery {
             sql.push_str(" AND ");
             sql.push_str(&clause);
         }
-        sql.push_str(&format!(" ORDER BY {key} {dir}, id {dir} LIMIT {}", self.limit + 1));
+        sql.push_str(&format!(
+            " ORDER BY {key} {dir}, id {dir} LIMIT {}",
+            self.limit + 1
+        ));
         (sql, params)
     }
 
     /// The cursor that continues after `task`.
     pub(crate) fn cursor_after(&self, task: &crate::model::Task) -> Cursor {
         let key = match self.sort {
-            SortKey::DueDate => task.due_date.as_ref().map(time::to_millis).unwrap_or(if self.descending {
-                i64::MIN
-            } else {
-                i64::MAX
-            }),
+            SortKey::DueDate => task
+                .due_date
+                .as_ref()
+                .map(time::to_millis)
+                .unwrap_or(if self.descending { i64::MIN } else { i64::MAX }),
             SortKey::Priority => task.priority.rank(),
             SortKey::CreatedAt => time::to_millis(&task.created_at),
             SortKey::UpdatedAt => time::to_millis(&task.updated_at),
@@ -332,7 +348,9 @@ mod tests {
     use super::*;
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -347,7 +365,10 @@ mod tests {
         assert_eq!(q.statuses, vec![Status::Pending, Status::InProgress]);
         assert_eq!(q.priorities, vec![Priority::High, Priority::Urgent]);
         assert_eq!(q.tags, vec!["home"]);
-        assert_eq!((q.sort, q.descending, q.limit), (SortKey::DueDate, false, DEFAULT_LIMIT));
+        assert_eq!(
+            (q.sort, q.descending, q.limit),
+            (SortKey::DueDate, false, DEFAULT_LIMIT)
+        );
         let q = ListQuery::from_pairs(&pairs(&[("sort", "priority")])).unwrap();
         assert!(q.descending);
     }
@@ -372,11 +393,18 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_must_match_the_sort() {
-        let c = Cursor { sort: SortKey::Priority, descending: true, key: 2, id: "abc".into() };
+        let c = Cursor {
+            sort: SortKey::Priority,
+            descending: true,
+            key: 2,
+            id: "abc".into(),
+        };
         assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
         let err = ListQuery::from_pairs(&pairs(&[("cursor", &c.encode())])).unwrap_err();
         assert_eq!(err.field(), Some("cursor"));
-        assert!(ListQuery::from_pairs(&pairs(&[("sort", "priority"), ("cursor", &c.encode())])).is_ok());
+        assert!(
+            ListQuery::from_pairs(&pairs(&[("sort", "priority"), ("cursor", &c.encode())])).is_ok()
+        );
     }
 
     #[test]

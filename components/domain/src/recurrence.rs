@@ -140,8 +140,8 @@ impl Recurrence {
                 vec![date]
             }
             Freq::Weekly => {
-                let monday = anchor
-                    - Duration::days(i64::from(anchor.weekday().num_days_from_monday()));
+                let monday =
+                    anchor - Duration::days(i64::from(anchor.weekday().num_days_from_monday()));
                 let week = monday.checked_add_days(chrono::Days::new(step.checked_mul(7)?))?;
                 if self.by_day.is_empty() {
                     vec![week + Duration::days(i64::from(anchor.weekday().num_days_from_monday()))]
@@ -199,9 +199,7 @@ impl Recurrence {
             (1..=last)
                 .filter(|&day| {
                     let date = NaiveDate::from_ymd_opt(year, month, day).expect("valid day");
-                    self.by_day
-                        .iter()
-                        .any(|b| matches_by_day(b, date, last))
+                    self.by_day.iter().any(|b| matches_by_day(b, date, last))
                 })
                 .collect()
         } else if anchor.day() <= last {
@@ -235,12 +233,20 @@ fn matches_by_day(by_day: &ByDay, date: NaiveDate, last_day: u32) -> bool {
 /// `BYMONTHDAY` value → day of that month (negative counts from the end).
 fn resolve_month_day(year: i32, month: u32, n: i8) -> Option<u32> {
     let last = days_in_month(year, month) as i32;
-    let day = if n > 0 { i32::from(n) } else { last + 1 + i32::from(n) };
+    let day = if n > 0 {
+        i32::from(n)
+    } else {
+        last + 1 + i32::from(n)
+    };
     (1..=last).contains(&day).then_some(day as u32)
 }
 
 pub fn days_in_month(year: i32, month: u32) -> u32 {
-    let (ny, nm) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
+    let (ny, nm) = if month == 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    };
     NaiveDate::from_ymd_opt(ny, nm, 1)
         .and_then(|d| d.pred_opt())
         .map_or(31, |d| d.day())
@@ -253,7 +259,10 @@ pub fn parse(text: &str) -> Result<Recurrence> {
         return Err(DomainError::invalid(FIELD, "must not be empty"));
     }
     if trimmed.len() > 200 {
-        return Err(DomainError::invalid(FIELD, "must be at most 200 characters"));
+        return Err(DomainError::invalid(
+            FIELD,
+            "must be at most 200 characters",
+        ));
     }
     let upper = trimmed.to_ascii_uppercase();
     if upper.starts_with("RRULE:") || upper.starts_with("FREQ=") || upper.contains(";FREQ=") {
@@ -428,7 +437,9 @@ fn parse_rrule(rule: &str) -> Result<Recurrence> {
     }
     let freq = freq.ok_or_else(|| rrule_error("an RRULE needs FREQ"))?;
     if count.is_some() && until.is_some() {
-        return Err(rrule_error("COUNT and UNTIL must not both be given (RFC 5545)"));
+        return Err(rrule_error(
+            "COUNT and UNTIL must not both be given (RFC 5545)",
+        ));
     }
     if by_day.iter().any(|d| d.nth.is_some()) && freq != Freq::Monthly {
         return Err(rrule_error(
@@ -436,7 +447,9 @@ fn parse_rrule(rule: &str) -> Result<Recurrence> {
         ));
     }
     if freq == Freq::Weekly && !by_month_day.is_empty() {
-        return Err(rrule_error("BYMONTHDAY must not be used with FREQ=WEEKLY (RFC 5545)"));
+        return Err(rrule_error(
+            "BYMONTHDAY must not be used with FREQ=WEEKLY (RFC 5545)",
+        ));
     }
     if freq == Freq::Yearly && !by_day.is_empty() {
         return Err(rrule_error("BYDAY is not supported with FREQ=YEARLY"));
@@ -460,7 +473,9 @@ fn parse_rrule(rule: &str) -> Result<Recurrence> {
 fn parse_by_day(text: &str) -> Result<ByDay> {
     let text = text.trim();
     if text.len() < 2 {
-        return Err(rrule_error(format!("BYDAY value `{text}` is not a weekday")));
+        return Err(rrule_error(format!(
+            "BYDAY value `{text}` is not a weekday"
+        )));
     }
     let (nth, code) = text.split_at(text.len() - 2);
     let weekday = match code {
@@ -485,7 +500,9 @@ fn parse_by_day(text: &str) -> Result<ByDay> {
                 .ok()
                 .filter(|n| *n != 0 && (-5..=5).contains(n))
                 .ok_or_else(|| {
-                    rrule_error(format!("BYDAY ordinal in `{text}` must be 1 to 5 or -5 to -1"))
+                    rrule_error(format!(
+                        "BYDAY ordinal in `{text}` must be 1 to 5 or -5 to -1"
+                    ))
                 })?,
         )
     };
@@ -494,14 +511,19 @@ fn parse_by_day(text: &str) -> Result<ByDay> {
 
 /// `UNTIL` as `YYYYMMDD` (end of that day, UTC) or `YYYYMMDDTHHMMSS[Z]` (UTC).
 fn parse_until(value: &str) -> Result<Timestamp> {
-    let bad = || rrule_error(format!("UNTIL=`{value}` must be YYYYMMDD or YYYYMMDDTHHMMSSZ"));
+    let bad = || {
+        rrule_error(format!(
+            "UNTIL=`{value}` must be YYYYMMDD or YYYYMMDDTHHMMSSZ"
+        ))
+    };
     let ts = if value.len() == 8 {
         let date = NaiveDate::parse_from_str(value, "%Y%m%d").map_err(|_| bad())?;
         let end = NaiveTime::from_hms_opt(23, 59, 59).expect("valid time");
         Utc.from_utc_datetime(&date.and_time(end))
     } else {
-        let naive = chrono::NaiveDateTime::parse_from_str(value.trim_end_matches('Z'), "%Y%m%dT%H%M%S")
-            .map_err(|_| bad())?;
+        let naive =
+            chrono::NaiveDateTime::parse_from_str(value.trim_end_matches('Z'), "%Y%m%dT%H%M%S")
+                .map_err(|_| bad())?;
         Utc.from_utc_datetime(&naive)
     };
     Ok(time::truncate_to_millis(ts))
@@ -537,7 +559,11 @@ mod tests {
     fn daily_weekly_and_every_n() {
         assert_eq!(
             series("daily", "2026-12-30T09:00:00Z", 3),
-            ["2026-12-31T09:00:00Z", "2027-01-01T09:00:00Z", "2027-01-02T09:00:00Z"]
+            [
+                "2026-12-31T09:00:00Z",
+                "2027-01-01T09:00:00Z",
+                "2027-01-02T09:00:00Z"
+            ]
         );
         assert_eq!(
             series("Weekly", "2026-12-01T08:30:00Z", 2),
@@ -551,7 +577,10 @@ mod tests {
             series("every 2 weeks", "2026-12-01T10:00:00Z", 1),
             ["2026-12-15T10:00:00Z"]
         );
-        assert_eq!(series("fortnightly", "2026-12-01T10:00:00Z", 1), ["2026-12-15T10:00:00Z"]);
+        assert_eq!(
+            series("fortnightly", "2026-12-01T10:00:00Z", 1),
+            ["2026-12-15T10:00:00Z"]
+        );
         assert_eq!(
             series("every other month", "2026-11-15T10:00:00Z", 2),
             ["2027-01-15T10:00:00Z", "2027-03-15T10:00:00Z"]
@@ -581,7 +610,11 @@ mod tests {
         );
         assert_eq!(
             series("every weekend", "2026-12-04T18:00:00Z", 3),
-            ["2026-12-05T18:00:00Z", "2026-12-06T18:00:00Z", "2026-12-12T18:00:00Z"]
+            [
+                "2026-12-05T18:00:00Z",
+                "2026-12-06T18:00:00Z",
+                "2026-12-12T18:00:00Z"
+            ]
         );
     }
 
@@ -597,7 +630,10 @@ mod tests {
             ]
         );
         // Leap year February.
-        assert_eq!(series("monthly", "2028-01-31T12:00:00Z", 1), ["2028-02-29T12:00:00Z"]);
+        assert_eq!(
+            series("monthly", "2028-01-31T12:00:00Z", 1),
+            ["2028-02-29T12:00:00Z"]
+        );
     }
 
     #[test]
@@ -623,8 +659,16 @@ mod tests {
             ["2027-02-28T12:00:00Z", "2027-03-31T12:00:00Z"]
         );
         assert_eq!(
-            series("RRULE:FREQ=MONTHLY;BYMONTHDAY=1,15", "2027-01-15T12:00:00Z", 3),
-            ["2027-02-01T12:00:00Z", "2027-02-15T12:00:00Z", "2027-03-01T12:00:00Z"]
+            series(
+                "RRULE:FREQ=MONTHLY;BYMONTHDAY=1,15",
+                "2027-01-15T12:00:00Z",
+                3
+            ),
+            [
+                "2027-02-01T12:00:00Z",
+                "2027-02-15T12:00:00Z",
+                "2027-03-01T12:00:00Z"
+            ]
         );
     }
 
@@ -644,7 +688,11 @@ mod tests {
     #[test]
     fn rrule_weekly_with_interval_and_byday() {
         assert_eq!(
-            series("RRULE:FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,TH", "2026-11-30T07:00:00Z", 4),
+            series(
+                "RRULE:FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,TH",
+                "2026-11-30T07:00:00Z",
+                4
+            ),
             [
                 "2026-12-03T07:00:00Z",
                 "2026-12-14T07:00:00Z",
@@ -661,11 +709,19 @@ mod tests {
             ["2026-12-02T09:00:00Z", "2026-12-03T09:00:00Z"]
         );
         assert_eq!(
-            series("RRULE:FREQ=DAILY;UNTIL=20261203", "2026-12-01T09:00:00Z", 10),
+            series(
+                "RRULE:FREQ=DAILY;UNTIL=20261203",
+                "2026-12-01T09:00:00Z",
+                10
+            ),
             ["2026-12-02T09:00:00Z", "2026-12-03T09:00:00Z"]
         );
         assert_eq!(
-            series("RRULE:FREQ=DAILY;UNTIL=20261203T080000Z", "2026-12-01T09:00:00Z", 10),
+            series(
+                "RRULE:FREQ=DAILY;UNTIL=20261203T080000Z",
+                "2026-12-01T09:00:00Z",
+                10
+            ),
             ["2026-12-02T09:00:00Z"]
         );
     }

@@ -206,6 +206,9 @@ mod tests {
     fn splits_migration_scripts_on_line_ending_semicolons() {
         let parts: Vec<_> =
             split_statements("CREATE TABLE a (x TEXT);\nCREATE INDEX i ON a(x);\n\n").collect();
-        assert_eq!(parts, vec!["CREATE TABLE a (x TEXT)", "CREATE INDEX i ON a(x)"]);
+        assert_eq!(
+            parts,
+            vec!["CREATE TABLE a (x TEXT)", "CREATE INDEX i ON a(x)"]
+        );
     }
 }

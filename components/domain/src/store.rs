@@ -69,7 +69,13 @@ impl<'a> TaskStore<'a> {
         Ok(task)
     }
 
-    pub fn update(&self, user_id: &str, id: &str, patch: &TaskPatch, now: Timestamp) -> Result<Task> {
+    pub fn update(
+        &self,
+        user_id: &str,
+        id: &str,
+        patch: &TaskPatch,
+        now: Timestamp,
+    ) -> Result<Task> {
         let old = self.require(user_id, id)?;
         let new = change::apply(&old, patch, now)?;
         self.save(Some(&old), Some(&new), now)?;
@@ -111,7 +117,10 @@ impl<'a> TaskStore<'a> {
         if let Some(series) = &task.series_id {
             let rows = self.db.execute(
                 "SELECT 1 AS found FROM tasks WHERE series_id = ? AND occurrence = ?",
-                &[Value::from(series.as_str()), Value::Integer(task.occurrence)],
+                &[
+                    Value::from(series.as_str()),
+                    Value::Integer(task.occurrence),
+                ],
             )?;
             if !rows.is_empty() {
                 return Ok(false);
@@ -130,7 +139,10 @@ impl<'a> TaskStore<'a> {
             (Some(old), None) => {
                 self.db.execute(
                     "DELETE FROM tasks WHERE user_id = ? AND id = ?",
-                    &[Value::from(old.user_id.as_str()), Value::from(old.id.as_str())],
+                    &[
+                        Value::from(old.user_id.as_str()),
+                        Value::from(old.id.as_str()),
+                    ],
                 )?;
             }
             (None, None) => return Ok(()),
@@ -210,7 +222,9 @@ fn opt_ts(row: &Row<'_>, column: &str) -> Result<Option<Timestamp>> {
 }
 
 fn task_from_row(row: Row<'_>) -> Result<Task> {
-    let corrupt = |what: &str| DomainError::Storage(crate::sql::DbError::new(format!("stored task has {what}")));
+    let corrupt = |what: &str| {
+        DomainError::Storage(crate::sql::DbError::new(format!("stored task has {what}")))
+    };
     Ok(Task {
         id: row.str("id")?.to_owned(),
         user_id: row.str("user_id")?.to_owned(),

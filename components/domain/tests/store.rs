@@ -35,7 +35,10 @@ struct OutboxRow {
 
 fn outbox(db: &dyn Sql) -> Vec<OutboxRow> {
     let rows = db
-        .execute("SELECT topic, msg_key, payload, headers FROM outbox ORDER BY seq", &[])
+        .execute(
+            "SELECT topic, msg_key, payload, headers FROM outbox ORDER BY seq",
+            &[],
+        )
         .unwrap();
     rows.iter()
         .map(|r| OutboxRow {
@@ -110,7 +113,15 @@ fn create_writes_the_task_and_its_events_in_the_seed_schemas() {
     let e = &rows[0].payload;
     assert_eq!(
         keys(e),
-        sorted(&["event_type", "task_id", "user_id", "timestamp", "task_data", "event_id", "schema_version"])
+        sorted(&[
+            "event_type",
+            "task_id",
+            "user_id",
+            "timestamp",
+            "task_data",
+            "event_id",
+            "schema_version"
+        ])
     );
     assert_eq!(e["task_id"], json!(task.id));
     assert_eq!(e["user_id"], "alice");
@@ -140,8 +151,16 @@ fn create_writes_the_task_and_its_events_in_the_seed_schemas() {
     assert_eq!(
         keys(r),
         sorted(&[
-            "event_type", "task_id", "user_id", "timestamp", "title", "due_at", "remind_at",
-            "notification_type", "event_id", "schema_version"
+            "event_type",
+            "task_id",
+            "user_id",
+            "timestamp",
+            "title",
+            "due_at",
+            "remind_at",
+            "notification_type",
+            "event_id",
+            "schema_version"
         ])
     );
     assert_eq!(r["title"], "Dentist");
@@ -153,7 +172,15 @@ fn create_writes_the_task_and_its_events_in_the_seed_schemas() {
     let u = &rows[2].payload;
     assert_eq!(
         keys(u),
-        sorted(&["event_type", "task_id", "user_id", "timestamp", "update_data", "event_id", "schema_version"])
+        sorted(&[
+            "event_type",
+            "task_id",
+            "user_id",
+            "timestamp",
+            "update_data",
+            "event_id",
+            "schema_version"
+        ])
     );
     assert_eq!(u["update_data"]["change"], "created");
     assert_eq!(u["update_data"]["task"]["id"], json!(task.id));
@@ -168,7 +195,8 @@ fn create_writes_the_task_and_its_events_in_the_seed_schemas() {
     assert_eq!(headers["ce_subject"], task.id);
     assert_eq!(headers["content-type"], "application/json");
 
-    let ids: std::collections::HashSet<_> = rows.iter().map(|r| r.payload["event_id"].clone()).collect();
+    let ids: std::collections::HashSet<_> =
+        rows.iter().map(|r| r.payload["event_id"].clone()).collect();
     assert_eq!(ids.len(), rows.len(), "event ids are unique");
 }
 
@@ -186,7 +214,12 @@ fn lifecycle_events_complete_reopen_reschedule_delete() {
     let start = outbox(&db).len();
 
     let moved = store
-        .update("alice", &t.id, &patch(json!({"due_date": "2026-12-02T09:00:00Z"})), now())
+        .update(
+            "alice",
+            &t.id,
+            &patch(json!({"due_date": "2026-12-02T09:00:00Z"})),
+            now(),
+        )
         .unwrap();
     assert_eq!(moved.version, 2);
     let rows = outbox(&db);
@@ -199,16 +232,27 @@ fn lifecycle_events_complete_reopen_reschedule_delete() {
             "task-updates:task_updated"
         ]
     );
-    assert_eq!(rows[start + 1].payload["remind_at"], "2026-12-01T08:45:00Z", "cancels the old one");
+    assert_eq!(
+        rows[start + 1].payload["remind_at"],
+        "2026-12-01T08:45:00Z",
+        "cancels the old one"
+    );
     assert_eq!(rows[start + 2].payload["remind_at"], "2026-12-02T08:45:00Z");
-    assert_eq!(rows[start + 3].payload["update_data"]["changed_fields"], json!(["due_date", "remind_at"]));
+    assert_eq!(
+        rows[start + 3].payload["update_data"]["changed_fields"],
+        json!(["due_date", "remind_at"])
+    );
 
     let mark = outbox(&db).len();
     let done = store.complete("alice", &t.id, now()).unwrap();
     assert_eq!(done.completed_at, Some(now()));
     assert_eq!(
         event_types(&outbox(&db)[mark..]),
-        ["task-events:task_completed", "reminders:reminder_cancelled", "task-updates:task_updated"]
+        [
+            "task-events:task_completed",
+            "reminders:reminder_cancelled",
+            "task-updates:task_updated"
+        ]
     );
     let mark = outbox(&db).len();
     let again = store.complete("alice", &t.id, now()).unwrap();
@@ -219,7 +263,11 @@ fn lifecycle_events_complete_reopen_reschedule_delete() {
     assert_eq!(reopened.status, todo_domain::Status::Pending);
     assert_eq!(
         event_types(&outbox(&db)[mark..]),
-        ["task-events:task_updated", "reminders:reminder_scheduled", "task-updates:task_updated"]
+        [
+            "task-events:task_updated",
+            "reminders:reminder_scheduled",
+            "task-updates:task_updated"
+        ]
     );
 
     let mark = outbox(&db).len();
@@ -227,7 +275,11 @@ fn lifecycle_events_complete_reopen_reschedule_delete() {
     let rows = outbox(&db);
     assert_eq!(
         event_types(&rows[mark..]),
-        ["task-events:task_deleted", "reminders:reminder_cancelled", "task-updates:task_updated"]
+        [
+            "task-events:task_deleted",
+            "reminders:reminder_cancelled",
+            "task-updates:task_updated"
+        ]
     );
     assert_eq!(rows[mark + 2].payload["update_data"]["change"], "deleted");
     assert_eq!(rows[mark + 2].payload["update_data"]["task"], Json::Null);
@@ -245,14 +297,19 @@ fn reminders_in_the_past_are_not_scheduled() {
             now(),
         )
         .unwrap();
-    assert_eq!(event_types(&outbox(&db)), ["task-events:task_created", "task-updates:task_updated"]);
+    assert_eq!(
+        event_types(&outbox(&db)),
+        ["task-events:task_created", "task-updates:task_updated"]
+    );
 }
 
 #[test]
 fn users_never_see_each_others_tasks() {
     let db = db();
     let store = TaskStore::open(&db).unwrap();
-    let t = store.create("alice", &patch(json!({"title": "secret"})), now()).unwrap();
+    let t = store
+        .create("alice", &patch(json!({"title": "secret"})), now())
+        .unwrap();
     assert!(store.get("bob", &t.id).unwrap().is_none());
     for result in [
         store.update("bob", &t.id, &patch(json!({"title": "mine"})), now()),
@@ -285,25 +342,55 @@ impl Sql for FailingDb {
 
 #[test]
 fn a_failed_outbox_write_leaves_neither_task_nor_event() {
-    let db = FailingDb { inner: NativeDb::open_in_memory().unwrap(), fail_on: "INSERT INTO outbox", armed: Cell::new(false) };
+    let db = FailingDb {
+        inner: NativeDb::open_in_memory().unwrap(),
+        fail_on: "INSERT INTO outbox",
+        armed: Cell::new(false),
+    };
     let store = TaskStore::open(&db).unwrap();
-    let kept = transaction(&db, || store.create("alice", &patch(json!({"title": "kept"})), now())).unwrap();
+    let kept = transaction(&db, || {
+        store.create("alice", &patch(json!({"title": "kept"})), now())
+    })
+    .unwrap();
     db.armed.set(true);
-    let result = transaction(&db, || store.create("alice", &patch(json!({"title": "lost"})), now()));
+    let result = transaction(&db, || {
+        store.create("alice", &patch(json!({"title": "lost"})), now())
+    });
     assert!(matches!(result, Err(DomainError::Storage(_))));
-    let result = transaction(&db, || store.update("alice", &kept.id, &patch(json!({"title": "changed"})), now()));
+    let result = transaction(&db, || {
+        store.update(
+            "alice",
+            &kept.id,
+            &patch(json!({"title": "changed"})),
+            now(),
+        )
+    });
     assert!(result.is_err());
     db.armed.set(false);
     assert_eq!(count(&db, "tasks"), 1);
-    assert_eq!(store.require("alice", &kept.id).unwrap().title, "kept", "the update rolled back");
-    assert_eq!(event_types(&outbox(&db)), ["task-events:task_created", "task-updates:task_updated"]);
+    assert_eq!(
+        store.require("alice", &kept.id).unwrap().title,
+        "kept",
+        "the update rolled back"
+    );
+    assert_eq!(
+        event_types(&outbox(&db)),
+        ["task-events:task_created", "task-updates:task_updated"]
+    );
 }
 
 #[test]
 fn a_failed_task_write_leaves_no_event() {
-    let db = FailingDb { inner: NativeDb::open_in_memory().unwrap(), fail_on: "DELETE FROM tasks", armed: Cell::new(false) };
+    let db = FailingDb {
+        inner: NativeDb::open_in_memory().unwrap(),
+        fail_on: "DELETE FROM tasks",
+        armed: Cell::new(false),
+    };
     let store = TaskStore::open(&db).unwrap();
-    let t = transaction(&db, || store.create("alice", &patch(json!({"title": "x"})), now())).unwrap();
+    let t = transaction(&db, || {
+        store.create("alice", &patch(json!({"title": "x"})), now())
+    })
+    .unwrap();
     let before = outbox(&db).len();
     db.armed.set(true);
     assert!(transaction(&db, || store.delete("alice", &t.id, now())).is_err());
@@ -325,21 +412,38 @@ fn seed_tasks(store: &TaskStore<'_>) {
         store.create("alice", &patch(spec), created).unwrap();
     }
     let fix = list(store, &[("q", "sink")]).remove(0);
-    store.complete("alice", &fix, now() + chrono::Duration::seconds(10)).unwrap();
+    store
+        .complete("alice", &fix, now() + chrono::Duration::seconds(10))
+        .unwrap();
 }
 
 fn query(pairs: &[(&str, &str)]) -> ListQuery {
-    let pairs: Vec<_> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let pairs: Vec<_> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     ListQuery::from_pairs(&pairs).unwrap()
 }
 
 /// Ids of the listed tasks; titles via `titles`.
 fn list(store: &TaskStore<'_>, pairs: &[(&str, &str)]) -> Vec<String> {
-    store.list("alice", &query(pairs), now()).unwrap().tasks.into_iter().map(|t| t.id).collect()
+    store
+        .list("alice", &query(pairs), now())
+        .unwrap()
+        .tasks
+        .into_iter()
+        .map(|t| t.id)
+        .collect()
 }
 
 fn titles(store: &TaskStore<'_>, pairs: &[(&str, &str)]) -> Vec<String> {
-    store.list("alice", &query(pairs), now()).unwrap().tasks.into_iter().map(|t| t.title).collect()
+    store
+        .list("alice", &query(pairs), now())
+        .unwrap()
+        .tasks
+        .into_iter()
+        .map(|t| t.title)
+        .collect()
 }
 
 #[test]
@@ -349,33 +453,84 @@ fn filters_and_sorts() {
     seed_tasks(&store);
     assert_eq!(
         titles(&store, &[]),
-        ["Fix sink", "Buy milk", "Pay rent", "Write report", "Read book"],
+        [
+            "Fix sink",
+            "Buy milk",
+            "Pay rent",
+            "Write report",
+            "Read book"
+        ],
         "due date ascending, undated last"
     );
     assert_eq!(
         titles(&store, &[("order", "desc")]),
-        ["Write report", "Pay rent", "Buy milk", "Fix sink", "Read book"],
+        [
+            "Write report",
+            "Pay rent",
+            "Buy milk",
+            "Fix sink",
+            "Read book"
+        ],
         "undated last in both directions"
     );
     assert_eq!(titles(&store, &[("status", "completed")]), ["Fix sink"]);
-    assert_eq!(titles(&store, &[("priority", "high,urgent"), ("status", "pending")]), ["Pay rent", "Write report"]);
+    assert_eq!(
+        titles(
+            &store,
+            &[("priority", "high,urgent"), ("status", "pending")]
+        ),
+        ["Pay rent", "Write report"]
+    );
     assert_eq!(titles(&store, &[("tag", "home")]), ["Fix sink", "Pay rent"]);
-    assert_eq!(titles(&store, &[("tag", "home"), ("tag", "money")]), ["Pay rent"]);
-    assert_eq!(titles(&store, &[("overdue", "true")]), ["Buy milk"], "completed tasks are not overdue");
-    assert_eq!(titles(&store, &[("due_before", "2026-12-01")]), ["Fix sink", "Buy milk"]);
-    assert_eq!(titles(&store, &[("due_after", "2026-12-01T09:00:00Z")]), ["Pay rent", "Write report"]);
+    assert_eq!(
+        titles(&store, &[("tag", "home"), ("tag", "money")]),
+        ["Pay rent"]
+    );
+    assert_eq!(
+        titles(&store, &[("overdue", "true")]),
+        ["Buy milk"],
+        "completed tasks are not overdue"
+    );
+    assert_eq!(
+        titles(&store, &[("due_before", "2026-12-01")]),
+        ["Fix sink", "Buy milk"]
+    );
+    assert_eq!(
+        titles(&store, &[("due_after", "2026-12-01T09:00:00Z")]),
+        ["Pay rent", "Write report"]
+    );
     assert_eq!(titles(&store, &[("q", "REPORT")]), ["Write report"]);
-    assert_eq!(titles(&store, &[("q", "100%")]), ["Write report"], "search in description, % literal");
+    assert_eq!(
+        titles(&store, &[("q", "100%")]),
+        ["Write report"],
+        "search in description, % literal"
+    );
     assert_eq!(titles(&store, &[("q", "%")]), ["Write report"]);
     assert_eq!(
         titles(&store, &[("sort", "priority")]),
-        ["Pay rent", "Fix sink", "Write report", "Read book", "Buy milk"]
+        [
+            "Pay rent",
+            "Fix sink",
+            "Write report",
+            "Read book",
+            "Buy milk"
+        ]
     );
     assert_eq!(
         titles(&store, &[("sort", "created_at"), ("order", "asc")]),
-        ["Pay rent", "Buy milk", "Write report", "Read book", "Fix sink"]
+        [
+            "Pay rent",
+            "Buy milk",
+            "Write report",
+            "Read book",
+            "Fix sink"
+        ]
     );
-    assert_eq!(titles(&store, &[("sort", "updated_at")])[0], "Fix sink", "last updated first");
+    assert_eq!(
+        titles(&store, &[("sort", "updated_at")])[0],
+        "Fix sink",
+        "last updated first"
+    );
 }
 
 #[test]
@@ -386,13 +541,24 @@ fn cursor_pagination_visits_every_task_once_in_every_order() {
     for i in 0..23 {
         let mut spec = json!({"title": format!("task {i}"), "priority": priorities[i % 4]});
         if i % 3 != 0 {
-            spec["due_date"] = json!(time::format(&(at("2026-12-01T00:00:00Z") + chrono::Duration::hours((i % 5) as i64))));
+            spec["due_date"] = json!(time::format(
+                &(at("2026-12-01T00:00:00Z") + chrono::Duration::hours((i % 5) as i64))
+            ));
         }
-        store.create("alice", &patch(spec), now() + chrono::Duration::milliseconds(i as i64 % 4)).unwrap();
+        store
+            .create(
+                "alice",
+                &patch(spec),
+                now() + chrono::Duration::milliseconds(i as i64 % 4),
+            )
+            .unwrap();
     }
     for sort in ["due_date", "priority", "created_at", "updated_at"] {
         for order in ["asc", "desc"] {
-            let all = list(&store, &[("sort", sort), ("order", order), ("limit", "100")]);
+            let all = list(
+                &store,
+                &[("sort", sort), ("order", order), ("limit", "100")],
+            );
             assert_eq!(all.len(), 23);
             let mut seen = Vec::new();
             let mut cursor: Option<String> = None;
@@ -418,19 +584,31 @@ fn idempotency_keys_replay_and_refuse_a_different_request() {
     let db = db();
     TaskStore::open(&db).unwrap();
     let hash = idempotency::request_hash("POST", "/api/tasks", b"{\"title\":\"x\"}");
-    assert_eq!(idempotency::lookup(&db, "alice", "k1", &hash, now()).unwrap(), idempotency::Lookup::Fresh);
-    let response = idempotency::StoredResponse { status: 201, body: "{}".into() };
+    assert_eq!(
+        idempotency::lookup(&db, "alice", "k1", &hash, now()).unwrap(),
+        idempotency::Lookup::Fresh
+    );
+    let response = idempotency::StoredResponse {
+        status: 201,
+        body: "{}".into(),
+    };
     idempotency::remember(&db, "alice", "k1", &hash, &response, now()).unwrap();
     assert_eq!(
         idempotency::lookup(&db, "alice", "k1", &hash, now()).unwrap(),
         idempotency::Lookup::Replay(response)
     );
-    assert_eq!(idempotency::lookup(&db, "bob", "k1", &hash, now()).unwrap(), idempotency::Lookup::Fresh);
+    assert_eq!(
+        idempotency::lookup(&db, "bob", "k1", &hash, now()).unwrap(),
+        idempotency::Lookup::Fresh
+    );
     let other = idempotency::request_hash("POST", "/api/tasks", b"{\"title\":\"y\"}");
     let err = idempotency::lookup(&db, "alice", "k1", &other, now()).unwrap_err();
     assert_eq!(err.field(), Some("Idempotency-Key"));
     let later = now() + chrono::Duration::hours(25);
-    assert_eq!(idempotency::lookup(&db, "alice", "k1", &hash, later).unwrap(), idempotency::Lookup::Fresh);
+    assert_eq!(
+        idempotency::lookup(&db, "alice", "k1", &hash, later).unwrap(),
+        idempotency::Lookup::Fresh
+    );
 }
 
 #[test]
@@ -447,7 +625,9 @@ fn migrations_are_idempotent_and_versioned() {
     }
     let db = NativeDb::open(&path).unwrap();
     let store = TaskStore::open(&db).unwrap();
-    store.create("alice", &patch(json!({"title": "survives reopen"})), now()).unwrap();
+    store
+        .create("alice", &patch(json!({"title": "survives reopen"})), now())
+        .unwrap();
     assert_eq!(count(&db, "tasks"), 1);
     std::fs::remove_dir_all(&dir).ok();
 }

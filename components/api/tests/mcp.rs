@@ -1,0 +1,299 @@
+//! MCP over Streamable HTTP, driven as an agent would drive it.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value as Json};
+
+fn rpc(app: &App, user: &str, message: Json) -> (u16, Json) {
+    let response = app.request(request(
+        "POST",
+        "/mcp",
+        vec![
+            ("x-user-id".into(), user.into()),
+            ("content-type".into(), "application/json".into()),
+            (
+                "accept".into(),
+                "application/json, text/event-stream".into(),
+            ),
+        ],
+        serde_json::to_vec(&message).unwrap(),
+    ));
+    (response.status, response.json_body())
+}
+
+fn call(app: &App, user: &str, tool: &str, arguments: Json) -> Json {
+    let (status, reply) = rpc(
+        app,
+        user,
+        json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}),
+    );
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["id"], 7);
+    reply["result"].clone()
+}
+
+/// A successful tool call's structured result.
+fn ok(result: Json) -> Json {
+    assert_eq!(result["isError"], false, "{result}");
+    let text: Json = serde_json::from_str(result["content"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        text, result["structuredContent"],
+        "text and structured content agree"
+    );
+    result["structuredContent"].clone()
+}
+
+#[test]
+fn initialize_negotiates_the_protocol_version() {
+    let app = App::new();
+    for (asked, answered) in [
+        ("2025-06-18", "2025-06-18"),
+        ("2025-03-26", "2025-03-26"),
+        ("2099-01-01", "2025-11-25"),
+    ] {
+        let (status, reply) = rpc(
+            &app,
+            "alice",
+            json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": asked, "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}}}),
+        );
+        assert_eq!(status, 200);
+        assert_eq!(reply["result"]["protocolVersion"], answered);
+        assert_eq!(
+            reply["result"]["capabilities"]["tools"]["listChanged"],
+            false
+        );
+        assert_eq!(reply["result"]["serverInfo"]["name"], "todo-chatbot");
+    }
+    let (status, reply) = rpc(
+        &app,
+        "alice",
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    );
+    assert_eq!((status, reply), (202, Json::Null));
+    let (_, reply) = rpc(
+        &app,
+        "alice",
+        json!({"jsonrpc": "2.0", "id": "p", "method": "ping"}),
+    );
+    assert_eq!(reply, json!({"jsonrpc": "2.0", "id": "p", "result": {}}));
+}
+
+#[test]
+fn tools_list_describes_every_tool_with_a_schema() {
+    let app = App::new();
+    let (_, reply) = rpc(
+        &app,
+        "alice",
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+    );
+    let tools = reply["result"]["tools"].as_array().unwrap();
+    let names: Vec<_> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "add_task",
+            "list_tasks",
+            "get_task",
+            "update_task",
+            "complete_task",
+            "delete_task",
+            "set_reminder"
+        ]
+    );
+    for tool in tools {
+        assert_eq!(tool["inputSchema"]["type"], "object", "{}", tool["name"]);
+        assert!(tool["description"].as_str().unwrap().len() > 10);
+    }
+    assert_eq!(tools[0]["inputSchema"]["required"], json!(["title"]));
+    assert_eq!(tools[3]["inputSchema"]["required"], json!(["id"]));
+}
+
+#[test]
+fn an_agent_manages_a_list_through_tools() {
+    let app = App::new();
+    let added = ok(call(
+        &app,
+        "alice",
+        "add_task",
+        json!({"title": "Water plants", "due_date": "2026-11-30T08:00:00Z", "recurrence_pattern": "every monday and thursday", "tags": ["home"]}),
+    ));
+    let id = added["task"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(added["task"]["series_id"], json!(id));
+    ok(call(
+        &app,
+        "alice",
+        "add_task",
+        json!({"title": "File taxes", "priority": "urgent"}),
+    ));
+
+    let listed = ok(call(
+        &app,
+        "alice",
+        "list_tasks",
+        json!({"tag": ["home"], "status": ["pending"]}),
+    ));
+    assert_eq!(listed["tasks"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["next_cursor"], Json::Null);
+    let searched = ok(call(
+        &app,
+        "alice",
+        "list_tasks",
+        json!({"search": "taxes", "limit": 5}),
+    ));
+    assert_eq!(searched["tasks"][0]["title"], "File taxes");
+
+    let got = ok(call(&app, "alice", "get_task", json!({"id": id})));
+    assert_eq!(got["task"]["title"], "Water plants");
+    let updated = ok(call(
+        &app,
+        "alice",
+        "update_task",
+        json!({"id": id, "priority": "high"}),
+    ));
+    assert_eq!(updated["task"]["priority"], "high");
+    let reminded = ok(call(
+        &app,
+        "alice",
+        "set_reminder",
+        json!({"id": id, "remind_before_minutes": 10, "notification_type": "push"}),
+    ));
+    assert_eq!(reminded["task"]["remind_at"], "2026-11-30T07:50:00Z");
+    let done = ok(call(&app, "alice", "complete_task", json!({"id": id})));
+    assert_eq!(done["task"]["status"], "completed");
+    let deleted = ok(call(&app, "alice", "delete_task", json!({"id": id})));
+    assert_eq!(
+        deleted,
+        json!({"deleted": true, "id": id, "title": "Water plants"})
+    );
+    // The same operations landed in the outbox as events.
+    assert!(app.count("outbox") >= 10);
+}
+
+#[test]
+fn tool_failures_are_tool_errors_a_model_can_act_on() {
+    let app = App::new();
+    let cases = [
+        (
+            "add_task",
+            json!({"title": "x", "due_date": "next week"}),
+            "due_date",
+        ),
+        (
+            "add_task",
+            json!({"title": "x", "colour": "blue"}),
+            "colour",
+        ),
+        ("get_task", json!({}), "id"),
+        ("update_task", json!({"id": "x"}), "id"),
+        ("set_reminder", json!({"id": "x"}), "remind_at"),
+        ("list_tasks", json!({"sort": "title"}), "sort"),
+    ];
+    for (tool, arguments, field) in cases {
+        let result = call(&app, "alice", tool, arguments.clone());
+        assert_eq!(result["isError"], true, "{tool} {arguments}");
+        assert_eq!(
+            result["structuredContent"]["error"]["field"], field,
+            "{tool} {arguments}"
+        );
+        let text = result["content"][0]["text"].as_str().unwrap();
+        assert!(
+            text.starts_with("Error (") && text.contains(field),
+            "{text}"
+        );
+    }
+    let other = ok(call(&app, "bob", "add_task", json!({"title": "bob's"})));
+    let result = call(
+        &app,
+        "alice",
+        "complete_task",
+        json!({"id": other["task"]["id"]}),
+    );
+    assert_eq!(result["structuredContent"]["error"]["code"], "not_found");
+}
+
+#[test]
+fn protocol_errors_are_json_rpc_errors() {
+    let app = App::new();
+    let (_, reply) = rpc(
+        &app,
+        "alice",
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "launch_rockets"}}),
+    );
+    assert_eq!(reply["error"]["code"], -32602);
+    let (_, reply) = rpc(
+        &app,
+        "alice",
+        json!({"jsonrpc": "2.0", "id": 1, "method": "resources/list"}),
+    );
+    assert_eq!(reply["error"]["code"], -32601);
+    let (status, reply) = rpc(
+        &app,
+        "alice",
+        json!([{"jsonrpc": "2.0", "id": 1, "method": "ping"}]),
+    );
+    assert_eq!(
+        (status, reply["error"]["code"].clone()),
+        (400, json!(-32600))
+    );
+    let (status, reply) = rpc(
+        &app,
+        "alice",
+        json!({"jsonrpc": "1.0", "id": 1, "method": "ping"}),
+    );
+    assert_eq!(
+        (status, reply["error"]["code"].clone()),
+        (400, json!(-32600))
+    );
+    let garbage = app.request(request(
+        "POST",
+        "/mcp",
+        vec![("x-user-id".into(), "alice".into())],
+        b"{nope".to_vec(),
+    ));
+    assert_eq!(
+        (garbage.status, garbage.json_body()["error"]["code"].clone()),
+        (400, json!(-32700))
+    );
+}
+
+#[test]
+fn transport_rules_origin_version_header_and_auth() {
+    let app = App::new();
+    let ping = serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": 1, "method": "ping"})).unwrap();
+    let send = |headers: Vec<(&str, &str)>| {
+        let mut all: Vec<(String, String)> = vec![("x-user-id".into(), "alice".into())];
+        all.extend(
+            headers
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        );
+        app.request(request("POST", "/mcp", all, ping.clone()))
+    };
+    assert_eq!(send(vec![("origin", "https://chat.example")]).status, 200);
+    assert_error(
+        &send(vec![("origin", "https://evil.example")]),
+        403,
+        "origin_not_allowed",
+    );
+    assert_eq!(
+        send(vec![("mcp-protocol-version", "2025-06-18")]).status,
+        200
+    );
+    assert_error(
+        &send(vec![("mcp-protocol-version", "1900-01-01")]),
+        400,
+        "unsupported_protocol_version",
+    );
+    let anonymous = app.request(request("POST", "/mcp", vec![], ping.clone()));
+    assert_error(&anonymous, 401, "unauthorized");
+    let get = app.request(request(
+        "GET",
+        "/mcp",
+        vec![("x-user-id".into(), "alice".into())],
+        vec![],
+    ));
+    assert_error(&get, 405, "method_not_allowed");
+    assert_eq!(get.header("allow"), Some("POST"));
+}
