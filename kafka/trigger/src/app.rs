@@ -1,0 +1,193 @@
+//! The application as this host runs it, whether it came from `spin.toml`
+//! (standalone) or from Spin's locked app (plugin mode).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use serde_json::Value as Json;
+
+/// An application variable (`[variables]`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AppVariable {
+    pub default: Option<String>,
+    pub secret: bool,
+}
+
+/// What a component is and what the manifest grants it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComponentSpec {
+    pub id: String,
+    pub source: PathBuf,
+    /// `environment`: WASI environment variables.
+    pub env: BTreeMap<String, String>,
+    /// `[component.x.variables]`: name → template over app variables.
+    pub variables: BTreeMap<String, String>,
+    pub sqlite_databases: Vec<String>,
+    pub key_value_stores: Vec<String>,
+    pub allowed_outbound_hosts: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpTrigger {
+    pub route: String,
+    pub component: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CronTrigger {
+    pub component: String,
+    pub cron_expression: String,
+}
+
+fn default_max_retries() -> u32 {
+    5
+}
+fn default_retry_backoff_ms() -> u64 {
+    500
+}
+fn default_retry_backoff_max_ms() -> u64 {
+    30_000
+}
+fn default_concurrency() -> usize {
+    16
+}
+fn default_handler_timeout_ms() -> u64 {
+    30_000
+}
+
+/// `[[trigger.kafka]]`: one consumer group feeding one component.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaTrigger {
+    #[serde(default)]
+    pub id: Option<String>,
+    pub component: String,
+    pub topics: Vec<String>,
+    /// Consumer group; defaults to `<app>-<component>`.
+    #[serde(default)]
+    pub group_id: Option<String>,
+    /// Retries after the first attempt for retryable errors.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    #[serde(default = "default_retry_backoff_ms")]
+    pub retry_backoff_ms: u64,
+    #[serde(default = "default_retry_backoff_max_ms")]
+    pub retry_backoff_max_ms: u64,
+    /// Dead-letter topic; `{topic}` is replaced by the source topic.
+    /// Defaults to `{topic}.dlq`.
+    #[serde(default)]
+    pub dead_letter_topic: Option<String>,
+    /// Handler invocations running at once across partitions.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// A handler running longer than this is stopped (a trap: dead-lettered).
+    #[serde(default = "default_handler_timeout_ms")]
+    pub handler_timeout_ms: u64,
+    /// Where a new group starts: `earliest` (default) or `latest`.
+    #[serde(default)]
+    pub start_from: Option<String>,
+}
+
+impl KafkaTrigger {
+    pub fn dead_letter_topic(&self, topic: &str) -> String {
+        self.dead_letter_topic
+            .as_deref()
+            .unwrap_or("{topic}.dlq")
+            .replace("{topic}", topic)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct App {
+    pub name: String,
+    /// Directory of `spin.toml`: the base of relative paths and of `.spin/`.
+    pub dir: PathBuf,
+    pub variables: BTreeMap<String, AppVariable>,
+    pub components: BTreeMap<String, ComponentSpec>,
+    pub http_triggers: Vec<HttpTrigger>,
+    pub kafka_triggers: Vec<KafkaTrigger>,
+    pub cron_triggers: Vec<CronTrigger>,
+    /// `[application.trigger.kafka]`: connection and relay settings.
+    pub kafka_settings: serde_json::Map<String, Json>,
+}
+
+impl App {
+    pub fn component(&self, id: &str) -> Result<&ComponentSpec> {
+        self.components
+            .get(id)
+            .with_context(|| format!("no component `{id}` in the application"))
+    }
+
+    /// Adds a trigger of `trigger_type` from its manifest configuration.
+    pub fn add_trigger(&mut self, trigger_type: &str, config: Json) -> Result<()> {
+        let component = || -> Result<String> {
+            config
+                .get("component")
+                .and_then(Json::as_str)
+                .map(str::to_owned)
+                .with_context(|| format!("a `{trigger_type}` trigger needs a `component` reference"))
+        };
+        match trigger_type {
+            "http" => {
+                let route = config
+                    .get("route")
+                    .and_then(Json::as_str)
+                    .context("an http trigger needs a string `route` (private routes are not supported)")?;
+                self.http_triggers.push(HttpTrigger {
+                    route: route.to_owned(),
+                    component: component()?,
+                });
+            }
+            "kafka" => {
+                let trigger: KafkaTrigger = serde_json::from_value(config)
+                    .context("invalid `[[trigger.kafka]]` configuration")?;
+                if trigger.topics.is_empty() {
+                    bail!("a kafka trigger for `{}` lists no topics", trigger.component);
+                }
+                self.kafka_triggers.push(trigger);
+            }
+            "cron" => {
+                let expression = config
+                    .get("cron_expression")
+                    .and_then(Json::as_str)
+                    .context("a cron trigger needs a `cron_expression`")?;
+                self.cron_triggers.push(CronTrigger {
+                    component: component()?,
+                    cron_expression: expression.to_owned(),
+                });
+            }
+            other => {
+                tracing::warn!(trigger = other, "ignoring a trigger type this host does not run")
+            }
+        }
+        Ok(())
+    }
+
+    /// Every trigger must name a component that exists.
+    pub fn validate(&self) -> Result<()> {
+        let referenced = self
+            .http_triggers
+            .iter()
+            .map(|t| &t.component)
+            .chain(self.kafka_triggers.iter().map(|t| &t.component))
+            .chain(self.cron_triggers.iter().map(|t| &t.component));
+        for id in referenced {
+            self.component(id)?;
+        }
+        Ok(())
+    }
+
+    /// Every SQLite database label some component uses.
+    pub fn sqlite_labels(&self) -> Vec<String> {
+        let mut labels: Vec<String> = self
+            .components
+            .values()
+            .flat_map(|c| c.sqlite_databases.iter().cloned())
+            .collect();
+        labels.sort();
+        labels.dedup();
+        labels
+    }
+}

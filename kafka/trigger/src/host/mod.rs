@@ -1,0 +1,82 @@
+//! Per-instance host state: WASI, outbound HTTP and the Spin interfaces,
+//! limited to what the manifest grants the component.
+
+pub mod key_value;
+pub mod outbound;
+pub mod sqlite;
+pub mod variables;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use self::outbound::{AllowedHosts, OutboundHooks};
+
+/// Largest linear memory one instance may grow to.
+pub const MAX_INSTANCE_MEMORY: usize = 256 << 20;
+
+/// What one component may use, resolved once at startup.
+pub struct ComponentEnv {
+    pub id: String,
+    /// Granted SQLite databases by label; a label missing here is denied.
+    pub sqlite: HashMap<String, Arc<sqlite::Database>>,
+    /// Granted key-value stores by label.
+    pub key_value: HashMap<String, Arc<key_value::StoreDb>>,
+    /// Component variables, or why one could not be resolved.
+    pub variables: BTreeMap<String, Result<String, String>>,
+    pub env: Vec<(String, String)>,
+    pub allowed_hosts: Arc<AllowedHosts>,
+}
+
+pub struct HostState {
+    pub wasi: WasiCtx,
+    pub http: WasiHttpCtx,
+    pub table: ResourceTable,
+    pub hooks: OutboundHooks,
+    pub component: Arc<ComponentEnv>,
+    pub limits: StoreLimits,
+}
+
+impl HostState {
+    pub fn new(component: Arc<ComponentEnv>) -> HostState {
+        let mut wasi = WasiCtx::builder();
+        wasi.inherit_stdout().inherit_stderr();
+        for (key, value) in &component.env {
+            wasi.env(key, value);
+        }
+        HostState {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            hooks: OutboundHooks::new(component.allowed_hosts.clone()),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(MAX_INSTANCE_MEMORY)
+                .instances(64)
+                .build(),
+            component,
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}

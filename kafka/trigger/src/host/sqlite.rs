@@ -1,0 +1,185 @@
+//! `fermyon:spin/sqlite@2.0.0` over local SQLite files, shared with Spin:
+//! the same paths, the same semantics (one connection per `open`), plus a
+//! busy timeout and WAL so this host and Spin can both write the file.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::types::{Value as SqlValue, ValueRef};
+use tokio::sync::Notify;
+use wasmtime::component::Resource;
+
+use crate::bindings::spin::fermyon::spin::sqlite::{self, Error, QueryResult, RowResult, Value};
+use crate::host::HostState;
+use crate::runtime_config::Location;
+
+/// How long a statement waits for another writer before failing as busy.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One SQLite database: where it lives, idle connections, and a signal
+/// raised when a component may have written to it (the outbox relay waits
+/// on it).
+pub struct Database {
+    pub label: String,
+    location: Location,
+    idle: Mutex<Vec<rusqlite::Connection>>,
+    pub changed: Arc<Notify>,
+}
+
+impl Database {
+    pub fn new(label: &str, location: Location) -> anyhow::Result<Database> {
+        if let Location::File(path) = &location {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+        }
+        Ok(Database {
+            label: label.to_owned(),
+            location,
+            idle: Mutex::new(Vec::new()),
+            changed: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Opens a new connection configured for sharing the file.
+    pub fn connect(&self) -> rusqlite::Result<rusqlite::Connection> {
+        let conn = match &self.location {
+            Location::File(path) => {
+                let conn = rusqlite::Connection::open(path)?;
+                conn.pragma_update(None, "journal_mode", "WAL")?;
+                conn
+            }
+            // Shared cache, so every connection of the process sees one database.
+            Location::InMemory => rusqlite::Connection::open_with_flags(
+                format!("file:spin-{}?mode=memory&cache=shared", self.label),
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+                    | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
+                    | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+            )?,
+        };
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        Ok(conn)
+    }
+
+    fn checkout(&self) -> rusqlite::Result<rusqlite::Connection> {
+        if let Some(conn) = self.idle.lock().expect("pool lock").pop() {
+            return Ok(conn);
+        }
+        self.connect()
+    }
+
+    fn checkin(&self, conn: rusqlite::Connection) {
+        // A guest that trapped mid-transaction must not leave it open for
+        // the next one.
+        if !conn.is_autocommit() && conn.execute_batch("ROLLBACK").is_err() {
+            return;
+        }
+        let mut idle = self.idle.lock().expect("pool lock");
+        if idle.len() < 16 {
+            idle.push(conn);
+        }
+    }
+}
+
+/// The `connection` resource: a connection checked out for one instance.
+pub struct Connection {
+    db: Arc<Database>,
+    conn: Option<rusqlite::Connection>,
+    wrote: bool,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.db.checkin(conn);
+        }
+        if self.wrote {
+            self.db.changed.notify_one();
+        }
+    }
+}
+
+fn io_error(e: impl std::fmt::Display) -> Error {
+    Error::Io(e.to_string())
+}
+
+fn to_sql(value: Value) -> SqlValue {
+    match value {
+        Value::Integer(n) => SqlValue::Integer(n),
+        Value::Real(f) => SqlValue::Real(f),
+        Value::Text(s) => SqlValue::Text(s),
+        Value::Blob(b) => SqlValue::Blob(b),
+        Value::Null => SqlValue::Null,
+    }
+}
+
+fn from_sql(value: ValueRef<'_>) -> Value {
+    match value {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(n) => Value::Integer(n),
+        ValueRef::Real(f) => Value::Real(f),
+        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+    }
+}
+
+fn run(conn: &rusqlite::Connection, statement: &str, parameters: Vec<Value>) -> Result<QueryResult, Error> {
+    let mut stmt = conn.prepare_cached(statement).map_err(io_error)?;
+    let columns: Vec<String> = stmt.column_names().iter().map(|c| c.to_string()).collect();
+    let params: Vec<SqlValue> = parameters.into_iter().map(to_sql).collect();
+    let mut rows = stmt.query(rusqlite::params_from_iter(params)).map_err(io_error)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(io_error)? {
+        let values = (0..columns.len())
+            .map(|i| row.get_ref(i).map(from_sql))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(io_error)?;
+        out.push(RowResult { values });
+    }
+    Ok(QueryResult { columns, rows: out })
+}
+
+impl sqlite::Host for HostState {}
+
+impl sqlite::HostConnection for HostState {
+    async fn open(&mut self, database: String) -> Result<Resource<Connection>, Error> {
+        // Like Spin: a label the component was not granted is denied,
+        // whether or not it exists.
+        let Some(db) = self.component.sqlite.get(&database).cloned() else {
+            return Err(Error::AccessDenied);
+        };
+        let checkout = {
+            let db = db.clone();
+            tokio::task::spawn_blocking(move || db.checkout())
+        };
+        let conn = checkout.await.map_err(io_error)?.map_err(io_error)?;
+        let resource = Connection { db, conn: Some(conn), wrote: false };
+        self.table.push(resource).map_err(io_error)
+    }
+
+    async fn execute(
+        &mut self,
+        connection: Resource<Connection>,
+        statement: String,
+        parameters: Vec<Value>,
+    ) -> Result<QueryResult, Error> {
+        let entry = self.table.get_mut(&connection).map_err(|_| Error::InvalidConnection)?;
+        let conn = entry.conn.take().ok_or(Error::InvalidConnection)?;
+        let writes = !statement.trim_start().get(..6).is_some_and(|w| w.eq_ignore_ascii_case("select"));
+        let (conn, result) = tokio::task::spawn_blocking(move || {
+            let result = run(&conn, &statement, parameters);
+            (conn, result)
+        })
+        .await
+        .map_err(io_error)?;
+        let entry = self.table.get_mut(&connection).map_err(|_| Error::InvalidConnection)?;
+        entry.conn = Some(conn);
+        entry.wrote |= writes;
+        result
+    }
+
+    async fn drop(&mut self, connection: Resource<Connection>) -> wasmtime::Result<()> {
+        self.table.delete(connection)?;
+        Ok(())
+    }
+}

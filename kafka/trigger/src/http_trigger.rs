@@ -1,0 +1,174 @@
+//! The HTTP trigger for standalone mode: serves `[[trigger.http]]` routes
+//! the way Spin does, with Spin's request headers, one fresh instance per
+//! request.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::WasiHttpView;
+
+use crate::engine::Runtime;
+use crate::host::HostState;
+use crate::metrics::Metrics;
+use crate::routes::Router;
+
+/// Longest a request handler may run (long-polls included).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub struct HttpTrigger {
+    runtime: Arc<Runtime>,
+    router: Router,
+    pres: HashMap<String, ProxyPre<HostState>>,
+    metrics: Arc<Metrics>,
+}
+
+fn plain(status: u16, text: &str) -> hyper::Response<HyperOutgoingBody> {
+    let body = Full::new(bytes::Bytes::from(text.to_owned()))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    hyper::Response::builder()
+        .status(status)
+        .header("content-type", "text/plain")
+        .body(body)
+        .expect("valid response")
+}
+
+impl HttpTrigger {
+    pub fn new(runtime: Arc<Runtime>, metrics: Arc<Metrics>) -> Result<HttpTrigger> {
+        let entries: Vec<(String, String)> = runtime
+            .app
+            .http_triggers
+            .iter()
+            .map(|t| (t.route.clone(), t.component.clone()))
+            .collect();
+        let router = Router::new(&entries)?;
+        let mut pres = HashMap::new();
+        for (_, component) in &entries {
+            let pre = ProxyPre::new(runtime.instance_pre(component)?.clone())
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("component `{component}` does not export wasi:http/incoming-handler"))?;
+            pres.insert(component.clone(), pre);
+        }
+        Ok(HttpTrigger { runtime, router, pres, metrics })
+    }
+
+    /// Accepts connections until `shutdown` turns true, then lets in-flight
+    /// requests finish.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (stream, client) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => { tracing::warn!(error = %e, "accept failed"); continue; }
+                    };
+                    let this = self.clone();
+                    let service = hyper::service::service_fn(move |req| {
+                        let this = this.clone();
+                        async move { Ok::<_, std::convert::Infallible>(this.handle(req, client).await) }
+                    });
+                    let conn = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service);
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(error = %e, "connection closed with an error");
+                        }
+                    });
+                }
+                _ = shutdown.changed() => break,
+            }
+        }
+        tokio::select! {
+            _ = graceful.shutdown() => {}
+            _ = tokio::time::sleep(Duration::from_secs(10)) => tracing::warn!("in-flight HTTP requests cut off at shutdown"),
+        }
+        Ok(())
+    }
+
+    async fn handle(&self, req: hyper::Request<Incoming>, client: SocketAddr) -> hyper::Response<HyperOutgoingBody> {
+        let started = Instant::now();
+        let path = req.uri().path().to_owned();
+        let Some(route) = self.router.find(&path) else {
+            return plain(404, "not found");
+        };
+        let component = route.component.to_owned();
+        let response = match self.invoke(req, &route, client).await {
+            Ok(response) => response,
+            Err(e) => {
+                tracing::error!(component = %component, error = %format!("{e:#}"), "HTTP handler failed");
+                plain(500, "the component failed")
+            }
+        };
+        self.metrics.http_request(&component, response.status().as_u16(), started.elapsed());
+        response
+    }
+
+    async fn invoke(
+        &self,
+        mut req: hyper::Request<Incoming>,
+        route: &crate::routes::RouteMatch<'_>,
+        client: SocketAddr,
+    ) -> Result<hyper::Response<HyperOutgoingBody>> {
+        let host = req
+            .headers()
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost")
+            .to_owned();
+        let path_and_query = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
+        let mut spin_headers = vec![
+            ("spin-full-url".to_owned(), format!("http://{host}{path_and_query}")),
+            ("spin-path-info".to_owned(), route.path_info.clone()),
+            ("spin-matched-route".to_owned(), route.raw.to_owned()),
+            ("spin-base-path".to_owned(), "/".to_owned()),
+            ("spin-raw-component-route".to_owned(), route.raw.to_owned()),
+            ("spin-component-route".to_owned(), route.prefix.clone()),
+            ("spin-client-addr".to_owned(), client.to_string()),
+        ];
+        for (name, value) in &route.params {
+            spin_headers.push((format!("spin-path-match-{}", name.to_ascii_lowercase()), value.clone()));
+        }
+        for (name, value) in spin_headers {
+            if let (Ok(name), Ok(value)) = (
+                http::HeaderName::from_bytes(name.as_bytes()),
+                http::HeaderValue::from_str(&value),
+            ) {
+                req.headers_mut().insert(name, value);
+            }
+        }
+        if req.headers().get("host").is_none() {
+            req.headers_mut().insert("host", http::HeaderValue::from_static("localhost"));
+        }
+        let pre = self.pres.get(route.component).context("no pre-instantiated component")?.clone();
+        let mut store = self.runtime.store(route.component, REQUEST_TIMEOUT)?;
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let incoming = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
+        let outparam = store.data_mut().http().new_response_outparam(sender)?;
+        let task = tokio::spawn(async move {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await
+        });
+        match receiver.await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(code)) => anyhow::bail!("the component answered with error code {code:?}"),
+            Err(_) => match task.await {
+                Ok(Ok(())) => anyhow::bail!("the component never set a response"),
+                Ok(Err(e)) => Err(anyhow::Error::from(e).context("the component trapped")),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! Kafka client settings from `[application.trigger.kafka]` in spin.toml.
+//! Values may be `{{ variable }}` templates over application variables, so
+//! brokers and credentials come from Spin variables (and so from the
+//! environment, or Kubernetes Secrets) rather than from the manifest.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use rdkafka::producer::FutureProducer;
+use rdkafka::ClientConfig;
+use serde_json::Value as Json;
+
+use crate::variables::Resolver;
+
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    pub client_id: String,
+    /// librdkafka settings for security and any passthrough keys.
+    extra: BTreeMap<String, String>,
+    pub outbox_poll_interval: Duration,
+    pub outbox_batch_size: usize,
+    /// Databases whose outbox is relayed; `None` means every database the
+    /// app's components use.
+    pub outbox_databases: Option<Vec<String>>,
+}
+
+fn text(value: &Json) -> Option<String> {
+    match value {
+        Json::String(s) => Some(s.clone()),
+        Json::Number(n) => Some(n.to_string()),
+        Json::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+impl KafkaSettings {
+    pub fn from_app(settings: &serde_json::Map<String, Json>, resolver: &Resolver) -> Result<KafkaSettings> {
+        // A setting that renders to "" is unset: variables default to "".
+        let get = |key: &str| -> Result<Option<String>> {
+            match settings.get(key).and_then(text) {
+                Some(template) => {
+                    let value = resolver
+                        .render(&template)
+                        .with_context(|| format!("[application.trigger.kafka] {key}"))?;
+                    Ok((!value.trim().is_empty()).then(|| value.trim().to_owned()))
+                }
+                None => Ok(None),
+            }
+        };
+        let known = [
+            "brokers", "client_id", "security_protocol", "sasl_mechanism", "sasl_username",
+            "sasl_password", "ssl_ca_location", "outbox_poll_interval_ms", "outbox_batch_size",
+            "outbox_databases", "librdkafka",
+        ];
+        if let Some(unknown) = settings.keys().find(|k| !known.contains(&k.as_str())) {
+            bail!("unknown setting `{unknown}` in [application.trigger.kafka]; known: {}", known.join(", "));
+        }
+        let mut extra = BTreeMap::new();
+        if let Some(protocol) = get("security_protocol")? {
+            let protocol = protocol.to_ascii_lowercase();
+            if !["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"].contains(&protocol.as_str()) {
+                bail!("security_protocol `{protocol}` must be plaintext, ssl, sasl_plaintext or sasl_ssl");
+            }
+            extra.insert("security.protocol".into(), protocol);
+        }
+        if let Some(mechanism) = get("sasl_mechanism")? {
+            let mechanism = mechanism.to_ascii_uppercase();
+            if !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(&mechanism.as_str()) {
+                bail!("sasl_mechanism `{mechanism}` must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512");
+            }
+            extra.insert("sasl.mechanisms".into(), mechanism);
+        }
+        for (key, librdkafka) in [
+            ("sasl_username", "sasl.username"),
+            ("sasl_password", "sasl.password"),
+            ("ssl_ca_location", "ssl.ca.location"),
+        ] {
+            if let Some(value) = get(key)? {
+                extra.insert(librdkafka.into(), value);
+            }
+        }
+        if let Some(Json::Object(passthrough)) = settings.get("librdkafka") {
+            for (key, value) in passthrough {
+                let template = text(value).with_context(|| format!("librdkafka.{key} must be a string"))?;
+                extra.insert(key.clone(), resolver.render(&template)?);
+            }
+        }
+        let millis = |key: &str, default: u64| -> Result<u64> {
+            get(key)?.map_or(Ok(default), |v| v.parse().with_context(|| format!("{key} must be a number")))
+        };
+        let outbox_databases = match settings.get("outbox_databases") {
+            Some(Json::Array(items)) => Some(items.iter().filter_map(text).collect()),
+            Some(_) => bail!("outbox_databases must be a list of database labels"),
+            None => None,
+        };
+        Ok(KafkaSettings {
+            brokers: get("brokers")?.context("[application.trigger.kafka] needs `brokers`")?,
+            client_id: get("client_id")?.unwrap_or_else(|| "trigger-kafka".into()),
+            extra,
+            outbox_poll_interval: Duration::from_millis(millis("outbox_poll_interval_ms", 100)?),
+            outbox_batch_size: millis("outbox_batch_size", 500)? as usize,
+            outbox_databases,
+        })
+    }
+
+    /// The common client configuration (brokers, identity, security).
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        config.set("client.id", &self.client_id);
+        for (k, v) in &self.extra {
+            config.set(k, v);
+        }
+        config
+    }
+
+    /// An idempotent producer: retries never duplicate or reorder within a
+    /// partition, and delivery waits out a broker outage rather than failing.
+    pub fn producer(&self) -> Result<FutureProducer> {
+        let mut config = self.client_config();
+        config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.timeout.ms", "0")
+            .set("linger.ms", "2");
+        Ok(config.create()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::{App, AppVariable};
+    use serde_json::json;
+
+    fn resolver() -> Resolver {
+        let mut app = App::default();
+        app.variables.insert("brokers".into(), AppVariable { default: Some("b:9092".into()), secret: false });
+        app.variables.insert("password".into(), AppVariable { default: Some("".into()), secret: true });
+        Resolver::new(&app, |k| (k == "SPIN_VARIABLE_PASSWORD").then(|| "pw".to_owned()))
+    }
+
+    #[test]
+    fn renders_templates_and_maps_security_settings() {
+        let settings = json!({
+            "brokers": "{{ brokers }}",
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": "scram-sha-512",
+            "sasl_username": "user",
+            "sasl_password": "{{ password }}",
+            "librdkafka": {"socket.keepalive.enable": "true"}
+        });
+        let s = KafkaSettings::from_app(settings.as_object().unwrap(), &resolver()).unwrap();
+        assert_eq!(s.brokers, "b:9092");
+        let config = s.client_config();
+        assert_eq!(config.get("security.protocol"), Some("sasl_ssl"));
+        assert_eq!(config.get("sasl.mechanisms"), Some("SCRAM-SHA-512"));
+        assert_eq!(config.get("sasl.password"), Some("pw"));
+        assert_eq!(config.get("socket.keepalive.enable"), Some("true"));
+    }
+
+    #[test]
+    fn rejects_unknown_and_bad_settings() {
+        for bad in [json!({"brokers": "b", "typo": 1}), json!({"brokers": "b", "sasl_mechanism": "GSSAPI"}), json!({})] {
+            assert!(KafkaSettings::from_app(bad.as_object().unwrap(), &resolver()).is_err(), "{bad}");
+        }
+    }
+}

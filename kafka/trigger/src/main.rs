@@ -1,0 +1,243 @@
+//! trigger-kafka: runs Spin components from Kafka topics and timers, relays
+//! their transactional outbox to Kafka, and (standalone) serves their HTTP
+//! routes, so the whole app runs with or without the Spin CLI.
+
+mod admin;
+mod app;
+mod bindings;
+mod cli;
+mod cron_trigger;
+mod engine;
+mod host;
+mod http_trigger;
+mod kafka_client;
+mod kafka_trigger;
+mod locked;
+mod manifest;
+mod metrics;
+mod relay;
+mod routes;
+mod runtime_config;
+mod variables;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use tokio::sync::watch;
+
+use crate::app::App;
+use crate::cli::Args;
+use crate::engine::Runtime;
+use crate::kafka_client::KafkaSettings;
+use crate::metrics::Metrics;
+use crate::runtime_config::{RuntimeConfig, StateDir};
+
+/// Which triggers this process runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Roles {
+    http: bool,
+    kafka: bool,
+    cron: bool,
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("TRIGGER_KAFKA_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() {
+    let args = match Args::parse(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
+    };
+    if args.help || args.help_args_only {
+        print!("{}", cli::HELP);
+        return;
+    }
+    if args.launch_metadata_only {
+        eprintln!("{}", cli::launch_metadata());
+        return;
+    }
+    init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    if let Err(e) = runtime.block_on(run(args)) {
+        tracing::error!("{e:#}");
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// Loads the app the way this process was started: `up` reads spin.toml;
+/// as a Spin plugin, the locked app Spin wrote.
+fn load(args: &Args) -> Result<(App, Roles)> {
+    if args.standalone {
+        let manifest = args.manifest.clone().unwrap_or_else(|| PathBuf::from("spin.toml"));
+        let app = manifest::load(&manifest)?;
+        return Ok((app, Roles { http: true, kafka: true, cron: true }));
+    }
+    let locked_url = std::env::var("SPIN_LOCKED_URL")
+        .context("SPIN_LOCKED_URL is not set: run `trigger-kafka up` standalone, or install this as a Spin plugin")?;
+    // Empty when Spin found spin.toml in the working directory.
+    let app_dir = match std::env::var("SPIN_LOCAL_APP_DIR").ok().filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::current_dir()?,
+    };
+    let app = locked::load(&locked_url, &app_dir)?;
+    // Installed as trigger-cron, the same binary serves the timer trigger.
+    let name = std::env::args().next().unwrap_or_default();
+    let as_cron = Path::new(&name).file_name().is_some_and(|n| n.to_string_lossy().starts_with("trigger-cron"));
+    Ok((app, Roles { http: false, kafka: !as_cron, cron: as_cron }))
+}
+
+async fn shutdown_signal(sender: watch::Sender<bool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down: finishing in-flight work");
+    let _ = sender.send(true);
+}
+
+async fn run(args: Args) -> Result<()> {
+    let (app, roles) = load(&args)?;
+    let cwd = std::env::current_dir()?;
+    let config = RuntimeConfig::load(
+        args.runtime_config_file.as_deref(),
+        &app.dir,
+        StateDir::from_flag(args.state_dir.as_deref()),
+        &cwd,
+    )?;
+    let resolver = variables::Resolver::from_env(&app);
+    let missing = resolver.missing();
+    if !missing.is_empty() {
+        bail!("required variables have no value: {}", missing.iter().map(|v| variables::env_name(v)).collect::<Vec<_>>().join(", "));
+    }
+    let mut wanted: Vec<String> = Vec::new();
+    if roles.http {
+        wanted.extend(app.http_triggers.iter().map(|t| t.component.clone()));
+    }
+    if roles.kafka {
+        wanted.extend(app.kafka_triggers.iter().map(|t| t.component.clone()));
+    }
+    if roles.cron {
+        wanted.extend(app.cron_triggers.iter().map(|t| t.component.clone()));
+    }
+    wanted.sort();
+    wanted.dedup();
+    let kafka_settings = if roles.kafka && (!app.kafka_settings.is_empty() || !app.kafka_triggers.is_empty()) {
+        Some(KafkaSettings::from_app(&app.kafka_settings, &resolver)?)
+    } else {
+        None
+    };
+    match &config.state_dir {
+        Some(dir) => tracing::info!(state_dir = %dir.display(), "state directory"),
+        None => tracing::info!("no state directory: stores are in memory"),
+    }
+    let runtime = Arc::new(Runtime::new(app, &config, resolver, &wanted, !args.disable_pooling)?);
+    let metrics = Arc::new(Metrics::default());
+    let (stop, shutdown) = watch::channel(false);
+    tokio::spawn(shutdown_signal(stop));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut threads = Vec::new();
+
+    let admin_addr = args
+        .admin_listen
+        .clone()
+        .or_else(|| std::env::var("TRIGGER_KAFKA_ADMIN_LISTEN").ok())
+        .unwrap_or_else(|| "127.0.0.1:9464".into());
+    let admin = tokio::net::TcpListener::bind(&admin_addr)
+        .await
+        .with_context(|| format!("cannot listen on {admin_addr} for /metrics"))?;
+    tracing::info!("metrics and health on http://{}", admin.local_addr()?);
+    tasks.spawn(admin::serve(admin, metrics.clone(), kafka_settings.is_some(), shutdown.clone()));
+
+    if let Some(settings) = &kafka_settings {
+        let producer = settings.producer()?;
+        tasks.spawn({
+            let (producer, metrics, shutdown) = (producer.clone(), metrics.clone(), shutdown.clone());
+            async move {
+                admin::probe_broker(producer, metrics, shutdown).await;
+                Ok(())
+            }
+        });
+        let labels = settings.outbox_databases.clone().unwrap_or_else(|| runtime.app.sqlite_labels());
+        for label in labels {
+            let db = runtime.databases.get(&label).cloned().with_context(|| {
+                format!("outbox_databases names `{label}`, which no component uses")
+            })?;
+            let relay = relay::Relay {
+                db,
+                producer: producer.clone(),
+                metrics: metrics.clone(),
+                batch_size: settings.outbox_batch_size,
+                poll_interval: settings.outbox_poll_interval,
+            };
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                relay.run(shutdown).await;
+                Ok(())
+            });
+        }
+        for trigger in runtime.app.kafka_triggers.clone() {
+            let runner = Arc::new(kafka_trigger::KafkaRunner::new(runtime.clone(), trigger, producer.clone(), metrics.clone())?);
+            threads.push(runner.spawn(settings, shutdown.clone())?);
+        }
+    }
+    if roles.cron {
+        for trigger in runtime.app.cron_triggers.clone() {
+            let runner = cron_trigger::CronRunner::new(runtime.clone(), trigger, metrics.clone())?;
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                runner.run(shutdown).await;
+                Ok(())
+            });
+        }
+    }
+    if roles.http && !runtime.app.http_triggers.is_empty() {
+        let addr = args.listen.clone().unwrap_or_else(|| "127.0.0.1:3000".into());
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let trigger = Arc::new(http_trigger::HttpTrigger::new(runtime.clone(), metrics.clone())?);
+        println!("Serving http://{}", listener.local_addr()?);
+        for route in &runtime.app.http_triggers {
+            println!("    {}: {}", route.component, route.route);
+        }
+        tasks.spawn(trigger.serve(listener, shutdown.clone()));
+    }
+    let mut first_error = None;
+    while let Some(result) = tasks.join_next().await {
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!("{e:#}");
+                first_error.get_or_insert(e);
+            }
+            Err(e) => {
+                first_error.get_or_insert(e.into());
+            }
+        }
+        if first_error.is_some() && !*shutdown.borrow() {
+            break;
+        }
+    }
+    for thread in threads {
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
