@@ -19,6 +19,11 @@ pub struct Args {
     pub launch_metadata_only: bool,
     pub help_args_only: bool,
     pub help: bool,
+    /// `topics apply`: create the topics of a topic file.
+    pub topics_apply: bool,
+    pub topics_file: Option<PathBuf>,
+    pub brokers: Option<String>,
+    pub wait_secs: Option<u64>,
 }
 
 /// Flags Spin may pass us: (long, short, takes a value).
@@ -40,6 +45,8 @@ trigger-kafka: Kafka and timer triggers for Spin apps, with an outbox relay.
 
 USAGE:
     trigger-kafka up [OPTIONS]      run the whole app (HTTP, Kafka, cron, relay) from spin.toml
+    trigger-kafka topics apply      create the topics of kafka/topics.toml (-t FILE), on the brokers
+                                    of spin.toml's [application.trigger.kafka] (-f FILE) or --brokers
     spin up [OPTIONS]               with this binary installed as Spin's trigger-kafka plugin
 
 OPTIONS (up):
@@ -60,9 +67,19 @@ impl Args {
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args> {
         let mut parsed = Args::default();
         let mut args = args.into_iter().peekable();
-        if args.peek().map(String::as_str) == Some("up") {
-            parsed.standalone = true;
-            args.next();
+        match args.peek().map(String::as_str) {
+            Some("up") => {
+                parsed.standalone = true;
+                args.next();
+            }
+            Some("topics") => {
+                args.next();
+                if args.next().as_deref() != Some("apply") {
+                    bail!("usage: trigger-kafka topics apply [-t kafka/topics.toml] [-f spin.toml] [--brokers host:port]");
+                }
+                parsed.topics_apply = true;
+            }
+            _ => {}
         }
         while let Some(arg) = args.next() {
             let (flag, inline) = match arg.split_once('=') {
@@ -76,7 +93,14 @@ impl Args {
                 }
             };
             match flag.as_str() {
-                "-f" | "--from" | "--file" if parsed.standalone => parsed.manifest = Some(value(&flag)?.into()),
+                "-f" | "--from" | "--file" if parsed.standalone || parsed.topics_apply => {
+                    parsed.manifest = Some(value(&flag)?.into())
+                }
+                "-t" | "--topics" if parsed.topics_apply => parsed.topics_file = Some(value(&flag)?.into()),
+                "--brokers" if parsed.topics_apply => parsed.brokers = Some(value(&flag)?),
+                "--wait-secs" if parsed.topics_apply => {
+                    parsed.wait_secs = Some(value(&flag)?.parse().context("--wait-secs takes seconds")?)
+                }
                 "--listen" if parsed.standalone => parsed.listen = Some(value(&flag)?),
                 "--runtime-config-file" => parsed.runtime_config_file = Some(value(&flag)?.into()),
                 "--state-dir" => parsed.state_dir = Some(value(&flag)?),
@@ -129,5 +153,8 @@ mod tests {
         assert_eq!(p.runtime_config_file, Some("/rc.toml".into()));
         assert!(parse(&["--listen", "x"]).is_err(), "--listen belongs to Spin's HTTP trigger");
         assert!(parse(&["--bogus"]).is_err());
+        let t = parse(&["topics", "apply", "-t", "k/topics.toml", "--brokers", "b:1"]).unwrap();
+        assert!(t.topics_apply);
+        assert_eq!(t.brokers.as_deref(), Some("b:1"));
     }
 }

@@ -18,6 +18,7 @@ mod metrics;
 mod relay;
 mod routes;
 mod runtime_config;
+mod topics;
 mod variables;
 
 use std::path::{Path, PathBuf};
@@ -70,7 +71,8 @@ fn main() {
     }
     init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    if let Err(e) = runtime.block_on(run(args)) {
+    let result = if args.topics_apply { runtime.block_on(apply_topics(args)) } else { runtime.block_on(run(args)) };
+    if let Err(e) = result {
         tracing::error!("{e:#}");
         eprintln!("error: {e:#}");
         std::process::exit(1);
@@ -97,6 +99,28 @@ fn load(args: &Args) -> Result<(App, Roles)> {
     let name = std::env::args().next().unwrap_or_default();
     let as_cron = Path::new(&name).file_name().is_some_and(|n| n.to_string_lossy().starts_with("trigger-cron"));
     Ok((app, Roles { http: false, kafka: !as_cron, cron: as_cron }))
+}
+
+/// `topics apply`: brokers and security from the manifest (if any), with
+/// `--brokers` taking precedence.
+async fn apply_topics(args: Args) -> Result<()> {
+    let topics = topics::load(&args.topics_file.clone().unwrap_or_else(|| PathBuf::from("kafka/topics.toml")))?;
+    let manifest = args.manifest.clone().unwrap_or_else(|| PathBuf::from("spin.toml"));
+    let settings = if manifest.exists() {
+        let app = manifest::load(&manifest)?;
+        let resolver = variables::Resolver::from_env(&app);
+        Some(KafkaSettings::from_app(&app.kafka_settings, &resolver)?)
+    } else {
+        None
+    };
+    let brokers = match (&args.brokers, &settings) {
+        (Some(b), _) => b.clone(),
+        (None, Some(s)) => s.brokers.clone(),
+        (None, None) => bail!("give --brokers, or run where spin.toml names them"),
+    };
+    let config = settings.map(|s| s.client_config()).unwrap_or_default();
+    let wait = std::time::Duration::from_secs(args.wait_secs.unwrap_or(30));
+    topics::apply(&topics, &brokers, config, wait).await
 }
 
 async fn shutdown_signal(sender: watch::Sender<bool>) {

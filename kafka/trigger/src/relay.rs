@@ -37,7 +37,7 @@ fn now_ms() -> i64 {
 }
 
 impl Relay {
-    /// Runs until `shutdown`; a batch in flight is finished first.
+    /// Runs until `shutdown`.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let conn = match self.connect().await {
             Ok(conn) => conn,
@@ -52,7 +52,14 @@ impl Relay {
             if *shutdown.borrow() {
                 break;
             }
-            match self.publish_batch(&conn).await {
+            // While the broker is down a batch waits for it; shutdown must
+            // not. Rows of an interrupted batch stay unsent and go out on
+            // the next start.
+            let published = tokio::select! {
+                published = self.publish_batch(&conn) => published,
+                _ = shutdown.changed() => break,
+            };
+            match published {
                 Ok(n) if n > 0 => continue,
                 Ok(_) => {}
                 Err(e) => tracing::warn!(database = %self.db.label, error = %format!("{e:#}"), "outbox relay batch failed; retrying"),

@@ -1,0 +1,194 @@
+//! Benchmarks of the whole pipeline on a real tansu broker, each against a
+//! baseline measured in the same run (these machines are noisy, so the
+//! ratio is the figure to read):
+//!
+//! 1. throughput: messages/s through a no-op Wasm handler in trigger-kafka
+//!    vs a native rdkafka consumer reading the same topic;
+//! 2. latency: from an API write (POST /api/tasks) to a Kafka handler seeing
+//!    its `task_created` event, Wasm handler vs native consumer.
+//!
+//! Run: `cargo bench -p trigger-kafka --bench pipeline` after building the
+//! components (`./scripts/test.sh` or `./scripts/bench.sh`).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::ClientConfig;
+use support::*;
+
+const MESSAGES: usize = 20_000;
+
+fn native_consumer(broker: &Broker, group: &str, topic: &str) -> BaseConsumer {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.address())
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    consumer
+}
+
+/// Native baseline: time from the first to the last of `n` messages.
+fn native_rate(broker: &Broker, topic: &str, n: usize) -> f64 {
+    let consumer = native_consumer(broker, "native-bench", topic);
+    let mut seen = 0;
+    let mut first = None;
+    while seen < n {
+        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
+            first.get_or_insert_with(Instant::now);
+            seen += 1;
+        }
+    }
+    (n - 1) as f64 / first.unwrap().elapsed().as_secs_f64()
+}
+
+fn handled_ok(host: &Host) -> usize {
+    host.metrics()
+        .lines()
+        .find(|l| l.starts_with("trigger_kafka_messages_total") && l.contains("outcome=\"ok\""))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn wasm_rate(broker: &Broker, topic: &str, n: usize) -> f64 {
+    let dir = TempDir::new("bench");
+    std::fs::write(
+        dir.0.join("spin.toml"),
+        format!(
+            r#"spin_manifest_version = 2
+[application]
+name = "bench"
+[application.trigger.kafka]
+brokers = "{brokers}"
+[[trigger.kafka]]
+component = "noop"
+topics = ["{topic}"]
+group_id = "wasm-bench"
+[component.noop]
+source = "{wasm}"
+environment = {{ PROBE_MODE = "noop" }}
+"#,
+            brokers = broker.address(),
+            wasm = wasm("kafka_probe.wasm").display()
+        ),
+    )
+    .unwrap();
+    let host = Host::start(&dir.0, &[("RUST_LOG", "warn")]);
+    let (start_count, started) = wait_for("the first message", Duration::from_secs(60), || {
+        let c = handled_ok(&host);
+        (c > 0).then(|| (c, Instant::now()))
+    });
+    wait_for("every message", Duration::from_secs(600), || (handled_ok(&host) >= n).then_some(()));
+    (n - start_count) as f64 / started.elapsed().as_secs_f64()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// API write → event handled, for a Wasm handler and a native consumer.
+fn latency(broker: &Broker) -> (Vec<f64>, Vec<f64>) {
+    for (topic, partitions) in [("task-events", 3), ("reminders", 3), ("task-updates", 3)] {
+        broker.create_topic(topic, partitions);
+    }
+    let dir = TempDir::new("latency");
+    std::fs::write(
+        dir.0.join("spin.toml"),
+        format!(
+            r#"spin_manifest_version = 2
+[application]
+name = "latency"
+[application.trigger.kafka]
+brokers = "{brokers}"
+outbox_databases = ["default"]
+[variables]
+dev_auth = {{ default = "true" }}
+[[trigger.http]]
+route = "/..."
+component = "api"
+[[trigger.kafka]]
+component = "probe"
+topics = ["task-events"]
+group_id = "latency-probe"
+start_from = "latest"
+[component.api]
+source = "{api}"
+sqlite_databases = ["default"]
+[component.api.variables]
+dev_auth = "{{{{ dev_auth }}}}"
+[component.probe]
+source = "{probe}"
+sqlite_databases = ["probe"]
+"#,
+            brokers = broker.address(),
+            api = wasm("todo_api.wasm").display(),
+            probe = wasm("kafka_probe.wasm").display()
+        ),
+    )
+    .unwrap();
+    // The probe records into its own database so it never contends with the API.
+    std::fs::write(dir.0.join("rc.toml"), "[sqlite_database.probe]\ntype = \"spin\"\npath = \"probe.db\"\n").unwrap();
+    let host = Host::start_with_args(&dir.0, &[], &["--runtime-config-file", "rc.toml"]);
+    let native = native_consumer(broker, "latency-native", "task-events");
+    std::thread::sleep(Duration::from_secs(4)); // both groups joined
+    while native.poll(Duration::from_millis(100)).is_some() {}
+    let probe_db = dir.0.join("probe.db");
+    let (mut wasm, mut native_ms) = (Vec::new(), Vec::new());
+    for i in 0..60 {
+        let sent = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() * 1000.0;
+        let (status, body) = host.http("POST", "/api/tasks", &[("x-user-id", "bench"), ("content-type", "application/json")], Some(&format!(r#"{{"title": "t{i}"}}"#)));
+        assert_eq!(status, 201, "{body}");
+        let received = loop {
+            if let Some(Ok(m)) = native.poll(Duration::from_millis(50)) {
+                if m.payload().is_some() {
+                    break std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() * 1000.0;
+                }
+            }
+        };
+        let handled = wait_for("the Wasm handler", Duration::from_secs(30), || {
+            let rows = query(&probe_db, &format!("SELECT at_ms FROM handled ORDER BY rowid LIMIT 1 OFFSET {i}"));
+            rows.first().map(|r| r[0].parse::<f64>().unwrap())
+        });
+        if i >= 10 {
+            // The first writes warm up caches and connections.
+            native_ms.push(received - sent);
+            wasm.push(handled - sent);
+        }
+    }
+    wasm.sort_by(f64::total_cmp);
+    native_ms.sort_by(f64::total_cmp);
+    (wasm, native_ms)
+}
+
+fn main() {
+    let broker = Broker::start();
+    broker.create_topic("bench", 3);
+    let payload = "x".repeat(100);
+    let messages: Vec<(String, String)> = (0..MESSAGES).map(|i| (format!("user-{}", i % 97), format!(r#"{{"n":{i},"p":"{payload}"}}"#))).collect();
+    let refs: Vec<(&str, String)> = messages.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    broker.send("bench", &refs);
+
+    let native = native_rate(&broker, "bench", MESSAGES);
+    let wasm = wasm_rate(&broker, "bench", MESSAGES);
+    println!("throughput ({MESSAGES} messages of ~120 B, 3 partitions, tansu):");
+    println!("  native rdkafka consumer   {native:>10.0} msg/s");
+    println!("  trigger-kafka no-op Wasm  {wasm:>10.0} msg/s   ratio {:.2}x of native", wasm / native);
+
+    let (wasm_lat, native_lat) = latency(&broker);
+    println!("latency API write -> handler (ms, {} writes, relay poll 100 ms + change signal):", wasm_lat.len());
+    for (name, values) in [("native consumer", &native_lat), ("Wasm handler", &wasm_lat)] {
+        println!(
+            "  {name:<16} p50 {:>6.1}  p95 {:>6.1}  max {:>6.1}",
+            percentile(values, 0.5),
+            percentile(values, 0.95),
+            values[values.len() - 1]
+        );
+    }
+    println!("  Wasm/native p50 ratio {:.2}x", percentile(&wasm_lat, 0.5) / percentile(&native_lat, 0.5));
+}

@@ -1,0 +1,386 @@
+//! End-to-end test support: a real tansu broker, the real trigger-kafka
+//! binary running real Wasm components, Kafka clients, SQLite readers.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::ClientConfig;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(started.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn port_open(port: u16) -> bool {
+    TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+/// A directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let dir = std::env::temp_dir().join(format!("tk-{name}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tansu_bin() -> PathBuf {
+    if let Ok(bin) = std::env::var("TANSU_BIN") {
+        return bin.into();
+    }
+    let cached = PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/todo-chatbot/tools/bin/tansu");
+    assert!(cached.exists(), "tansu is not installed: run ./scripts/test.sh (it installs it), or set TANSU_BIN");
+    cached
+}
+
+/// The directory holding the built `.wasm` components.
+pub fn wasm(name: &str) -> PathBuf {
+    let dir = std::env::var("TODO_WASM_DIR").map(PathBuf::from).unwrap_or_else(|_| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/wasm32-wasip2/release")
+    });
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is missing: build the components with ./scripts/test.sh", path.display());
+    path
+}
+
+/// A tansu broker with persistent SQLite storage; it can be stopped and
+/// started again on the same port and data.
+pub struct Broker {
+    pub port: u16,
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        let mut broker = Broker { port: free_port(), dir: TempDir::new("tansu"), child: None };
+        broker.resume();
+        broker
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn resume(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.0.join("tansu.log")).unwrap();
+        let child = Command::new(tansu_bin())
+            .current_dir(&self.dir.0)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "sqlite://tansu.db"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("tansu starts");
+        self.child = Some(child);
+        let port = self.port;
+        wait_for("tansu to listen", Duration::from_secs(20), || port_open(port).then_some(()));
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: i32) {
+        let status = Command::new(tansu_bin())
+            .args(["topic", "create", name, "--partitions", &partitions.to_string(), "--broker", &format!("tcp://{}", self.address())])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "creating topic {name}");
+    }
+
+    pub fn producer(&self) -> ThreadedProducer<DefaultProducerContext> {
+        ClientConfig::new()
+            .set("bootstrap.servers", self.address())
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "1")
+            .create()
+            .unwrap()
+    }
+
+    /// Sends messages and waits until the broker has them all.
+    pub fn send(&self, topic: &str, messages: &[(&str, String)]) {
+        let producer = self.producer();
+        for (key, value) in messages {
+            let mut record = BaseRecord::to(topic).key(*key).payload(value.as_str());
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, r)) => {
+                        record = r;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            }
+        }
+        producer.flush(Duration::from_secs(30)).expect("messages delivered");
+    }
+
+    /// Reads a whole topic from the beginning until `count` messages arrived.
+    pub fn read(&self, topic: &str, count: usize, timeout: Duration) -> Vec<Record> {
+        let group = format!("reader-{}", free_port());
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.address())
+            .set("group.id", &group)
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        consumer.subscribe(&[topic]).unwrap();
+        let mut out = Vec::new();
+        let started = Instant::now();
+        while out.len() < count && started.elapsed() < timeout {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                out.push(Record {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    value: m.payload().map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default(),
+                    headers: m
+                        .headers()
+                        .map(|h| h.iter().map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())).collect())
+                        .unwrap_or_default(),
+                });
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub value: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Record {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+pub fn host_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_trigger-kafka"))
+}
+
+/// The trigger host running `spin.toml` from an app directory.
+pub struct Host {
+    pub dir: PathBuf,
+    pub http_port: u16,
+    pub admin_port: u16,
+    child: Option<Child>,
+    env: Vec<(String, String)>,
+    args: Vec<String>,
+    log: PathBuf,
+}
+
+impl Host {
+    pub fn start(dir: &Path, env: &[(&str, &str)]) -> Host {
+        Self::start_with_args(dir, env, &[])
+    }
+
+    pub fn start_with_args(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Host {
+        let mut host = Host {
+            dir: dir.to_path_buf(),
+            http_port: free_port(),
+            admin_port: free_port(),
+            child: None,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            log: dir.join("host.log"),
+        };
+        host.restart();
+        host
+    }
+
+    pub fn restart(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new(host_bin())
+            .current_dir(&self.dir)
+            .args(["up", "-f", "spin.toml", "--listen", &format!("127.0.0.1:{}", self.http_port), "--kafka-admin-listen", &format!("127.0.0.1:{}", self.admin_port)])
+            .args(&self.args)
+            .env("RUST_LOG", "info,trigger_kafka=debug")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("trigger-kafka starts");
+        self.child = Some(child);
+        let port = self.admin_port;
+        wait_for("the host's admin port", Duration::from_secs(60), || {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("trigger-kafka exited with {status}:\n{}", self.logs());
+                }
+            }
+            port_open(port).then_some(())
+        });
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: no chance to commit or flush.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        unsafe_sigterm(child.id());
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "host did not stop on SIGTERM:\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn http(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> (u16, String) {
+        http(self.http_port, method, path, headers, body)
+    }
+
+    pub fn metrics(&self) -> String {
+        http(self.admin_port, "GET", "/metrics", &[], None).1
+    }
+
+    pub fn health(&self) -> u16 {
+        http(self.admin_port, "GET", "/healthz", &[], None).0
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- trigger-kafka log ----\n{}", self.logs());
+        }
+        self.kill();
+    }
+}
+
+fn unsafe_sigterm(pid: u32) {
+    let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+/// A minimal HTTP/1.1 client (one request per connection).
+pub fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let body = body.unwrap_or("");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nconnection: close\r\ncontent-length: {}\r\n", body.len());
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_owned() };
+    (status, body)
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+    out
+}
+
+/// Rows of one query against a SQLite file the components wrote.
+pub fn query(db: &Path, sql: &str) -> Vec<Vec<String>> {
+    if !db.exists() {
+        return Vec::new();
+    }
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    let mut stmt = match conn.prepare(sql) {
+        Ok(s) => s,
+        Err(_) => return Vec::new(), // table not created yet
+    };
+    let columns = stmt.column_count();
+    stmt.query_map([], |row| {
+        Ok((0..columns)
+            .map(|i| match row.get_ref(i).unwrap() {
+                rusqlite::types::ValueRef::Null => "NULL".to_owned(),
+                rusqlite::types::ValueRef::Integer(n) => n.to_string(),
+                rusqlite::types::ValueRef::Real(f) => f.to_string(),
+                rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                rusqlite::types::ValueRef::Blob(b) => format!("{b:?}"),
+            })
+            .collect())
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+pub fn count(db: &Path, sql: &str) -> i64 {
+    query(db, sql).first().and_then(|r| r.first()).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// Headers for messages built by tests.
+pub fn headers(pairs: &[(&str, &str)]) -> OwnedHeaders {
+    let mut h = OwnedHeaders::new();
+    for (k, v) in pairs {
+        h = h.insert(Header { key: k, value: Some(v.as_bytes()) });
+    }
+    h
+}

@@ -1,0 +1,95 @@
+# Shared by run.sh and test.sh: install what is missing, build, start tansu.
+# Every step is idempotent and says what it is doing.
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${TODO_CHATBOT_CACHE:-$HOME/.cache/todo-chatbot}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
+TOOLS="$CACHE/tools"
+TANSU="$TOOLS/bin/tansu"
+TANSU_VERSION="0.6.0"
+HOST_BIN="$CARGO_TARGET_DIR/release/trigger-kafka"
+WASM_COMPONENTS=(todo-api kafka-probe cron-probe)
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+note() { printf '    %s\n' "$*" >&2; }
+
+ensure_cargo() {
+    if ! command -v cargo >/dev/null 2>&1; then
+        [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+    command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust with rustup first" >&2; exit 1; }
+}
+
+ensure_wasm_target() {
+    if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+        step "Adding the wasm32-wasip2 Rust target"
+        rustup target add wasm32-wasip2
+    fi
+}
+
+# C toolchain for librdkafka (bundled) and SQLite (bundled).
+ensure_packages() {
+    local missing=()
+    for pkg in gcc g++ make pkg-config zlib1g-dev curl; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        step "Installing Debian packages: ${missing[*]}"
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+    fi
+}
+
+ensure_tansu() {
+    if [ -x "$TANSU" ] && "$TANSU" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+        return
+    fi
+    step "Installing tansu $TANSU_VERSION (a Kafka-compatible broker) from crates.io; about 6 minutes on 2 cores"
+    cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql --root "$TOOLS"
+}
+
+build_components() {
+    step "Building Wasm components (${WASM_COMPONENTS[*]})"
+    local args=()
+    for c in "${WASM_COMPONENTS[@]}"; do args+=(-p "$c"); done
+    (cd "$ROOT" && cargo build --target wasm32-wasip2 --release "${args[@]}")
+    # spin.toml points at ./target, as `spin build` would leave them.
+    mkdir -p "$ROOT/target/wasm32-wasip2/release"
+    for c in "${WASM_COMPONENTS[@]}"; do
+        local file="${c//-/_}.wasm"
+        if [ "$CARGO_TARGET_DIR" != "$ROOT/target" ]; then
+            cp -f "$CARGO_TARGET_DIR/wasm32-wasip2/release/$file" "$ROOT/target/wasm32-wasip2/release/$file"
+        fi
+    done
+}
+
+build_host() {
+    step "Building the trigger-kafka host (release)"
+    (cd "$ROOT" && cargo build --release -p trigger-kafka)
+}
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# start_tansu DIR PORT: a broker with persistent SQLite storage in DIR.
+start_tansu() {
+    local dir="$1" port="$2"
+    mkdir -p "$dir"
+    step "Starting tansu on 127.0.0.1:$port (storage $dir/tansu.db)"
+    # tansu wants a relative sqlite:// path, so it runs inside DIR.
+    (cd "$dir" && exec "$TANSU" broker \
+        --listener-url "tcp://127.0.0.1:$port" \
+        --advertised-listener-url "tcp://127.0.0.1:$port" \
+        --storage-engine "sqlite://tansu.db" >"$dir/tansu.log" 2>&1) &
+    TANSU_PID=$!
+    for _ in $(seq 1 100); do
+        port_open 127.0.0.1 "$port" && return 0
+        kill -0 "$TANSU_PID" 2>/dev/null || { cat "$dir/tansu.log" >&2; return 1; }
+        sleep 0.1
+    done
+    echo "tansu did not start; see $dir/tansu.log" >&2
+    return 1
+}

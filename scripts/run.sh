@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The run command: installs what is missing, builds the components and the
+# trigger host, starts a tansu broker (unless KAFKA_BROKERS points at one),
+# creates the topics and runs the whole app from spin.toml. Ctrl-C stops it.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+LISTEN="${LISTEN:-127.0.0.1:3000}"
+KAFKA_PORT="${KAFKA_PORT:-9092}"
+
+ensure_cargo
+ensure_packages
+ensure_wasm_target
+build_components
+build_host
+
+cleanup() {
+    if [ -n "${TANSU_PID:-}" ]; then
+        kill "$TANSU_PID" 2>/dev/null || true
+        wait "$TANSU_PID" 2>/dev/null || true
+    fi
+}
+trap cleanup EXIT
+
+if [ -z "${KAFKA_BROKERS:-}" ]; then
+    ensure_tansu
+    start_tansu "$ROOT/.spin/tansu" "$KAFKA_PORT"
+    KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
+fi
+export SPIN_VARIABLE_KAFKA_BROKERS="$KAFKA_BROKERS"
+# Local development: accept X-User-Id unless a JWT secret is configured.
+export SPIN_VARIABLE_DEV_AUTH="${SPIN_VARIABLE_DEV_AUTH:-true}"
+
+step "Creating topics from kafka/topics.toml on $KAFKA_BROKERS"
+(cd "$ROOT" && "$HOST_BIN" topics apply -t kafka/topics.toml -f spin.toml)
+
+step "Starting the app; the API listens on http://$LISTEN (Ctrl-C stops everything)"
+cd "$ROOT"
+"$HOST_BIN" up -f spin.toml --listen "$LISTEN" --runtime-config-file runtime-config/local.toml &
+HOST_PID=$!
+trap 'kill -TERM $HOST_PID 2>/dev/null; wait $HOST_PID 2>/dev/null; cleanup' INT TERM
+wait $HOST_PID

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The test command: installs what it needs, builds every component and the
+# host, checks formatting and lints, then runs all tests (unit, API,
+# end-to-end through the real host, tansu broker and SQLite files).
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+ensure_cargo
+ensure_packages
+ensure_wasm_target
+ensure_tansu
+build_components
+build_host
+
+step "Checking formatting"
+(cd "$ROOT" && cargo fmt --all -- --check)
+
+step "Linting (clippy, warnings are errors)"
+(cd "$ROOT" && cargo clippy --release --workspace --all-targets --features todo-domain/native -- -D warnings)
+
+step "Running the tests"
+export TANSU_BIN="$TANSU"
+export TODO_WASM_DIR="$CARGO_TARGET_DIR/wasm32-wasip2/release"
+(cd "$ROOT" && cargo test --release --workspace --features todo-domain/native)
