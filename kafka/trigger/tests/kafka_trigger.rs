@@ -224,8 +224,8 @@ fn a_component_gets_only_what_the_manifest_grants() {
     wait_for("five probes", LONG, || (app.handled() >= 5).then_some(()));
     let notes: HashMap<String, String> = query(&app.db(), "SELECT id, note FROM handled").into_iter().map(|r| (r[0].clone(), r[1].clone())).collect();
     assert_eq!(notes["own-db"], "ok");
-    assert_eq!(notes["other-db"], "AccessDenied", "a database not in sqlite_databases");
-    assert_eq!(notes["kv"], "AccessDenied", "a store not in key_value_stores");
+    assert_eq!(notes["other-db"], "Error::AccessDenied", "a database not in sqlite_databases");
+    assert_eq!(notes["kv"], "Error::AccessDenied", "a store not in key_value_stores");
     assert_eq!(notes["allowed-host"], "status 200");
     assert!(notes["denied-host"].starts_with("error"), "{}", notes["denied-host"]);
 }
