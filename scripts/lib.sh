@@ -11,6 +11,8 @@ TANSU="$TOOLS/bin/tansu"
 TANSU_VERSION="0.6.0"
 HOST_BIN="$CARGO_TARGET_DIR/release/trigger-kafka"
 WASM_COMPONENTS=(todo-api kafka-probe cron-probe)
+WASM_ARGS=()
+for c in "${WASM_COMPONENTS[@]}"; do WASM_ARGS+=(-p "$c"); done
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 note() { printf '    %s\n' "$*" >&2; }
@@ -54,9 +56,7 @@ ensure_tansu() {
 
 build_components() {
     step "Building Wasm components (${WASM_COMPONENTS[*]})"
-    local args=()
-    for c in "${WASM_COMPONENTS[@]}"; do args+=(-p "$c"); done
-    (cd "$ROOT" && cargo build --target wasm32-wasip2 --release "${args[@]}")
+    (cd "$ROOT" && cargo build --target wasm32-wasip2 --release "${WASM_ARGS[@]}")
     # spin.toml points at ./target, as `spin build` would leave them.
     mkdir -p "$ROOT/target/wasm32-wasip2/release"
     for c in "${WASM_COMPONENTS[@]}"; do

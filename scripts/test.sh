@@ -16,6 +16,7 @@ step "Checking formatting"
 
 step "Linting (clippy, warnings are errors)"
 (cd "$ROOT" && cargo clippy --release --workspace --all-targets --features todo-domain/native -- -D warnings)
+(cd "$ROOT" && cargo clippy --release --target wasm32-wasip2 "${WASM_ARGS[@]}" -- -D warnings)
 
 step "Running the tests"
 export TANSU_BIN="$TANSU"

@@ -84,7 +84,9 @@ environment = {{ PROBE_MODE = "noop" }}
         let c = handled_ok(&host);
         (c > 0).then(|| (c, Instant::now()))
     });
-    wait_for("every message", Duration::from_secs(600), || (handled_ok(&host) >= n).then_some(()));
+    wait_for("every message", Duration::from_secs(600), || {
+        (handled_ok(&host) >= n).then_some(())
+    });
     (n - start_count) as f64 / started.elapsed().as_secs_f64()
 }
 
@@ -133,7 +135,11 @@ sqlite_databases = ["probe"]
     )
     .unwrap();
     // The probe records into its own database so it never contends with the API.
-    std::fs::write(dir.0.join("rc.toml"), "[sqlite_database.probe]\ntype = \"spin\"\npath = \"probe.db\"\n").unwrap();
+    std::fs::write(
+        dir.0.join("rc.toml"),
+        "[sqlite_database.probe]\ntype = \"spin\"\npath = \"probe.db\"\n",
+    )
+    .unwrap();
     let host = Host::start_with_args(&dir.0, &[], &["--runtime-config-file", "rc.toml"]);
     let native = native_consumer(broker, "latency-native", "task-events");
     std::thread::sleep(Duration::from_secs(4)); // both groups joined
@@ -141,18 +147,34 @@ sqlite_databases = ["probe"]
     let probe_db = dir.0.join("probe.db");
     let (mut wasm, mut native_ms) = (Vec::new(), Vec::new());
     for i in 0..60 {
-        let sent = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() * 1000.0;
-        let (status, body) = host.http("POST", "/api/tasks", &[("x-user-id", "bench"), ("content-type", "application/json")], Some(&format!(r#"{{"title": "t{i}"}}"#)));
+        let sent = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+            * 1000.0;
+        let (status, body) = host.http(
+            "POST",
+            "/api/tasks",
+            &[("x-user-id", "bench"), ("content-type", "application/json")],
+            Some(&format!(r#"{{"title": "t{i}"}}"#)),
+        );
         assert_eq!(status, 201, "{body}");
         let received = loop {
             if let Some(Ok(m)) = native.poll(Duration::from_millis(50)) {
                 if m.payload().is_some() {
-                    break std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() * 1000.0;
+                    break std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_secs_f64()
+                        * 1000.0;
                 }
             }
         };
         let handled = wait_for("the Wasm handler", Duration::from_secs(30), || {
-            let rows = query(&probe_db, &format!("SELECT at_ms FROM handled ORDER BY rowid LIMIT 1 OFFSET {i}"));
+            let rows = query(
+                &probe_db,
+                &format!("SELECT at_ms FROM handled ORDER BY rowid LIMIT 1 OFFSET {i}"),
+            );
             rows.first().map(|r| r[0].parse::<f64>().unwrap())
         });
         if i >= 10 {
@@ -170,19 +192,38 @@ fn main() {
     let broker = Broker::start();
     broker.create_topic("bench", 3);
     let payload = "x".repeat(100);
-    let messages: Vec<(String, String)> = (0..MESSAGES).map(|i| (format!("user-{}", i % 97), format!(r#"{{"n":{i},"p":"{payload}"}}"#))).collect();
-    let refs: Vec<(&str, String)> = messages.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let messages: Vec<(String, String)> = (0..MESSAGES)
+        .map(|i| {
+            (
+                format!("user-{}", i % 97),
+                format!(r#"{{"n":{i},"p":"{payload}"}}"#),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, String)> = messages
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
     broker.send("bench", &refs);
 
     let native = native_rate(&broker, "bench", MESSAGES);
     let wasm = wasm_rate(&broker, "bench", MESSAGES);
     println!("throughput ({MESSAGES} messages of ~120 B, 3 partitions, tansu):");
     println!("  native rdkafka consumer   {native:>10.0} msg/s");
-    println!("  trigger-kafka no-op Wasm  {wasm:>10.0} msg/s   ratio {:.2}x of native", wasm / native);
+    println!(
+        "  trigger-kafka no-op Wasm  {wasm:>10.0} msg/s   ratio {:.2}x of native",
+        wasm / native
+    );
 
     let (wasm_lat, native_lat) = latency(&broker);
-    println!("latency API write -> handler (ms, {} writes, relay poll 100 ms + change signal):", wasm_lat.len());
-    for (name, values) in [("native consumer", &native_lat), ("Wasm handler", &wasm_lat)] {
+    println!(
+        "latency API write -> handler (ms, {} writes, relay poll 100 ms + change signal):",
+        wasm_lat.len()
+    );
+    for (name, values) in [
+        ("native consumer", &native_lat),
+        ("Wasm handler", &wasm_lat),
+    ] {
         println!(
             "  {name:<16} p50 {:>6.1}  p95 {:>6.1}  max {:>6.1}",
             percentile(values, 0.5),
@@ -190,5 +231,8 @@ fn main() {
             values[values.len() - 1]
         );
     }
-    println!("  Wasm/native p50 ratio {:.2}x", percentile(&wasm_lat, 0.5) / percentile(&native_lat, 0.5));
+    println!(
+        "  Wasm/native p50 ratio {:.2}x",
+        percentile(&wasm_lat, 0.5) / percentile(&native_lat, 0.5)
+    );
 }

@@ -127,14 +127,15 @@ impl App {
                 .get("component")
                 .and_then(Json::as_str)
                 .map(str::to_owned)
-                .with_context(|| format!("a `{trigger_type}` trigger needs a `component` reference"))
+                .with_context(|| {
+                    format!("a `{trigger_type}` trigger needs a `component` reference")
+                })
         };
         match trigger_type {
             "http" => {
-                let route = config
-                    .get("route")
-                    .and_then(Json::as_str)
-                    .context("an http trigger needs a string `route` (private routes are not supported)")?;
+                let route = config.get("route").and_then(Json::as_str).context(
+                    "an http trigger needs a string `route` (private routes are not supported)",
+                )?;
                 self.http_triggers.push(HttpTrigger {
                     route: route.to_owned(),
                     component: component()?,
@@ -144,7 +145,10 @@ impl App {
                 let trigger: KafkaTrigger = serde_json::from_value(config)
                     .context("invalid `[[trigger.kafka]]` configuration")?;
                 if trigger.topics.is_empty() {
-                    bail!("a kafka trigger for `{}` lists no topics", trigger.component);
+                    bail!(
+                        "a kafka trigger for `{}` lists no topics",
+                        trigger.component
+                    );
                 }
                 self.kafka_triggers.push(trigger);
             }
@@ -159,7 +163,10 @@ impl App {
                 });
             }
             other => {
-                tracing::warn!(trigger = other, "ignoring a trigger type this host does not run")
+                tracing::warn!(
+                    trigger = other,
+                    "ignoring a trigger type this host does not run"
+                )
             }
         }
         Ok(())

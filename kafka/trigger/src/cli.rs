@@ -96,10 +96,13 @@ impl Args {
                 "-f" | "--from" | "--file" if parsed.standalone || parsed.topics_apply => {
                     parsed.manifest = Some(value(&flag)?.into())
                 }
-                "-t" | "--topics" if parsed.topics_apply => parsed.topics_file = Some(value(&flag)?.into()),
+                "-t" | "--topics" if parsed.topics_apply => {
+                    parsed.topics_file = Some(value(&flag)?.into())
+                }
                 "--brokers" if parsed.topics_apply => parsed.brokers = Some(value(&flag)?),
                 "--wait-secs" if parsed.topics_apply => {
-                    parsed.wait_secs = Some(value(&flag)?.parse().context("--wait-secs takes seconds")?)
+                    parsed.wait_secs =
+                        Some(value(&flag)?.parse().context("--wait-secs takes seconds")?)
                 }
                 "--listen" if parsed.standalone => parsed.listen = Some(value(&flag)?),
                 "--runtime-config-file" => parsed.runtime_config_file = Some(value(&flag)?.into()),
@@ -144,14 +147,32 @@ mod tests {
 
     #[test]
     fn parses_standalone_and_plugin_flags() {
-        let a = parse(&["up", "-f", "app/spin.toml", "--listen=0.0.0.0:80", "--state-dir", ".state"]).unwrap();
+        let a = parse(&[
+            "up",
+            "-f",
+            "app/spin.toml",
+            "--listen=0.0.0.0:80",
+            "--state-dir",
+            ".state",
+        ])
+        .unwrap();
         assert!(a.standalone);
         assert_eq!(a.manifest, Some("app/spin.toml".into()));
         assert_eq!(a.listen.as_deref(), Some("0.0.0.0:80"));
-        let p = parse(&["--runtime-config-file", "/rc.toml", "-L", "/logs", "--quiet"]).unwrap();
+        let p = parse(&[
+            "--runtime-config-file",
+            "/rc.toml",
+            "-L",
+            "/logs",
+            "--quiet",
+        ])
+        .unwrap();
         assert!(!p.standalone);
         assert_eq!(p.runtime_config_file, Some("/rc.toml".into()));
-        assert!(parse(&["--listen", "x"]).is_err(), "--listen belongs to Spin's HTTP trigger");
+        assert!(
+            parse(&["--listen", "x"]).is_err(),
+            "--listen belongs to Spin's HTTP trigger"
+        );
         assert!(parse(&["--bogus"]).is_err());
         let t = parse(&["topics", "apply", "-t", "k/topics.toml", "--brokers", "b:1"]).unwrap();
         assert!(t.topics_apply);

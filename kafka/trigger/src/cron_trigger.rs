@@ -27,7 +27,11 @@ pub struct CronRunner {
 }
 
 impl CronRunner {
-    pub fn new(runtime: Arc<Runtime>, trigger: CronTrigger, metrics: Arc<Metrics>) -> Result<CronRunner> {
+    pub fn new(
+        runtime: Arc<Runtime>,
+        trigger: CronTrigger,
+        metrics: Arc<Metrics>,
+    ) -> Result<CronRunner> {
         let schedule = cron::Schedule::from_str(&trigger.cron_expression).with_context(|| {
             format!(
                 "cron_expression `{}` is not a cron expression with seconds (sec min hour day month weekday)",
@@ -36,8 +40,19 @@ impl CronRunner {
         })?;
         let pre = SpinCronPre::new(runtime.instance_pre(&trigger.component)?.clone())
             .map_err(anyhow::Error::from)
-            .with_context(|| format!("component `{}` does not export handle-cron-event", trigger.component))?;
-        Ok(CronRunner { runtime, trigger, schedule, pre, metrics })
+            .with_context(|| {
+                format!(
+                    "component `{}` does not export handle-cron-event",
+                    trigger.component
+                )
+            })?;
+        Ok(CronRunner {
+            runtime,
+            trigger,
+            schedule,
+            pre,
+            metrics,
+        })
     }
 
     /// Fires on schedule until shutdown. A run that overlaps the next tick
@@ -45,8 +60,7 @@ impl CronRunner {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let component = self.trigger.component.clone();
         tracing::info!(%component, expression = %self.trigger.cron_expression, "timer trigger started");
-        loop {
-            let Some(next) = self.schedule.after(&Utc::now()).next() else { break };
+        while let Some(next) = self.schedule.after(&Utc::now()).next() {
             let wait = (next - Utc::now()).to_std().unwrap_or_default();
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -63,7 +77,11 @@ impl CronRunner {
                     "error"
                 }
             };
-            self.metrics.inc("trigger_kafka_cron_runs_total", &[("component", &component), ("outcome", outcome)], 1);
+            self.metrics.inc(
+                "trigger_kafka_cron_runs_total",
+                &[("component", &component), ("outcome", outcome)],
+                1,
+            );
             tracing::debug!(%component, took_ms = started.elapsed().as_millis() as u64, "timer fired");
         }
         tracing::info!(%component, "timer trigger stopped");
@@ -72,7 +90,10 @@ impl CronRunner {
     async fn invoke(&self, timestamp: u64) -> Result<()> {
         let mut store = self.runtime.store(&self.trigger.component, CRON_TIMEOUT)?;
         let instance = self.pre.instantiate_async(&mut store).await?;
-        match instance.call_handle_cron_event(&mut store, Metadata { timestamp }).await? {
+        match instance
+            .call_handle_cron_event(&mut store, Metadata { timestamp })
+            .await?
+        {
             Ok(()) => Ok(()),
             Err(CronError::Other(reason)) => anyhow::bail!("{reason}"),
         }

@@ -58,7 +58,9 @@ fn engine(pooling: bool) -> Result<Engine> {
 fn cache_dir() -> PathBuf {
     std::env::var_os("TRIGGER_KAFKA_CACHE_DIR")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("trigger-kafka")))
+        .or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("trigger-kafka"))
+        })
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/trigger-kafka")))
         .unwrap_or_else(|| std::env::temp_dir().join("trigger-kafka"))
 }
@@ -66,13 +68,19 @@ fn cache_dir() -> PathBuf {
 /// Compiles a component, or loads it from the cache keyed by the Wasm bytes
 /// and the engine's compatibility hash.
 fn load_component(engine: &Engine, path: &Path) -> Result<Component> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read component {}", path.display()))?;
+    let bytes =
+        std::fs::read(path).with_context(|| format!("cannot read component {}", path.display()))?;
     let mut hasher = Sha256::new();
     hasher.update(&bytes);
     let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
     std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut engine_hash);
     hasher.update(std::hash::Hasher::finish(&engine_hash).to_le_bytes());
-    let key: String = hasher.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let key: String = hasher
+        .finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let cached = cache_dir().join(format!("{key}.cwasm"));
     if cached.exists() {
         // SAFETY: the file was written by `Component::serialize` of this same
@@ -97,7 +105,13 @@ fn load_component(engine: &Engine, path: &Path) -> Result<Component> {
 
 impl Runtime {
     /// Loads the components of `app` that `wanted` names.
-    pub fn new(app: App, config: &RuntimeConfig, resolver: Resolver, wanted: &[String], pooling: bool) -> Result<Runtime> {
+    pub fn new(
+        app: App,
+        config: &RuntimeConfig,
+        resolver: Resolver,
+        wanted: &[String],
+        pooling: bool,
+    ) -> Result<Runtime> {
         let engine = match engine(pooling) {
             Ok(engine) => engine,
             Err(e) => {
@@ -126,7 +140,10 @@ impl Runtime {
             let location = config.sqlite.get(&label).with_context(|| {
                 format!("no SQLite database `{label}`: add [sqlite_database.{label}] to the runtime config")
             })?;
-            databases.insert(label.clone(), Arc::new(Database::new(&label, location.clone())?));
+            databases.insert(
+                label.clone(),
+                Arc::new(Database::new(&label, location.clone())?),
+            );
         }
         let mut kv_files: HashMap<(String, Option<PathBuf>), Arc<StoreDb>> = HashMap::new();
 
@@ -138,7 +155,9 @@ impl Runtime {
             let pre = linker
                 .instantiate_pre(&component)
                 .map_err(anyhow::Error::from)
-                .with_context(|| format!("component `{id}` imports something this host does not provide"))?;
+                .with_context(|| {
+                    format!("component `{id}` imports something this host does not provide")
+                })?;
             let mut key_value = HashMap::new();
             for label in &spec.key_value_stores {
                 let location = config.key_value.get(label).with_context(|| {
@@ -172,13 +191,23 @@ impl Runtime {
                     .collect(),
                 key_value,
                 variables: variables::component_values(&resolver, &spec.variables),
-                env: spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                env: spec
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
                 allowed_hosts: Arc::new(AllowedHosts::parse(&hosts)?),
             };
             pres.insert(id.clone(), pre);
             envs.insert(id.clone(), Arc::new(env));
         }
-        Ok(Runtime { engine, app: Arc::new(app), pres, envs, databases })
+        Ok(Runtime {
+            engine,
+            app: Arc::new(app),
+            pres,
+            envs,
+            databases,
+        })
     }
 
     pub fn instance_pre(&self, component: &str) -> Result<&InstancePre<HostState>> {

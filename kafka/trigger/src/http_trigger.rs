@@ -58,15 +58,26 @@ impl HttpTrigger {
         for (_, component) in &entries {
             let pre = ProxyPre::new(runtime.instance_pre(component)?.clone())
                 .map_err(anyhow::Error::from)
-                .with_context(|| format!("component `{component}` does not export wasi:http/incoming-handler"))?;
+                .with_context(|| {
+                    format!("component `{component}` does not export wasi:http/incoming-handler")
+                })?;
             pres.insert(component.clone(), pre);
         }
-        Ok(HttpTrigger { runtime, router, pres, metrics })
+        Ok(HttpTrigger {
+            runtime,
+            router,
+            pres,
+            metrics,
+        })
     }
 
     /// Accepts connections until `shutdown` turns true, then lets in-flight
     /// requests finish.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<()> {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         loop {
             tokio::select! {
@@ -98,7 +109,11 @@ impl HttpTrigger {
         Ok(())
     }
 
-    async fn handle(&self, req: hyper::Request<Incoming>, client: SocketAddr) -> hyper::Response<HyperOutgoingBody> {
+    async fn handle(
+        &self,
+        req: hyper::Request<Incoming>,
+        client: SocketAddr,
+    ) -> hyper::Response<HyperOutgoingBody> {
         let started = Instant::now();
         let path = req.uri().path().to_owned();
         let Some(route) = self.router.find(&path) else {
@@ -112,7 +127,8 @@ impl HttpTrigger {
                 plain(500, "the component failed")
             }
         };
-        self.metrics.http_request(&component, response.status().as_u16(), started.elapsed());
+        self.metrics
+            .http_request(&component, response.status().as_u16(), started.elapsed());
         response
     }
 
@@ -128,9 +144,16 @@ impl HttpTrigger {
             .and_then(|h| h.to_str().ok())
             .unwrap_or("localhost")
             .to_owned();
-        let path_and_query = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
+        let path_and_query = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| "/".into());
         let mut spin_headers = vec![
-            ("spin-full-url".to_owned(), format!("http://{host}{path_and_query}")),
+            (
+                "spin-full-url".to_owned(),
+                format!("http://{host}{path_and_query}"),
+            ),
             ("spin-path-info".to_owned(), route.path_info.clone()),
             ("spin-matched-route".to_owned(), route.raw.to_owned()),
             ("spin-base-path".to_owned(), "/".to_owned()),
@@ -139,7 +162,10 @@ impl HttpTrigger {
             ("spin-client-addr".to_owned(), client.to_string()),
         ];
         for (name, value) in &route.params {
-            spin_headers.push((format!("spin-path-match-{}", name.to_ascii_lowercase()), value.clone()));
+            spin_headers.push((
+                format!("spin-path-match-{}", name.to_ascii_lowercase()),
+                value.clone(),
+            ));
         }
         for (name, value) in spin_headers {
             if let (Ok(name), Ok(value)) = (
@@ -150,16 +176,27 @@ impl HttpTrigger {
             }
         }
         if req.headers().get("host").is_none() {
-            req.headers_mut().insert("host", http::HeaderValue::from_static("localhost"));
+            req.headers_mut()
+                .insert("host", http::HeaderValue::from_static("localhost"));
         }
-        let pre = self.pres.get(route.component).context("no pre-instantiated component")?.clone();
+        let pre = self
+            .pres
+            .get(route.component)
+            .context("no pre-instantiated component")?
+            .clone();
         let mut store = self.runtime.store(route.component, REQUEST_TIMEOUT)?;
         let (sender, receiver) = tokio::sync::oneshot::channel();
-        let incoming = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
+        let incoming = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, req)?;
         let outparam = store.data_mut().http().new_response_outparam(sender)?;
         let task = tokio::spawn(async move {
             let proxy = pre.instantiate_async(&mut store).await?;
-            proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, incoming, outparam)
+                .await
         });
         match receiver.await {
             Ok(Ok(response)) => Ok(response),

@@ -36,7 +36,10 @@ fn text(value: &Json) -> Option<String> {
 }
 
 impl KafkaSettings {
-    pub fn from_app(settings: &serde_json::Map<String, Json>, resolver: &Resolver) -> Result<KafkaSettings> {
+    pub fn from_app(
+        settings: &serde_json::Map<String, Json>,
+        resolver: &Resolver,
+    ) -> Result<KafkaSettings> {
         // A setting that renders to "" is unset: variables default to "".
         let get = |key: &str| -> Result<Option<String>> {
             match settings.get(key).and_then(text) {
@@ -50,12 +53,23 @@ impl KafkaSettings {
             }
         };
         let known = [
-            "brokers", "client_id", "security_protocol", "sasl_mechanism", "sasl_username",
-            "sasl_password", "ssl_ca_location", "outbox_poll_interval_ms", "outbox_batch_size",
-            "outbox_databases", "librdkafka",
+            "brokers",
+            "client_id",
+            "security_protocol",
+            "sasl_mechanism",
+            "sasl_username",
+            "sasl_password",
+            "ssl_ca_location",
+            "outbox_poll_interval_ms",
+            "outbox_batch_size",
+            "outbox_databases",
+            "librdkafka",
         ];
         if let Some(unknown) = settings.keys().find(|k| !known.contains(&k.as_str())) {
-            bail!("unknown setting `{unknown}` in [application.trigger.kafka]; known: {}", known.join(", "));
+            bail!(
+                "unknown setting `{unknown}` in [application.trigger.kafka]; known: {}",
+                known.join(", ")
+            );
         }
         let mut extra = BTreeMap::new();
         if let Some(protocol) = get("security_protocol")? {
@@ -83,12 +97,15 @@ impl KafkaSettings {
         }
         if let Some(Json::Object(passthrough)) = settings.get("librdkafka") {
             for (key, value) in passthrough {
-                let template = text(value).with_context(|| format!("librdkafka.{key} must be a string"))?;
+                let template =
+                    text(value).with_context(|| format!("librdkafka.{key} must be a string"))?;
                 extra.insert(key.clone(), resolver.render(&template)?);
             }
         }
         let millis = |key: &str, default: u64| -> Result<u64> {
-            get(key)?.map_or(Ok(default), |v| v.parse().with_context(|| format!("{key} must be a number")))
+            get(key)?.map_or(Ok(default), |v| {
+                v.parse().with_context(|| format!("{key} must be a number"))
+            })
         };
         let outbox_databases = match settings.get("outbox_databases") {
             Some(Json::Array(items)) => Some(items.iter().filter_map(text).collect()),
@@ -137,9 +154,23 @@ mod tests {
 
     fn resolver() -> Resolver {
         let mut app = App::default();
-        app.variables.insert("brokers".into(), AppVariable { default: Some("b:9092".into()), secret: false });
-        app.variables.insert("password".into(), AppVariable { default: Some("".into()), secret: true });
-        Resolver::new(&app, |k| (k == "SPIN_VARIABLE_PASSWORD").then(|| "pw".to_owned()))
+        app.variables.insert(
+            "brokers".into(),
+            AppVariable {
+                default: Some("b:9092".into()),
+                secret: false,
+            },
+        );
+        app.variables.insert(
+            "password".into(),
+            AppVariable {
+                default: Some("".into()),
+                secret: true,
+            },
+        );
+        Resolver::new(&app, |k| {
+            (k == "SPIN_VARIABLE_PASSWORD").then(|| "pw".to_owned())
+        })
     }
 
     #[test]
@@ -163,8 +194,15 @@ mod tests {
 
     #[test]
     fn rejects_unknown_and_bad_settings() {
-        for bad in [json!({"brokers": "b", "typo": 1}), json!({"brokers": "b", "sasl_mechanism": "GSSAPI"}), json!({})] {
-            assert!(KafkaSettings::from_app(bad.as_object().unwrap(), &resolver()).is_err(), "{bad}");
+        for bad in [
+            json!({"brokers": "b", "typo": 1}),
+            json!({"brokers": "b", "sasl_mechanism": "GSSAPI"}),
+            json!({}),
+        ] {
+            assert!(
+                KafkaSettings::from_app(bad.as_object().unwrap(), &resolver()).is_err(),
+                "{bad}"
+            );
         }
     }
 }

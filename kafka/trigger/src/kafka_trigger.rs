@@ -19,7 +19,9 @@ use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::app::KafkaTrigger;
 use crate::bindings::kafka::todo_chatbot::kafka_trigger::types::Error as HandlerError;
-use crate::bindings::kafka::todo_chatbot::kafka_trigger::types::{Header as WitHeader, Message as WitMessage};
+use crate::bindings::kafka::todo_chatbot::kafka_trigger::types::{
+    Header as WitHeader, Message as WitMessage,
+};
 use crate::bindings::kafka::KafkaHandlerPre;
 use crate::engine::Runtime;
 use crate::host::HostState;
@@ -87,7 +89,11 @@ impl ClientContext for TriggerContext {
                     let partition = partition.to_string();
                     self.metrics.set(
                         "trigger_kafka_consumer_lag",
-                        &[("group", &self.group), ("topic", topic), ("partition", &partition)],
+                        &[
+                            ("group", &self.group),
+                            ("topic", topic),
+                            ("partition", &partition),
+                        ],
                         p.consumer_lag as f64,
                     );
                 }
@@ -113,7 +119,10 @@ impl ConsumerContext for TriggerContext {
             for worker in &removed {
                 worker.state.revoked.store(true, Ordering::SeqCst);
                 let guard = worker.state.in_flight.lock().expect("partition state");
-                let _ = worker.state.idle.wait_timeout_while(guard, REVOKE_WAIT, |busy| *busy);
+                let _ = worker
+                    .state
+                    .idle
+                    .wait_timeout_while(guard, REVOKE_WAIT, |busy| *busy);
             }
             if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
                 tracing::debug!(error = %e, "commit on revoke (nothing to commit?)");
@@ -144,7 +153,12 @@ fn record_of(message: &rdkafka::message::BorrowedMessage<'_>) -> Record {
         .headers()
         .map(|h| {
             h.iter()
-                .map(|header| (header.key.to_owned(), header.value.map(<[u8]>::to_vec).unwrap_or_default()))
+                .map(|header| {
+                    (
+                        header.key.to_owned(),
+                        header.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -160,10 +174,20 @@ fn record_of(message: &rdkafka::message::BorrowedMessage<'_>) -> Record {
 }
 
 impl KafkaRunner {
-    pub fn new(runtime: Arc<Runtime>, trigger: KafkaTrigger, producer: FutureProducer, metrics: Arc<Metrics>) -> Result<KafkaRunner> {
+    pub fn new(
+        runtime: Arc<Runtime>,
+        trigger: KafkaTrigger,
+        producer: FutureProducer,
+        metrics: Arc<Metrics>,
+    ) -> Result<KafkaRunner> {
         let pre = KafkaHandlerPre::new(runtime.instance_pre(&trigger.component)?.clone())
             .map_err(anyhow::Error::from)
-            .with_context(|| format!("component `{}` does not export handle-message", trigger.component))?;
+            .with_context(|| {
+                format!(
+                    "component `{}` does not export handle-message",
+                    trigger.component
+                )
+            })?;
         let group = trigger
             .group_id
             .clone()
@@ -181,16 +205,27 @@ impl KafkaRunner {
 
     /// Starts the poll loop on its own thread; returns when it has stopped
     /// and committed.
-    pub fn spawn(self: Arc<Self>, settings: &KafkaSettings, shutdown: watch::Receiver<bool>) -> Result<std::thread::JoinHandle<()>> {
+    pub fn spawn(
+        self: Arc<Self>,
+        settings: &KafkaSettings,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<std::thread::JoinHandle<()>> {
         let workers: Workers = Arc::default();
-        let context = TriggerContext { workers: workers.clone(), metrics: self.metrics.clone(), group: self.group.clone() };
+        let context = TriggerContext {
+            workers: workers.clone(),
+            metrics: self.metrics.clone(),
+            group: self.group.clone(),
+        };
         let mut config = settings.client_config();
         config
             .set("group.id", &self.group)
             .set("enable.auto.commit", "true")
             .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", self.trigger.start_from.as_deref().unwrap_or("earliest"))
+            .set(
+                "auto.offset.reset",
+                self.trigger.start_from.as_deref().unwrap_or("earliest"),
+            )
             .set("statistics.interval.ms", "5000")
             .set("enable.partition.eof", "false");
         let consumer: BaseConsumer<TriggerContext> = config.create_with_context(context)?;
@@ -226,8 +261,17 @@ impl KafkaRunner {
                 let mut map = workers.lock().expect("workers");
                 let worker = map.entry(key).or_insert_with(|| {
                     let (sender, receiver) = mpsc::channel(PARTITION_BUFFER);
-                    let state = Arc::new(PartitionState { in_flight: Mutex::new(false), idle: Condvar::new(), revoked: AtomicBool::new(false) });
-                    let task = handle.spawn(self.clone().partition_worker(receiver, state.clone(), consumer.clone(), shutdown.clone()));
+                    let state = Arc::new(PartitionState {
+                        in_flight: Mutex::new(false),
+                        idle: Condvar::new(),
+                        revoked: AtomicBool::new(false),
+                    });
+                    let task = handle.spawn(self.clone().partition_worker(
+                        receiver,
+                        state.clone(),
+                        consumer.clone(),
+                        shutdown.clone(),
+                    ));
                     tasks.push(task);
                     Worker { sender, state }
                 });
@@ -264,7 +308,9 @@ impl KafkaRunner {
             *state.in_flight.lock().expect("partition state") = true;
             let outcome = self.process(&record, &state, &shutdown).await;
             if outcome != Outcome::Abandoned {
-                if let Err(e) = consumer.store_offset(&record.topic, record.partition, record.offset) {
+                if let Err(e) =
+                    consumer.store_offset(&record.topic, record.partition, record.offset)
+                {
                     tracing::debug!(error = %e, "offset not stored (partition revoked?)");
                 }
             }
@@ -281,20 +327,45 @@ impl KafkaRunner {
     }
 
     /// Handles one message: retries with backoff, dead-letters when it must.
-    async fn process(&self, record: &Record, state: &PartitionState, shutdown: &watch::Receiver<bool>) -> Outcome {
+    async fn process(
+        &self,
+        record: &Record,
+        state: &PartitionState,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Outcome {
         let component = self.trigger.component.as_str();
         let mut attempt: u32 = 1;
         loop {
             let started = Instant::now();
             let result = self.invoke(record, attempt).await;
-            self.metrics.observe("trigger_kafka_handler_duration_seconds", &[("component", component)], started.elapsed());
+            self.metrics.observe(
+                "trigger_kafka_handler_duration_seconds",
+                &[("component", component)],
+                started.elapsed(),
+            );
             let (kind, reason) = match result {
                 Invocation::Ok => {
-                    self.metrics.inc("trigger_kafka_messages_total", &[("component", component), ("topic", &record.topic), ("outcome", "ok")], 1);
+                    self.metrics.inc(
+                        "trigger_kafka_messages_total",
+                        &[
+                            ("component", component),
+                            ("topic", &record.topic),
+                            ("outcome", "ok"),
+                        ],
+                        1,
+                    );
                     return Outcome::Handled;
                 }
                 Invocation::Retryable(reason) if attempt <= self.trigger.max_retries => {
-                    self.metrics.inc("trigger_kafka_messages_total", &[("component", component), ("topic", &record.topic), ("outcome", "retried")], 1);
+                    self.metrics.inc(
+                        "trigger_kafka_messages_total",
+                        &[
+                            ("component", component),
+                            ("topic", &record.topic),
+                            ("outcome", "retried"),
+                        ],
+                        1,
+                    );
                     let delay = self.backoff(attempt);
                     tracing::info!(component, topic = %record.topic, partition = record.partition, offset = record.offset, attempt, ?delay, %reason, "retryable failure; retrying");
                     let deadline = Instant::now() + delay;
@@ -302,7 +373,10 @@ impl KafkaRunner {
                         if Self::stopping(state, shutdown) {
                             return Outcome::Abandoned;
                         }
-                        tokio::time::sleep((deadline - Instant::now()).min(Duration::from_millis(50))).await;
+                        tokio::time::sleep(
+                            (deadline - Instant::now()).min(Duration::from_millis(50)),
+                        )
+                        .await;
                     }
                     attempt += 1;
                     continue;
@@ -312,8 +386,19 @@ impl KafkaRunner {
                 Invocation::Trap(reason) => ("trap", reason),
             };
             tracing::warn!(component, topic = %record.topic, partition = record.partition, offset = record.offset, attempt, kind, %reason, "dead-lettering message");
-            return if self.dead_letter(record, kind, &reason, attempt, state, shutdown).await {
-                self.metrics.inc("trigger_kafka_messages_total", &[("component", component), ("topic", &record.topic), ("outcome", "dead_lettered")], 1);
+            return if self
+                .dead_letter(record, kind, &reason, attempt, state, shutdown)
+                .await
+            {
+                self.metrics.inc(
+                    "trigger_kafka_messages_total",
+                    &[
+                        ("component", component),
+                        ("topic", &record.topic),
+                        ("outcome", "dead_lettered"),
+                    ],
+                    1,
+                );
                 Outcome::DeadLettered
             } else {
                 Outcome::Abandoned
@@ -323,9 +408,16 @@ impl KafkaRunner {
 
     /// Exponential backoff with jitter, capped.
     fn backoff(&self, attempt: u32) -> Duration {
-        let base = self.trigger.retry_backoff_ms.saturating_mul(1u64 << (attempt - 1).min(20));
+        let base = self
+            .trigger
+            .retry_backoff_ms
+            .saturating_mul(1u64 << (attempt - 1).min(20));
         let capped = base.min(self.trigger.retry_backoff_max_ms);
-        let jitter = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0) as u64) % (capped / 5 + 1);
+        let jitter = (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0) as u64)
+            % (capped / 5 + 1);
         Duration::from_millis(capped - capped / 10 + jitter)
     }
 
@@ -346,7 +438,14 @@ impl KafkaRunner {
             offset: record.offset,
             key: record.key.clone(),
             value: record.value.clone(),
-            headers: record.headers.iter().map(|(k, v)| WitHeader { key: k.clone(), value: v.clone() }).collect(),
+            headers: record
+                .headers
+                .iter()
+                .map(|(k, v)| WitHeader {
+                    key: k.clone(),
+                    value: v.clone(),
+                })
+                .collect(),
             timestamp: record.timestamp,
             attempt,
         };
@@ -361,7 +460,15 @@ impl KafkaRunner {
     /// Publishes the message to the dead-letter topic with why, where from
     /// and how many attempts; waits until the broker has it. Returns false
     /// if shutdown came first (the message is then not committed).
-    async fn dead_letter(&self, record: &Record, kind: &str, reason: &str, attempts: u32, state: &PartitionState, shutdown: &watch::Receiver<bool>) -> bool {
+    async fn dead_letter(
+        &self,
+        record: &Record,
+        kind: &str,
+        reason: &str,
+        attempts: u32,
+        state: &PartitionState,
+        shutdown: &watch::Receiver<bool>,
+    ) -> bool {
         let topic = self.trigger.dead_letter_topic(&record.topic);
         let partition = record.partition.to_string();
         let offset = record.offset.to_string();
@@ -371,7 +478,10 @@ impl KafkaRunner {
         loop {
             let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 8);
             for (key, value) in &record.headers {
-                headers = headers.insert(Header { key, value: Some(value.as_slice()) });
+                headers = headers.insert(Header {
+                    key,
+                    value: Some(value.as_slice()),
+                });
             }
             for (key, value) in [
                 ("dlq-reason", reason.as_str()),
@@ -384,7 +494,10 @@ impl KafkaRunner {
                 ("dlq-consumer-group", &self.group),
                 ("dlq-failed-at", &failed_at),
             ] {
-                headers = headers.insert(Header { key, value: Some(value.as_bytes()) });
+                headers = headers.insert(Header {
+                    key,
+                    value: Some(value.as_bytes()),
+                });
             }
             let mut dlq = FutureRecord::<Vec<u8>, Vec<u8>>::to(&topic).headers(headers);
             if let Some(key) = &record.key {

@@ -57,7 +57,11 @@ fn strings(metadata: &serde_json::Map<String, Json>, key: &str) -> Vec<String> {
     metadata
         .get(key)
         .and_then(Json::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -76,7 +80,8 @@ pub fn file_url_path(url: &str) -> Result<PathBuf> {
 pub fn load(locked_url: &str, app_dir: &Path) -> Result<App> {
     let path = file_url_path(locked_url)?;
     let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let locked: LockedApp = serde_json::from_slice(&bytes).context("the locked app is not valid JSON")?;
+    let locked: LockedApp =
+        serde_json::from_slice(&bytes).context("the locked app is not valid JSON")?;
     let mut app = App {
         name: locked
             .metadata
@@ -96,11 +101,20 @@ pub fn load(locked_url: &str, app_dir: &Path) -> Result<App> {
         app.kafka_settings = settings.clone();
     }
     for (name, variable) in locked.variables {
-        app.variables.insert(name, AppVariable { default: variable.default, secret: variable.secret });
+        app.variables.insert(
+            name,
+            AppVariable {
+                default: variable.default,
+                secret: variable.secret,
+            },
+        );
     }
     for component in locked.components {
         if !component.files.is_empty() {
-            bail!("component `{}`: `files` mounts are not supported by trigger-kafka", component.id);
+            bail!(
+                "component `{}`: `files` mounts are not supported by trigger-kafka",
+                component.id
+            );
         }
         let source = component
             .source

@@ -45,7 +45,9 @@ struct Roles {
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if std::env::var("TRIGGER_KAFKA_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().init();
     } else {
@@ -70,8 +72,15 @@ fn main() {
         return;
     }
     init_logging();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    let result = if args.topics_apply { runtime.block_on(apply_topics(args)) } else { runtime.block_on(run(args)) };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = if args.topics_apply {
+        runtime.block_on(apply_topics(args))
+    } else {
+        runtime.block_on(run(args))
+    };
     if let Err(e) = result {
         tracing::error!("{e:#}");
         eprintln!("error: {e:#}");
@@ -83,29 +92,59 @@ fn main() {
 /// as a Spin plugin, the locked app Spin wrote.
 fn load(args: &Args) -> Result<(App, Roles)> {
     if args.standalone {
-        let manifest = args.manifest.clone().unwrap_or_else(|| PathBuf::from("spin.toml"));
+        let manifest = args
+            .manifest
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("spin.toml"));
         let app = manifest::load(&manifest)?;
-        return Ok((app, Roles { http: true, kafka: true, cron: true }));
+        return Ok((
+            app,
+            Roles {
+                http: true,
+                kafka: true,
+                cron: true,
+            },
+        ));
     }
     let locked_url = std::env::var("SPIN_LOCKED_URL")
         .context("SPIN_LOCKED_URL is not set: run `trigger-kafka up` standalone, or install this as a Spin plugin")?;
     // Empty when Spin found spin.toml in the working directory.
-    let app_dir = match std::env::var("SPIN_LOCAL_APP_DIR").ok().filter(|d| !d.is_empty()) {
+    let app_dir = match std::env::var("SPIN_LOCAL_APP_DIR")
+        .ok()
+        .filter(|d| !d.is_empty())
+    {
         Some(dir) => PathBuf::from(dir),
         None => std::env::current_dir()?,
     };
     let app = locked::load(&locked_url, &app_dir)?;
     // Installed as trigger-cron, the same binary serves the timer trigger.
     let name = std::env::args().next().unwrap_or_default();
-    let as_cron = Path::new(&name).file_name().is_some_and(|n| n.to_string_lossy().starts_with("trigger-cron"));
-    Ok((app, Roles { http: false, kafka: !as_cron, cron: as_cron }))
+    let as_cron = Path::new(&name)
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("trigger-cron"));
+    Ok((
+        app,
+        Roles {
+            http: false,
+            kafka: !as_cron,
+            cron: as_cron,
+        },
+    ))
 }
 
 /// `topics apply`: brokers and security from the manifest (if any), with
 /// `--brokers` taking precedence.
 async fn apply_topics(args: Args) -> Result<()> {
-    let topics = topics::load(&args.topics_file.clone().unwrap_or_else(|| PathBuf::from("kafka/topics.toml")))?;
-    let manifest = args.manifest.clone().unwrap_or_else(|| PathBuf::from("spin.toml"));
+    let topics = topics::load(
+        &args
+            .topics_file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("kafka/topics.toml")),
+    )?;
+    let manifest = args
+        .manifest
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("spin.toml"));
     let settings = if manifest.exists() {
         let app = manifest::load(&manifest)?;
         let resolver = variables::Resolver::from_env(&app);
@@ -146,7 +185,14 @@ async fn run(args: Args) -> Result<()> {
     let resolver = variables::Resolver::from_env(&app);
     let missing = resolver.missing();
     if !missing.is_empty() {
-        bail!("required variables have no value: {}", missing.iter().map(|v| variables::env_name(v)).collect::<Vec<_>>().join(", "));
+        bail!(
+            "required variables have no value: {}",
+            missing
+                .iter()
+                .map(|v| variables::env_name(v))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     let mut wanted: Vec<String> = Vec::new();
     if roles.http {
@@ -160,16 +206,23 @@ async fn run(args: Args) -> Result<()> {
     }
     wanted.sort();
     wanted.dedup();
-    let kafka_settings = if roles.kafka && (!app.kafka_settings.is_empty() || !app.kafka_triggers.is_empty()) {
-        Some(KafkaSettings::from_app(&app.kafka_settings, &resolver)?)
-    } else {
-        None
-    };
+    let kafka_settings =
+        if roles.kafka && (!app.kafka_settings.is_empty() || !app.kafka_triggers.is_empty()) {
+            Some(KafkaSettings::from_app(&app.kafka_settings, &resolver)?)
+        } else {
+            None
+        };
     match &config.state_dir {
         Some(dir) => tracing::info!(state_dir = %dir.display(), "state directory"),
         None => tracing::info!("no state directory: stores are in memory"),
     }
-    let runtime = Arc::new(Runtime::new(app, &config, resolver, &wanted, !args.disable_pooling)?);
+    let runtime = Arc::new(Runtime::new(
+        app,
+        &config,
+        resolver,
+        &wanted,
+        !args.disable_pooling,
+    )?);
     let metrics = Arc::new(Metrics::default());
     let (stop, shutdown) = watch::channel(false);
     tokio::spawn(shutdown_signal(stop));
@@ -185,18 +238,27 @@ async fn run(args: Args) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {admin_addr} for /metrics"))?;
     tracing::info!("metrics and health on http://{}", admin.local_addr()?);
-    tasks.spawn(admin::serve(admin, metrics.clone(), kafka_settings.is_some(), shutdown.clone()));
+    tasks.spawn(admin::serve(
+        admin,
+        metrics.clone(),
+        kafka_settings.is_some(),
+        shutdown.clone(),
+    ));
 
     if let Some(settings) = &kafka_settings {
         let producer = settings.producer()?;
         tasks.spawn({
-            let (producer, metrics, shutdown) = (producer.clone(), metrics.clone(), shutdown.clone());
+            let (producer, metrics, shutdown) =
+                (producer.clone(), metrics.clone(), shutdown.clone());
             async move {
                 admin::probe_broker(producer, metrics, shutdown).await;
                 Ok(())
             }
         });
-        let labels = settings.outbox_databases.clone().unwrap_or_else(|| runtime.app.sqlite_labels());
+        let labels = settings
+            .outbox_databases
+            .clone()
+            .unwrap_or_else(|| runtime.app.sqlite_labels());
         for label in labels {
             let db = runtime.databases.get(&label).cloned().with_context(|| {
                 format!("outbox_databases names `{label}`, which no component uses")
@@ -215,7 +277,12 @@ async fn run(args: Args) -> Result<()> {
             });
         }
         for trigger in runtime.app.kafka_triggers.clone() {
-            let runner = Arc::new(kafka_trigger::KafkaRunner::new(runtime.clone(), trigger, producer.clone(), metrics.clone())?);
+            let runner = Arc::new(kafka_trigger::KafkaRunner::new(
+                runtime.clone(),
+                trigger,
+                producer.clone(),
+                metrics.clone(),
+            )?);
             threads.push(runner.spawn(settings, shutdown.clone())?);
         }
     }
@@ -230,11 +297,17 @@ async fn run(args: Args) -> Result<()> {
         }
     }
     if roles.http && !runtime.app.http_triggers.is_empty() {
-        let addr = args.listen.clone().unwrap_or_else(|| "127.0.0.1:3000".into());
+        let addr = args
+            .listen
+            .clone()
+            .unwrap_or_else(|| "127.0.0.1:3000".into());
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
-        let trigger = Arc::new(http_trigger::HttpTrigger::new(runtime.clone(), metrics.clone())?);
+        let trigger = Arc::new(http_trigger::HttpTrigger::new(
+            runtime.clone(),
+            metrics.clone(),
+        )?);
         println!("Serving http://{}", listener.local_addr()?);
         for route in &runtime.app.http_triggers {
             println!("    {}: {}", route.component, route.route);

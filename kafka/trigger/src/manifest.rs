@@ -59,18 +59,19 @@ struct Component {
 }
 
 pub fn load(path: &Path) -> Result<App> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let manifest: Manifest =
-        toml::from_str(&text).with_context(|| format!("{} is not a valid Spin manifest", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let manifest: Manifest = toml::from_str(&text)
+        .with_context(|| format!("{} is not a valid Spin manifest", path.display()))?;
     if manifest.spin_manifest_version.as_integer() != Some(2) {
         bail!("only spin_manifest_version = 2 is supported");
     }
-    let dir = path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    let dir = if dir.as_os_str().is_empty() { std::env::current_dir()? } else { std::path::absolute(dir)? };
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let dir = if dir.as_os_str().is_empty() {
+        std::env::current_dir()?
+    } else {
+        std::path::absolute(dir)?
+    };
     let mut app = App {
         name: manifest.application.name,
         dir: dir.clone(),
@@ -80,7 +81,13 @@ pub fn load(path: &Path) -> Result<App> {
         if variable.required == variable.default.is_some() {
             bail!("variable `{name}` must be `required` or have a `default`, not both or neither");
         }
-        app.variables.insert(name, AppVariable { default: variable.default, secret: variable.secret });
+        app.variables.insert(
+            name,
+            AppVariable {
+                default: variable.default,
+                secret: variable.secret,
+            },
+        );
     }
     if let Some(settings) = manifest.application.trigger.get("kafka") {
         app.kafka_settings = serde_json::to_value(settings)?

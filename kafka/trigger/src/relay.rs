@@ -62,7 +62,9 @@ impl Relay {
             match published {
                 Ok(n) if n > 0 => continue,
                 Ok(_) => {}
-                Err(e) => tracing::warn!(database = %self.db.label, error = %format!("{e:#}"), "outbox relay batch failed; retrying"),
+                Err(e) => {
+                    tracing::warn!(database = %self.db.label, error = %format!("{e:#}"), "outbox relay batch failed; retrying")
+                }
             }
             tokio::select! {
                 _ = self.db.changed.notified() => {}
@@ -83,11 +85,17 @@ impl Relay {
         f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T> {
         let conn = conn.clone();
-        Ok(tokio::task::spawn_blocking(move || f(&conn.lock().expect("relay connection"))).await??)
+        Ok(
+            tokio::task::spawn_blocking(move || f(&conn.lock().expect("relay connection")))
+                .await??,
+        )
     }
 
     /// Publishes up to one batch; returns how many rows were acknowledged.
-    async fn publish_batch(&self, conn: &Arc<std::sync::Mutex<rusqlite::Connection>>) -> Result<usize> {
+    async fn publish_batch(
+        &self,
+        conn: &Arc<std::sync::Mutex<rusqlite::Connection>>,
+    ) -> Result<usize> {
         let limit = self.batch_size as i64;
         let (rows, backlog) = Self::blocking(conn, move |c| {
             let exists: i64 = c.query_row(
@@ -98,7 +106,11 @@ impl Relay {
             if exists == 0 {
                 return Ok((Vec::new(), 0));
             }
-            let backlog: i64 = c.query_row("SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL", [], |r| r.get(0))?;
+            let backlog: i64 = c.query_row(
+                "SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL",
+                [],
+                |r| r.get(0),
+            )?;
             let mut stmt = c.prepare_cached(
                 "SELECT seq, topic, msg_key, payload, headers, created_ms FROM outbox
                  WHERE sent_ms IS NULL ORDER BY seq LIMIT ?1",
@@ -120,7 +132,11 @@ impl Relay {
         })
         .await
         .context("reading the outbox")?;
-        self.metrics.set("trigger_kafka_outbox_backlog", &[("database", &self.db.label)], backlog as f64);
+        self.metrics.set(
+            "trigger_kafka_outbox_backlog",
+            &[("database", &self.db.label)],
+            backlog as f64,
+        );
         if rows.is_empty() {
             return Ok(0);
         }
@@ -130,7 +146,10 @@ impl Relay {
         let deliveries = rows.iter().map(|row| {
             let mut headers = OwnedHeaders::new_with_capacity(row.headers.len());
             for (key, value) in &row.headers {
-                headers = headers.insert(Header { key, value: Some(value.as_bytes()) });
+                headers = headers.insert(Header {
+                    key,
+                    value: Some(value.as_bytes()),
+                });
             }
             let record = FutureRecord::to(&row.topic)
                 .key(row.key.as_bytes())
@@ -146,9 +165,17 @@ impl Relay {
             match result {
                 Ok(_) => {
                     sent.push(row.seq);
-                    self.metrics.inc("trigger_kafka_outbox_published_total", &[("database", &self.db.label), ("topic", &row.topic)], 1);
+                    self.metrics.inc(
+                        "trigger_kafka_outbox_published_total",
+                        &[("database", &self.db.label), ("topic", &row.topic)],
+                        1,
+                    );
                     let latency = Duration::from_millis((acked_ms - row.created_ms).max(0) as u64);
-                    self.metrics.observe("trigger_kafka_relay_latency_seconds", &[("database", &self.db.label)], latency);
+                    self.metrics.observe(
+                        "trigger_kafka_relay_latency_seconds",
+                        &[("database", &self.db.label)],
+                        latency,
+                    );
                 }
                 Err((e, _)) => failed.push((row.seq, e.to_string())),
             }
@@ -157,7 +184,8 @@ impl Relay {
         Self::blocking(conn, move |c| {
             let tx = c.unchecked_transaction()?;
             {
-                let mut mark = tx.prepare_cached("UPDATE outbox SET sent_ms = ?1 WHERE seq = ?2")?;
+                let mut mark =
+                    tx.prepare_cached("UPDATE outbox SET sent_ms = ?1 WHERE seq = ?2")?;
                 for seq in &sent {
                     mark.execute(rusqlite::params![acked_ms, seq])?;
                 }

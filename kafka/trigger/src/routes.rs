@@ -61,11 +61,20 @@ impl Router {
             if routes.iter().any(|r: &Route| r.raw == *raw) {
                 bail!("route `{raw}` is declared twice");
             }
-            routes.push(Route { raw: raw.clone(), component: component.clone(), segments, wildcard });
+            routes.push(Route {
+                raw: raw.clone(),
+                component: component.clone(),
+                segments,
+                wildcard,
+            });
         }
         // Most specific first.
         routes.sort_by_key(|r| {
-            let params = r.segments.iter().filter(|s| matches!(s, Segment::Param(_))).count();
+            let params = r
+                .segments
+                .iter()
+                .filter(|s| matches!(s, Segment::Param(_)))
+                .count();
             (r.wildcard, std::cmp::Reverse(r.segments.len()), params)
         });
         Ok(Router { routes })
@@ -74,7 +83,9 @@ impl Router {
     pub fn find(&self, path: &str) -> Option<RouteMatch<'_>> {
         let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         'routes: for route in &self.routes {
-            if parts.len() < route.segments.len() || (!route.wildcard && parts.len() != route.segments.len()) {
+            if parts.len() < route.segments.len()
+                || (!route.wildcard && parts.len() != route.segments.len())
+            {
                 continue;
             }
             let mut params = Vec::new();
@@ -95,11 +106,19 @@ impl Router {
             } else {
                 String::new()
             };
-            let prefix = route.raw.trim_end_matches("/...").trim_end_matches("...").to_owned();
+            let prefix = route
+                .raw
+                .trim_end_matches("/...")
+                .trim_end_matches("...")
+                .to_owned();
             return Some(RouteMatch {
                 component: &route.component,
                 raw: &route.raw,
-                prefix: if prefix.is_empty() { "/".into() } else { prefix },
+                prefix: if prefix.is_empty() {
+                    "/".into()
+                } else {
+                    prefix
+                },
                 path_info,
                 params,
             });
@@ -113,17 +132,34 @@ mod tests {
     use super::*;
 
     fn router(routes: &[(&str, &str)]) -> Router {
-        Router::new(&routes.iter().map(|(r, c)| (r.to_string(), c.to_string())).collect::<Vec<_>>()).unwrap()
+        Router::new(
+            &routes
+                .iter()
+                .map(|(r, c)| (r.to_string(), c.to_string()))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap()
     }
 
     #[test]
     fn most_specific_route_wins() {
-        let r = router(&[("/...", "catchall"), ("/api/...", "api"), ("/api/health", "health"), ("/users/:id", "user")]);
+        let r = router(&[
+            ("/...", "catchall"),
+            ("/api/...", "api"),
+            ("/api/health", "health"),
+            ("/users/:id", "user"),
+        ]);
         assert_eq!(r.find("/api/health").unwrap().component, "health");
         let m = r.find("/api/tasks/1").unwrap();
-        assert_eq!((m.component, m.path_info.as_str(), m.prefix.as_str()), ("api", "/tasks/1", "/api"));
+        assert_eq!(
+            (m.component, m.path_info.as_str(), m.prefix.as_str()),
+            ("api", "/tasks/1", "/api")
+        );
         let m = r.find("/users/42").unwrap();
-        assert_eq!((m.component, m.params.clone()), ("user", vec![("id".to_owned(), "42".to_owned())]));
+        assert_eq!(
+            (m.component, m.params.clone()),
+            ("user", vec![("id".to_owned(), "42".to_owned())])
+        );
         assert_eq!(r.find("/users/42/x").unwrap().component, "catchall");
         let m = r.find("/").unwrap();
         assert_eq!((m.component, m.path_info.as_str()), ("catchall", ""));

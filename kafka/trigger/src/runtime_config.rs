@@ -61,12 +61,18 @@ impl RuntimeConfig {
     /// Reads `file` (if any). `app_dir` is the manifest's directory; `cwd`
     /// the process's working directory (Spin resolves relative SQLite paths
     /// against it, and key-value paths against the file's directory).
-    pub fn load(file: Option<&Path>, app_dir: &Path, state_dir: StateDir, cwd: &Path) -> Result<RuntimeConfig> {
+    pub fn load(
+        file: Option<&Path>,
+        app_dir: &Path,
+        state_dir: StateDir,
+        cwd: &Path,
+    ) -> Result<RuntimeConfig> {
         let table: toml::Table = match file {
             Some(file) => {
                 let text = std::fs::read_to_string(file)
                     .with_context(|| format!("cannot read runtime config {}", file.display()))?;
-                toml::from_str(&text).with_context(|| format!("{} is not valid TOML", file.display()))?
+                toml::from_str(&text)
+                    .with_context(|| format!("{} is not valid TOML", file.display()))?
             }
             None => toml::Table::new(),
         };
@@ -92,13 +98,19 @@ impl RuntimeConfig {
                 .as_ref()
                 .map_or(Location::InMemory, |d| Location::File(d.join(name)))
         };
-        config.sqlite.insert("default".into(), default_file("sqlite_db.db"));
-        config.key_value.insert("default".into(), default_file("sqlite_key_value.db"));
+        config
+            .sqlite
+            .insert("default".into(), default_file("sqlite_db.db"));
+        config
+            .key_value
+            .insert("default".into(), default_file("sqlite_key_value.db"));
         for (section, base, target) in [
             ("sqlite_database", cwd.to_path_buf(), &mut config.sqlite),
             ("key_value_store", file_dir.clone(), &mut config.key_value),
         ] {
-            let Some(stores) = table.get(section) else { continue };
+            let Some(stores) = table.get(section) else {
+                continue;
+            };
             let stores: BTreeMap<String, Store> = stores
                 .clone()
                 .try_into()
@@ -126,10 +138,23 @@ mod tests {
 
     #[test]
     fn defaults_live_in_the_state_dir() {
-        let c = RuntimeConfig::load(None, Path::new("/app"), StateDir::Default, Path::new("/cwd")).unwrap();
-        assert_eq!(c.sqlite["default"], Location::File("/app/.spin/sqlite_db.db".into()));
-        assert_eq!(c.key_value["default"], Location::File("/app/.spin/sqlite_key_value.db".into()));
-        let c = RuntimeConfig::load(None, Path::new("/app"), StateDir::Unset, Path::new("/cwd")).unwrap();
+        let c = RuntimeConfig::load(
+            None,
+            Path::new("/app"),
+            StateDir::Default,
+            Path::new("/cwd"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.sqlite["default"],
+            Location::File("/app/.spin/sqlite_db.db".into())
+        );
+        assert_eq!(
+            c.key_value["default"],
+            Location::File("/app/.spin/sqlite_key_value.db".into())
+        );
+        let c = RuntimeConfig::load(None, Path::new("/app"), StateDir::Unset, Path::new("/cwd"))
+            .unwrap();
         assert_eq!(c.sqlite["default"], Location::InMemory);
     }
 
@@ -145,11 +170,33 @@ mod tests {
              [llm_compute]\ntype = \"spin\"\n",
         )
         .unwrap();
-        let c = RuntimeConfig::load(Some(&file), Path::new("/app"), StateDir::Default, Path::new("/cwd")).unwrap();
-        assert_eq!(c.sqlite["audit"], Location::File("/cwd/data/audit.db".into()));
-        assert_eq!(c.key_value["cache"], Location::File(dir.join("kv/cache.db")));
-        std::fs::write(&file, "[sqlite_database.x]\ntype = \"libsql\"\nurl = \"https://x\"\ntoken = \"t\"\n").unwrap();
-        assert!(RuntimeConfig::load(Some(&file), Path::new("/app"), StateDir::Default, Path::new("/cwd")).is_err());
+        let c = RuntimeConfig::load(
+            Some(&file),
+            Path::new("/app"),
+            StateDir::Default,
+            Path::new("/cwd"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.sqlite["audit"],
+            Location::File("/cwd/data/audit.db".into())
+        );
+        assert_eq!(
+            c.key_value["cache"],
+            Location::File(dir.join("kv/cache.db"))
+        );
+        std::fs::write(
+            &file,
+            "[sqlite_database.x]\ntype = \"libsql\"\nurl = \"https://x\"\ntoken = \"t\"\n",
+        )
+        .unwrap();
+        assert!(RuntimeConfig::load(
+            Some(&file),
+            Path::new("/app"),
+            StateDir::Default,
+            Path::new("/cwd")
+        )
+        .is_err());
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -26,8 +26,10 @@ struct File {
 }
 
 pub fn load(path: &Path) -> Result<Vec<Topic>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let file: File = toml::from_str(&text).with_context(|| format!("{} is not a topic file", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let file: File =
+        toml::from_str(&text).with_context(|| format!("{} is not a topic file", path.display()))?;
     for topic in &file.topic {
         if topic.partitions < 1 {
             bail!("topic `{}` needs at least one partition", topic.name);
@@ -38,7 +40,12 @@ pub fn load(path: &Path) -> Result<Vec<Topic>> {
 
 /// Creates missing topics; existing ones are left alone. Waits up to
 /// `wait` for the broker to answer first.
-pub async fn apply(topics: &[Topic], brokers: &str, config: ClientConfig, wait: Duration) -> Result<()> {
+pub async fn apply(
+    topics: &[Topic],
+    brokers: &str,
+    config: ClientConfig,
+    wait: Duration,
+) -> Result<()> {
     let mut config = config;
     config.set("bootstrap.servers", brokers);
     let admin: AdminClient<DefaultClientContext> = config.create()?;
@@ -57,10 +64,15 @@ pub async fn apply(topics: &[Topic], brokers: &str, config: ClientConfig, wait: 
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
         .zip(&retention)
-        .map(|(t, r)| NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(1)).set("retention.ms", r))
+        .map(|(t, r)| {
+            NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(1)).set("retention.ms", r)
+        })
         .collect();
     let results = admin
-        .create_topics(&new_topics, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
+        .create_topics(
+            &new_topics,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
         .await?;
     for result in results {
         match result {
@@ -82,7 +94,10 @@ mod tests {
         let names: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
         for topic in ["task-events", "reminders", "task-updates"] {
             assert!(names.contains(&topic), "{topic}");
-            assert!(names.contains(&format!("{topic}.dlq").as_str()), "{topic}.dlq");
+            assert!(
+                names.contains(&format!("{topic}.dlq").as_str()),
+                "{topic}.dlq"
+            );
         }
     }
 }

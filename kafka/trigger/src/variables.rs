@@ -114,15 +114,32 @@ mod tests {
 
     fn app() -> App {
         let mut app = App::default();
-        app.variables.insert("greeting".into(), AppVariable { default: Some("hello".into()), secret: false });
-        app.variables.insert("secret".into(), AppVariable { default: None, secret: true });
+        app.variables.insert(
+            "greeting".into(),
+            AppVariable {
+                default: Some("hello".into()),
+                secret: false,
+            },
+        );
+        app.variables.insert(
+            "secret".into(),
+            AppVariable {
+                default: None,
+                secret: true,
+            },
+        );
         app
     }
 
     #[test]
     fn env_overrides_defaults_and_templates_render() {
-        let r = Resolver::new(&app(), |k| (k == "SPIN_VARIABLE_SECRET").then(|| "s3".to_owned()));
-        assert_eq!(r.render("{{ greeting }}, {{secret}}!").unwrap(), "hello, s3!");
+        let r = Resolver::new(&app(), |k| {
+            (k == "SPIN_VARIABLE_SECRET").then(|| "s3".to_owned())
+        });
+        assert_eq!(
+            r.render("{{ greeting }}, {{secret}}!").unwrap(),
+            "hello, s3!"
+        );
         assert_eq!(r.render("plain").unwrap(), "plain");
     }
 

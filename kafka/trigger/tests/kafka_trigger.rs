@@ -73,19 +73,34 @@ fn every_message_is_handled_once_and_in_order_within_a_key() {
     let broker = Broker::start();
     broker.create_topic("orders", 3);
     let app = ProbeApp::new(&broker, "orders", "", "");
-    let messages: Vec<(String, String)> = (0..300).map(|i| (format!("user-{}", i % 10), ok(&format!("m{i:04}")))).collect();
-    let refs: Vec<(&str, String)> = messages.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let messages: Vec<(String, String)> = (0..300)
+        .map(|i| (format!("user-{}", i % 10), ok(&format!("m{i:04}"))))
+        .collect();
+    let refs: Vec<(&str, String)> = messages
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
     broker.send("orders", &refs);
     let host = Host::start(&app.dir.0, &[]);
-    wait_for("300 messages handled", LONG, || (app.handled() >= 300).then_some(()));
+    wait_for("300 messages handled", LONG, || {
+        (app.handled() >= 300).then_some(())
+    });
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(app.handled(), 300, "each message exactly once:\n{}", host.logs());
+    assert_eq!(
+        app.handled(),
+        300,
+        "each message exactly once:\n{}",
+        host.logs()
+    );
     assert_eq!(app.distinct(), 300);
     // Within a key, messages were handled in the order they were sent.
     let rows = query(&app.db(), "SELECT msg_key, id FROM handled ORDER BY rowid");
     let mut per_key: HashMap<String, Vec<String>> = HashMap::new();
     for row in rows {
-        per_key.entry(row[0].clone()).or_default().push(row[1].clone());
+        per_key
+            .entry(row[0].clone())
+            .or_default()
+            .push(row[1].clone());
     }
     assert_eq!(per_key.len(), 10);
     for (key, ids) in per_key {
@@ -93,7 +108,9 @@ fn every_message_is_handled_once_and_in_order_within_a_key() {
         sorted.sort();
         assert_eq!(ids, sorted, "order within key {key}");
     }
-    assert!(host.metrics().contains(r#"trigger_kafka_messages_total{component="probe",topic="orders",outcome="ok"} 300"#));
+    assert!(host.metrics().contains(
+        r#"trigger_kafka_messages_total{component="probe",topic="orders",outcome="ok"} 300"#
+    ));
 }
 
 #[test]
@@ -101,13 +118,27 @@ fn a_retryable_failure_is_retried_then_succeeds() {
     let broker = Broker::start();
     broker.create_topic("flaky", 1);
     let app = ProbeApp::new(&broker, "flaky", "", "");
-    broker.send("flaky", &[("u", r#"{"id": "f1", "action": "retry:2"}"#.to_owned())]);
+    broker.send(
+        "flaky",
+        &[("u", r#"{"id": "f1", "action": "retry:2"}"#.to_owned())],
+    );
     let host = Host::start(&app.dir.0, &[]);
-    wait_for("the flaky message handled", LONG, || (app.handled() >= 1).then_some(()));
+    wait_for("the flaky message handled", LONG, || {
+        (app.handled() >= 1).then_some(())
+    });
     let rows = query(&app.db(), "SELECT id, attempt FROM handled");
-    assert_eq!(rows, vec![vec!["f1".to_owned(), "3".to_owned()]], "succeeded on the third attempt");
+    assert_eq!(
+        rows,
+        vec![vec!["f1".to_owned(), "3".to_owned()]],
+        "succeeded on the third attempt"
+    );
     assert!(host.metrics().contains(r#"outcome="retried"} 2"#));
-    assert!(broker.read("flaky.dlq", 1, Duration::from_secs(2)).is_empty(), "nothing dead-lettered");
+    assert!(
+        broker
+            .read("flaky.dlq", 1, Duration::from_secs(2))
+            .is_empty(),
+        "nothing dead-lettered"
+    );
 }
 
 #[test]
@@ -131,15 +162,42 @@ fn poison_messages_go_to_the_dead_letter_topic_and_the_partition_keeps_flowing()
     wait_for("the last message handled", LONG, || {
         (count(&app.db(), "SELECT COUNT(*) FROM handled WHERE id = 'last'") == 1).then_some(())
     });
-    assert_eq!(query(&app.db(), "SELECT id FROM handled ORDER BY rowid"), vec![vec!["first".to_owned()], vec!["last".to_owned()]]);
+    assert_eq!(
+        query(&app.db(), "SELECT id FROM handled ORDER BY rowid"),
+        vec![vec!["first".to_owned()], vec!["last".to_owned()]]
+    );
     let dead = broker.read("jobs.dlq", 4, LONG);
     assert_eq!(dead.len(), 4, "{dead:?}");
-    let kinds: Vec<_> = dead.iter().map(|r| r.header("dlq-error-kind").unwrap().to_owned()).collect();
-    assert_eq!(kinds, ["permanent", "trap", "permanent", "retries_exhausted"]);
-    assert!(dead[0].header("dlq-reason").unwrap().contains("can never succeed"));
-    assert!(dead[1].header("dlq-reason").unwrap().contains("trap") || dead[1].header("dlq-reason").unwrap().contains("unreachable"), "{:?}", dead[1]);
-    assert!(dead[2].header("dlq-reason").unwrap().contains("undecodable"));
-    assert_eq!(dead[3].header("dlq-attempts"), Some("3"), "first attempt plus max_retries = 2");
+    let kinds: Vec<_> = dead
+        .iter()
+        .map(|r| r.header("dlq-error-kind").unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["permanent", "trap", "permanent", "retries_exhausted"]
+    );
+    assert!(dead[0]
+        .header("dlq-reason")
+        .unwrap()
+        .contains("can never succeed"));
+    assert!(
+        dead[1].header("dlq-reason").unwrap().contains("trap")
+            || dead[1]
+                .header("dlq-reason")
+                .unwrap()
+                .contains("unreachable"),
+        "{:?}",
+        dead[1]
+    );
+    assert!(dead[2]
+        .header("dlq-reason")
+        .unwrap()
+        .contains("undecodable"));
+    assert_eq!(
+        dead[3].header("dlq-attempts"),
+        Some("3"),
+        "first attempt plus max_retries = 2"
+    );
     for (record, offset) in dead.iter().zip(["1", "2", "3", "4"]) {
         assert_eq!(record.header("dlq-original-topic"), Some("jobs"));
         assert_eq!(record.header("dlq-original-partition"), Some("0"));
@@ -147,7 +205,10 @@ fn poison_messages_go_to_the_dead_letter_topic_and_the_partition_keeps_flowing()
         assert_eq!(record.header("dlq-component"), Some("probe"));
         assert_eq!(record.key.as_deref(), Some("u"), "the key is kept");
     }
-    assert_eq!(dead[2].value, "this is not JSON", "the payload is kept as it was");
+    assert_eq!(
+        dead[2].value, "this is not JSON",
+        "the payload is kept as it was"
+    );
     assert!(host.metrics().contains(r#"outcome="dead_lettered"} 4"#));
 }
 
@@ -157,22 +218,40 @@ fn a_host_killed_mid_stream_loses_nothing_after_restart() {
     broker.create_topic("stream", 3);
     let app = ProbeApp::new(&broker, "stream", "", "");
     let messages: Vec<(String, String)> = (0..1000)
-        .map(|i| (format!("user-{}", i % 7), format!(r#"{{"id": "s{i:05}", "action": "sleep:2"}}"#)))
+        .map(|i| {
+            (
+                format!("user-{}", i % 7),
+                format!(r#"{{"id": "s{i:05}", "action": "sleep:2"}}"#),
+            )
+        })
         .collect();
-    let refs: Vec<(&str, String)> = messages.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let refs: Vec<(&str, String)> = messages
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
     broker.send("stream", &refs);
     let mut host = Host::start(&app.dir.0, &[]);
-    wait_for("some messages handled", LONG, || (app.handled() >= 150).then_some(()));
+    wait_for("some messages handled", LONG, || {
+        (app.handled() >= 150).then_some(())
+    });
     host.kill();
     let before_restart = app.handled();
     assert!(before_restart < 1000, "killed mid-stream");
     host.restart();
-    wait_for("every message handled", Duration::from_secs(180), || (app.distinct() >= 1000).then_some(()));
+    wait_for("every message handled", Duration::from_secs(180), || {
+        (app.distinct() >= 1000).then_some(())
+    });
     std::thread::sleep(Duration::from_millis(500));
     let total = app.handled();
     assert_eq!(app.distinct(), 1000, "nothing lost");
-    eprintln!("SIGKILL after {before_restart} handled: {} of 1000 reprocessed after restart", total - 1000);
-    assert!(total - 1000 <= before_restart, "only uncommitted work is reprocessed");
+    eprintln!(
+        "SIGKILL after {before_restart} handled: {} of 1000 reprocessed after restart",
+        total - 1000
+    );
+    assert!(
+        total - 1000 <= before_restart,
+        "only uncommitted work is reprocessed"
+    );
 }
 
 #[test]
@@ -180,16 +259,29 @@ fn sigterm_finishes_in_flight_work_and_commits() {
     let broker = Broker::start();
     broker.create_topic("graceful", 2);
     let app = ProbeApp::new(&broker, "graceful", "", "");
-    let messages: Vec<(String, String)> = (0..100).map(|i| (format!("k{}", i % 4), ok(&format!("g{i:03}")))).collect();
-    let refs: Vec<(&str, String)> = messages.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let messages: Vec<(String, String)> = (0..100)
+        .map(|i| (format!("k{}", i % 4), ok(&format!("g{i:03}"))))
+        .collect();
+    let refs: Vec<(&str, String)> = messages
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
     broker.send("graceful", &refs);
     let mut host = Host::start(&app.dir.0, &[]);
     wait_for("100 handled", LONG, || (app.handled() >= 100).then_some(()));
     let status = host.terminate();
-    assert!(status.success(), "clean exit on SIGTERM: {status}\n{}", host.logs());
+    assert!(
+        status.success(),
+        "clean exit on SIGTERM: {status}\n{}",
+        host.logs()
+    );
     host.restart();
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(app.handled(), 100, "committed offsets: nothing is handled twice after a clean stop");
+    assert_eq!(
+        app.handled(),
+        100,
+        "committed offsets: nothing is handled twice after a clean stop"
+    );
 }
 
 #[test]
@@ -205,29 +297,64 @@ fn a_component_gets_only_what_the_manifest_grants() {
             let mut stream = stream;
             let mut buf = [0u8; 1024];
             let _ = stream.read(&mut buf);
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
         }
     });
     let denied_port = free_port();
-    let app = ProbeApp::new(&broker, "grants", "", &format!(r#"allowed_outbound_hosts = ["http://127.0.0.1:{allowed_port}"]"#));
+    let app = ProbeApp::new(
+        &broker,
+        "grants",
+        "",
+        &format!(r#"allowed_outbound_hosts = ["http://127.0.0.1:{allowed_port}"]"#),
+    );
     broker.send(
         "grants",
         &[
-            ("u", r#"{"id": "own-db", "action": "open:default"}"#.to_owned()),
-            ("u", r#"{"id": "other-db", "action": "open:audit"}"#.to_owned()),
+            (
+                "u",
+                r#"{"id": "own-db", "action": "open:default"}"#.to_owned(),
+            ),
+            (
+                "u",
+                r#"{"id": "other-db", "action": "open:audit"}"#.to_owned(),
+            ),
             ("u", r#"{"id": "kv", "action": "kv:default"}"#.to_owned()),
-            ("u", format!(r#"{{"id": "allowed-host", "action": "http:http://127.0.0.1:{allowed_port}/"}}"#)),
-            ("u", format!(r#"{{"id": "denied-host", "action": "http:http://127.0.0.1:{denied_port}/"}}"#)),
+            (
+                "u",
+                format!(
+                    r#"{{"id": "allowed-host", "action": "http:http://127.0.0.1:{allowed_port}/"}}"#
+                ),
+            ),
+            (
+                "u",
+                format!(
+                    r#"{{"id": "denied-host", "action": "http:http://127.0.0.1:{denied_port}/"}}"#
+                ),
+            ),
         ],
     );
     let _host = Host::start(&app.dir.0, &[]);
     wait_for("five probes", LONG, || (app.handled() >= 5).then_some(()));
-    let notes: HashMap<String, String> = query(&app.db(), "SELECT id, note FROM handled").into_iter().map(|r| (r[0].clone(), r[1].clone())).collect();
+    let notes: HashMap<String, String> = query(&app.db(), "SELECT id, note FROM handled")
+        .into_iter()
+        .map(|r| (r[0].clone(), r[1].clone()))
+        .collect();
     assert_eq!(notes["own-db"], "ok");
-    assert_eq!(notes["other-db"], "Error::AccessDenied", "a database not in sqlite_databases");
-    assert_eq!(notes["kv"], "Error::AccessDenied", "a store not in key_value_stores");
+    assert_eq!(
+        notes["other-db"], "Error::AccessDenied",
+        "a database not in sqlite_databases"
+    );
+    assert_eq!(
+        notes["kv"], "Error::AccessDenied",
+        "a store not in key_value_stores"
+    );
     assert_eq!(notes["allowed-host"], "status 200");
-    assert!(notes["denied-host"].starts_with("error"), "{}", notes["denied-host"]);
+    assert!(
+        notes["denied-host"].starts_with("error"),
+        "{}",
+        notes["denied-host"]
+    );
 }
 
 #[test]
@@ -243,7 +370,9 @@ fn the_timer_trigger_fires_every_second() {
     .unwrap();
     let host = Host::start(&dir.0, &[]);
     let db = dir.0.join(".spin/sqlite_db.db");
-    wait_for("three ticks", Duration::from_secs(30), || (count(&db, "SELECT COUNT(*) FROM ticks") >= 3).then_some(()));
+    wait_for("three ticks", Duration::from_secs(30), || {
+        (count(&db, "SELECT COUNT(*) FROM ticks") >= 3).then_some(())
+    });
     let rows = query(&db, "SELECT ts, ran_ms FROM ticks ORDER BY ts");
     let ts: Vec<i64> = rows.iter().map(|r| r[0].parse().unwrap()).collect();
     for pair in ts.windows(2) {
@@ -251,7 +380,10 @@ fn the_timer_trigger_fires_every_second() {
     }
     for row in &rows {
         let late = row[1].parse::<i64>().unwrap() - row[0].parse::<i64>().unwrap() * 1000;
-        assert!((0..1000).contains(&late), "fired {late} ms after its second");
+        assert!(
+            (0..1000).contains(&late),
+            "fired {late} ms after its second"
+        );
     }
     assert_eq!(host.health(), 200, "no Kafka configured: healthy");
 }

@@ -54,14 +54,25 @@ fn locked_app(dir: &Path, broker: &Broker) -> std::path::PathBuf {
 }
 
 fn spawn_plugin(binary: &Path, app_dir: &Path, lock: &Path, admin_port: u16) -> Child {
-    let log = std::fs::File::create(app_dir.join(format!("{}.log", binary.file_name().unwrap().to_string_lossy()))).unwrap();
+    let log = std::fs::File::create(app_dir.join(format!(
+        "{}.log",
+        binary.file_name().unwrap().to_string_lossy()
+    )))
+    .unwrap();
     Command::new(binary)
         .current_dir(app_dir)
         .env("SPIN_LOCKED_URL", format!("file://{}", lock.display()))
         .env("SPIN_WORKING_DIR", lock.parent().unwrap())
         .env("SPIN_LOCAL_APP_DIR", app_dir)
         .env("SPIN_VERSION", "3.6.3")
-        .args(["--runtime-config-file", "rc.toml", "-L", "logs", "--kafka-admin-listen", &format!("127.0.0.1:{admin_port}")])
+        .args([
+            "--runtime-config-file",
+            "rc.toml",
+            "-L",
+            "logs",
+            "--kafka-admin-listen",
+            &format!("127.0.0.1:{admin_port}"),
+        ])
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
@@ -70,15 +81,38 @@ fn spawn_plugin(binary: &Path, app_dir: &Path, lock: &Path, admin_port: u16) -> 
 
 #[test]
 fn launch_metadata_lists_the_flags_spin_may_pass() {
-    let out = Command::new(host_bin()).arg("--launch-metadata-only").stderr(Stdio::piped()).output().unwrap();
+    let out = Command::new(host_bin())
+        .arg("--launch-metadata-only")
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
     assert!(out.status.success());
-    let meta: serde_json::Value = serde_json::from_slice(&out.stderr).expect("JSON on stderr, as Spin reads it");
-    let longs: Vec<&str> = meta["all_flags"].as_array().unwrap().iter().filter_map(|f| f["long"].as_str()).collect();
-    for flag in ["--runtime-config-file", "--state-dir", "--log-dir", "--disable-cache", "--follow", "--quiet"] {
+    let meta: serde_json::Value =
+        serde_json::from_slice(&out.stderr).expect("JSON on stderr, as Spin reads it");
+    let longs: Vec<&str> = meta["all_flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["long"].as_str())
+        .collect();
+    for flag in [
+        "--runtime-config-file",
+        "--state-dir",
+        "--log-dir",
+        "--disable-cache",
+        "--follow",
+        "--quiet",
+    ] {
         assert!(longs.contains(&flag), "{flag} in {longs:?}");
     }
-    assert!(!longs.contains(&"--listen"), "--listen belongs to Spin's HTTP trigger");
-    let help = Command::new(host_bin()).arg("--help-args-only").output().unwrap();
+    assert!(
+        !longs.contains(&"--listen"),
+        "--listen belongs to Spin's HTTP trigger"
+    );
+    let help = Command::new(host_bin())
+        .arg("--help-args-only")
+        .output()
+        .unwrap();
     assert!(help.status.success());
 }
 
@@ -87,25 +121,49 @@ fn started_by_spin_it_runs_the_kafka_triggers_of_the_locked_app() {
     let broker = Broker::start();
     broker.create_topic("plugin-in", 2);
     let dir = TempDir::new("plugin");
-    std::fs::write(dir.0.join("rc.toml"), "[key_value_store.default]\ntype = \"spin\"\npath = \"kv.db\"\n").unwrap();
+    std::fs::write(
+        dir.0.join("rc.toml"),
+        "[key_value_store.default]\ntype = \"spin\"\npath = \"kv.db\"\n",
+    )
+    .unwrap();
     let lock = locked_app(&dir.0, &broker);
     let admin = free_port();
     let mut child = spawn_plugin(&host_bin(), &dir.0, &lock, admin);
-    broker.send("plugin-in", &[("u", r#"{"id": "p1", "action": "ok"}"#.to_owned()), ("v", r#"{"id": "p2", "action": "ok"}"#.to_owned())]);
+    broker.send(
+        "plugin-in",
+        &[
+            ("u", r#"{"id": "p1", "action": "ok"}"#.to_owned()),
+            ("v", r#"{"id": "p2", "action": "ok"}"#.to_owned()),
+        ],
+    );
     let db = dir.0.join(".spin/sqlite_db.db");
-    wait_for("both messages handled", Duration::from_secs(60), || (count(&db, "SELECT COUNT(*) FROM handled") == 2).then_some(()));
+    wait_for("both messages handled", Duration::from_secs(60), || {
+        (count(&db, "SELECT COUNT(*) FROM handled") == 2).then_some(())
+    });
     // Spin serves HTTP and Spin's cron plugin (or our trigger-cron) the timers.
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM ticks"), 0, "trigger-kafka does not run timers");
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM ticks"),
+        0,
+        "trigger-kafka does not run timers"
+    );
     assert_eq!(http(admin, "GET", "/healthz", &[], None).0, 200);
-    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(child.wait().unwrap().success());
 
     // The same binary installed as trigger-cron runs only the timers.
     let cron_bin = dir.0.join("trigger-cron");
     std::fs::copy(host_bin(), &cron_bin).unwrap();
     let mut cron = spawn_plugin(&cron_bin, &dir.0, &lock, free_port());
-    wait_for("a tick", Duration::from_secs(30), || (count(&db, "SELECT COUNT(*) FROM ticks") >= 1).then_some(()));
-    std::process::Command::new("kill").args(["-TERM", &cron.id().to_string()]).status().unwrap();
+    wait_for("a tick", Duration::from_secs(30), || {
+        (count(&db, "SELECT COUNT(*) FROM ticks") >= 1).then_some(())
+    });
+    std::process::Command::new("kill")
+        .args(["-TERM", &cron.id().to_string()])
+        .status()
+        .unwrap();
     assert!(cron.wait().unwrap().success());
 }

@@ -49,8 +49,15 @@ dev_auth = "{{{{ dev_auth }}}}"
 }
 
 fn create_task(host: &Host, user: &str, title: &str) -> String {
-    let body = format!(r#"{{"title": "{title}", "due_date": "2099-01-01T09:00:00Z", "remind_before_minutes": 30}}"#);
-    let (status, response) = host.http("POST", "/api/tasks", &[("x-user-id", user), ("content-type", "application/json")], Some(&body));
+    let body = format!(
+        r#"{{"title": "{title}", "due_date": "2099-01-01T09:00:00Z", "remind_before_minutes": 30}}"#
+    );
+    let (status, response) = host.http(
+        "POST",
+        "/api/tasks",
+        &[("x-user-id", user), ("content-type", "application/json")],
+        Some(&body),
+    );
     assert_eq!(status, 201, "{response}");
     let task: serde_json::Value = serde_json::from_str(&response).unwrap();
     task["id"].as_str().unwrap().to_owned()
@@ -62,7 +69,12 @@ fn an_api_write_reaches_kafka_as_a_cloudevent_keyed_by_user() {
     let app = api_app(&broker);
     let host = Host::start(&app.0, &[]);
     let id = create_task(&host, "alice", "Pay rent");
-    let (status, body) = host.http("GET", &format!("/api/tasks/{id}"), &[("x-user-id", "alice")], None);
+    let (status, body) = host.http(
+        "GET",
+        &format!("/api/tasks/{id}"),
+        &[("x-user-id", "alice")],
+        None,
+    );
     assert_eq!(status, 200, "{body}");
 
     let events = broker.read("task-events", 1, LONG);
@@ -71,7 +83,10 @@ fn an_api_write_reaches_kafka_as_a_cloudevent_keyed_by_user() {
     assert_eq!(events[0].key.as_deref(), Some("alice"));
     assert_eq!(event["event_type"], "task_created");
     assert_eq!(event["task_data"]["id"], id.as_str());
-    assert_eq!(events[0].header("ce_type"), Some("todo.task-events.task_created"));
+    assert_eq!(
+        events[0].header("ce_type"),
+        Some("todo.task-events.task_created")
+    );
     assert_eq!(events[0].header("ce_id"), event["event_id"].as_str());
     assert_eq!(events[0].header("ce_specversion"), Some("1.0"));
     assert_eq!(events[0].header("content-type"), Some("application/json"));
@@ -81,7 +96,9 @@ fn an_api_write_reaches_kafka_as_a_cloudevent_keyed_by_user() {
     assert_eq!(reminder["remind_at"], "2099-01-01T08:30:00Z");
     assert_eq!(broker.read("task-updates", 1, LONG).len(), 1);
     let db = app.0.join(".spin/sqlite_db.db");
-    wait_for("rows marked sent", LONG, || (count(&db, "SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL") == 0).then_some(()));
+    wait_for("rows marked sent", LONG, || {
+        (count(&db, "SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL") == 0).then_some(())
+    });
     assert_eq!(host.health(), 200);
 }
 
@@ -92,21 +109,39 @@ fn events_wait_in_the_outbox_while_the_broker_is_down_and_are_published_once() {
     let host = Host::start(&app.0, &[]);
     create_task(&host, "warmup", "before the outage");
     let db = app.0.join(".spin/sqlite_db.db");
-    wait_for("warm-up published", LONG, || (count(&db, "SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL") == 0).then_some(()));
+    wait_for("warm-up published", LONG, || {
+        (count(&db, "SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL") == 0).then_some(())
+    });
 
     broker.stop();
-    wait_for("health to report the broker down", Duration::from_secs(30), || (host.health() == 503).then_some(()));
+    wait_for(
+        "health to report the broker down",
+        Duration::from_secs(30),
+        || (host.health() == 503).then_some(()),
+    );
     // The API keeps working; its events wait in SQLite.
     let mut ids = Vec::new();
     for i in 0..20 {
-        ids.push(create_task(&host, &format!("user-{}", i % 4), &format!("during outage {i}")));
+        ids.push(create_task(
+            &host,
+            &format!("user-{}", i % 4),
+            &format!("during outage {i}"),
+        ));
     }
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL"), 60, "3 events per task, none sent");
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL"),
+        60,
+        "3 events per task, none sent"
+    );
 
     broker.resume();
-    wait_for("the backlog published", LONG, || (count(&db, "SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL") == 0).then_some(()));
-    wait_for("health to recover", Duration::from_secs(30), || (host.health() == 200).then_some(()));
+    wait_for("the backlog published", LONG, || {
+        (count(&db, "SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL") == 0).then_some(())
+    });
+    wait_for("health to recover", Duration::from_secs(30), || {
+        (host.health() == 200).then_some(())
+    });
     let events = broker.read("task-events", 21, LONG);
     std::thread::sleep(Duration::from_millis(500));
     let events_all = broker.read("task-events", 100, Duration::from_secs(3));
@@ -114,15 +149,27 @@ fn events_wait_in_the_outbox_while_the_broker_is_down_and_are_published_once() {
     assert_eq!(events_all.len(), 21, "published exactly once each");
     let event_ids: HashSet<String> = events_all
         .iter()
-        .map(|r| serde_json::from_str::<serde_json::Value>(&r.value).unwrap()["event_id"].as_str().unwrap().to_owned())
+        .map(|r| {
+            serde_json::from_str::<serde_json::Value>(&r.value).unwrap()["event_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     assert_eq!(event_ids.len(), 21);
     let created: HashSet<String> = events_all
         .iter()
-        .map(|r| serde_json::from_str::<serde_json::Value>(&r.value).unwrap()["task_id"].as_str().unwrap().to_owned())
+        .map(|r| {
+            serde_json::from_str::<serde_json::Value>(&r.value).unwrap()["task_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     for id in &ids {
         assert!(created.contains(id), "task {id} published");
     }
-    assert!(host.metrics().contains("trigger_kafka_outbox_backlog{database=\"default\"} 0"));
+    assert!(host
+        .metrics()
+        .contains("trigger_kafka_outbox_backlog{database=\"default\"} 0"));
 }

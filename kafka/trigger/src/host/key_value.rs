@@ -37,7 +37,10 @@ impl StoreDb {
             )",
             [],
         )?;
-        Ok(StoreDb { label: label.to_owned(), conn: Mutex::new(conn) })
+        Ok(StoreDb {
+            label: label.to_owned(),
+            conn: Mutex::new(conn),
+        })
     }
 
     fn with<T: Send + 'static>(
@@ -69,7 +72,9 @@ impl key_value::HostStore for HostState {
         let Some(db) = self.component.key_value.get(&label).cloned() else {
             return Err(Error::AccessDenied);
         };
-        self.table.push(Store { db }).map_err(|e| Error::Other(e.to_string()))
+        self.table
+            .push(Store { db })
+            .map_err(|e| Error::Other(e.to_string()))
     }
 
     async fn get(&mut self, store: Resource<Store>, key: String) -> Result<Option<Vec<u8>>, Error> {
@@ -86,7 +91,12 @@ impl key_value::HostStore for HostState {
         .await
     }
 
-    async fn set(&mut self, store: Resource<Store>, key: String, value: Vec<u8>) -> Result<(), Error> {
+    async fn set(
+        &mut self,
+        store: Resource<Store>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), Error> {
         let db = self.db(&store)?;
         db.with(move |conn, label| {
             conn.execute(
@@ -118,7 +128,8 @@ impl key_value::HostStore for HostState {
     async fn get_keys(&mut self, store: Resource<Store>) -> Result<Vec<String>, Error> {
         let db = self.db(&store)?;
         db.with(move |conn, label| {
-            let mut stmt = conn.prepare_cached("SELECT key FROM spin_key_value WHERE store = ?1")?;
+            let mut stmt =
+                conn.prepare_cached("SELECT key FROM spin_key_value WHERE store = ?1")?;
             let keys = stmt.query_map([label], |row| row.get::<_, String>(0))?;
             keys.collect()
         })

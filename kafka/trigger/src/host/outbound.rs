@@ -41,7 +41,10 @@ impl AllowedHosts {
     pub fn parse(entries: &[String]) -> Result<AllowedHosts> {
         let patterns = entries
             .iter()
-            .map(|e| parse_pattern(e).with_context(|| format!("invalid allowed_outbound_hosts entry `{e}`")))
+            .map(|e| {
+                parse_pattern(e)
+                    .with_context(|| format!("invalid allowed_outbound_hosts entry `{e}`"))
+            })
             .collect::<Result<_>>()?;
         Ok(AllowedHosts { patterns })
     }
@@ -59,7 +62,9 @@ impl AllowedHosts {
                 HostPattern::Subdomain(d) => host.ends_with(&format!(".{d}")),
             };
             let port_ok = p.any_port
-                || p.port.or_else(|| p.scheme.as_deref().and_then(default_port)) == Some(port);
+                || p.port
+                    .or_else(|| p.scheme.as_deref().and_then(default_port))
+                    == Some(port);
             scheme_ok && host_ok && port_ok
         })
     }
@@ -92,7 +97,12 @@ fn parse_pattern(entry: &str) -> Result<Pattern> {
         h if !h.is_empty() => HostPattern::Exact(h.to_ascii_lowercase()),
         _ => bail!("empty host"),
     };
-    Ok(Pattern { scheme, host, port, any_port })
+    Ok(Pattern {
+        scheme,
+        host,
+        port,
+        any_port,
+    })
 }
 
 /// wasi:http hooks that refuse requests outside the allow list.
@@ -152,7 +162,12 @@ mod tests {
 
     #[test]
     fn matches_like_spin() {
-        let h = hosts(&["https://api.example.com", "http://127.0.0.1:8080", "https://*.hooks.dev", "*://localhost:*"]);
+        let h = hosts(&[
+            "https://api.example.com",
+            "http://127.0.0.1:8080",
+            "https://*.hooks.dev",
+            "*://localhost:*",
+        ]);
         assert!(h.allows("https", "api.example.com", None));
         assert!(h.allows("https", "API.example.com", Some(443)));
         assert!(!h.allows("http", "api.example.com", None));
@@ -167,7 +182,12 @@ mod tests {
 
     #[test]
     fn rejects_malformed_entries() {
-        for bad in ["example.com", "https://example.com/path", "https://", "redis://cache"] {
+        for bad in [
+            "example.com",
+            "https://example.com/path",
+            "https://",
+            "redis://cache",
+        ] {
             assert!(AllowedHosts::parse(&[bad.to_string()]).is_err(), "{bad}");
         }
     }

@@ -123,11 +123,17 @@ fn from_sql(value: ValueRef<'_>) -> Value {
     }
 }
 
-fn run(conn: &rusqlite::Connection, statement: &str, parameters: Vec<Value>) -> Result<QueryResult, Error> {
+fn run(
+    conn: &rusqlite::Connection,
+    statement: &str,
+    parameters: Vec<Value>,
+) -> Result<QueryResult, Error> {
     let mut stmt = conn.prepare_cached(statement).map_err(io_error)?;
     let columns: Vec<String> = stmt.column_names().iter().map(|c| c.to_string()).collect();
     let params: Vec<SqlValue> = parameters.into_iter().map(to_sql).collect();
-    let mut rows = stmt.query(rusqlite::params_from_iter(params)).map_err(io_error)?;
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(params))
+        .map_err(io_error)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(io_error)? {
         let values = (0..columns.len())
@@ -153,7 +159,11 @@ impl sqlite::HostConnection for HostState {
             tokio::task::spawn_blocking(move || db.checkout())
         };
         let conn = checkout.await.map_err(io_error)?.map_err(io_error)?;
-        let resource = Connection { db, conn: Some(conn), wrote: false };
+        let resource = Connection {
+            db,
+            conn: Some(conn),
+            wrote: false,
+        };
         self.table.push(resource).map_err(io_error)
     }
 
@@ -163,16 +173,25 @@ impl sqlite::HostConnection for HostState {
         statement: String,
         parameters: Vec<Value>,
     ) -> Result<QueryResult, Error> {
-        let entry = self.table.get_mut(&connection).map_err(|_| Error::InvalidConnection)?;
+        let entry = self
+            .table
+            .get_mut(&connection)
+            .map_err(|_| Error::InvalidConnection)?;
         let conn = entry.conn.take().ok_or(Error::InvalidConnection)?;
-        let writes = !statement.trim_start().get(..6).is_some_and(|w| w.eq_ignore_ascii_case("select"));
+        let writes = !statement
+            .trim_start()
+            .get(..6)
+            .is_some_and(|w| w.eq_ignore_ascii_case("select"));
         let (conn, result) = tokio::task::spawn_blocking(move || {
             let result = run(&conn, &statement, parameters);
             (conn, result)
         })
         .await
         .map_err(io_error)?;
-        let entry = self.table.get_mut(&connection).map_err(|_| Error::InvalidConnection)?;
+        let entry = self
+            .table
+            .get_mut(&connection)
+            .map_err(|_| Error::InvalidConnection)?;
         entry.conn = Some(conn);
         entry.wrote |= writes;
         result

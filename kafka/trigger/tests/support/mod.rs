@@ -15,7 +15,11 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::ClientConfig;
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
@@ -24,7 +28,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
         if let Some(value) = check() {
             return value;
         }
-        assert!(started.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -38,7 +45,10 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(name: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
         let dir = std::env::temp_dir().join(format!("tk-{name}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
@@ -55,18 +65,28 @@ fn tansu_bin() -> PathBuf {
     if let Ok(bin) = std::env::var("TANSU_BIN") {
         return bin.into();
     }
-    let cached = PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/todo-chatbot/tools/bin/tansu");
-    assert!(cached.exists(), "tansu is not installed: run ./scripts/test.sh (it installs it), or set TANSU_BIN");
+    let cached =
+        PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/todo-chatbot/tools/bin/tansu");
+    assert!(
+        cached.exists(),
+        "tansu is not installed: run ./scripts/test.sh (it installs it), or set TANSU_BIN"
+    );
     cached
 }
 
 /// The directory holding the built `.wasm` components.
 pub fn wasm(name: &str) -> PathBuf {
-    let dir = std::env::var("TODO_WASM_DIR").map(PathBuf::from).unwrap_or_else(|_| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/wasm32-wasip2/release")
-    });
+    let dir = std::env::var("TODO_WASM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/wasm32-wasip2/release")
+        });
     let path = dir.join(name);
-    assert!(path.exists(), "{} is missing: build the components with ./scripts/test.sh", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: build the components with ./scripts/test.sh",
+        path.display()
+    );
     path
 }
 
@@ -80,7 +100,11 @@ pub struct Broker {
 
 impl Broker {
     pub fn start() -> Broker {
-        let mut broker = Broker { port: free_port(), dir: TempDir::new("tansu"), child: None };
+        let mut broker = Broker {
+            port: free_port(),
+            dir: TempDir::new("tansu"),
+            child: None,
+        };
         broker.resume();
         broker
     }
@@ -91,17 +115,31 @@ impl Broker {
 
     pub fn resume(&mut self) {
         let url = format!("tcp://127.0.0.1:{}", self.port);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.0.join("tansu.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.0.join("tansu.log"))
+            .unwrap();
         let child = Command::new(tansu_bin())
             .current_dir(&self.dir.0)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "sqlite://tansu.db"])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "sqlite://tansu.db",
+            ])
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("tansu starts");
         self.child = Some(child);
         let port = self.port;
-        wait_for("tansu to listen", Duration::from_secs(20), || port_open(port).then_some(()));
+        wait_for("tansu to listen", Duration::from_secs(20), || {
+            port_open(port).then_some(())
+        });
     }
 
     pub fn stop(&mut self) {
@@ -113,7 +151,15 @@ impl Broker {
 
     pub fn create_topic(&self, name: &str, partitions: i32) {
         let status = Command::new(tansu_bin())
-            .args(["topic", "create", name, "--partitions", &partitions.to_string(), "--broker", &format!("tcp://{}", self.address())])
+            .args([
+                "topic",
+                "create",
+                name,
+                "--partitions",
+                &partitions.to_string(),
+                "--broker",
+                &format!("tcp://{}", self.address()),
+            ])
             .stdout(Stdio::null())
             .status()
             .unwrap();
@@ -144,7 +190,9 @@ impl Broker {
                 }
             }
         }
-        producer.flush(Duration::from_secs(30)).expect("messages delivered");
+        producer
+            .flush(Duration::from_secs(30))
+            .expect("messages delivered");
     }
 
     /// Reads a whole topic from the beginning until `count` messages arrived.
@@ -166,10 +214,23 @@ impl Broker {
                     partition: m.partition(),
                     offset: m.offset(),
                     key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-                    value: m.payload().map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default(),
+                    value: m
+                        .payload()
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                        .unwrap_or_default(),
                     headers: m
                         .headers()
-                        .map(|h| h.iter().map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())).collect())
+                        .map(|h| {
+                            h.iter()
+                                .map(|h| {
+                                    (
+                                        h.key.to_owned(),
+                                        String::from_utf8_lossy(h.value.unwrap_or_default())
+                                            .into_owned(),
+                                    )
+                                })
+                                .collect()
+                        })
                         .unwrap_or_default(),
                 });
             }
@@ -195,7 +256,10 @@ pub struct Record {
 
 impl Record {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -225,7 +289,10 @@ impl Host {
             http_port: free_port(),
             admin_port: free_port(),
             child: None,
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             args: args.iter().map(|a| a.to_string()).collect(),
             log: dir.join("host.log"),
         };
@@ -234,10 +301,22 @@ impl Host {
     }
 
     pub fn restart(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let child = Command::new(host_bin())
             .current_dir(&self.dir)
-            .args(["up", "-f", "spin.toml", "--listen", &format!("127.0.0.1:{}", self.http_port), "--kafka-admin-listen", &format!("127.0.0.1:{}", self.admin_port)])
+            .args([
+                "up",
+                "-f",
+                "spin.toml",
+                "--listen",
+                &format!("127.0.0.1:{}", self.http_port),
+                "--kafka-admin-listen",
+                &format!("127.0.0.1:{}", self.admin_port),
+            ])
             .args(&self.args)
             .env("RUST_LOG", "info,trigger_kafka=debug")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -278,12 +357,22 @@ impl Host {
             if let Some(status) = child.try_wait().unwrap() {
                 return status;
             }
-            assert!(started.elapsed() < Duration::from_secs(30), "host did not stop on SIGTERM:\n{}", self.logs());
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "host did not stop on SIGTERM:\n{}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
-    pub fn http(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> (u16, String) {
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> (u16, String) {
         http(self.http_port, method, path, headers, body)
     }
 
@@ -306,14 +395,25 @@ impl Drop for Host {
 }
 
 fn unsafe_sigterm(pid: u32) {
-    let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
 }
 
 /// A minimal HTTP/1.1 client (one request per connection).
-pub fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> (u16, String) {
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
     let body = body.unwrap_or("");
     let mut request = format!("{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nconnection: close\r\ncontent-length: {}\r\n", body.len());
     for (k, v) in headers {
@@ -325,9 +425,20 @@ pub fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body:
     let mut response = Vec::new();
     stream.read_to_end(&mut response).unwrap();
     let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_owned() };
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(rest)
+    } else {
+        rest.to_owned()
+    };
     (status, body)
 }
 
@@ -373,14 +484,21 @@ pub fn query(db: &Path, sql: &str) -> Vec<Vec<String>> {
 }
 
 pub fn count(db: &Path, sql: &str) -> i64 {
-    query(db, sql).first().and_then(|r| r.first()).and_then(|v| v.parse().ok()).unwrap_or(0)
+    query(db, sql)
+        .first()
+        .and_then(|r| r.first())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Headers for messages built by tests.
 pub fn headers(pairs: &[(&str, &str)]) -> OwnedHeaders {
     let mut h = OwnedHeaders::new();
     for (k, v) in pairs {
-        h = h.insert(Header { key: k, value: Some(v.as_bytes()) });
+        h = h.insert(Header {
+            key: k,
+            value: Some(v.as_bytes()),
+        });
     }
     h
 }

@@ -11,6 +11,8 @@
 //! A value that is not such JSON is a permanent error. With the environment
 //! variable `PROBE_MODE=noop` every message succeeds at once (benchmarks).
 #![cfg(target_arch = "wasm32")]
+// The generated export glue takes one argument per record field.
+#![allow(clippy::too_many_arguments)]
 
 use spin_sdk::sqlite::{Connection, Value};
 
@@ -19,7 +21,6 @@ spin_sdk::wit_bindgen::generate!({
     path: "../../../kafka/wit",
     runtime_path: "spin_sdk::wit_bindgen::rt",
 });
-
 
 struct Probe;
 
@@ -31,7 +32,8 @@ fn now_ms() -> i64 {
 }
 
 fn record(message: &Message, id: &str, note: &str) -> Result<(), Error> {
-    let db = Connection::open("default").map_err(|e| Error::Retryable(format!("open default: {e:?}")))?;
+    let db = Connection::open("default")
+        .map_err(|e| Error::Retryable(format!("open default: {e:?}")))?;
     db.execute(
         "CREATE TABLE IF NOT EXISTS handled (
             id TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
@@ -40,7 +42,10 @@ fn record(message: &Message, id: &str, note: &str) -> Result<(), Error> {
         &[],
     )
     .map_err(|e| Error::Retryable(format!("create: {e:?}")))?;
-    let key = message.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned());
+    let key = message
+        .key
+        .as_ref()
+        .map(|k| String::from_utf8_lossy(k).into_owned());
     db.execute(
         "INSERT INTO handled (id, topic, partition, offset, attempt, msg_key, note, at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         &[
@@ -69,7 +74,11 @@ impl Guest for Probe {
             .and_then(|v| serde_json::from_slice(v).ok())
             .ok_or_else(|| Error::Permanent("undecodable payload: not JSON".into()))?;
         // Test messages carry `id`; real events (benchmarks) their `event_id`.
-        let id = value["id"].as_str().or(value["event_id"].as_str()).unwrap_or("").to_owned();
+        let id = value["id"]
+            .as_str()
+            .or(value["event_id"].as_str())
+            .unwrap_or("")
+            .to_owned();
         let action = value["action"].as_str().unwrap_or("ok").to_owned();
         let (verb, arg) = action.split_once(':').unwrap_or((action.as_str(), ""));
         match verb {
@@ -77,7 +86,10 @@ impl Guest for Probe {
             "retry" => {
                 let failures: u32 = arg.parse().unwrap_or(1);
                 if message.attempt <= failures {
-                    Err(Error::Retryable(format!("attempt {} of a flaky message", message.attempt)))
+                    Err(Error::Retryable(format!(
+                        "attempt {} of a flaky message",
+                        message.attempt
+                    )))
                 } else {
                     record(&message, &id, "")
                 }
