@@ -132,6 +132,7 @@ impl From<todo_domain::DomainError> for ApiError {
             D::BadRequest { .. } => ApiError::new(400, "bad_request", message),
             D::NotFound(_) => ApiError::new(404, "not_found", message),
             D::Conflict(_) => ApiError::new(409, "conflict", message),
+            D::Forbidden(_) => ApiError::new(403, "forbidden", message),
             D::Storage(db) if db.busy => {
                 ApiError::new(503, "busy", "the database is busy; retry shortly")
                     .with_header("retry-after", "1")

@@ -41,6 +41,8 @@ pub fn new_task(user_id: &str, id: String, patch: &TaskPatch, now: Timestamp) ->
         updated_at: now,
         completed_at: None,
         version: 0,
+        shared_with: Vec::new(),
+        assignee: None,
     };
     let mut task = apply(&blank, patch, now)?;
     task.version = 1;

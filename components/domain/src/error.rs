@@ -20,6 +20,8 @@ pub enum DomainError {
     /// No such thing for this user (HTTP 404). Also used for other users'
     /// tasks, so ids never leak.
     NotFound(String),
+    /// The caller sees the task but may not do this to it (HTTP 403).
+    Forbidden(String),
     /// The request conflicts with the current state (HTTP 409).
     Conflict(String),
     /// The store failed (HTTP 500, or 503 when it was busy).
@@ -63,7 +65,7 @@ impl fmt::Display for DomainError {
                 Some(field) => write!(f, "{field}: {message}"),
                 None => f.write_str(message),
             },
-            DomainError::NotFound(m) | DomainError::Conflict(m) => f.write_str(m),
+            DomainError::NotFound(m) | DomainError::Conflict(m) | DomainError::Forbidden(m) => f.write_str(m),
             DomainError::Storage(e) => write!(f, "storage error: {e}"),
         }
     }

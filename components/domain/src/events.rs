@@ -28,6 +28,9 @@ pub struct Event {
     /// The task the event is about (CloudEvents `subject`).
     pub subject: String,
     pub time: Timestamp,
+    /// Who caused it: a user id, or `system:<service>` (CloudEvents
+    /// extension attribute `actor`, header `ce_actor`).
+    pub actor: String,
     pub payload: Json,
 }
 
@@ -59,8 +62,15 @@ impl Event {
             source,
             subject: task_id.to_owned(),
             time,
+            actor: user_id.to_owned(),
             payload: Json::Object(payload),
         }
+    }
+
+    /// The same event, attributed to `actor`.
+    pub fn by(mut self, actor: &str) -> Event {
+        self.actor = actor.to_owned();
+        self
     }
 
     /// CloudEvents attributes in Kafka binary mode, in a stable order.
@@ -75,6 +85,7 @@ impl Event {
             ),
             ("ce_time".into(), time::format(&self.time)),
             ("ce_subject".into(), self.subject.clone()),
+            ("ce_actor".into(), self.actor.clone()),
             ("content-type".into(), "application/json".into()),
         ]
     }
@@ -155,15 +166,17 @@ impl Change {
 /// A `task-updates` `task_updated` event: what changed, and the task as it
 /// is now (`null` once deleted), so a client can apply it without a fetch.
 pub fn task_update_event(
+    event_type: &'static str,
     change: Change,
     task: &Task,
     changed_fields: &[&str],
+    audience: &[String],
     deleted: bool,
     now: Timestamp,
 ) -> Event {
     Event::new(
         TASK_UPDATES,
-        "task_updated",
+        event_type,
         TASKS_SOURCE,
         &task.user_id,
         &task.id,
@@ -173,6 +186,9 @@ pub fn task_update_event(
                 "change": change.as_str(),
                 "version": task.version,
                 "changed_fields": changed_fields,
+                // Everyone who saw the task before or sees it now: the
+                // real-time feed tells each of them.
+                "audience": audience,
                 "task": if deleted { Json::Null } else { task.to_json() },
             }
         })),
@@ -205,40 +221,25 @@ fn reminder_view(task: &Task) -> impl PartialEq + '_ {
 }
 
 /// Every event one change to a task produces, in the order consumers should
-/// see them. `old` is `None` for a new task; `new` is `None` for a deleted one.
-pub fn for_change(old: Option<&Task>, new: Option<&Task>, now: Timestamp) -> Vec<Event> {
+/// see them. `old` is `None` for a new task; `new` is `None` for a deleted
+/// one. `actor` is who made the change.
+pub fn for_change(old: Option<&Task>, new: Option<&Task>, now: Timestamp, actor: &str) -> Vec<Event> {
     let mut events = Vec::new();
     match (old, new) {
         (None, Some(task)) => {
             events.push(task_event("task_created", task, now));
             if reminder_due(task, now) {
-                events.push(reminder_event(
-                    "reminder_scheduled",
-                    TASKS_SOURCE,
-                    task,
-                    now,
-                ));
+                events.push(reminder_event("reminder_scheduled", TASKS_SOURCE, task, now));
             }
             let fields = changed_fields_all();
-            events.push(task_update_event(
-                Change::Created,
-                task,
-                &fields,
-                false,
-                now,
-            ));
+            events.push(task_update_event("task_updated", Change::Created, task, &fields, &task.audience(), false, now));
         }
         (Some(task), None) => {
             events.push(task_event("task_deleted", task, now));
             if task.reminder_armed() {
-                events.push(reminder_event(
-                    "reminder_cancelled",
-                    TASKS_SOURCE,
-                    task,
-                    now,
-                ));
+                events.push(reminder_event("reminder_cancelled", TASKS_SOURCE, task, now));
             }
-            events.push(task_update_event(Change::Deleted, task, &[], true, now));
+            events.push(task_update_event("task_updated", Change::Deleted, task, &[], &task.audience(), true, now));
         }
         (Some(before), Some(after)) => {
             use crate::model::Status::Completed;
@@ -257,27 +258,27 @@ pub fn for_change(old: Option<&Task>, new: Option<&Task>, now: Timestamp) -> Vec
             let was_armed = before.reminder_armed();
             let is_armed = after.reminder_armed();
             if was_armed && (!is_armed || reminder_changed) {
-                events.push(reminder_event(
-                    "reminder_cancelled",
-                    TASKS_SOURCE,
-                    before,
-                    now,
-                ));
+                events.push(reminder_event("reminder_cancelled", TASKS_SOURCE, before, now));
             }
             if is_armed && (!was_armed || reminder_changed) && reminder_due(after, now) {
-                events.push(reminder_event(
-                    "reminder_scheduled",
-                    TASKS_SOURCE,
-                    after,
-                    now,
-                ));
+                events.push(reminder_event("reminder_scheduled", TASKS_SOURCE, after, now));
             }
             let fields = changed_fields(before, after);
-            events.push(task_update_event(change, after, &fields, false, now));
+            let newly_shared = after.shared_with.iter().any(|u| !before.shared_with.contains(u));
+            let update_type = if newly_shared {
+                "task_shared"
+            } else if after.assignee.is_some() && after.assignee != before.assignee {
+                "task_assigned"
+            } else {
+                "task_updated"
+            };
+            let mut audience = before.audience();
+            audience.extend(after.audience().into_iter().filter(|u| !before.visible_to(u)));
+            events.push(task_update_event(update_type, change, after, &fields, &audience, false, now));
         }
         (None, None) => {}
     }
-    events
+    events.into_iter().map(|e| e.by(actor)).collect()
 }
 
 fn changed_fields_all() -> Vec<&'static str> {

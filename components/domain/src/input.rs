@@ -40,7 +40,22 @@ const READ_ONLY_FIELDS: &[&str] = &[
     "series_start",
     "occurrence",
     "version",
+    "shared_with",
+    "assignee",
 ];
+
+pub const MAX_USER_ID_CHARS: usize = 128;
+
+/// User ids: 1 to 128 characters, no control characters.
+pub fn validate_user_id(field: &str, user: &str) -> Result<()> {
+    if user.is_empty() || user.chars().count() > MAX_USER_ID_CHARS || user.chars().any(char::is_control) {
+        return Err(DomainError::invalid(
+            field,
+            format!("a user id is 1 to {MAX_USER_ID_CHARS} characters without control characters"),
+        ));
+    }
+    Ok(())
+}
 
 /// A change to a task. `None` leaves a field alone; for nullable fields
 /// `Some(None)` clears it (JSON `null`), as in a JSON merge patch.

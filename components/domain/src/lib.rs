@@ -6,6 +6,7 @@ pub mod change;
 pub mod error;
 pub mod events;
 pub mod idempotency;
+pub mod incoming;
 pub mod input;
 pub mod migrations;
 pub mod model;

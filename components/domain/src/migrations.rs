@@ -81,8 +81,24 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
 CREATE INDEX IF NOT EXISTS idempotency_keys_created ON idempotency_keys (created_ms);
 ";
 
-/// The `default` database: tasks, idempotency keys and the outbox.
-pub const TASKS_DB: &[Migration] = &[Migration {
-    version: 1,
-    scripts: &[TASKS_V1, crate::outbox::SCHEMA],
-}];
+const TASKS_V2: &str = "
+ALTER TABLE tasks ADD COLUMN assignee TEXT;
+CREATE TABLE IF NOT EXISTS task_shares (
+    task_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    PRIMARY KEY (task_id, user_id)
+);
+CREATE INDEX IF NOT EXISTS task_shares_user ON task_shares (user_id);
+";
+
+/// The `default` database: tasks, shares, idempotency keys and the outbox.
+pub const TASKS_DB: &[Migration] = &[
+    Migration {
+        version: 1,
+        scripts: &[TASKS_V1, crate::outbox::SCHEMA],
+    },
+    Migration {
+        version: 2,
+        scripts: &[TASKS_V2],
+    },
+];

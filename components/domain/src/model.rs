@@ -97,6 +97,8 @@ pub const TASK_FIELDS: &[&str] = &[
     "series_start",
     "occurrence",
     "version",
+    "shared_with",
+    "assignee",
 ];
 
 /// A user's task, as stored and as carried in `task_data`.
@@ -128,12 +130,28 @@ pub struct Task {
     pub completed_at: Option<Timestamp>,
     /// Bumped on every change; lets consumers drop out-of-date events.
     pub version: i64,
+    /// Other users who may see and change the task (not delete or share it).
+    pub shared_with: Vec<String>,
+    /// Who should do it: the owner or one of `shared_with`.
+    pub assignee: Option<String>,
 }
 
 impl Task {
     /// A reminder is live while the task is open and has a reminder time.
     pub fn reminder_armed(&self) -> bool {
         self.status != Status::Completed && self.remind_at.is_some()
+    }
+
+    /// Whether `user` may see and change the task.
+    pub fn visible_to(&self, user: &str) -> bool {
+        self.user_id == user || self.shared_with.iter().any(|u| u == user)
+    }
+
+    /// Everyone who sees the task.
+    pub fn audience(&self) -> Vec<String> {
+        let mut users = vec![self.user_id.clone()];
+        users.extend(self.shared_with.iter().cloned());
+        users
     }
 
     pub fn is_overdue(&self, now: &Timestamp) -> bool {
@@ -162,6 +180,8 @@ impl Task {
             "series_start": self.series_start.as_ref().map(time::format),
             "occurrence": self.occurrence,
             "version": self.version,
+            "shared_with": self.shared_with,
+            "assignee": self.assignee,
         })
     }
 }

@@ -13,9 +13,19 @@ use crate::query::{ListQuery, Page};
 use crate::sql::{Row, Sql, Value};
 use crate::time::{self, Timestamp};
 
+/// Columns written from a task, in [`row_values`] order after `id`.
 const COLUMNS: &str = "id, user_id, title, description, status, priority, due_ms, tags, \
     recurrence_pattern, remind_ms, remind_before_minutes, notification_type, series_id, \
-    series_start_ms, occurrence, created_ms, updated_ms, completed_ms, version";
+    series_start_ms, occurrence, created_ms, updated_ms, completed_ms, version, assignee";
+
+/// Columns read into a task: the written ones and the users it is shared with.
+const SELECT: &str = "id, user_id, title, description, status, priority, due_ms, tags, \
+    recurrence_pattern, remind_ms, remind_before_minutes, notification_type, series_id, \
+    series_start_ms, occurrence, created_ms, updated_ms, completed_ms, version, assignee, \
+    (SELECT json_group_array(s.user_id) FROM task_shares s WHERE s.task_id = tasks.id) AS shared_with";
+
+/// Tasks a user may see: their own and those shared with them (two `?`).
+const VISIBLE: &str = "(user_id = ? OR EXISTS (SELECT 1 FROM task_shares s WHERE s.task_id = tasks.id AND s.user_id = ?))";
 
 pub struct TaskStore<'a> {
     db: &'a dyn Sql,
@@ -34,8 +44,8 @@ impl<'a> TaskStore<'a> {
 
     pub fn get(&self, user_id: &str, id: &str) -> Result<Option<Task>> {
         let rows = self.db.execute(
-            &format!("SELECT {COLUMNS} FROM tasks WHERE user_id = ? AND id = ?"),
-            &[Value::from(user_id), Value::from(id)],
+            &format!("SELECT {SELECT} FROM tasks WHERE id = ? AND {VISIBLE}"),
+            &[Value::from(id), Value::from(user_id), Value::from(user_id)],
         )?;
         rows.first().map(task_from_row).transpose()
     }
@@ -49,8 +59,9 @@ impl<'a> TaskStore<'a> {
     pub fn list(&self, user_id: &str, query: &ListQuery, now: Timestamp) -> Result<Page> {
         let (clauses, mut params) = query.to_sql(now);
         params.insert(0, Value::from(user_id));
+        params.insert(0, Value::from(user_id));
         let rows = self.db.execute(
-            &format!("SELECT {COLUMNS} FROM tasks WHERE user_id = ?{clauses}"),
+            &format!("SELECT {SELECT} FROM tasks WHERE {VISIBLE}{clauses}"),
             &params,
         )?;
         let mut tasks = rows.iter().map(task_from_row).collect::<Result<Vec<_>>>()?;
@@ -65,7 +76,7 @@ impl<'a> TaskStore<'a> {
 
     pub fn create(&self, user_id: &str, patch: &TaskPatch, now: Timestamp) -> Result<Task> {
         let task = change::new_task(user_id, new_id(), patch, now)?;
-        self.save(None, Some(&task), now)?;
+        self.save(None, Some(&task), now, user_id)?;
         Ok(task)
     }
 
@@ -78,7 +89,7 @@ impl<'a> TaskStore<'a> {
     ) -> Result<Task> {
         let old = self.require(user_id, id)?;
         let new = change::apply(&old, patch, now)?;
-        self.save(Some(&old), Some(&new), now)?;
+        self.save(Some(&old), Some(&new), now, user_id)?;
         Ok(new)
     }
 
@@ -104,16 +115,71 @@ impl<'a> TaskStore<'a> {
         self.update(user_id, id, &patch, now)
     }
 
+    /// Deletes the task; only its owner may.
     pub fn delete(&self, user_id: &str, id: &str, now: Timestamp) -> Result<Task> {
         let old = self.require(user_id, id)?;
-        self.save(Some(&old), None, now)?;
+        owner_only(&old, user_id, "delete")?;
+        self.save(Some(&old), None, now, user_id)?;
         Ok(old)
+    }
+
+    /// Shares the task with another user (owner only); sharing twice is a no-op.
+    pub fn share(&self, user_id: &str, id: &str, with: &str, now: Timestamp) -> Result<Task> {
+        let old = self.require(user_id, id)?;
+        owner_only(&old, user_id, "share")?;
+        crate::input::validate_user_id("user_id", with)?;
+        if with == old.user_id {
+            return Err(DomainError::invalid("user_id", "the owner already sees the task"));
+        }
+        let mut new = old.clone();
+        if !new.shared_with.iter().any(|u| u == with) {
+            new.shared_with.push(with.to_owned());
+        }
+        self.save_changed(old, new, now, user_id)
+    }
+
+    /// Stops sharing with a user (owner only); they lose the assignment too.
+    pub fn unshare(&self, user_id: &str, id: &str, with: &str, now: Timestamp) -> Result<Task> {
+        let old = self.require(user_id, id)?;
+        owner_only(&old, user_id, "unshare")?;
+        let mut new = old.clone();
+        new.shared_with.retain(|u| u != with);
+        if new.assignee.as_deref() == Some(with) {
+            new.assignee = None;
+        }
+        self.save_changed(old, new, now, user_id)
+    }
+
+    /// Assigns the task (owner only); an assignee who could not see the task
+    /// is shared with first. `None` clears the assignment.
+    pub fn assign(&self, user_id: &str, id: &str, assignee: Option<&str>, now: Timestamp) -> Result<Task> {
+        let old = self.require(user_id, id)?;
+        owner_only(&old, user_id, "assign")?;
+        let mut new = old.clone();
+        if let Some(assignee) = assignee {
+            crate::input::validate_user_id("assignee", assignee)?;
+            if !new.visible_to(assignee) {
+                new.shared_with.push(assignee.to_owned());
+            }
+        }
+        new.assignee = assignee.map(str::to_owned);
+        self.save_changed(old, new, now, user_id)
+    }
+
+    fn save_changed(&self, old: Task, mut new: Task, now: Timestamp, actor: &str) -> Result<Task> {
+        if new == old {
+            return Ok(old);
+        }
+        new.version = old.version + 1;
+        new.updated_at = now;
+        self.save(Some(&old), Some(&new), now, actor)?;
+        Ok(new)
     }
 
     /// Inserts a task built elsewhere (the next instance of a recurring
     /// series) with its events. Returns `false`, writing nothing, when that
     /// series already has this occurrence: redelivered events create nothing.
-    pub fn insert_occurrence(&self, task: &Task, now: Timestamp) -> Result<bool> {
+    pub fn insert_occurrence(&self, task: &Task, now: Timestamp, actor: &str) -> Result<bool> {
         if let Some(series) = &task.series_id {
             let rows = self.db.execute(
                 "SELECT 1 AS found FROM tasks WHERE series_id = ? AND occurrence = ?",
@@ -126,12 +192,12 @@ impl<'a> TaskStore<'a> {
                 return Ok(false);
             }
         }
-        self.save(None, Some(task), now)?;
+        self.save(None, Some(task), now, actor)?;
         Ok(true)
     }
 
     /// Writes the new state and its events. No-op when nothing changed.
-    fn save(&self, old: Option<&Task>, new: Option<&Task>, now: Timestamp) -> Result<()> {
+    fn save(&self, old: Option<&Task>, new: Option<&Task>, now: Timestamp, actor: &str) -> Result<()> {
         match (old, new) {
             (Some(old), Some(new)) if old == new => return Ok(()),
             (None, Some(task)) => self.insert_row(task)?,
@@ -147,7 +213,19 @@ impl<'a> TaskStore<'a> {
             }
             (None, None) => return Ok(()),
         }
-        for event in events::for_change(old, new, now) {
+        let shares_before = old.map(|t| t.shared_with.as_slice()).unwrap_or_default();
+        let shares_after = new.map(|t| t.shared_with.as_slice()).unwrap_or_default();
+        if shares_before != shares_after {
+            let id = old.or(new).map(|t| t.id.as_str()).unwrap_or_default();
+            self.db.execute("DELETE FROM task_shares WHERE task_id = ?", &[Value::from(id)])?;
+            for user in shares_after {
+                self.db.execute(
+                    "INSERT INTO task_shares (task_id, user_id) VALUES (?, ?)",
+                    &[Value::from(id), Value::from(user.as_str())],
+                )?;
+            }
+        }
+        for event in events::for_change(old, new, now, actor) {
             outbox::enqueue(self.db, &event)?;
         }
         Ok(())
@@ -159,7 +237,7 @@ impl<'a> TaskStore<'a> {
         self.db.execute(
             &format!(
                 "INSERT INTO tasks ({COLUMNS}, priority_rank) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             ),
             &params,
         )?;
@@ -174,11 +252,19 @@ impl<'a> TaskStore<'a> {
             "UPDATE tasks SET user_id = ?, title = ?, description = ?, status = ?, priority = ?, \
              due_ms = ?, tags = ?, recurrence_pattern = ?, remind_ms = ?, remind_before_minutes = ?, \
              notification_type = ?, series_id = ?, series_start_ms = ?, occurrence = ?, \
-             created_ms = ?, updated_ms = ?, completed_ms = ?, version = ?, priority_rank = ? \
+             created_ms = ?, updated_ms = ?, completed_ms = ?, version = ?, assignee = ?, priority_rank = ? \
              WHERE id = ? AND version = ?",
             &params,
         )?;
         Ok(())
+    }
+}
+
+fn owner_only(task: &Task, user_id: &str, action: &str) -> Result<()> {
+    if task.user_id == user_id {
+        Ok(())
+    } else {
+        Err(DomainError::Forbidden(format!("only the task's owner may {action} it")))
     }
 }
 
@@ -213,6 +299,7 @@ fn row_values(t: &Task) -> Vec<Value> {
         Value::Integer(time::to_millis(&t.updated_at)),
         ms(&t.completed_at),
         Value::Integer(t.version),
+        Value::from(t.assignee.clone()),
         Value::Integer(t.priority.rank()),
     ]
 }
@@ -246,5 +333,11 @@ fn task_from_row(row: Row<'_>) -> Result<Task> {
         updated_at: time::from_millis(row.i64("updated_ms")?),
         completed_at: opt_ts(&row, "completed_ms")?,
         version: row.i64("version")?,
+        shared_with: {
+            let mut users: Vec<String> = serde_json::from_str(row.str("shared_with")?).map_err(|_| corrupt("bad shares"))?;
+            users.sort();
+            users
+        },
+        assignee: row.opt_str("assignee")?.map(str::to_owned),
     })
 }
