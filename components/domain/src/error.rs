@@ -65,7 +65,9 @@ impl fmt::Display for DomainError {
                 Some(field) => write!(f, "{field}: {message}"),
                 None => f.write_str(message),
             },
-            DomainError::NotFound(m) | DomainError::Conflict(m) | DomainError::Forbidden(m) => f.write_str(m),
+            DomainError::NotFound(m) | DomainError::Conflict(m) | DomainError::Forbidden(m) => {
+                f.write_str(m)
+            }
             DomainError::Storage(e) => write!(f, "storage error: {e}"),
         }
     }

@@ -223,23 +223,54 @@ fn reminder_view(task: &Task) -> impl PartialEq + '_ {
 /// Every event one change to a task produces, in the order consumers should
 /// see them. `old` is `None` for a new task; `new` is `None` for a deleted
 /// one. `actor` is who made the change.
-pub fn for_change(old: Option<&Task>, new: Option<&Task>, now: Timestamp, actor: &str) -> Vec<Event> {
+pub fn for_change(
+    old: Option<&Task>,
+    new: Option<&Task>,
+    now: Timestamp,
+    actor: &str,
+) -> Vec<Event> {
     let mut events = Vec::new();
     match (old, new) {
         (None, Some(task)) => {
             events.push(task_event("task_created", task, now));
             if reminder_due(task, now) {
-                events.push(reminder_event("reminder_scheduled", TASKS_SOURCE, task, now));
+                events.push(reminder_event(
+                    "reminder_scheduled",
+                    TASKS_SOURCE,
+                    task,
+                    now,
+                ));
             }
             let fields = changed_fields_all();
-            events.push(task_update_event("task_updated", Change::Created, task, &fields, &task.audience(), false, now));
+            events.push(task_update_event(
+                "task_updated",
+                Change::Created,
+                task,
+                &fields,
+                &task.audience(),
+                false,
+                now,
+            ));
         }
         (Some(task), None) => {
             events.push(task_event("task_deleted", task, now));
             if task.reminder_armed() {
-                events.push(reminder_event("reminder_cancelled", TASKS_SOURCE, task, now));
+                events.push(reminder_event(
+                    "reminder_cancelled",
+                    TASKS_SOURCE,
+                    task,
+                    now,
+                ));
             }
-            events.push(task_update_event("task_updated", Change::Deleted, task, &[], &task.audience(), true, now));
+            events.push(task_update_event(
+                "task_updated",
+                Change::Deleted,
+                task,
+                &[],
+                &task.audience(),
+                true,
+                now,
+            ));
         }
         (Some(before), Some(after)) => {
             use crate::model::Status::Completed;
@@ -258,13 +289,26 @@ pub fn for_change(old: Option<&Task>, new: Option<&Task>, now: Timestamp, actor:
             let was_armed = before.reminder_armed();
             let is_armed = after.reminder_armed();
             if was_armed && (!is_armed || reminder_changed) {
-                events.push(reminder_event("reminder_cancelled", TASKS_SOURCE, before, now));
+                events.push(reminder_event(
+                    "reminder_cancelled",
+                    TASKS_SOURCE,
+                    before,
+                    now,
+                ));
             }
             if is_armed && (!was_armed || reminder_changed) && reminder_due(after, now) {
-                events.push(reminder_event("reminder_scheduled", TASKS_SOURCE, after, now));
+                events.push(reminder_event(
+                    "reminder_scheduled",
+                    TASKS_SOURCE,
+                    after,
+                    now,
+                ));
             }
             let fields = changed_fields(before, after);
-            let newly_shared = after.shared_with.iter().any(|u| !before.shared_with.contains(u));
+            let newly_shared = after
+                .shared_with
+                .iter()
+                .any(|u| !before.shared_with.contains(u));
             let update_type = if newly_shared {
                 "task_shared"
             } else if after.assignee.is_some() && after.assignee != before.assignee {
@@ -273,8 +317,21 @@ pub fn for_change(old: Option<&Task>, new: Option<&Task>, now: Timestamp, actor:
                 "task_updated"
             };
             let mut audience = before.audience();
-            audience.extend(after.audience().into_iter().filter(|u| !before.visible_to(u)));
-            events.push(task_update_event(update_type, change, after, &fields, &audience, false, now));
+            audience.extend(
+                after
+                    .audience()
+                    .into_iter()
+                    .filter(|u| !before.visible_to(u)),
+            );
+            events.push(task_update_event(
+                update_type,
+                change,
+                after,
+                &fields,
+                &audience,
+                false,
+                now,
+            ));
         }
         (None, None) => {}
     }

@@ -37,7 +37,8 @@ impl IncomingEvent {
     /// never be understood and belongs in the dead-letter topic.
     pub fn decode(bytes: Option<&[u8]>) -> Result<IncomingEvent, String> {
         let bytes = bytes.ok_or("empty message")?;
-        let payload: Json = serde_json::from_slice(bytes).map_err(|e| format!("undecodable payload: {e}"))?;
+        let payload: Json =
+            serde_json::from_slice(bytes).map_err(|e| format!("undecodable payload: {e}"))?;
         if !payload.is_object() {
             return Err("undecodable payload: not a JSON object".into());
         }
@@ -66,28 +67,47 @@ impl IncomingEvent {
 pub fn task_from_json(value: &Json) -> Result<Task, String> {
     let status = Status::parse(text(value, "status")?).map_err(|e| e.to_string())?;
     let priority = Priority::parse(text(value, "priority")?).map_err(|e| e.to_string())?;
-    let notification_type = NotificationType::parse(value.get("notification_type").and_then(Json::as_str).unwrap_or("in_app"))
-        .map_err(|e| e.to_string())?;
+    let notification_type = NotificationType::parse(
+        value
+            .get("notification_type")
+            .and_then(Json::as_str)
+            .unwrap_or("in_app"),
+    )
+    .map_err(|e| e.to_string())?;
     let tags = value
         .get("tags")
         .and_then(Json::as_array)
-        .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     let created_at = opt_time(value, "created_at")?.ok_or("missing `created_at`")?;
     Ok(Task {
         id: text(value, "id")?.to_owned(),
         user_id: text(value, "user_id")?.to_owned(),
         title: text(value, "title")?.to_owned(),
-        description: value.get("description").and_then(Json::as_str).unwrap_or("").to_owned(),
+        description: value
+            .get("description")
+            .and_then(Json::as_str)
+            .unwrap_or("")
+            .to_owned(),
         status,
         priority,
         due_date: opt_time(value, "due_date")?,
         tags,
-        recurrence_pattern: value.get("recurrence_pattern").and_then(Json::as_str).map(str::to_owned),
+        recurrence_pattern: value
+            .get("recurrence_pattern")
+            .and_then(Json::as_str)
+            .map(str::to_owned),
         remind_at: opt_time(value, "remind_at")?,
         remind_before_minutes: value.get("remind_before_minutes").and_then(Json::as_i64),
         notification_type,
-        series_id: value.get("series_id").and_then(Json::as_str).map(str::to_owned),
+        series_id: value
+            .get("series_id")
+            .and_then(Json::as_str)
+            .map(str::to_owned),
         series_start: opt_time(value, "series_start")?,
         occurrence: value.get("occurrence").and_then(Json::as_i64).unwrap_or(1),
         created_at,
@@ -97,9 +117,16 @@ pub fn task_from_json(value: &Json) -> Result<Task, String> {
         shared_with: value
             .get("shared_with")
             .and_then(Json::as_array)
-            .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default(),
-        assignee: value.get("assignee").and_then(Json::as_str).map(str::to_owned),
+        assignee: value
+            .get("assignee")
+            .and_then(Json::as_str)
+            .map(str::to_owned),
     })
 }
 
@@ -118,14 +145,19 @@ mod tests {
         let event = events::task_event("task_created", &task, now);
         let bytes = event.payload.to_string();
         let decoded = IncomingEvent::decode(Some(bytes.as_bytes())).unwrap();
-        assert_eq!((decoded.event_id.as_str(), decoded.event_type.as_str()), (event.event_id.as_str(), "task_created"));
+        assert_eq!(
+            (decoded.event_id.as_str(), decoded.event_type.as_str()),
+            (event.event_id.as_str(), "task_created")
+        );
         assert_eq!(task_from_json(&decoded.payload["task_data"]).unwrap(), task);
     }
 
     #[test]
     fn garbage_is_refused_with_a_reason() {
         assert!(IncomingEvent::decode(None).is_err());
-        assert!(IncomingEvent::decode(Some(b"not json")).unwrap_err().contains("undecodable"));
+        assert!(IncomingEvent::decode(Some(b"not json"))
+            .unwrap_err()
+            .contains("undecodable"));
         assert!(IncomingEvent::decode(Some(b"{\"event_id\": \"x\"}")).is_err());
     }
 }

@@ -48,7 +48,10 @@ pub const MAX_USER_ID_CHARS: usize = 128;
 
 /// User ids: 1 to 128 characters, no control characters.
 pub fn validate_user_id(field: &str, user: &str) -> Result<()> {
-    if user.is_empty() || user.chars().count() > MAX_USER_ID_CHARS || user.chars().any(char::is_control) {
+    if user.is_empty()
+        || user.chars().count() > MAX_USER_ID_CHARS
+        || user.chars().any(char::is_control)
+    {
         return Err(DomainError::invalid(
             field,
             format!("a user id is 1 to {MAX_USER_ID_CHARS} characters without control characters"),

@@ -2,9 +2,11 @@
 //! the events they produce, and a store that writes both in one transaction.
 //! Every component uses it; it runs natively (rusqlite) and in Wasm (Spin).
 
+pub mod audit;
 pub mod change;
 pub mod error;
 pub mod events;
+pub mod feed;
 pub mod idempotency;
 pub mod incoming;
 pub mod input;
@@ -13,6 +15,8 @@ pub mod model;
 pub mod outbox;
 pub mod query;
 pub mod recurrence;
+pub mod recurring;
+pub mod reminders;
 pub mod sql;
 pub mod store;
 pub mod time;

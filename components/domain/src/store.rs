@@ -129,7 +129,10 @@ impl<'a> TaskStore<'a> {
         owner_only(&old, user_id, "share")?;
         crate::input::validate_user_id("user_id", with)?;
         if with == old.user_id {
-            return Err(DomainError::invalid("user_id", "the owner already sees the task"));
+            return Err(DomainError::invalid(
+                "user_id",
+                "the owner already sees the task",
+            ));
         }
         let mut new = old.clone();
         if !new.shared_with.iter().any(|u| u == with) {
@@ -152,7 +155,13 @@ impl<'a> TaskStore<'a> {
 
     /// Assigns the task (owner only); an assignee who could not see the task
     /// is shared with first. `None` clears the assignment.
-    pub fn assign(&self, user_id: &str, id: &str, assignee: Option<&str>, now: Timestamp) -> Result<Task> {
+    pub fn assign(
+        &self,
+        user_id: &str,
+        id: &str,
+        assignee: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Task> {
         let old = self.require(user_id, id)?;
         owner_only(&old, user_id, "assign")?;
         let mut new = old.clone();
@@ -197,7 +206,13 @@ impl<'a> TaskStore<'a> {
     }
 
     /// Writes the new state and its events. No-op when nothing changed.
-    fn save(&self, old: Option<&Task>, new: Option<&Task>, now: Timestamp, actor: &str) -> Result<()> {
+    fn save(
+        &self,
+        old: Option<&Task>,
+        new: Option<&Task>,
+        now: Timestamp,
+        actor: &str,
+    ) -> Result<()> {
         match (old, new) {
             (Some(old), Some(new)) if old == new => return Ok(()),
             (None, Some(task)) => self.insert_row(task)?,
@@ -217,7 +232,10 @@ impl<'a> TaskStore<'a> {
         let shares_after = new.map(|t| t.shared_with.as_slice()).unwrap_or_default();
         if shares_before != shares_after {
             let id = old.or(new).map(|t| t.id.as_str()).unwrap_or_default();
-            self.db.execute("DELETE FROM task_shares WHERE task_id = ?", &[Value::from(id)])?;
+            self.db.execute(
+                "DELETE FROM task_shares WHERE task_id = ?",
+                &[Value::from(id)],
+            )?;
             for user in shares_after {
                 self.db.execute(
                     "INSERT INTO task_shares (task_id, user_id) VALUES (?, ?)",
@@ -264,7 +282,9 @@ fn owner_only(task: &Task, user_id: &str, action: &str) -> Result<()> {
     if task.user_id == user_id {
         Ok(())
     } else {
-        Err(DomainError::Forbidden(format!("only the task's owner may {action} it")))
+        Err(DomainError::Forbidden(format!(
+            "only the task's owner may {action} it"
+        )))
     }
 }
 
@@ -334,7 +354,8 @@ fn task_from_row(row: Row<'_>) -> Result<Task> {
         completed_at: opt_ts(&row, "completed_ms")?,
         version: row.i64("version")?,
         shared_with: {
-            let mut users: Vec<String> = serde_json::from_str(row.str("shared_with")?).map_err(|_| corrupt("bad shares"))?;
+            let mut users: Vec<String> =
+                serde_json::from_str(row.str("shared_with")?).map_err(|_| corrupt("bad shares"))?;
             users.sort();
             users
         },

@@ -646,10 +646,14 @@ fn a_series_occurrence_is_inserted_at_most_once() {
     next.id = todo_domain::store::new_id();
     next.occurrence = 2;
     next.due_date = Some(at("2026-12-01T09:00:00Z"));
-    assert!(store.insert_occurrence(&next, now(), "system:recurring").unwrap());
+    assert!(store
+        .insert_occurrence(&next, now(), "system:recurring")
+        .unwrap());
     let mut duplicate = next.clone();
     duplicate.id = todo_domain::store::new_id();
-    assert!(!store.insert_occurrence(&duplicate, now(), "system:recurring").unwrap());
+    assert!(!store
+        .insert_occurrence(&duplicate, now(), "system:recurring")
+        .unwrap());
     assert_eq!(count(&db, "tasks"), 2);
 }
 
@@ -657,43 +661,101 @@ fn a_series_occurrence_is_inserted_at_most_once() {
 fn sharing_lets_another_user_see_and_change_but_not_delete_or_reshare() {
     let db = db();
     let store = TaskStore::open(&db).unwrap();
-    let t = store.create("alice", &patch(json!({"title": "Plan trip"})), now()).unwrap();
+    let t = store
+        .create("alice", &patch(json!({"title": "Plan trip"})), now())
+        .unwrap();
     assert!(store.get("bob", &t.id).unwrap().is_none());
     let mark = outbox(&db).len();
     let shared = store.share("alice", &t.id, "bob", now()).unwrap();
     assert_eq!(shared.shared_with, vec!["bob"]);
-    assert_eq!(store.share("alice", &t.id, "bob", now()).unwrap(), shared, "sharing twice changes nothing");
+    assert_eq!(
+        store.share("alice", &t.id, "bob", now()).unwrap(),
+        shared,
+        "sharing twice changes nothing"
+    );
     let rows = outbox(&db);
-    assert_eq!(event_types(&rows[mark..]), ["task-events:task_updated", "task-updates:task_shared"]);
-    assert_eq!(rows[mark + 1].payload["update_data"]["audience"], json!(["alice", "bob"]));
-    assert_eq!(rows[mark].headers.iter().find(|(k, _)| k == "ce_actor").unwrap().1, "alice");
+    assert_eq!(
+        event_types(&rows[mark..]),
+        ["task-events:task_updated", "task-updates:task_shared"]
+    );
+    assert_eq!(
+        rows[mark + 1].payload["update_data"]["audience"],
+        json!(["alice", "bob"])
+    );
+    assert_eq!(
+        rows[mark]
+            .headers
+            .iter()
+            .find(|(k, _)| k == "ce_actor")
+            .unwrap()
+            .1,
+        "alice"
+    );
 
     // Bob sees it in his list and may change it; the change is his.
-    assert_eq!(store.list("bob", &ListQuery::default(), now()).unwrap().tasks.len(), 1);
+    assert_eq!(
+        store
+            .list("bob", &ListQuery::default(), now())
+            .unwrap()
+            .tasks
+            .len(),
+        1
+    );
     let mark = outbox(&db).len();
-    store.update("bob", &t.id, &patch(json!({"priority": "high"})), now()).unwrap();
+    store
+        .update("bob", &t.id, &patch(json!({"priority": "high"})), now())
+        .unwrap();
     let rows = outbox(&db);
-    assert_eq!(rows[mark].headers.iter().find(|(k, _)| k == "ce_actor").unwrap().1, "bob");
+    assert_eq!(
+        rows[mark]
+            .headers
+            .iter()
+            .find(|(k, _)| k == "ce_actor")
+            .unwrap()
+            .1,
+        "bob"
+    );
     assert_eq!(rows[mark].key, "alice", "events stay keyed by the owner");
-    assert!(matches!(store.delete("bob", &t.id, now()), Err(DomainError::Forbidden(_))));
-    assert!(matches!(store.share("bob", &t.id, "carol", now()), Err(DomainError::Forbidden(_))));
+    assert!(matches!(
+        store.delete("bob", &t.id, now()),
+        Err(DomainError::Forbidden(_))
+    ));
+    assert!(matches!(
+        store.share("bob", &t.id, "carol", now()),
+        Err(DomainError::Forbidden(_))
+    ));
 
     // Assigning carol shares it with her too.
     let mark = outbox(&db).len();
     let assigned = store.assign("alice", &t.id, Some("carol"), now()).unwrap();
-    assert_eq!((assigned.assignee.as_deref(), assigned.shared_with.clone()), (Some("carol"), vec!["bob".to_owned(), "carol".to_owned()]));
-    assert_eq!(event_types(&outbox(&db)[mark..]), ["task-events:task_updated", "task-updates:task_shared"]);
+    assert_eq!(
+        (assigned.assignee.as_deref(), assigned.shared_with.clone()),
+        (Some("carol"), vec!["bob".to_owned(), "carol".to_owned()])
+    );
+    assert_eq!(
+        event_types(&outbox(&db)[mark..]),
+        ["task-events:task_updated", "task-updates:task_shared"]
+    );
     let reassigned = store.assign("alice", &t.id, Some("bob"), now()).unwrap();
     assert_eq!(reassigned.assignee.as_deref(), Some("bob"));
-    assert_eq!(event_types(&outbox(&db)[outbox(&db).len() - 1..]), ["task-updates:task_assigned"]);
+    assert_eq!(
+        event_types(&outbox(&db)[outbox(&db).len() - 1..]),
+        ["task-updates:task_assigned"]
+    );
 
     // Unsharing removes access and the assignment; the removed user hears of it.
     let mark = outbox(&db).len();
     let unshared = store.unshare("alice", &t.id, "bob", now()).unwrap();
-    assert_eq!((unshared.assignee.clone(), unshared.shared_with.clone()), (None, vec!["carol".to_owned()]));
+    assert_eq!(
+        (unshared.assignee.clone(), unshared.shared_with.clone()),
+        (None, vec!["carol".to_owned()])
+    );
     assert!(store.get("bob", &t.id).unwrap().is_none());
     let rows = outbox(&db);
-    assert_eq!(rows[rows.len() - 1].payload["update_data"]["audience"], json!(["alice", "bob", "carol"]));
+    assert_eq!(
+        rows[rows.len() - 1].payload["update_data"]["audience"],
+        json!(["alice", "bob", "carol"])
+    );
     assert!(rows.len() > mark);
     store.delete("alice", &t.id, now()).unwrap();
     assert_eq!(count(&db, "task_shares"), 0);

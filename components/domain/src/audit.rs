@@ -1,0 +1,170 @@
+//! The audit trail (the `audit` database): one append-only row per event,
+//! keyed by `event_id`, so redeliveries add nothing.
+
+use serde_json::{json, Value as Json};
+
+use crate::error::Result;
+use crate::incoming::IncomingEvent;
+use crate::migrations::Migration;
+use crate::sql::{Row, Sql, Value};
+use crate::time::{self, Timestamp};
+
+const V1: &str = "
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id    TEXT    NOT NULL UNIQUE,
+    user_id     TEXT    NOT NULL,
+    actor       TEXT    NOT NULL,
+    task_id     TEXT    NOT NULL,
+    topic       TEXT    NOT NULL,
+    action      TEXT    NOT NULL,
+    occurred_ms INTEGER NOT NULL,
+    snapshot    TEXT    NOT NULL,
+    recorded_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_task ON audit_log (task_id, occurred_ms);
+CREATE INDEX IF NOT EXISTS audit_user ON audit_log (user_id, seq);
+CREATE INDEX IF NOT EXISTS audit_actor ON audit_log (actor, seq);
+";
+
+/// The `audit` database.
+pub const DB: &[Migration] = &[Migration {
+    version: 1,
+    scripts: &[V1],
+}];
+
+pub fn open(db: &dyn Sql) -> Result<()> {
+    crate::migrations::apply(db, DB)?;
+    Ok(())
+}
+
+/// What the row keeps of an event: the task snapshot for task events, the
+/// reminder fields for reminder events.
+fn snapshot(event: &IncomingEvent) -> Json {
+    if let Some(task) = event.field("task_data") {
+        return task.clone();
+    }
+    let mut fields = event.payload.clone();
+    if let Json::Object(map) = &mut fields {
+        for key in [
+            "event_id",
+            "event_type",
+            "task_id",
+            "user_id",
+            "timestamp",
+            "schema_version",
+        ] {
+            map.remove(key);
+        }
+    }
+    fields
+}
+
+/// Appends the event; returns false if it was already recorded.
+pub fn record(
+    db: &dyn Sql,
+    topic: &str,
+    event: &IncomingEvent,
+    actor: Option<&str>,
+    now: Timestamp,
+) -> Result<bool> {
+    let rows = db.execute(
+        "INSERT OR IGNORE INTO audit_log (event_id, user_id, actor, task_id, topic, action, occurred_ms, snapshot, recorded_ms)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+        &[
+            Value::from(event.event_id.as_str()),
+            Value::from(event.user_id.as_str()),
+            Value::from(actor.unwrap_or(event.user_id.as_str())),
+            Value::from(event.task_id.as_str()),
+            Value::from(topic),
+            Value::from(event.event_type.as_str()),
+            Value::Integer(time::to_millis(&event.timestamp)),
+            Value::Text(snapshot(event).to_string()),
+            Value::Integer(time::to_millis(&now)),
+        ],
+    )?;
+    Ok(!rows.is_empty())
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub seq: i64,
+    pub event_id: String,
+    pub user_id: String,
+    pub actor: String,
+    pub task_id: String,
+    pub topic: String,
+    pub action: String,
+    pub occurred_at: Timestamp,
+    pub snapshot: Json,
+}
+
+impl Entry {
+    pub fn to_json(&self) -> Json {
+        json!({
+            "event_id": self.event_id,
+            "task_id": self.task_id,
+            "action": self.action,
+            "topic": self.topic,
+            "actor": self.actor,
+            "owner": self.user_id,
+            "occurred_at": time::format(&self.occurred_at),
+            "snapshot": self.snapshot,
+        })
+    }
+}
+
+const COLUMNS: &str =
+    "seq, event_id, user_id, actor, task_id, topic, action, occurred_ms, snapshot";
+
+fn entry(row: Row<'_>) -> Result<Entry> {
+    Ok(Entry {
+        seq: row.i64("seq")?,
+        event_id: row.str("event_id")?.to_owned(),
+        user_id: row.str("user_id")?.to_owned(),
+        actor: row.str("actor")?.to_owned(),
+        task_id: row.str("task_id")?.to_owned(),
+        topic: row.str("topic")?.to_owned(),
+        action: row.str("action")?.to_owned(),
+        occurred_at: time::from_millis(row.i64("occurred_ms")?),
+        snapshot: serde_json::from_str(row.str("snapshot")?).unwrap_or(Json::Null),
+    })
+}
+
+/// A task's history in the order it happened. `owner` limits it to rows of
+/// tasks that user owned (for deleted tasks, whose visibility is gone).
+pub fn history(db: &dyn Sql, task_id: &str, owner: Option<&str>) -> Result<Vec<Entry>> {
+    let (sql, params) = match owner {
+        Some(owner) => (
+            format!("SELECT {COLUMNS} FROM audit_log WHERE task_id = ? AND user_id = ? ORDER BY occurred_ms, event_id"),
+            vec![Value::from(task_id), Value::from(owner)],
+        ),
+        None => (
+            format!("SELECT {COLUMNS} FROM audit_log WHERE task_id = ? ORDER BY occurred_ms, event_id"),
+            vec![Value::from(task_id)],
+        ),
+    };
+    db.execute(&sql, &params)?.iter().map(entry).collect()
+}
+
+/// A user's trail — changes to their tasks and changes they made — newest
+/// first, paged by `seq`.
+pub fn trail(
+    db: &dyn Sql,
+    user_id: &str,
+    before_seq: Option<i64>,
+    limit: i64,
+) -> Result<Vec<Entry>> {
+    let rows = db.execute(
+        &format!(
+            "SELECT {COLUMNS} FROM audit_log WHERE (user_id = ? OR actor = ?) AND seq < ? ORDER BY seq DESC LIMIT ?"
+        ),
+        &[
+            Value::from(user_id),
+            Value::from(user_id),
+            Value::Integer(before_seq.unwrap_or(i64::MAX)),
+            Value::Integer(limit),
+        ],
+    )?;
+    rows.iter().map(entry).collect()
+}

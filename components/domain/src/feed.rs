@@ -1,0 +1,143 @@
+//! The real-time change feed (the `sync` database): every `task-updates`
+//! event becomes one row per user in its audience, with a cursor (`seq`)
+//! that only grows. Clients ask for everything after their cursor.
+
+use serde_json::{json, Value as Json};
+
+use crate::error::Result;
+use crate::incoming::IncomingEvent;
+use crate::migrations::Migration;
+use crate::sql::{Row, Sql, Value};
+use crate::time::{self, Timestamp};
+
+/// Changes older than this are pruned; a client further behind re-lists.
+pub const RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
+const V1: &str = "
+CREATE TABLE IF NOT EXISTS changes (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id     TEXT    NOT NULL,
+    event_id    TEXT    NOT NULL,
+    task_id     TEXT    NOT NULL,
+    event_type  TEXT    NOT NULL,
+    update_data TEXT    NOT NULL,
+    occurred_ms INTEGER NOT NULL,
+    UNIQUE (event_id, user_id)
+);
+CREATE INDEX IF NOT EXISTS changes_user ON changes (user_id, seq);
+";
+
+/// The `sync` database.
+pub const DB: &[Migration] = &[Migration {
+    version: 1,
+    scripts: &[V1],
+}];
+
+pub fn open(db: &dyn Sql) -> Result<()> {
+    crate::migrations::apply(db, DB)?;
+    Ok(())
+}
+
+/// Adds the event to the feed of everyone who sees the task; a redelivered
+/// event adds nothing. Returns how many rows were added.
+pub fn append(db: &dyn Sql, event: &IncomingEvent, now: Timestamp) -> Result<usize> {
+    let update = event.field("update_data").cloned().unwrap_or(Json::Null);
+    let mut audience: Vec<String> = update
+        .get("audience")
+        .and_then(Json::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|u| u.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !audience.contains(&event.user_id) {
+        audience.push(event.user_id.clone());
+    }
+    let mut added = 0;
+    crate::sql::transaction(db, || {
+        for user in &audience {
+            let rows = db.execute(
+                "INSERT OR IGNORE INTO changes (user_id, event_id, task_id, event_type, update_data, occurred_ms)
+                 VALUES (?, ?, ?, ?, ?, ?) RETURNING seq",
+                &[
+                    Value::from(user.as_str()),
+                    Value::from(event.event_id.as_str()),
+                    Value::from(event.task_id.as_str()),
+                    Value::from(event.event_type.as_str()),
+                    Value::Text(update.to_string()),
+                    Value::Integer(time::to_millis(&event.timestamp)),
+                ],
+            )?;
+            added += rows.len();
+        }
+        db.execute(
+            "DELETE FROM changes WHERE occurred_ms < ?",
+            &[Value::Integer(time::to_millis(&now) - RETENTION_MS)],
+        )?;
+        Ok::<_, crate::DomainError>(())
+    })?;
+    Ok(added)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub cursor: i64,
+    pub event_id: String,
+    pub task_id: String,
+    pub event_type: String,
+    pub update_data: Json,
+    pub occurred_at: Timestamp,
+}
+
+impl Change {
+    pub fn to_json(&self) -> Json {
+        json!({
+            "cursor": self.cursor.to_string(),
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "task_id": self.task_id,
+            "occurred_at": time::format(&self.occurred_at),
+            "update_data": self.update_data,
+        })
+    }
+}
+
+fn change(row: Row<'_>) -> Result<Change> {
+    Ok(Change {
+        cursor: row.i64("seq")?,
+        event_id: row.str("event_id")?.to_owned(),
+        task_id: row.str("task_id")?.to_owned(),
+        event_type: row.str("event_type")?.to_owned(),
+        update_data: serde_json::from_str(row.str("update_data")?).unwrap_or(Json::Null),
+        occurred_at: time::from_millis(row.i64("occurred_ms")?),
+    })
+}
+
+/// A user's changes after `cursor`, oldest first.
+pub fn since(db: &dyn Sql, user_id: &str, cursor: i64, limit: i64) -> Result<Vec<Change>> {
+    let rows = db.execute(
+        "SELECT seq, event_id, task_id, event_type, update_data, occurred_ms FROM changes
+         WHERE user_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        &[
+            Value::from(user_id),
+            Value::Integer(cursor),
+            Value::Integer(limit),
+        ],
+    )?;
+    rows.iter().map(change).collect()
+}
+
+/// The newest cursor of a user's feed (0 when empty): where a client that
+/// wants only new changes starts.
+pub fn head(db: &dyn Sql, user_id: &str) -> Result<i64> {
+    let rows = db.execute(
+        "SELECT COALESCE(MAX(seq), 0) AS head FROM changes WHERE user_id = ?",
+        &[Value::from(user_id)],
+    )?;
+    Ok(rows
+        .first()
+        .map(|r| r.i64("head"))
+        .transpose()?
+        .unwrap_or(0))
+}

@@ -1,0 +1,393 @@
+//! The reminder service's store (the `reminders` database): schedules kept
+//! from `reminders` events, firing due ones exactly once, and the
+//! notifications users see.
+//!
+//! Ordering: an event applies only if it is newer than what the schedule
+//! last saw — (timestamp, event_id), and event ids are UUIDv7 so ids from
+//! one transaction sort in the order they were written. A redelivered or
+//! out-of-date event changes nothing.
+
+use serde_json::json;
+
+use crate::error::{DomainError, Result};
+use crate::events::{Event, REMINDERS};
+use crate::incoming::IncomingEvent;
+use crate::migrations::Migration;
+use crate::model::NotificationType;
+use crate::sql::{transaction, Row, Sql, Value};
+use crate::time::{self, Timestamp};
+
+pub const SOURCE: &str = "/todo-chatbot/reminders";
+pub const ACTOR: &str = "system:reminders";
+/// Delivery attempts for email, sms and push before giving up.
+pub const MAX_DELIVERY_ATTEMPTS: i64 = 5;
+
+const V1: &str = "
+CREATE TABLE IF NOT EXISTS schedules (
+    task_id           TEXT    PRIMARY KEY,
+    user_id           TEXT    NOT NULL,
+    title             TEXT    NOT NULL,
+    due_ms            INTEGER,
+    remind_ms         INTEGER,
+    notification_type TEXT    NOT NULL,
+    state             TEXT    NOT NULL,
+    event_ms          INTEGER NOT NULL,
+    event_id          TEXT    NOT NULL,
+    updated_ms        INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS schedules_due ON schedules (remind_ms) WHERE state = 'scheduled';
+CREATE TABLE IF NOT EXISTS notifications (
+    id                TEXT    PRIMARY KEY,
+    user_id           TEXT    NOT NULL,
+    task_id           TEXT    NOT NULL,
+    title             TEXT    NOT NULL,
+    channel           TEXT    NOT NULL,
+    remind_ms         INTEGER NOT NULL,
+    due_ms            INTEGER,
+    status            TEXT    NOT NULL,
+    attempts          INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms   INTEGER,
+    last_error        TEXT,
+    created_ms        INTEGER NOT NULL,
+    read_ms           INTEGER,
+    delivered_ms      INTEGER
+);
+CREATE UNIQUE INDEX IF NOT EXISTS notifications_once ON notifications (task_id, remind_ms);
+CREATE INDEX IF NOT EXISTS notifications_user ON notifications (user_id, created_ms);
+CREATE INDEX IF NOT EXISTS notifications_pending ON notifications (next_attempt_ms) WHERE status = 'pending';
+";
+
+/// The `reminders` database.
+pub const DB: &[Migration] = &[Migration {
+    version: 1,
+    scripts: &[V1, crate::outbox::SCHEMA],
+}];
+
+/// Schedule states.
+pub mod state {
+    pub const SCHEDULED: &str = "scheduled";
+    pub const CANCELLED: &str = "cancelled";
+    pub const FIRED: &str = "fired";
+    pub const MISSED: &str = "missed";
+}
+
+/// Notification statuses: in-app ones are `unread`/`read`; the others
+/// `pending` → `delivered` or `failed`; reminders found too late `missed`.
+pub mod status {
+    pub const UNREAD: &str = "unread";
+    pub const READ: &str = "read";
+    pub const PENDING: &str = "pending";
+    pub const DELIVERED: &str = "delivered";
+    pub const FAILED: &str = "failed";
+    pub const MISSED: &str = "missed";
+}
+
+pub fn open(db: &dyn Sql) -> Result<()> {
+    crate::migrations::apply(db, DB)?;
+    Ok(())
+}
+
+/// Applies a `reminders` event to the schedules. Returns whether it changed
+/// anything.
+pub fn apply_event(db: &dyn Sql, event: &IncomingEvent, now: Timestamp) -> Result<bool> {
+    let target = match event.event_type.as_str() {
+        "reminder_scheduled" => state::SCHEDULED,
+        "reminder_cancelled" => state::CANCELLED,
+        // Our own output, or types from a newer producer: nothing to do.
+        _ => return Ok(false),
+    };
+    let invalid = |m: String| DomainError::invalid("event", m);
+    let title = event
+        .field("title")
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .to_owned();
+    let remind_at = event.time_field("remind_at").map_err(invalid)?;
+    let due_at = event.time_field("due_at").map_err(invalid)?;
+    let channel = event
+        .field("notification_type")
+        .and_then(|v| v.as_str())
+        .unwrap_or("in_app");
+    NotificationType::parse(channel)?;
+    if target == state::SCHEDULED && remind_at.is_none() {
+        return Err(invalid("reminder_scheduled without remind_at".into()));
+    }
+    let event_ms = time::to_millis(&event.timestamp);
+    transaction(db, || {
+        let stored = db.execute(
+            "SELECT event_ms, event_id FROM schedules WHERE task_id = ?",
+            &[Value::from(event.task_id.as_str())],
+        )?;
+        if let Some(row) = stored.first() {
+            let seen = (row.i64("event_ms")?, row.str("event_id")?.to_owned());
+            if (event_ms, event.event_id.clone()) <= seen {
+                return Ok(false);
+            }
+        }
+        db.execute(
+            "INSERT INTO schedules (task_id, user_id, title, due_ms, remind_ms, notification_type, state, event_ms, event_id, updated_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT(task_id) DO UPDATE SET user_id = excluded.user_id, title = excluded.title,
+                due_ms = excluded.due_ms, remind_ms = excluded.remind_ms,
+                notification_type = excluded.notification_type, state = excluded.state,
+                event_ms = excluded.event_ms, event_id = excluded.event_id, updated_ms = excluded.updated_ms",
+            &[
+                Value::from(event.task_id.as_str()),
+                Value::from(event.user_id.as_str()),
+                Value::Text(title.clone()),
+                ms(due_at),
+                ms(remind_at),
+                Value::from(channel),
+                Value::from(target),
+                Value::Integer(event_ms),
+                Value::from(event.event_id.as_str()),
+                Value::Integer(time::to_millis(&now)),
+            ],
+        )?;
+        Ok(true)
+    })
+}
+
+fn ms(t: Option<Timestamp>) -> Value {
+    t.map_or(Value::Null, |t| Value::Integer(time::to_millis(&t)))
+}
+
+/// What one timer run did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Fired {
+    pub fired: usize,
+    pub missed: usize,
+}
+
+/// Fires every due schedule exactly once: in one transaction, marks it
+/// fired, stores the notification and writes `reminder_triggered` to the
+/// outbox. Schedules due longer ago than `grace_ms` (the service was down)
+/// are recorded as missed instead of sent late.
+pub fn fire_due(db: &dyn Sql, now: Timestamp, grace_ms: i64) -> Result<Fired> {
+    let now_ms = time::to_millis(&now);
+    transaction(db, || {
+        let due = db.execute(
+            "SELECT task_id, user_id, title, due_ms, remind_ms, notification_type FROM schedules
+             WHERE state = 'scheduled' AND remind_ms <= ? ORDER BY remind_ms LIMIT 500",
+            &[Value::Integer(now_ms)],
+        )?;
+        let mut result = Fired::default();
+        for row in due.iter() {
+            let remind_ms = row.i64("remind_ms")?;
+            let missed = remind_ms < now_ms - grace_ms;
+            let task_id = row.str("task_id")?;
+            db.execute(
+                "UPDATE schedules SET state = ?, updated_ms = ? WHERE task_id = ?",
+                &[
+                    Value::from(if missed { state::MISSED } else { state::FIRED }),
+                    Value::Integer(now_ms),
+                    Value::from(task_id),
+                ],
+            )?;
+            let channel = row.str("notification_type")?;
+            let status = match (missed, channel) {
+                (true, _) => status::MISSED,
+                (false, "in_app") => status::UNREAD,
+                (false, _) => status::PENDING,
+            };
+            db.execute(
+                "INSERT OR IGNORE INTO notifications (id, user_id, task_id, title, channel, remind_ms, due_ms, status, next_attempt_ms, created_ms)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                &[
+                    Value::Text(crate::store::new_id()),
+                    Value::from(row.str("user_id")?),
+                    Value::from(task_id),
+                    Value::from(row.str("title")?),
+                    Value::from(channel),
+                    Value::Integer(remind_ms),
+                    row.value("due_ms")?.clone(),
+                    Value::from(status),
+                    Value::Integer(now_ms),
+                    Value::Integer(now_ms),
+                ],
+            )?;
+            if missed {
+                result.missed += 1;
+            } else {
+                crate::outbox::enqueue(db, &triggered_event(&row, now)?)?;
+                result.fired += 1;
+            }
+        }
+        Ok(result)
+    })
+}
+
+fn triggered_event(row: &Row<'_>, now: Timestamp) -> Result<Event> {
+    let at = |c: &str| -> Result<Option<String>> {
+        Ok(row.opt_i64(c)?.map(|m| time::format(&time::from_millis(m))))
+    };
+    let fields = json!({
+        "title": row.str("title")?,
+        "due_at": at("due_ms")?,
+        "remind_at": at("remind_ms")?,
+        "notification_type": row.str("notification_type")?,
+    });
+    let fields = match fields {
+        serde_json::Value::Object(map) => map,
+        _ => unreachable!(),
+    };
+    Ok(Event::new(
+        REMINDERS,
+        "reminder_triggered",
+        SOURCE,
+        row.str("user_id")?,
+        row.str("task_id")?,
+        now,
+        fields,
+    )
+    .by(ACTOR))
+}
+
+/// A notification as users and delivery see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notification {
+    pub id: String,
+    pub user_id: String,
+    pub task_id: String,
+    pub title: String,
+    pub channel: String,
+    pub remind_at: Timestamp,
+    pub due_at: Option<Timestamp>,
+    pub status: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+    pub read_at: Option<Timestamp>,
+    pub delivered_at: Option<Timestamp>,
+}
+
+const NOTIFICATION_COLUMNS: &str =
+    "id, user_id, task_id, title, channel, remind_ms, due_ms, status, attempts, last_error, created_ms, read_ms, delivered_ms";
+
+fn notification(row: Row<'_>) -> Result<Notification> {
+    let opt = |c: &str| -> Result<Option<Timestamp>> { Ok(row.opt_i64(c)?.map(time::from_millis)) };
+    Ok(Notification {
+        id: row.str("id")?.to_owned(),
+        user_id: row.str("user_id")?.to_owned(),
+        task_id: row.str("task_id")?.to_owned(),
+        title: row.str("title")?.to_owned(),
+        channel: row.str("channel")?.to_owned(),
+        remind_at: time::from_millis(row.i64("remind_ms")?),
+        due_at: opt("due_ms")?,
+        status: row.str("status")?.to_owned(),
+        attempts: row.i64("attempts")?,
+        last_error: row.opt_str("last_error")?.map(str::to_owned),
+        created_at: time::from_millis(row.i64("created_ms")?),
+        read_at: opt("read_ms")?,
+        delivered_at: opt("delivered_ms")?,
+    })
+}
+
+impl Notification {
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "id": self.id,
+            "task_id": self.task_id,
+            "title": self.title,
+            "notification_type": self.channel,
+            "remind_at": time::format(&self.remind_at),
+            "due_at": self.due_at.as_ref().map(time::format),
+            "status": self.status,
+            "attempts": self.attempts,
+            "last_error": self.last_error,
+            "created_at": time::format(&self.created_at),
+            "read_at": self.read_at.as_ref().map(time::format),
+            "delivered_at": self.delivered_at.as_ref().map(time::format),
+        })
+    }
+}
+
+/// Notifications waiting for (another) delivery attempt.
+pub fn pending_deliveries(db: &dyn Sql, now: Timestamp, limit: i64) -> Result<Vec<Notification>> {
+    let rows = db.execute(
+        &format!("SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE status = 'pending' AND next_attempt_ms <= ? ORDER BY next_attempt_ms LIMIT ?"),
+        &[Value::Integer(time::to_millis(&now)), Value::Integer(limit)],
+    )?;
+    rows.iter().map(notification).collect()
+}
+
+/// Records a delivery attempt: delivered, or retried with exponential
+/// backoff (1 s, 2 s, 4 s, …) until the last attempt marks it failed.
+pub fn record_delivery(
+    db: &dyn Sql,
+    id: &str,
+    outcome: std::result::Result<(), String>,
+    now: Timestamp,
+) -> Result<()> {
+    let now_ms = time::to_millis(&now);
+    match outcome {
+        Ok(()) => db.execute(
+            "UPDATE notifications SET status = 'delivered', attempts = attempts + 1, delivered_ms = ?, last_error = NULL WHERE id = ? AND status = 'pending'",
+            &[Value::Integer(now_ms), Value::from(id)],
+        )?,
+        Err(error) => db.execute(
+            "UPDATE notifications SET attempts = attempts + 1, last_error = ?,
+                status = CASE WHEN attempts + 1 >= ? THEN 'failed' ELSE 'pending' END,
+                next_attempt_ms = ? + (1000 << MIN(attempts, 10))
+             WHERE id = ? AND status = 'pending'",
+            &[Value::Text(error), Value::Integer(MAX_DELIVERY_ATTEMPTS), Value::Integer(now_ms), Value::from(id)],
+        )?,
+    };
+    Ok(())
+}
+
+/// A user's notifications, newest first, keyset-paged by (created, id).
+pub fn list(
+    db: &dyn Sql,
+    user_id: &str,
+    unread_only: bool,
+    limit: i64,
+    before: Option<(i64, String)>,
+) -> Result<Vec<Notification>> {
+    let mut sql = format!("SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE user_id = ?");
+    let mut params = vec![Value::from(user_id)];
+    if unread_only {
+        sql.push_str(" AND status = 'unread'");
+    }
+    if let Some((created, id)) = before {
+        sql.push_str(" AND (created_ms < ? OR (created_ms = ? AND id < ?))");
+        params.extend([
+            Value::Integer(created),
+            Value::Integer(created),
+            Value::Text(id),
+        ]);
+    }
+    sql.push_str(" ORDER BY created_ms DESC, id DESC LIMIT ?");
+    params.push(Value::Integer(limit));
+    let rows = db.execute(&sql, &params)?;
+    rows.iter().map(notification).collect()
+}
+
+/// Marks an in-app notification read; the user's own only.
+pub fn mark_read(db: &dyn Sql, user_id: &str, id: &str, now: Timestamp) -> Result<Notification> {
+    db.execute(
+        "UPDATE notifications SET status = 'read', read_ms = COALESCE(read_ms, ?) WHERE id = ? AND user_id = ? AND status IN ('unread', 'read')",
+        &[Value::Integer(time::to_millis(&now)), Value::from(id), Value::from(user_id)],
+    )?;
+    let rows = db.execute(
+        &format!("SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE id = ? AND user_id = ?"),
+        &[Value::from(id), Value::from(user_id)],
+    )?;
+    rows.first()
+        .map(notification)
+        .transpose()?
+        .ok_or_else(|| DomainError::NotFound(format!("no notification with id `{id}`")))
+}
+
+/// The JSON body sent to the notification webhook.
+pub fn webhook_body(n: &Notification) -> serde_json::Value {
+    json!({
+        "notification_id": n.id,
+        "user_id": n.user_id,
+        "task_id": n.task_id,
+        "title": n.title,
+        "notification_type": n.channel,
+        "remind_at": time::format(&n.remind_at),
+        "due_at": n.due_at.as_ref().map(time::format),
+    })
+}

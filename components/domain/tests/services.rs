@@ -1,0 +1,337 @@
+//! The event services' domain logic against real SQLite: reminders,
+//! recurring tasks, the audit trail and the change feed. Every handler is
+//! fed redeliveries and out-of-order events.
+
+use serde_json::json;
+use todo_domain::events::{self, Event};
+use todo_domain::incoming::IncomingEvent;
+use todo_domain::native::NativeDb;
+use todo_domain::recurring::{self, Outcome};
+use todo_domain::sql::Sql;
+use todo_domain::time::{self, Timestamp};
+use todo_domain::{audit, feed, reminders, Status, TaskPatch, TaskStore};
+
+fn at(s: &str) -> Timestamp {
+    time::parse("t", s).unwrap()
+}
+
+fn patch(v: serde_json::Value) -> TaskPatch {
+    TaskPatch::from_json(v.as_object().unwrap()).unwrap()
+}
+
+fn incoming(event: &Event) -> IncomingEvent {
+    IncomingEvent::decode(Some(event.payload.to_string().as_bytes())).unwrap()
+}
+
+/// The events a store change wrote to the outbox, decoded.
+fn outbox_events(db: &dyn Sql, topic: &str) -> Vec<IncomingEvent> {
+    db.execute(
+        "SELECT payload FROM outbox WHERE topic = ? ORDER BY seq",
+        &[topic.into()],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| IncomingEvent::decode(Some(r.str("payload").unwrap().as_bytes())).unwrap())
+    .collect()
+}
+
+fn count(db: &dyn Sql, sql: &str) -> i64 {
+    db.execute(sql, &[]).unwrap().rows[0][0]
+        .clone()
+        .try_into_i64()
+}
+
+trait AsI64 {
+    fn try_into_i64(self) -> i64;
+}
+impl AsI64 for todo_domain::sql::Value {
+    fn try_into_i64(self) -> i64 {
+        match self {
+            todo_domain::sql::Value::Integer(n) => n,
+            other => panic!("not an integer: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_reminder_fires_once_and_never_after_cancellation_or_reschedule() {
+    let tasks = NativeDb::open_in_memory().unwrap();
+    let store = TaskStore::open(&tasks).unwrap();
+    let rdb = NativeDb::open_in_memory().unwrap();
+    reminders::open(&rdb).unwrap();
+    let now = at("2026-12-01T08:00:00Z");
+    let t = store.create("alice", &patch(json!({"title": "Call", "due_date": "2026-12-01T09:00:00Z", "remind_before_minutes": 30})), now).unwrap();
+    let other = store
+        .create(
+            "alice",
+            &patch(json!({"title": "Gone", "remind_at": "2026-12-01T08:10:00Z"})),
+            now,
+        )
+        .unwrap();
+    store.delete("alice", &other.id, now).unwrap();
+    let moved_from = store
+        .create(
+            "alice",
+            &patch(json!({"title": "Moved", "remind_at": "2026-12-01T08:20:00Z"})),
+            now,
+        )
+        .unwrap();
+    store
+        .update(
+            "alice",
+            &moved_from.id,
+            &patch(json!({"remind_at": "2026-12-01T10:00:00Z"})),
+            now,
+        )
+        .unwrap();
+    let events = outbox_events(&tasks, events::REMINDERS);
+    for e in &events {
+        reminders::apply_event(&rdb, e, now).unwrap();
+    }
+    // Redelivering everything, in reverse order, changes nothing.
+    for e in events.iter().rev() {
+        assert!(
+            !reminders::apply_event(&rdb, e, now).unwrap(),
+            "{}",
+            e.event_type
+        );
+    }
+    assert_eq!(
+        reminders::fire_due(&rdb, at("2026-12-01T08:29:59Z"), 60_000).unwrap(),
+        reminders::Fired::default(),
+        "deleted and moved reminders never fire"
+    );
+    let fired = reminders::fire_due(&rdb, at("2026-12-01T08:30:00.400Z"), 60_000).unwrap();
+    assert_eq!(fired.fired, 1);
+    assert_eq!(
+        reminders::fire_due(&rdb, at("2026-12-01T08:30:01Z"), 60_000)
+            .unwrap()
+            .fired,
+        0,
+        "exactly once"
+    );
+    let notes = reminders::list(&rdb, "alice", false, 10, None).unwrap();
+    assert_eq!(notes.len(), 1);
+    assert_eq!(
+        (notes[0].task_id.as_str(), notes[0].status.as_str()),
+        (t.id.as_str(), "unread")
+    );
+    let triggered = outbox_events(&rdb, events::REMINDERS);
+    assert_eq!(triggered.len(), 1);
+    assert_eq!(triggered[0].event_type, "reminder_triggered");
+    assert_eq!(triggered[0].payload["remind_at"], "2026-12-01T08:30:00Z");
+    let read = reminders::mark_read(&rdb, "alice", &notes[0].id, now).unwrap();
+    assert_eq!(read.status, "read");
+    assert!(reminders::mark_read(&rdb, "bob", &notes[0].id, now).is_err());
+    assert!(reminders::list(&rdb, "alice", true, 10, None)
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn reminders_missed_beyond_the_grace_window_are_recorded_not_sent() {
+    let tasks = NativeDb::open_in_memory().unwrap();
+    let store = TaskStore::open(&tasks).unwrap();
+    let rdb = NativeDb::open_in_memory().unwrap();
+    reminders::open(&rdb).unwrap();
+    let now = at("2026-12-01T08:00:00Z");
+    store
+        .create(
+            "alice",
+            &patch(json!({"title": "Old", "remind_at": "2026-12-01T08:05:00Z"})),
+            now,
+        )
+        .unwrap();
+    store
+        .create(
+            "alice",
+            &patch(json!({"title": "Recent", "remind_at": "2026-12-01T08:59:30Z"})),
+            now,
+        )
+        .unwrap();
+    for e in outbox_events(&tasks, events::REMINDERS) {
+        reminders::apply_event(&rdb, &e, now).unwrap();
+    }
+    // The service was down until 09:00; the grace window is five minutes.
+    let result = reminders::fire_due(&rdb, at("2026-12-01T09:00:00Z"), 5 * 60_000).unwrap();
+    assert_eq!(
+        result,
+        reminders::Fired {
+            fired: 1,
+            missed: 1
+        }
+    );
+    let statuses: Vec<_> = reminders::list(&rdb, "alice", false, 10, None)
+        .unwrap()
+        .into_iter()
+        .map(|n| (n.title, n.status))
+        .collect();
+    assert!(statuses.contains(&("Old".to_owned(), "missed".to_owned())));
+    assert!(statuses.contains(&("Recent".to_owned(), "unread".to_owned())));
+}
+
+#[test]
+fn webhook_deliveries_retry_with_backoff_then_fail_visibly() {
+    let tasks = NativeDb::open_in_memory().unwrap();
+    let store = TaskStore::open(&tasks).unwrap();
+    let rdb = NativeDb::open_in_memory().unwrap();
+    reminders::open(&rdb).unwrap();
+    let now = at("2026-12-01T08:00:00Z");
+    store.create("alice", &patch(json!({"title": "Mail me", "remind_at": "2026-12-01T08:01:00Z", "notification_type": "email"})), now).unwrap();
+    for e in outbox_events(&tasks, events::REMINDERS) {
+        reminders::apply_event(&rdb, &e, now).unwrap();
+    }
+    let mut clock = at("2026-12-01T08:01:00Z");
+    reminders::fire_due(&rdb, clock, 60_000).unwrap();
+    for attempt in 1..=reminders::MAX_DELIVERY_ATTEMPTS {
+        let pending = reminders::pending_deliveries(&rdb, clock, 10).unwrap();
+        assert_eq!(pending.len(), 1, "attempt {attempt}");
+        reminders::record_delivery(&rdb, &pending[0].id, Err("503 from webhook".into()), clock)
+            .unwrap();
+        assert!(
+            reminders::pending_deliveries(&rdb, clock, 10)
+                .unwrap()
+                .is_empty(),
+            "backs off"
+        );
+        clock = clock + chrono::Duration::seconds(1 << attempt);
+    }
+    let n = &reminders::list(&rdb, "alice", false, 10, None).unwrap()[0];
+    assert_eq!(
+        (n.status.as_str(), n.attempts, n.last_error.as_deref()),
+        ("failed", 5, Some("503 from webhook"))
+    );
+}
+
+#[test]
+fn completing_a_daily_task_twice_delivered_creates_one_next_instance() {
+    let db = NativeDb::open_in_memory().unwrap();
+    let store = TaskStore::open(&db).unwrap();
+    let now = at("2026-12-01T08:00:00Z");
+    let t = store.create("alice", &patch(json!({"title": "Standup", "due_date": "2026-12-01T09:00:00Z", "recurrence_pattern": "daily"})), now).unwrap();
+    store.complete("alice", &t.id, now).unwrap();
+    let completed = outbox_events(&db, events::TASK_EVENTS)
+        .into_iter()
+        .find(|e| e.event_type == "task_completed")
+        .unwrap();
+    let task = todo_domain::incoming::task_from_json(&completed.payload["task_data"]).unwrap();
+    let Outcome::Created(next) = recurring::on_completed(&store, &task, now).unwrap() else {
+        panic!("created")
+    };
+    assert_eq!(
+        time::format(&next.due_date.unwrap()),
+        "2026-12-02T09:00:00Z"
+    );
+    assert_eq!(
+        recurring::on_completed(&store, &task, now).unwrap(),
+        Outcome::Skipped("next instance exists")
+    );
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM tasks"), 2);
+    let created: Vec<_> = outbox_events(&db, events::TASK_EVENTS)
+        .into_iter()
+        .filter(|e| e.event_type == "task_created")
+        .collect();
+    assert_eq!(created.len(), 2, "the next instance was announced once");
+}
+
+#[test]
+fn a_series_with_count_three_stops_and_deleting_stops_it_too() {
+    let db = NativeDb::open_in_memory().unwrap();
+    let store = TaskStore::open(&db).unwrap();
+    let mut now = at("2026-12-01T08:00:00Z");
+    let mut current = store.create("alice", &patch(json!({"title": "Pill", "due_date": "2026-12-01T09:00:00Z", "recurrence_pattern": "RRULE:FREQ=DAILY;COUNT=3"})), now).unwrap();
+    let mut made = 1;
+    loop {
+        let done = store.complete("alice", &current.id, now).unwrap();
+        match recurring::on_completed(&store, &done, now).unwrap() {
+            Outcome::Created(next) => {
+                made += 1;
+                current = next;
+                now = now + chrono::Duration::days(1);
+            }
+            Outcome::Skipped(reason) => {
+                assert_eq!(reason, "series ended");
+                break;
+            }
+        }
+    }
+    assert_eq!(made, 3);
+    let t = store.create("alice", &patch(json!({"title": "Gym", "due_date": "2026-12-01T09:00:00Z", "recurrence_pattern": "weekly"})), now).unwrap();
+    let done = store.complete("alice", &t.id, now).unwrap();
+    store.delete("alice", &t.id, now).unwrap();
+    assert_eq!(
+        recurring::on_completed(&store, &done, now).unwrap(),
+        Outcome::Skipped("task deleted")
+    );
+    assert_eq!(done.status, Status::Completed);
+}
+
+#[test]
+fn the_audit_trail_has_one_row_per_event_in_order() {
+    let tasks = NativeDb::open_in_memory().unwrap();
+    let store = TaskStore::open(&tasks).unwrap();
+    let adb = NativeDb::open_in_memory().unwrap();
+    audit::open(&adb).unwrap();
+    let now = at("2026-12-01T08:00:00Z");
+    let t = store
+        .create("alice", &patch(json!({"title": "Report"})), now)
+        .unwrap();
+    store
+        .update(
+            "alice",
+            &t.id,
+            &patch(json!({"priority": "high"})),
+            now + chrono::Duration::seconds(1),
+        )
+        .unwrap();
+    store
+        .complete("alice", &t.id, now + chrono::Duration::seconds(2))
+        .unwrap();
+    let events = outbox_events(&tasks, events::TASK_EVENTS);
+    for e in events.iter().chain(events.iter()) {
+        audit::record(&adb, events::TASK_EVENTS, e, Some("alice"), now).unwrap();
+    }
+    let history = audit::history(&adb, &t.id, None).unwrap();
+    let actions: Vec<_> = history.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["task_created", "task_updated", "task_completed"]);
+    assert_eq!(history[1].snapshot["priority"], "high");
+    assert_eq!(audit::trail(&adb, "alice", None, 2).unwrap().len(), 2);
+    assert!(audit::trail(&adb, "bob", None, 10).unwrap().is_empty());
+}
+
+#[test]
+fn the_feed_reaches_everyone_who_sees_the_task_once() {
+    let tasks = NativeDb::open_in_memory().unwrap();
+    let store = TaskStore::open(&tasks).unwrap();
+    let fdb = NativeDb::open_in_memory().unwrap();
+    feed::open(&fdb).unwrap();
+    let now = at("2026-12-01T08:00:00Z");
+    let t = store
+        .create("alice", &patch(json!({"title": "Trip"})), now)
+        .unwrap();
+    store.share("alice", &t.id, "bob", now).unwrap();
+    store
+        .update("bob", &t.id, &patch(json!({"title": "Trip to Oslo"})), now)
+        .unwrap();
+    let events = outbox_events(&tasks, events::TASK_UPDATES);
+    for e in events.iter().chain(events.iter()) {
+        feed::append(&fdb, e, now).unwrap();
+    }
+    let alice = feed::since(&fdb, "alice", 0, 100).unwrap();
+    let bob = feed::since(&fdb, "bob", 0, 100).unwrap();
+    assert_eq!(alice.len(), 3);
+    assert_eq!(
+        bob.iter()
+            .map(|c| c.event_type.as_str())
+            .collect::<Vec<_>>(),
+        ["task_shared", "task_updated"]
+    );
+    assert_eq!(
+        feed::since(&fdb, "alice", alice[1].cursor, 100)
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(feed::head(&fdb, "bob").unwrap(), bob[1].cursor);
+    assert_eq!(bob[1].update_data["task"]["title"], "Trip to Oslo");
+}
