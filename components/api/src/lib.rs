@@ -11,6 +11,7 @@ pub mod mcp;
 pub mod ops;
 pub mod rest;
 pub mod router;
+pub mod services;
 
 #[cfg(target_arch = "wasm32")]
 mod spin_entry;
@@ -26,8 +27,15 @@ use crate::router::{Endpoint, Match};
 /// The OpenAPI document of the REST API, kept in the repository.
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
+/// Opens the other services' databases (`reminders`, `audit`, `sync`).
+pub trait Databases {
+    fn open(&self, label: &str) -> Result<Box<dyn Sql>, todo_domain::sql::DbError>;
+}
+
 pub struct Context<'a> {
+    /// The `default` database: tasks and the outbox.
     pub db: &'a dyn Sql,
+    pub databases: &'a dyn Databases,
     pub config: &'a Config,
     pub now: Timestamp,
 }
@@ -41,8 +49,8 @@ pub fn handle(ctx: &Context<'_>, request: &Request) -> Response {
 }
 
 fn serve(ctx: &Context<'_>, request: &Request) -> Result<Response, ApiError> {
-    let (endpoint, id) = match router::route(&request.method, &request.path) {
-        Match::Found { endpoint, id } => (endpoint, id),
+    let (endpoint, params) = match router::route(&request.method, &request.path) {
+        Match::Found { endpoint, params } => (endpoint, params),
         Match::MethodNotAllowed { allow } => {
             let allow = allow.join(", ");
             return Err(ApiError::new(
@@ -93,5 +101,5 @@ fn serve(ctx: &Context<'_>, request: &Request) -> Result<Response, ApiError> {
     if endpoint == Endpoint::Mcp {
         return Ok(mcp::handle(ctx, request, &user));
     }
-    rest::handle(ctx, endpoint, id.as_deref(), request, &user)
+    rest::handle(ctx, endpoint, &params, request, &user)
 }

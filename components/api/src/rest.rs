@@ -8,6 +8,7 @@ use todo_domain::{Page, TaskPatch, TaskStore};
 use crate::http::{ApiError, Request, Response};
 use crate::ops;
 use crate::router::Endpoint;
+use crate::services;
 use crate::Context;
 
 pub fn page_json(page: &Page) -> Json {
@@ -20,12 +21,12 @@ pub fn page_json(page: &Page) -> Json {
 pub fn handle(
     ctx: &Context<'_>,
     endpoint: Endpoint,
-    id: Option<&str>,
+    params: &[String],
     request: &Request,
     user: &str,
 ) -> Result<Response, ApiError> {
     let store = TaskStore::open(ctx.db)?;
-    let id = id.unwrap_or_default();
+    let id = params.first().map(String::as_str).unwrap_or_default();
     let now = ctx.now;
     match endpoint {
         Endpoint::ListTasks => {
@@ -88,6 +89,40 @@ pub fn handle(
                 &store.update(user, id, &patch, now)?.to_json(),
             ))
         }),
+        Endpoint::ShareTask => {
+            let with = services::user_field(&ops::json_object(request)?, "user_id", false)?
+                .unwrap_or_default();
+            write(ctx, request, user, || {
+                Ok(Response::json(
+                    200,
+                    &store.share(user, id, &with, now)?.to_json(),
+                ))
+            })
+        }
+        Endpoint::UnshareTask => {
+            let with = params.get(1).cloned().unwrap_or_default();
+            write(ctx, request, user, || {
+                Ok(Response::json(
+                    200,
+                    &store.unshare(user, id, &with, now)?.to_json(),
+                ))
+            })
+        }
+        Endpoint::AssignTask => {
+            let assignee = services::user_field(&ops::json_object(request)?, "assignee", true)?;
+            write(ctx, request, user, || {
+                Ok(Response::json(
+                    200,
+                    &store.assign(user, id, assignee.as_deref(), now)?.to_json(),
+                ))
+            })
+        }
+        Endpoint::TaskHistory => services::task_history(ctx, user, id),
+        Endpoint::AuditTrail => services::audit_trail(ctx, request, user),
+        Endpoint::ListNotifications => services::list_notifications(ctx, request, user),
+        Endpoint::ReadNotification => services::read_notification(ctx, user, id),
+        Endpoint::SyncPoll => services::sync_poll(ctx, request, user),
+        Endpoint::EventStream => services::event_stream_once(ctx, request, user),
         Endpoint::Healthz | Endpoint::OpenApi | Endpoint::Mcp => {
             unreachable!("served before authentication")
         }

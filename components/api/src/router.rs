@@ -14,12 +14,21 @@ pub enum Endpoint {
     ReopenTask,
     SetReminder,
     ClearReminder,
+    ShareTask,
+    UnshareTask,
+    AssignTask,
+    TaskHistory,
+    AuditTrail,
+    ListNotifications,
+    ReadNotification,
+    SyncPoll,
+    EventStream,
     Mcp,
 }
 
 pub struct Route {
     pub method: &'static str,
-    /// `{id}` matches one path segment.
+    /// `{name}` matches one path segment.
     pub path: &'static str,
     pub endpoint: Endpoint,
 }
@@ -82,6 +91,51 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "POST",
+        path: "/api/tasks/{id}/share",
+        endpoint: Endpoint::ShareTask,
+    },
+    Route {
+        method: "DELETE",
+        path: "/api/tasks/{id}/share/{user}",
+        endpoint: Endpoint::UnshareTask,
+    },
+    Route {
+        method: "PUT",
+        path: "/api/tasks/{id}/assignee",
+        endpoint: Endpoint::AssignTask,
+    },
+    Route {
+        method: "GET",
+        path: "/api/tasks/{id}/history",
+        endpoint: Endpoint::TaskHistory,
+    },
+    Route {
+        method: "GET",
+        path: "/api/audit",
+        endpoint: Endpoint::AuditTrail,
+    },
+    Route {
+        method: "GET",
+        path: "/api/notifications",
+        endpoint: Endpoint::ListNotifications,
+    },
+    Route {
+        method: "POST",
+        path: "/api/notifications/{id}/read",
+        endpoint: Endpoint::ReadNotification,
+    },
+    Route {
+        method: "GET",
+        path: "/api/sync",
+        endpoint: Endpoint::SyncPoll,
+    },
+    Route {
+        method: "GET",
+        path: "/api/events",
+        endpoint: Endpoint::EventStream,
+    },
+    Route {
+        method: "POST",
         path: "/mcp",
         endpoint: Endpoint::Mcp,
     },
@@ -89,9 +143,10 @@ pub const ROUTES: &[Route] = &[
 
 #[derive(Debug, PartialEq)]
 pub enum Match {
+    /// `params` are the `{…}` segments, in order.
     Found {
         endpoint: Endpoint,
-        id: Option<String>,
+        params: Vec<String>,
     },
     MethodNotAllowed {
         allow: Vec<&'static str>,
@@ -99,16 +154,16 @@ pub enum Match {
     NotFound,
 }
 
-/// Matches `path` against the pattern; returns the `{id}` segment if any.
-fn match_path(pattern: &str, path: &str) -> Option<Option<String>> {
-    let mut id = None;
+/// Matches `path` against the pattern; returns the `{…}` segments.
+fn match_path(pattern: &str, path: &str) -> Option<Vec<String>> {
+    let mut params = Vec::new();
     let mut pattern_parts = pattern.split('/');
     let mut path_parts = path.split('/');
     loop {
         match (pattern_parts.next(), path_parts.next()) {
-            (None, None) => return Some(id),
-            (Some("{id}"), Some(segment)) if !segment.is_empty() => {
-                id = Some(percent_decode(segment));
+            (None, None) => return Some(params),
+            (Some(p), Some(segment)) if p.starts_with('{') && !segment.is_empty() => {
+                params.push(percent_decode(segment));
             }
             (Some(p), Some(s)) if p == s => {}
             _ => return None,
@@ -132,11 +187,11 @@ pub fn route(method: &str, path: &str) -> Match {
     };
     let mut allow = Vec::new();
     for route in ROUTES {
-        if let Some(id) = match_path(route.path, path) {
+        if let Some(params) = match_path(route.path, path) {
             if route.method.eq_ignore_ascii_case(method) {
                 return Match::Found {
                     endpoint: route.endpoint,
-                    id,
+                    params,
                 };
             }
             allow.push(route.method);
@@ -159,14 +214,14 @@ mod tests {
             route("GET", "/api/tasks/abc-1"),
             Match::Found {
                 endpoint: Endpoint::GetTask,
-                id: Some("abc-1".into())
+                params: vec!["abc-1".into()]
             }
         );
         assert_eq!(
             route("get", "/api/tasks/"),
             Match::Found {
                 endpoint: Endpoint::ListTasks,
-                id: None
+                params: vec![]
             }
         );
         assert_eq!(
@@ -176,12 +231,19 @@ mod tests {
             }
         );
         assert_eq!(route("GET", "/api/tasks/x/y"), Match::NotFound);
+        assert_eq!(
+            route("DELETE", "/api/tasks/t1/share/bob"),
+            Match::Found {
+                endpoint: Endpoint::UnshareTask,
+                params: vec!["t1".into(), "bob".into()]
+            }
+        );
         assert_eq!(route("GET", "/api/tasks//complete"), Match::NotFound);
         assert_eq!(
             route("POST", "/api/tasks/a%20b/complete"),
             Match::Found {
                 endpoint: Endpoint::CompleteTask,
-                id: Some("a b".into())
+                params: vec!["a b".into()]
             }
         );
     }

@@ -1,45 +1,154 @@
-//! The Spin HTTP component: adapts Spin's request, variables and SQLite.
+//! The Spin HTTP component: adapts Spin's request, variables and SQLite,
+//! and streams `GET /api/events` as Server-Sent Events.
 
-use spin_sdk::http::{Request as SpinRequest, Response as SpinResponse};
+use std::time::{Duration, Instant};
+
+use futures::SinkExt;
+use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
 use todo_domain::spin::SpinDb;
 
 use crate::config::Config;
-use crate::http::{ApiError, Request};
+use crate::http::{ApiError, Request, Response};
+use crate::router::{Endpoint, Match};
 use crate::Context;
 
+/// An event stream lasts this long; the browser's EventSource reconnects
+/// with `Last-Event-ID` and resumes where it left off.
+const STREAM_WINDOW: Duration = Duration::from_secs(25);
+const HEARTBEAT: Duration = Duration::from_secs(10);
+
+struct SpinDatabases;
+
+impl crate::Databases for SpinDatabases {
+    fn open(
+        &self,
+        label: &str,
+    ) -> Result<Box<dyn todo_domain::sql::Sql>, todo_domain::sql::DbError> {
+        Ok(Box::new(SpinDb::open(label)?))
+    }
+}
+
+fn respond(out: ResponseOutparam, response: Response) {
+    let headers = Fields::from_list(
+        &response
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_bytes().to_vec()))
+            .collect::<Vec<_>>(),
+    )
+    .expect("valid headers");
+    let outgoing = OutgoingResponse::new(headers);
+    let _ = outgoing.set_status_code(response.status);
+    let mut body = outgoing.take_body();
+    out.set(outgoing);
+    spin_sdk::http::run(async move {
+        let _ = body.send(response.body).await;
+    });
+}
+
 #[spin_sdk::http_component]
-fn handle(request: SpinRequest) -> SpinResponse {
+async fn handle(incoming: IncomingRequest, out: ResponseOutparam) {
+    let method = incoming.method().to_string();
+    let path_with_query = incoming.path_with_query().unwrap_or_else(|| "/".into());
+    let (path, query) = match path_with_query.split_once('?') {
+        Some((p, q)) => (p.to_owned(), q.to_owned()),
+        None => (path_with_query.clone(), String::new()),
+    };
+    let headers = incoming
+        .headers()
+        .entries()
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                k.to_ascii_lowercase(),
+                String::from_utf8_lossy(&v).into_owned(),
+            )
+        })
+        .collect();
+    let body = match incoming.into_body().await {
+        Ok(body) => body,
+        Err(_) => {
+            return respond(
+                out,
+                ApiError::new(400, "bad_request", "could not read the request body")
+                    .into_response(),
+            )
+        }
+    };
     let request = Request {
-        method: request.method().to_string(),
-        path: request.path().to_owned(),
-        query: request.query().to_owned(),
-        headers: request
-            .headers()
-            .map(|(name, value)| {
-                (
-                    name.to_ascii_lowercase(),
-                    value.as_str().unwrap_or("").to_owned(),
-                )
-            })
-            .collect(),
-        body: request.into_body(),
+        method,
+        path,
+        query,
+        headers,
+        body,
     };
     let config = Config::from_lookup(|name| spin_sdk::variables::get(name).ok());
-    let response = match SpinDb::open("default") {
-        Ok(db) => {
-            let ctx = Context {
-                db: &db,
-                config: &config,
-                now: todo_domain::time::now(),
-            };
-            crate::handle(&ctx, &request)
+    let db = match SpinDb::open("default") {
+        Ok(db) => db,
+        Err(e) => {
+            return respond(
+                out,
+                ApiError::new(503, "storage_unavailable", e.message).into_response(),
+            )
         }
-        Err(e) => ApiError::new(503, "storage_unavailable", e.message).into_response(),
     };
-    let mut builder = SpinResponse::builder();
-    builder.status(response.status);
-    for (name, value) in response.headers {
-        builder.header(name, value);
+    let ctx = Context {
+        db: &db,
+        databases: &SpinDatabases,
+        config: &config,
+        now: todo_domain::time::now(),
+    };
+    if let Match::Found {
+        endpoint: Endpoint::EventStream,
+        ..
+    } = crate::router::route(&request.method, &request.path)
+    {
+        return stream_events(&ctx, &request, out).await;
     }
-    builder.body(response.body).build()
+    respond(out, crate::handle(&ctx, &request));
+}
+
+/// `GET /api/events`: Server-Sent Events from the caller's change feed.
+async fn stream_events(ctx: &Context<'_>, request: &Request, out: ResponseOutparam) {
+    let started = match crate::auth::authenticate(request, ctx.config, ctx.now.timestamp())
+        .and_then(|user| {
+            crate::services::stream_start(ctx, request, &user).map(|cursor| (user, cursor))
+        }) {
+        Ok(started) => started,
+        Err(error) => return respond(out, error.into_response()),
+    };
+    let (user, mut cursor) = started;
+    let headers = Fields::from_list(&[
+        ("content-type".to_owned(), b"text/event-stream".to_vec()),
+        ("cache-control".to_owned(), b"no-cache".to_vec()),
+    ])
+    .expect("valid headers");
+    let outgoing = OutgoingResponse::new(headers);
+    let mut body = outgoing.take_body();
+    out.set(outgoing);
+    if body.send(b"retry: 1000\n\n".to_vec()).await.is_err() {
+        return;
+    }
+    let deadline = Instant::now() + STREAM_WINDOW;
+    let mut last_write = Instant::now();
+    while Instant::now() < deadline {
+        match crate::services::stream_frames(ctx, &user, cursor) {
+            Ok((frames, next)) if !frames.is_empty() => {
+                cursor = next;
+                if body.send(frames.into_bytes()).await.is_err() {
+                    return; // the client went away
+                }
+                last_write = Instant::now();
+            }
+            Ok(_) => {}
+            Err(_) => return,
+        }
+        if last_write.elapsed() >= HEARTBEAT {
+            if body.send(b": keep-alive\n\n".to_vec()).await.is_err() {
+                return;
+            }
+            last_write = Instant::now();
+        }
+        std::thread::sleep(crate::services::POLL_INTERVAL);
+    }
 }

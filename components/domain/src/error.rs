@@ -47,6 +47,12 @@ impl DomainError {
         DomainError::NotFound(format!("no task with id `{id}`"))
     }
 
+    /// Whether trying again later may succeed (a busy or failing store), as
+    /// opposed to input that will never be accepted.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, DomainError::Storage(_))
+    }
+
     pub fn field(&self) -> Option<&str> {
         match self {
             DomainError::Invalid { field, .. } | DomainError::BadRequest { field, .. } => {

@@ -13,7 +13,11 @@ impl SpinDb {
     /// Opens a database the component was granted in `sqlite_databases`.
     pub fn open(label: &str) -> Result<Self, DbError> {
         let conn = Connection::open(label).map_err(|e| spin_error(label, e))?;
-        Ok(SpinDb { conn })
+        let db = SpinDb { conn };
+        // Spin opens SQLite without a busy timeout; the trigger host's relay
+        // writes the same file, so wait for its lock instead of failing.
+        db.execute("PRAGMA busy_timeout = 5000", &[])?;
+        Ok(db)
     }
 }
 

@@ -11,8 +11,23 @@ use todo_domain::time::{self, Timestamp};
 
 pub const SECRET: &str = "test-secret";
 
+/// The other services' databases, as files beside the default one.
+pub struct Files(pub std::path::PathBuf);
+
+impl todo_api::Databases for Files {
+    fn open(
+        &self,
+        label: &str,
+    ) -> Result<Box<dyn todo_domain::sql::Sql>, todo_domain::sql::DbError> {
+        Ok(Box::new(NativeDb::open(
+            &self.0.join(format!("{label}.db")),
+        )?))
+    }
+}
+
 pub struct App {
     pub db: NativeDb,
+    pub files: Files,
     pub config: Config,
     pub now: Timestamp,
     _dir: TempDir,
@@ -58,6 +73,7 @@ impl App {
         let db = NativeDb::open(&dir.0.join("sqlite_db.db")).unwrap();
         App {
             db,
+            files: Files(dir.0.clone()),
             config,
             now: time::parse("now", "2026-11-29T10:00:00Z").unwrap(),
             _dir: dir,
@@ -67,6 +83,7 @@ impl App {
     pub fn request(&self, request: Request) -> Response {
         let ctx = Context {
             db: &self.db,
+            databases: &self.files,
             config: &self.config,
             now: self.now,
         };

@@ -1,0 +1,313 @@
+//! Endpoints over the event services' stores: notifications (reminders),
+//! history and audit trail (audit), the change feed as long-poll and
+//! Server-Sent Events (sync). The services write these databases; the API
+//! reads them, and only marks notifications read.
+
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::{json, Value as Json};
+use todo_domain::sql::Sql;
+use todo_domain::{audit, feed, reminders, DomainError, TaskStore};
+
+use crate::http::{ApiError, Request, Response};
+use crate::Context;
+
+/// Longest a long-poll waits for news.
+pub const MAX_WAIT_SECS: u64 = 30;
+/// How often a waiting request looks for news.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn only_params(pairs: &[(String, String)], allowed: &[&str]) -> Result<(), ApiError> {
+    match pairs.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+        Some((k, _)) => Err(ApiError::new(
+            400,
+            "bad_request",
+            format!(
+                "unknown query parameter `{k}`; known ones are {}",
+                allowed.join(", ")
+            ),
+        )
+        .with_field(k.clone())),
+        None => Ok(()),
+    }
+}
+
+fn limit(pairs: &[(String, String)], default: i64) -> Result<i64, ApiError> {
+    match param(pairs, "limit") {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| ApiError::from(DomainError::invalid("limit", "must be from 1 to 100"))),
+    }
+}
+
+fn bad_cursor() -> ApiError {
+    ApiError::from(DomainError::bad_request(
+        Some("cursor"),
+        "is not a cursor this server issued",
+    ))
+}
+
+fn open(ctx: &Context<'_>, label: &str) -> Result<Box<dyn Sql>, ApiError> {
+    Ok(ctx.databases.open(label)?)
+}
+
+pub fn list_notifications(
+    ctx: &Context<'_>,
+    request: &Request,
+    user: &str,
+) -> Result<Response, ApiError> {
+    let pairs = request.query_pairs();
+    only_params(&pairs, &["unread", "limit", "cursor"])?;
+    let unread = match param(&pairs, "unread") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(DomainError::invalid("unread", "must be true or false").into()),
+    };
+    let limit = limit(&pairs, 20)?;
+    let before = match param(&pairs, "cursor") {
+        None => None,
+        Some(c) => {
+            let text = URL_SAFE_NO_PAD
+                .decode(c)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(bad_cursor)?;
+            let (ms, id) = text.split_once('|').ok_or_else(bad_cursor)?;
+            Some((ms.parse::<i64>().map_err(|_| bad_cursor())?, id.to_owned()))
+        }
+    };
+    let db = open(ctx, "reminders")?;
+    reminders::open(db.as_ref())?;
+    let mut items = reminders::list(db.as_ref(), user, unread, limit + 1, before)?;
+    let next = if items.len() as i64 > limit {
+        items.truncate(limit as usize);
+        items.last().map(|n| {
+            URL_SAFE_NO_PAD.encode(format!(
+                "{}|{}",
+                todo_domain::time::to_millis(&n.created_at),
+                n.id
+            ))
+        })
+    } else {
+        None
+    };
+    Ok(Response::json(
+        200,
+        &json!({
+            "notifications": items.iter().map(|n| n.to_json()).collect::<Vec<_>>(),
+            "next_cursor": next,
+        }),
+    ))
+}
+
+pub fn read_notification(ctx: &Context<'_>, user: &str, id: &str) -> Result<Response, ApiError> {
+    let db = open(ctx, "reminders")?;
+    reminders::open(db.as_ref())?;
+    let n = reminders::mark_read(db.as_ref(), user, id, ctx.now)?;
+    Ok(Response::json(200, &n.to_json()))
+}
+
+pub fn task_history(ctx: &Context<'_>, user: &str, task_id: &str) -> Result<Response, ApiError> {
+    let visible = TaskStore::open(ctx.db)?.get(user, task_id)?.is_some();
+    let db = open(ctx, "audit")?;
+    audit::open(db.as_ref())?;
+    // A deleted task's history stays readable by its owner.
+    let entries = audit::history(
+        db.as_ref(),
+        task_id,
+        if visible { None } else { Some(user) },
+    )?;
+    if !visible && entries.is_empty() {
+        return Err(DomainError::task_not_found(task_id).into());
+    }
+    Ok(Response::json(
+        200,
+        &json!({
+            "task_id": task_id,
+            "history": entries.iter().map(|e| e.to_json()).collect::<Vec<_>>(),
+        }),
+    ))
+}
+
+pub fn audit_trail(ctx: &Context<'_>, request: &Request, user: &str) -> Result<Response, ApiError> {
+    let pairs = request.query_pairs();
+    only_params(&pairs, &["limit", "cursor"])?;
+    let limit = limit(&pairs, 50)?;
+    let before = match param(&pairs, "cursor") {
+        None => None,
+        Some(c) => Some(c.parse::<i64>().map_err(|_| bad_cursor())?),
+    };
+    let db = open(ctx, "audit")?;
+    audit::open(db.as_ref())?;
+    let mut entries = audit::trail(db.as_ref(), user, before, limit + 1)?;
+    let next = if entries.len() as i64 > limit {
+        entries.truncate(limit as usize);
+        entries.last().map(|e| e.seq.to_string())
+    } else {
+        None
+    };
+    Ok(Response::json(
+        200,
+        &json!({
+            "entries": entries.iter().map(|e| e.to_json()).collect::<Vec<_>>(),
+            "next_cursor": next,
+        }),
+    ))
+}
+
+/// Parses a feed cursor (`since` or `Last-Event-ID`).
+pub fn parse_cursor(field: &str, text: &str) -> Result<i64, ApiError> {
+    text.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|c| *c >= 0)
+        .ok_or_else(|| {
+            DomainError::invalid(field, "must be a cursor from a previous response").into()
+        })
+}
+
+/// `GET /api/sync?since=<cursor>&wait=<seconds>`: the changes after the
+/// cursor, at once if there are any, else as soon as one arrives or `wait`
+/// (default 25, at most 30) runs out. Without `since` it answers at once
+/// with the current cursor, where a new client starts.
+pub fn sync_poll(ctx: &Context<'_>, request: &Request, user: &str) -> Result<Response, ApiError> {
+    let pairs = request.query_pairs();
+    only_params(&pairs, &["since", "wait", "limit"])?;
+    let limit = limit(&pairs, 100)?;
+    let wait = match param(&pairs, "wait") {
+        None => 25,
+        Some(w) => w
+            .parse::<u64>()
+            .ok()
+            .filter(|w| *w <= MAX_WAIT_SECS)
+            .ok_or_else(|| {
+                ApiError::from(DomainError::invalid(
+                    "wait",
+                    format!("must be 0 to {MAX_WAIT_SECS} seconds"),
+                ))
+            })?,
+    };
+    let db = open(ctx, "sync")?;
+    feed::open(db.as_ref())?;
+    let Some(since) = param(&pairs, "since") else {
+        let head = feed::head(db.as_ref(), user)?;
+        return Ok(Response::json(
+            200,
+            &json!({"changes": [], "cursor": head.to_string()}),
+        ));
+    };
+    let since = parse_cursor("since", since)?;
+    let deadline = Instant::now() + Duration::from_secs(wait);
+    loop {
+        let changes = feed::since(db.as_ref(), user, since, limit)?;
+        if !changes.is_empty() || Instant::now() >= deadline {
+            let cursor = changes.last().map_or(since, |c| c.cursor);
+            return Ok(Response::json(
+                200,
+                &json!({
+                    "changes": changes.iter().map(|c| c.to_json()).collect::<Vec<_>>(),
+                    "cursor": cursor.to_string(),
+                }),
+            ));
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// Where an event stream starts: `Last-Event-ID` (a reconnect), `since`,
+/// else the current head (only new changes).
+pub fn stream_start(ctx: &Context<'_>, request: &Request, user: &str) -> Result<i64, ApiError> {
+    let pairs = request.query_pairs();
+    only_params(&pairs, &["since"])?;
+    let db = open(ctx, "sync")?;
+    feed::open(db.as_ref())?;
+    if let Some(id) = request.header("last-event-id") {
+        return parse_cursor("Last-Event-ID", id);
+    }
+    match param(&pairs, "since") {
+        Some(since) => parse_cursor("since", since),
+        None => Ok(feed::head(db.as_ref(), user)?),
+    }
+}
+
+/// The SSE frames for changes after `cursor`, and the new cursor.
+pub fn stream_frames(
+    ctx: &Context<'_>,
+    user: &str,
+    cursor: i64,
+) -> Result<(String, i64), ApiError> {
+    let db = open(ctx, "sync")?;
+    let changes = feed::since(db.as_ref(), user, cursor, 100)?;
+    let mut out = String::new();
+    let mut last = cursor;
+    for change in &changes {
+        out.push_str(&format!(
+            "id: {}\nevent: {}\ndata: {}\n\n",
+            change.cursor,
+            change.event_type,
+            change.to_json()
+        ));
+        last = change.cursor;
+    }
+    Ok((out, last))
+}
+
+/// `GET /api/events` outside a streaming host: the frames available now.
+/// Under Spin the entry point streams instead (see `spin_entry`).
+pub fn event_stream_once(
+    ctx: &Context<'_>,
+    request: &Request,
+    user: &str,
+) -> Result<Response, ApiError> {
+    let start = stream_start(ctx, request, user)?;
+    let (frames, _) = stream_frames(ctx, user, start)?;
+    Ok(Response {
+        status: 200,
+        headers: vec![
+            ("content-type".into(), "text/event-stream".into()),
+            ("cache-control".into(), "no-cache".into()),
+        ],
+        body: format!("retry: 1000\n\n{frames}").into_bytes(),
+    })
+}
+
+/// Request bodies for sharing and assignment.
+pub fn user_field(
+    object: &serde_json::Map<String, Json>,
+    field: &str,
+    nullable: bool,
+) -> Result<Option<String>, ApiError> {
+    if let Some(key) = object.keys().find(|k| k.as_str() != field) {
+        return Err(ApiError::new(
+            400,
+            "bad_request",
+            format!("unknown field `{key}`; this endpoint takes `{field}`"),
+        )
+        .with_field(key.clone()));
+    }
+    match object.get(field) {
+        Some(Json::String(s)) => Ok(Some(s.trim().to_owned())),
+        Some(Json::Null) if nullable => Ok(None),
+        _ => Err(DomainError::invalid(
+            field,
+            if nullable {
+                "must be a user id or null"
+            } else {
+                "must be a user id"
+            },
+        )
+        .into()),
+    }
+}
