@@ -217,6 +217,20 @@ pub fn fire_due(db: &dyn Sql, now: Timestamp, grace_ms: i64) -> Result<Fired> {
     })
 }
 
+/// The earliest scheduled reminder in `(after_ms, until_ms]`, so the timer
+/// can fire it at its time instead of at the next tick.
+pub fn next_due_ms(db: &dyn Sql, after_ms: i64, until_ms: i64) -> Result<Option<i64>> {
+    let rows = db.execute(
+        "SELECT MIN(remind_ms) AS next FROM schedules WHERE state = 'scheduled' AND remind_ms > ? AND remind_ms <= ?",
+        &[Value::Integer(after_ms), Value::Integer(until_ms)],
+    )?;
+    Ok(rows
+        .first()
+        .map(|r| r.opt_i64("next"))
+        .transpose()?
+        .flatten())
+}
+
 fn triggered_event(row: &Row<'_>, now: Timestamp) -> Result<Event> {
     let at = |c: &str| -> Result<Option<String>> {
         Ok(row.opt_i64(c)?.map(|m| time::format(&time::from_millis(m))))

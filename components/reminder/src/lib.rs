@@ -26,6 +26,9 @@ spin_sdk::wit_bindgen::generate!({
 /// Reminders due longer ago than this when the timer sees them (the service
 /// was down) are recorded as missed, not sent late.
 const DEFAULT_GRACE_SECONDS: i64 = 300;
+/// How far into the second after a tick the timer keeps firing reminders
+/// at their own time (the next tick takes over after).
+const LOOK_AHEAD_MS: i64 = 950;
 /// Webhook deliveries per timer tick.
 const DELIVERIES_PER_TICK: i64 = 20;
 
@@ -93,17 +96,30 @@ impl Guest for Reminder {
         Ok(())
     }
 
-    fn handle_cron_event(_metadata: Metadata) -> Result<(), CronError> {
+    fn handle_cron_event(metadata: Metadata) -> Result<(), CronError> {
         let db = open().map_err(CronError::Other)?;
         let grace = variable("reminder_grace_seconds")
             .and_then(|v| v.parse::<i64>().ok())
             .unwrap_or(DEFAULT_GRACE_SECONDS);
-        let now = todo_domain::time::now();
-        let fired = reminders::fire_due(&db, now, grace * 1000)
-            .map_err(|e| CronError::Other(e.to_string()))?;
-        if fired.fired + fired.missed > 0 {
-            println!("reminders: fired {}, missed {}", fired.fired, fired.missed);
+        let fail = |e: todo_domain::DomainError| CronError::Other(e.to_string());
+        // Ticks come once a second; reminders due before the next tick are
+        // fired at their own time within this one.
+        let horizon_ms = metadata.timestamp as i64 * 1000 + LOOK_AHEAD_MS;
+        loop {
+            let now = todo_domain::time::now();
+            let fired = reminders::fire_due(&db, now, grace * 1000).map_err(fail)?;
+            if fired.fired + fired.missed > 0 {
+                println!("reminders: fired {}, missed {}", fired.fired, fired.missed);
+            }
+            let now_ms = todo_domain::time::to_millis(&now);
+            match reminders::next_due_ms(&db, now_ms, horizon_ms).map_err(fail)? {
+                Some(next_ms) => std::thread::sleep(std::time::Duration::from_millis(
+                    (next_ms - now_ms).max(0) as u64,
+                )),
+                None => break,
+            }
         }
+        let now = todo_domain::time::now();
         let pending = reminders::pending_deliveries(&db, now, DELIVERIES_PER_TICK)
             .map_err(|e| CronError::Other(e.to_string()))?;
         let url = variable("notification_webhook_url");

@@ -56,6 +56,9 @@ fn default_concurrency() -> usize {
 fn default_handler_timeout_ms() -> u64 {
     30_000
 }
+fn default_fetch_wait_max_ms() -> u64 {
+    100
+}
 
 /// `[[trigger.kafka]]`: one consumer group feeding one component.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -88,6 +91,10 @@ pub struct KafkaTrigger {
     /// Where a new group starts: `earliest` (default) or `latest`.
     #[serde(default)]
     pub start_from: Option<String>,
+    /// Longest the broker may hold a fetch when there is nothing new. Low,
+    /// because some brokers (tansu) hold every fetch this long.
+    #[serde(default = "default_fetch_wait_max_ms")]
+    pub fetch_wait_max_ms: u64,
 }
 
 impl KafkaTrigger {

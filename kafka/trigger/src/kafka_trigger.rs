@@ -227,7 +227,11 @@ impl KafkaRunner {
                 self.trigger.start_from.as_deref().unwrap_or("earliest"),
             )
             .set("statistics.interval.ms", "5000")
-            .set("enable.partition.eof", "false");
+            .set("enable.partition.eof", "false")
+            .set(
+                "fetch.wait.max.ms",
+                self.trigger.fetch_wait_max_ms.to_string(),
+            );
         let consumer: BaseConsumer<TriggerContext> = config.create_with_context(context)?;
         let topics: Vec<&str> = self.trigger.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;

@@ -1,0 +1,461 @@
+//! The Todo Chatbot end to end, as shipped: the repository's spin.toml and
+//! runtime config, every Wasm component, the real host and a real tansu
+//! broker, driven over HTTP as a chat front end would.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value as Json};
+use support::*;
+
+const LONG: Duration = Duration::from_secs(90);
+
+struct TodoApp {
+    dir: TempDir,
+    broker: Broker,
+    host: Host,
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+impl TodoApp {
+    fn start() -> TodoApp {
+        let broker = Broker::start();
+        let status = Command::new(host_bin())
+            .args(["topics", "apply", "-t"])
+            .arg(repo().join("kafka/topics.toml"))
+            .args(["--brokers", &broker.address()])
+            .output()
+            .unwrap();
+        assert!(
+            status.status.success(),
+            "{}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+        let dir = TempDir::new("todo");
+        let manifest = std::fs::read_to_string(repo().join("spin.toml")).unwrap();
+        let wasm_dir = wasm("todo_api.wasm").parent().unwrap().to_path_buf();
+        let manifest = manifest.replace(
+            "\"target/wasm32-wasip2/release/",
+            &format!("\"{}/", wasm_dir.display()),
+        );
+        std::fs::write(dir.0.join("spin.toml"), manifest).unwrap();
+        std::fs::copy(
+            repo().join("runtime-config/local.toml"),
+            dir.0.join("runtime-config.toml"),
+        )
+        .unwrap();
+        let brokers = broker.address();
+        let host = Host::start_with_args(
+            &dir.0,
+            &[
+                ("SPIN_VARIABLE_KAFKA_BROKERS", brokers.as_str()),
+                ("SPIN_VARIABLE_DEV_AUTH", "true"),
+            ],
+            &["--runtime-config-file", "runtime-config.toml"],
+        );
+        let app = TodoApp { dir, broker, host };
+        app.wait_until_consuming();
+        app
+    }
+
+    fn db(&self, name: &str) -> PathBuf {
+        self.dir.0.join(".spin").join(name)
+    }
+
+    /// Every consumer group has joined once an event went all the way round.
+    fn wait_until_consuming(&self) {
+        let id = self.create(
+            "warmup",
+            json!({"title": "warm up", "remind_at": "2099-01-01T00:00:00Z"}),
+        );
+        wait_for("the services to consume", LONG, || {
+            let scheduled = count(
+                &self.db("reminders.db"),
+                &format!("SELECT COUNT(*) FROM schedules WHERE task_id = '{id}'"),
+            ) == 1;
+            let audited = count(
+                &self.db("audit.db"),
+                &format!("SELECT COUNT(*) FROM audit_log WHERE task_id = '{id}'"),
+            ) >= 2;
+            let synced = count(
+                &self.db("sync.db"),
+                &format!("SELECT COUNT(*) FROM changes WHERE task_id = '{id}'"),
+            ) == 1;
+            (scheduled && audited && synced).then_some(())
+        });
+    }
+
+    fn call(&self, user: &str, method: &str, path: &str, body: Option<Json>) -> (u16, Json) {
+        let text = body.map(|b| b.to_string());
+        let (status, response) = self.host.http(
+            method,
+            path,
+            &[("x-user-id", user), ("content-type", "application/json")],
+            text.as_deref(),
+        );
+        (
+            status,
+            serde_json::from_str(&response).unwrap_or(Json::Null),
+        )
+    }
+
+    fn create(&self, user: &str, body: Json) -> String {
+        let (status, task) = self.call(user, "POST", "/api/tasks", Some(body));
+        assert_eq!(status, 201, "{task}");
+        task["id"].as_str().unwrap().to_owned()
+    }
+
+    fn tasks(&self, user: &str) -> Vec<Json> {
+        let (_, page) = self.call(user, "GET", "/api/tasks?limit=100", None);
+        page["tasks"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+fn iso(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn millis(text: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .timestamp_millis()
+}
+
+#[test]
+fn a_reminder_arrives_once_on_time_and_never_for_a_completed_or_deleted_task() {
+    let app = TodoApp::start();
+    let due = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let mut on_time = Vec::new();
+    for i in 0..5 {
+        let at = due + chrono::Duration::milliseconds(i * 150);
+        on_time.push(app.create(
+            "alice",
+            json!({"title": format!("call {i}"), "due_date": iso(at), "remind_before_minutes": 0}),
+        ));
+    }
+    let completed = app.create(
+        "alice",
+        json!({"title": "done early", "due_date": iso(due), "remind_before_minutes": 0}),
+    );
+    assert_eq!(
+        app.call(
+            "alice",
+            "POST",
+            &format!("/api/tasks/{completed}/complete"),
+            None
+        )
+        .0,
+        200
+    );
+    let deleted = app.create(
+        "alice",
+        json!({"title": "deleted", "due_date": iso(due), "remind_before_minutes": 0}),
+    );
+    assert_eq!(
+        app.call("alice", "DELETE", &format!("/api/tasks/{deleted}"), None)
+            .0,
+        204
+    );
+
+    wait_for("five notifications", Duration::from_secs(10), || {
+        let (_, page) = app.call("alice", "GET", "/api/notifications", None);
+        (page["notifications"].as_array().map_or(0, Vec::len) >= 5).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let (_, page) = app.call("alice", "GET", "/api/notifications", None);
+    let notes = page["notifications"].as_array().unwrap();
+    let by_task: HashMap<&str, &Json> = notes
+        .iter()
+        .map(|n| (n["task_id"].as_str().unwrap(), n))
+        .collect();
+    assert_eq!(
+        notes.len(),
+        5,
+        "exactly one each, none for the completed or deleted task: {notes:#?}"
+    );
+    let mut lateness: Vec<i64> = on_time
+        .iter()
+        .map(|id| {
+            let n = by_task[id.as_str()];
+            assert_eq!(
+                (n["status"].as_str(), n["notification_type"].as_str()),
+                (Some("unread"), Some("in_app"))
+            );
+            millis(n["created_at"].as_str().unwrap()) - millis(n["remind_at"].as_str().unwrap())
+        })
+        .collect();
+    lateness.sort();
+    eprintln!(
+        "reminder lateness ms: {lateness:?} (p50 {}, max {})",
+        lateness[2], lateness[4]
+    );
+    assert!(
+        lateness.iter().all(|l| (0..1000).contains(l)),
+        "within a second of remind_at: {lateness:?}"
+    );
+    // The services saw it too: reminder_triggered is on Kafka and audited.
+    let triggered = app.broker.read("reminders", 100, Duration::from_secs(5));
+    let fired = triggered
+        .iter()
+        .filter(|r| r.value.contains("reminder_triggered"))
+        .count();
+    assert_eq!(fired, 5);
+}
+
+#[test]
+fn a_completed_daily_task_renews_once_even_when_the_event_is_delivered_twice() {
+    let app = TodoApp::start();
+    let id = app.create("alice", json!({"title": "Stand-up", "due_date": "2099-03-01T09:00:00Z", "recurrence_pattern": "daily", "tags": ["work"]}));
+    assert_eq!(
+        app.call("alice", "POST", &format!("/api/tasks/{id}/complete"), None)
+            .0,
+        200
+    );
+    wait_for("the next instance", LONG, || {
+        (app.tasks("alice").len() == 2).then_some(())
+    });
+    // Publish the task_completed event again, byte for byte.
+    let events = app.broker.read("task-events", 100, Duration::from_secs(5));
+    let completed = events
+        .iter()
+        .find(|r| r.value.contains("\"task_completed\"") && r.value.contains(&id))
+        .expect("the completion event");
+    let producer = app.broker.producer();
+    let mut headers = rdkafka::message::OwnedHeaders::new();
+    for (k, v) in &completed.headers {
+        headers = headers.insert(rdkafka::message::Header {
+            key: k,
+            value: Some(v.as_bytes()),
+        });
+    }
+    use rdkafka::producer::Producer;
+    producer
+        .send(
+            rdkafka::producer::BaseRecord::to("task-events")
+                .key(completed.key.as_deref().unwrap())
+                .payload(&completed.value)
+                .headers(headers),
+        )
+        .map_err(|(e, _)| e)
+        .unwrap();
+    producer.flush(Duration::from_secs(10)).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let tasks = app.tasks("alice");
+    let series: Vec<&Json> = tasks
+        .iter()
+        .filter(|t| t["series_id"] == json!(id))
+        .collect();
+    assert_eq!(series.len(), 2, "one next instance: {series:#?}");
+    let next = series.iter().find(|t| t["id"] != json!(id)).unwrap();
+    assert_eq!(next["due_date"], "2099-03-02T09:00:00Z");
+    assert_eq!(
+        (
+            next["status"].as_str(),
+            next["occurrence"].as_i64(),
+            next["tags"].clone()
+        ),
+        (Some("pending"), Some(2), json!(["work"]))
+    );
+}
+
+#[test]
+fn a_series_with_count_three_stops_after_three() {
+    let app = TodoApp::start();
+    let mut current = app.create("alice", json!({"title": "Pill", "due_date": "2099-03-01T08:00:00Z", "recurrence_pattern": "RRULE:FREQ=DAILY;COUNT=3"}));
+    for expected in 2..=3 {
+        assert_eq!(
+            app.call(
+                "alice",
+                "POST",
+                &format!("/api/tasks/{current}/complete"),
+                None
+            )
+            .0,
+            200
+        );
+        current = wait_for("the next occurrence", LONG, || {
+            app.tasks("alice")
+                .into_iter()
+                .find(|t| t["occurrence"] == json!(expected))
+                .map(|t| t["id"].as_str().unwrap().to_owned())
+        });
+    }
+    assert_eq!(
+        app.call(
+            "alice",
+            "POST",
+            &format!("/api/tasks/{current}/complete"),
+            None
+        )
+        .0,
+        200
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let pills = app
+        .tasks("alice")
+        .into_iter()
+        .filter(|t| t["title"] == "Pill")
+        .count();
+    assert_eq!(pills, 3);
+}
+
+#[test]
+fn the_audit_history_is_complete_after_the_host_is_killed_mid_stream() {
+    let mut app = TodoApp::start();
+    let mut ids = Vec::new();
+    let mut api_to_audit = Vec::new();
+    for i in 0..25 {
+        let id = app.create("alice", json!({"title": format!("audit {i}")}));
+        assert_eq!(
+            app.call(
+                "alice",
+                "PATCH",
+                &format!("/api/tasks/{id}"),
+                Some(json!({"priority": "high"}))
+            )
+            .0,
+            200
+        );
+        let written = Instant::now();
+        assert_eq!(
+            app.call("alice", "POST", &format!("/api/tasks/{id}/complete"), None)
+                .0,
+            200
+        );
+        if i < 5 {
+            // Latency from an API write to its audit row, before the kill.
+            wait_for("the audit row", LONG, || {
+                (count(&app.db("audit.db"), &format!("SELECT COUNT(*) FROM audit_log WHERE task_id = '{id}' AND action = 'task_completed'")) == 1).then_some(())
+            });
+            api_to_audit.push(written.elapsed().as_millis());
+        }
+        ids.push(id);
+    }
+    app.host.kill();
+    app.host.restart();
+    for id in &ids {
+        let history = wait_for("a complete history", LONG, || {
+            let (_, body) = app.call("alice", "GET", &format!("/api/tasks/{id}/history"), None);
+            let actions: Vec<String> = body["history"]
+                .as_array()?
+                .iter()
+                .map(|e| e["action"].as_str().unwrap().to_owned())
+                .collect();
+            (actions.iter().filter(|a| a.starts_with("task_")).count() >= 3).then_some(actions)
+        });
+        let task_actions: Vec<&str> = history
+            .iter()
+            .map(String::as_str)
+            .filter(|a| a.starts_with("task_"))
+            .collect();
+        assert_eq!(
+            task_actions,
+            ["task_created", "task_updated", "task_completed"],
+            "task {id}"
+        );
+    }
+    api_to_audit.sort();
+    eprintln!("API write -> audit row ms: {api_to_audit:?}");
+}
+
+#[test]
+fn a_second_clients_long_poll_returns_the_first_clients_change() {
+    let app = TodoApp::start();
+    let (_, start) = app.call("alice", "GET", "/api/sync", None);
+    let cursor = start["cursor"].as_str().unwrap().to_owned();
+    let port = app.host.http_port;
+    let poller = std::thread::spawn(move || {
+        let started = Instant::now();
+        let (status, body) = http(
+            port,
+            "GET",
+            &format!("/api/sync?since={cursor}&wait=20"),
+            &[("x-user-id", "alice")],
+            None,
+        );
+        (status, body, started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let id = app.create("alice", json!({"title": "from the phone"}));
+    let (status, body, waited) = poller.join().unwrap();
+    assert_eq!(status, 200);
+    let body: Json = serde_json::from_str(&body).unwrap();
+    let change = &body["changes"][0];
+    assert_eq!(
+        (
+            change["task_id"].as_str(),
+            change["update_data"]["change"].as_str()
+        ),
+        (Some(id.as_str()), Some("created"))
+    );
+    assert!(
+        waited < Duration::from_secs(15),
+        "answered when the change arrived, after {waited:?}"
+    );
+
+    // A shared task reaches the other user's feed.
+    let (_, bob_start) = app.call("bob", "GET", "/api/sync", None);
+    assert_eq!(
+        app.call(
+            "alice",
+            "POST",
+            &format!("/api/tasks/{id}/share"),
+            Some(json!({"user_id": "bob"}))
+        )
+        .0,
+        200
+    );
+    let (_, bob) = app.call(
+        "bob",
+        "GET",
+        &format!(
+            "/api/sync?since={}&wait=20",
+            bob_start["cursor"].as_str().unwrap()
+        ),
+        None,
+    );
+    assert_eq!(bob["changes"][0]["event_type"], "task_shared");
+    assert_eq!(
+        bob["changes"][0]["update_data"]["task"]["title"],
+        "from the phone"
+    );
+
+    // And the same feed as Server-Sent Events.
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(stream, "GET /api/events HTTP/1.1\r\nhost: x\r\nx-user-id: alice\r\naccept: text/event-stream\r\n\r\n").unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.contains("200"), "{line}");
+    std::thread::sleep(Duration::from_millis(300));
+    app.call(
+        "alice",
+        "PATCH",
+        &format!("/api/tasks/{id}"),
+        Some(json!({"title": "edited on the laptop"})),
+    );
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline && !seen.contains("edited on the laptop") {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        seen.push_str(&line);
+    }
+    assert!(
+        seen.contains("event: task_updated") && seen.contains("edited on the laptop"),
+        "{seen}"
+    );
+}
