@@ -65,7 +65,7 @@ pub fn next_instance(completed: &Task, id: String, now: Timestamp) -> Result<Opt
 /// What handling one `task_completed` event did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Created(Task),
+    Created(Box<Task>),
     /// Nothing to do, and why (for logs and tests).
     Skipped(&'static str),
 }
@@ -106,7 +106,7 @@ pub fn on_completed(store: &TaskStore<'_>, completed: &Task, now: Timestamp) -> 
             None => Ok(Outcome::Skipped("series ended")),
             Some(next) => {
                 if store.insert_occurrence(&next, now, ACTOR)? {
-                    Ok(Outcome::Created(next))
+                    Ok(Outcome::Created(Box::new(next)))
                 } else {
                     Ok(Outcome::Skipped("next instance exists"))
                 }

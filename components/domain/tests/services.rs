@@ -3,7 +3,7 @@
 //! fed redeliveries and out-of-order events.
 
 use serde_json::json;
-use todo_domain::events::{self, Event};
+use todo_domain::events;
 use todo_domain::incoming::IncomingEvent;
 use todo_domain::native::NativeDb;
 use todo_domain::recurring::{self, Outcome};
@@ -19,10 +19,6 @@ fn patch(v: serde_json::Value) -> TaskPatch {
     TaskPatch::from_json(v.as_object().unwrap()).unwrap()
 }
 
-fn incoming(event: &Event) -> IncomingEvent {
-    IncomingEvent::decode(Some(event.payload.to_string().as_bytes())).unwrap()
-}
-
 /// The events a store change wrote to the outbox, decoded.
 fn outbox_events(db: &dyn Sql, topic: &str) -> Vec<IncomingEvent> {
     db.execute(
@@ -36,20 +32,9 @@ fn outbox_events(db: &dyn Sql, topic: &str) -> Vec<IncomingEvent> {
 }
 
 fn count(db: &dyn Sql, sql: &str) -> i64 {
-    db.execute(sql, &[]).unwrap().rows[0][0]
-        .clone()
-        .try_into_i64()
-}
-
-trait AsI64 {
-    fn try_into_i64(self) -> i64;
-}
-impl AsI64 for todo_domain::sql::Value {
-    fn try_into_i64(self) -> i64 {
-        match self {
-            todo_domain::sql::Value::Integer(n) => n,
-            other => panic!("not an integer: {other:?}"),
-        }
+    match &db.execute(sql, &[]).unwrap().rows[0][0] {
+        todo_domain::sql::Value::Integer(n) => *n,
+        other => panic!("not a count: {other:?}"),
     }
 }
 
@@ -194,7 +179,7 @@ fn webhook_deliveries_retry_with_backoff_then_fail_visibly() {
                 .is_empty(),
             "backs off"
         );
-        clock = clock + chrono::Duration::seconds(1 << attempt);
+        clock += chrono::Duration::seconds(1 << attempt);
     }
     let n = &reminders::list(&rdb, "alice", false, 10, None).unwrap()[0];
     assert_eq!(
@@ -246,8 +231,8 @@ fn a_series_with_count_three_stops_and_deleting_stops_it_too() {
         match recurring::on_completed(&store, &done, now).unwrap() {
             Outcome::Created(next) => {
                 made += 1;
-                current = next;
-                now = now + chrono::Duration::days(1);
+                current = *next;
+                now += chrono::Duration::days(1);
             }
             Outcome::Skipped(reason) => {
                 assert_eq!(reason, "series ended");
