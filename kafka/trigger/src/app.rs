@@ -111,6 +111,9 @@ pub struct App {
     pub name: String,
     /// Directory of `spin.toml`: the base of relative paths and of `.spin/`.
     pub dir: PathBuf,
+    /// Whether the app came from local files (not a registry): only then
+    /// does it have a default state directory.
+    pub local: bool,
     pub variables: BTreeMap<String, AppVariable>,
     pub components: BTreeMap<String, ComponentSpec>,
     pub http_triggers: Vec<HttpTrigger>,

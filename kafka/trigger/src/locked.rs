@@ -77,7 +77,7 @@ pub fn file_url_path(url: &str) -> Result<PathBuf> {
 }
 
 /// Loads the locked app; `app_dir` is `SPIN_LOCAL_APP_DIR` (where `.spin/` lives).
-pub fn load(locked_url: &str, app_dir: &Path) -> Result<App> {
+pub fn load(locked_url: &str, app_dir: Option<&Path>) -> Result<App> {
     let path = file_url_path(locked_url)?;
     let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
     let locked: LockedApp =
@@ -89,7 +89,11 @@ pub fn load(locked_url: &str, app_dir: &Path) -> Result<App> {
             .and_then(Json::as_str)
             .unwrap_or("app")
             .to_owned(),
-        dir: app_dir.to_path_buf(),
+        dir: app_dir.map_or_else(
+            || std::env::current_dir().unwrap_or_default(),
+            Path::to_path_buf,
+        ),
+        local: app_dir.is_some(),
         ..App::default()
     };
     if let Some(settings) = locked

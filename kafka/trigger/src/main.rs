@@ -108,15 +108,14 @@ fn load(args: &Args) -> Result<(App, Roles)> {
     }
     let locked_url = std::env::var("SPIN_LOCKED_URL")
         .context("SPIN_LOCKED_URL is not set: run `trigger-kafka up` standalone, or install this as a Spin plugin")?;
-    // Empty when Spin found spin.toml in the working directory.
-    let app_dir = match std::env::var("SPIN_LOCAL_APP_DIR")
-        .ok()
-        .filter(|d| !d.is_empty())
-    {
-        Some(dir) => PathBuf::from(dir),
-        None => std::env::current_dir()?,
+    // Set for local apps (empty when Spin found spin.toml in the working
+    // directory); unset for apps from a registry, which have no state dir.
+    let app_dir = match std::env::var("SPIN_LOCAL_APP_DIR") {
+        Ok(dir) if dir.is_empty() => Some(std::env::current_dir()?),
+        Ok(dir) => Some(PathBuf::from(dir)),
+        Err(_) => None,
     };
-    let app = locked::load(&locked_url, &app_dir)?;
+    let app = locked::load(&locked_url, app_dir.as_deref())?;
     // Installed as trigger-cron, the same binary serves the timer trigger.
     let name = std::env::args().next().unwrap_or_default();
     let as_cron = Path::new(&name)
@@ -178,7 +177,7 @@ async fn run(args: Args) -> Result<()> {
     let cwd = std::env::current_dir()?;
     let config = RuntimeConfig::load(
         args.runtime_config_file.as_deref(),
-        &app.dir,
+        app.local.then_some(app.dir.as_path()),
         StateDir::from_flag(args.state_dir.as_deref()),
         &cwd,
     )?;

@@ -75,6 +75,7 @@ pub fn load(path: &Path) -> Result<App> {
     let mut app = App {
         name: manifest.application.name,
         dir: dir.clone(),
+        local: true,
         ..App::default()
     };
     for (name, variable) in manifest.variables {

@@ -58,12 +58,13 @@ fn resolve(path: &Path, base: &Path) -> PathBuf {
 }
 
 impl RuntimeConfig {
-    /// Reads `file` (if any). `app_dir` is the manifest's directory; `cwd`
+    /// Reads `file` (if any). `app_dir` is the manifest's directory (`None`
+    /// for an app from a registry, which has no default state directory); `cwd`
     /// the process's working directory (Spin resolves relative SQLite paths
     /// against it, and key-value paths against the file's directory).
     pub fn load(
         file: Option<&Path>,
-        app_dir: &Path,
+        app_dir: Option<&Path>,
         state_dir: StateDir,
         cwd: &Path,
     ) -> Result<RuntimeConfig> {
@@ -86,7 +87,7 @@ impl RuntimeConfig {
             StateDir::Default => match table.get("state_dir").and_then(|v| v.as_str()) {
                 Some("") => None,
                 Some(p) => Some(resolve(Path::new(p), cwd)),
-                None => Some(app_dir.join(".spin")),
+                None => app_dir.map(|d| d.join(".spin")),
             },
         };
         let mut config = RuntimeConfig {
@@ -140,7 +141,7 @@ mod tests {
     fn defaults_live_in_the_state_dir() {
         let c = RuntimeConfig::load(
             None,
-            Path::new("/app"),
+            Some(Path::new("/app")),
             StateDir::Default,
             Path::new("/cwd"),
         )
@@ -153,9 +154,23 @@ mod tests {
             c.key_value["default"],
             Location::File("/app/.spin/sqlite_key_value.db".into())
         );
-        let c = RuntimeConfig::load(None, Path::new("/app"), StateDir::Unset, Path::new("/cwd"))
-            .unwrap();
+        let c = RuntimeConfig::load(
+            None,
+            Some(Path::new("/app")),
+            StateDir::Unset,
+            Path::new("/cwd"),
+        )
+        .unwrap();
         assert_eq!(c.sqlite["default"], Location::InMemory);
+    }
+
+    #[test]
+    fn a_registry_app_has_no_default_state_dir() {
+        let c = RuntimeConfig::load(None, None, StateDir::Default, Path::new("/cwd")).unwrap();
+        assert_eq!(
+            (c.state_dir.clone(), c.sqlite["default"].clone()),
+            (None, Location::InMemory)
+        );
     }
 
     #[test]
@@ -172,7 +187,7 @@ mod tests {
         .unwrap();
         let c = RuntimeConfig::load(
             Some(&file),
-            Path::new("/app"),
+            Some(Path::new("/app")),
             StateDir::Default,
             Path::new("/cwd"),
         )
@@ -192,7 +207,7 @@ mod tests {
         .unwrap();
         assert!(RuntimeConfig::load(
             Some(&file),
-            Path::new("/app"),
+            Some(Path::new("/app")),
             StateDir::Default,
             Path::new("/cwd")
         )
