@@ -72,6 +72,24 @@ build_host() {
     (cd "$ROOT" && cargo build --release -p trigger-kafka)
 }
 
+# A virtualenv with the manifest checker's dependencies (deploy/tests).
+VENV="$CACHE/venv"
+ensure_python_tools() {
+    if [ ! -x "$VENV/bin/python" ]; then
+        step "Creating a Python virtualenv for the manifest checks"
+        python3 -m venv "$VENV" 2>/dev/null || {
+            local sudo=""
+            [ "$(id -u)" -eq 0 ] || sudo="sudo"
+            $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv
+            python3 -m venv "$VENV"
+        }
+    fi
+    if ! "$VENV/bin/python" -c "import kubernetes_validate, yaml" 2>/dev/null; then
+        step "Installing kubernetes-validate and PyYAML from PyPI"
+        "$VENV/bin/pip" install -q kubernetes-validate pyyaml
+    fi
+}
+
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
 # start_tansu DIR PORT: a broker with persistent SQLite storage in DIR.

@@ -8,6 +8,7 @@ ensure_cargo
 ensure_packages
 ensure_wasm_target
 ensure_tansu
+ensure_python_tools
 build_components
 
 step "Checking formatting"
@@ -23,3 +24,6 @@ step "Running the tests"
 export TANSU_BIN="$TANSU"
 export TODO_WASM_DIR="$CARGO_TARGET_DIR/wasm32-wasip2/release"
 (cd "$ROOT" && cargo test --release --workspace --features todo-domain/native)
+
+step "Checking the SpinKube manifests offline (deploy/)"
+"$VENV/bin/python" "$ROOT/deploy/tests/check_manifests.py"

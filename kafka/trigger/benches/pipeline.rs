@@ -27,6 +27,8 @@ fn native_consumer(broker: &Broker, group: &str, topic: &str) -> BaseConsumer {
         .set("bootstrap.servers", broker.address())
         .set("group.id", group)
         .set("auto.offset.reset", "earliest")
+        // The same fetch wait trigger-kafka uses, so latencies compare.
+        .set("fetch.wait.max.ms", "100")
         .create()
         .unwrap();
     consumer.subscribe(&[topic]).unwrap();
@@ -127,6 +129,7 @@ dev_auth = "{{{{ dev_auth }}}}"
 [component.probe]
 source = "{probe}"
 sqlite_databases = ["probe"]
+environment = {{ PROBE_DB = "probe" }}
 "#,
             brokers = broker.address(),
             api = wasm("todo_api.wasm").display(),
