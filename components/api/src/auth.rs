@@ -12,7 +12,6 @@ use crate::http::{ApiError, Request};
 
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 const LEEWAY_SECS: i64 = 60;
-const MAX_USER_ID_CHARS: usize = 128;
 
 fn unauthorized(message: impl Into<String>) -> ApiError {
     ApiError::new(401, "unauthorized", message).with_header("www-authenticate", "Bearer")
@@ -48,15 +47,9 @@ pub fn authenticate(request: &Request, config: &Config, now_secs: i64) -> Result
 }
 
 fn validate_user_id(user: &str) -> Result<String, ApiError> {
-    if user.is_empty()
-        || user.chars().count() > MAX_USER_ID_CHARS
-        || user.chars().any(char::is_control)
-    {
-        return Err(unauthorized(format!(
-            "the user id must be 1 to {MAX_USER_ID_CHARS} characters without control characters"
-        )));
-    }
-    Ok(user.to_owned())
+    todo_domain::input::validate_user_id("user", user)
+        .map(|()| user.to_owned())
+        .map_err(|e| unauthorized(format!("the user id is not acceptable: {e}")))
 }
 
 fn decode_part(part: &str, what: &str) -> Result<Json, ApiError> {

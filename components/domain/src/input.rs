@@ -29,21 +29,6 @@ pub const WRITABLE_FIELDS: &[&str] = &[
     "notification_type",
 ];
 
-/// Fields the server owns; writing them is an error that says so.
-const READ_ONLY_FIELDS: &[&str] = &[
-    "id",
-    "user_id",
-    "created_at",
-    "updated_at",
-    "completed_at",
-    "series_id",
-    "series_start",
-    "occurrence",
-    "version",
-    "shared_with",
-    "assignee",
-];
-
 pub const MAX_USER_ID_CHARS: usize = 128;
 
 /// User ids: 1 to 128 characters, no control characters.
@@ -114,7 +99,8 @@ impl TaskPatch {
                     )?)?)
                 }
                 other if extra.contains(&other) => {}
-                other if READ_ONLY_FIELDS.contains(&other) => {
+                // Fields the server owns: writing them is an error that says so.
+                other if crate::model::TASK_FIELDS.contains(&other) => {
                     return Err(DomainError::bad_request(
                         Some(other),
                         format!("`{other}` is set by the server and cannot be written"),

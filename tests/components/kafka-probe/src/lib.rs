@@ -34,8 +34,8 @@ fn now_ms() -> i64 {
 fn record(message: &Message, id: &str, note: &str) -> Result<(), Error> {
     // `PROBE_DB` picks the database (benchmarks keep it apart from the API's).
     let label = std::env::var("PROBE_DB").unwrap_or_else(|_| "default".into());
-    let db = Connection::open(&label)
-        .map_err(|e| Error::Retryable(format!("open default: {e:?}")))?;
+    let db =
+        Connection::open(&label).map_err(|e| Error::Retryable(format!("open default: {e:?}")))?;
     db.execute(
         "CREATE TABLE IF NOT EXISTS handled (
             id TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
