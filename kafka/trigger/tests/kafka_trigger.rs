@@ -387,3 +387,48 @@ fn the_timer_trigger_fires_every_second() {
     }
     assert_eq!(host.health(), 200, "no Kafka configured: healthy");
 }
+
+#[test]
+fn a_rebalance_hands_partitions_over_without_losing_messages() {
+    let broker = Broker::start();
+    broker.create_topic("shared", 6);
+    let app = ProbeApp::new(&broker, "shared", "", "");
+    let messages: Vec<(String, String)> = (0..600)
+        .map(|i| {
+            (
+                format!("user-{}", i % 12),
+                format!(r#"{{"id": "r{i:04}", "action": "sleep:50"}}"#),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, String)> = messages
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    broker.send("shared", &refs);
+    let first = Host::start(&app.dir.0, &[]);
+    wait_for("the first member at work", LONG, || {
+        (app.handled() >= 60).then_some(())
+    });
+    // A second member joins the same group: partitions move between them.
+    let second = Host::start(&app.dir.0, &[]);
+    wait_for("every message handled", Duration::from_secs(180), || {
+        (app.distinct() >= 600).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(app.distinct(), 600, "nothing lost across the rebalance");
+    assert!(
+        first.logs().contains("partitions revoked"),
+        "the first member gave partitions up:\n{}",
+        first.logs()
+    );
+    assert!(
+        second.logs().contains("partitions assigned"),
+        "the second member took some"
+    );
+    let reprocessed = app.handled() - 600;
+    assert!(
+        reprocessed <= 12,
+        "in-flight work finished and committed before hand-over; {reprocessed} handled twice"
+    );
+}
