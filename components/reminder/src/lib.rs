@@ -68,6 +68,8 @@ fn deliver(url: &str, secret: Option<&str>, notification: &Notification) -> Resu
         .method(spin_sdk::http::Method::Post)
         .uri(url)
         .header("content-type", "application/json")
+        // A plain length rather than chunked encoding: any receiver reads it.
+        .header("content-length", body.len().to_string())
         .header("x-todo-timestamp", timestamp.to_string())
         .header("x-todo-notification-id", notification.id.clone());
     if let Some(secret) = secret {

@@ -165,6 +165,49 @@ mod tests {
     }
 
     #[test]
+    fn the_projects_runtime_configs_place_every_database() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../runtime-config");
+        let local = RuntimeConfig::load(
+            Some(&dir.join("local.toml")),
+            Some(Path::new("/repo")),
+            StateDir::Default,
+            Path::new("/repo"),
+        )
+        .unwrap();
+        let kube = RuntimeConfig::load(
+            Some(&dir.join("kube.toml")),
+            None,
+            StateDir::Default,
+            Path::new("/"),
+        )
+        .unwrap();
+        for label in ["default", "reminders", "audit", "sync"] {
+            assert_eq!(
+                local.sqlite[label],
+                Location::File(
+                    format!(
+                        "/repo/.spin/{}",
+                        if label == "default" {
+                            "sqlite_db.db".to_owned()
+                        } else {
+                            format!("{label}.db")
+                        }
+                    )
+                    .into()
+                )
+            );
+            assert!(
+                matches!(&kube.sqlite[label], Location::File(p) if p.starts_with("/data")),
+                "{label}"
+            );
+        }
+        assert_eq!(
+            kube.key_value["default"],
+            Location::File("/data/sqlite_key_value.db".into())
+        );
+    }
+
+    #[test]
     fn a_registry_app_has_no_default_state_dir() {
         let c = RuntimeConfig::load(None, None, StateDir::Default, Path::new("/cwd")).unwrap();
         assert_eq!(

@@ -26,6 +26,11 @@ fn repo() -> PathBuf {
 
 impl TodoApp {
     fn start() -> TodoApp {
+        Self::start_with(&[])
+    }
+
+    /// Starts the app with extra `SPIN_VARIABLE_*` settings.
+    fn start_with(variables: &[(&str, &str)]) -> TodoApp {
         let broker = Broker::start();
         let status = Command::new(host_bin())
             .args(["topics", "apply", "-t"])
@@ -52,12 +57,14 @@ impl TodoApp {
         )
         .unwrap();
         let brokers = broker.address();
+        let mut env = vec![
+            ("SPIN_VARIABLE_KAFKA_BROKERS", brokers.as_str()),
+            ("SPIN_VARIABLE_DEV_AUTH", "true"),
+        ];
+        env.extend_from_slice(variables);
         let host = Host::start_with_args(
             &dir.0,
-            &[
-                ("SPIN_VARIABLE_KAFKA_BROKERS", brokers.as_str()),
-                ("SPIN_VARIABLE_DEV_AUTH", "true"),
-            ],
+            &env,
             &["--runtime-config-file", "runtime-config.toml"],
         );
         let app = TodoApp { dir, broker, host };
@@ -457,5 +464,133 @@ fn a_second_clients_long_poll_returns_the_first_clients_change() {
     assert!(
         seen.contains("event: task_updated") && seen.contains("edited on the laptop"),
         "{seen}"
+    );
+}
+
+/// A webhook receiver on loopback: records each request, answers `status`.
+fn webhook(
+    status: u16,
+) -> (
+    u16,
+    std::sync::mpsc::Receiver<(Vec<(String, String)>, String)>,
+) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut headers = Vec::new();
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            loop {
+                line.clear();
+                reader.read_line(&mut line).unwrap();
+                let Some((k, v)) = line.trim_end().split_once(": ") else {
+                    break;
+                };
+                headers.push((k.to_ascii_lowercase(), v.to_owned()));
+            }
+            let length = headers
+                .iter()
+                .find(|(k, _)| k == "content-length")
+                .map_or(0, |(_, v)| v.parse().unwrap());
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let _ = sender.send((headers, String::from_utf8(body).unwrap()));
+            let mut stream = reader.into_inner();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+        }
+    });
+    (port, receiver)
+}
+
+#[test]
+fn email_reminders_are_posted_to_the_webhook_signed_and_failures_are_visible() {
+    use hmac::{Hmac, Mac};
+    let (good, requests) = webhook(200);
+    let url = format!("http://127.0.0.1:{good}/notify");
+    let origin = format!("http://127.0.0.1:{good}");
+    let app = TodoApp::start_with(&[
+        ("SPIN_VARIABLE_NOTIFICATION_WEBHOOK_URL", &url),
+        ("SPIN_VARIABLE_NOTIFICATION_WEBHOOK_ORIGIN", &origin),
+        ("SPIN_VARIABLE_NOTIFICATION_WEBHOOK_SECRET", "s3cret"),
+    ]);
+    let due = iso(chrono::Utc::now() + chrono::Duration::seconds(2));
+    let id = app.create("alice", json!({"title": "Pay rent", "due_date": due, "remind_before_minutes": 0, "notification_type": "email"}));
+    let (headers, body) = requests
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the webhook was called");
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    let payload: Json = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (
+            payload["task_id"].as_str(),
+            payload["notification_type"].as_str(),
+            payload["user_id"].as_str()
+        ),
+        (Some(id.as_str()), Some("email"), Some("alice"))
+    );
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"s3cret").unwrap();
+    mac.update(format!("{}.{}", header("x-todo-timestamp"), body).as_bytes());
+    let expected: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(header("x-todo-signature"), format!("sha256={expected}"));
+    let delivered = wait_for("delivered", Duration::from_secs(10), || {
+        let (_, page) = app.call("alice", "GET", "/api/notifications", None);
+        page["notifications"]
+            .as_array()?
+            .iter()
+            .find(|n| n["status"] == "delivered")
+            .cloned()
+    });
+    assert_eq!(delivered["attempts"], 1);
+    assert!(
+        requests.recv_timeout(Duration::from_secs(2)).is_err(),
+        "delivered once"
+    );
+
+    // A webhook that keeps failing: retried with backoff, then failed, visibly.
+    drop(app);
+    let (bad, bad_requests) = webhook(503);
+    let url = format!("http://127.0.0.1:{bad}/notify");
+    let origin = format!("http://127.0.0.1:{bad}");
+    let app = TodoApp::start_with(&[
+        ("SPIN_VARIABLE_NOTIFICATION_WEBHOOK_URL", &url),
+        ("SPIN_VARIABLE_NOTIFICATION_WEBHOOK_ORIGIN", &origin),
+    ]);
+    let due = iso(chrono::Utc::now() + chrono::Duration::seconds(2));
+    app.create("alice", json!({"title": "Call bank", "due_date": due, "remind_before_minutes": 0, "notification_type": "sms"}));
+    let failed = wait_for("failed after retries", Duration::from_secs(60), || {
+        let (_, page) = app.call("alice", "GET", "/api/notifications", None);
+        page["notifications"]
+            .as_array()?
+            .iter()
+            .find(|n| n["status"] == "failed")
+            .cloned()
+    });
+    assert_eq!(failed["attempts"], 5);
+    assert!(
+        failed["last_error"].as_str().unwrap().contains("503"),
+        "{failed}"
+    );
+    assert_eq!(
+        bad_requests.try_iter().count(),
+        5,
+        "five attempts reached the webhook"
     );
 }
