@@ -97,8 +97,9 @@ start_tansu() {
     local dir="$1" port="$2"
     mkdir -p "$dir"
     step "Starting tansu on 127.0.0.1:$port (storage $dir/tansu.db)"
-    # tansu wants a relative sqlite:// path, so it runs inside DIR.
-    (cd "$dir" && exec "$TANSU" broker \
+    # tansu wants a relative sqlite:// path, so it runs inside DIR; its own
+    # session keeps Ctrl-C away from it until the app has stopped.
+    (cd "$dir" && exec setsid "$TANSU" broker \
         --listener-url "tcp://127.0.0.1:$port" \
         --advertised-listener-url "tcp://127.0.0.1:$port" \
         --storage-engine "sqlite://tansu.db" >"$dir/tansu.log" 2>&1) &

@@ -35,7 +35,6 @@ step "Creating topics from kafka/topics.toml on $KAFKA_BROKERS"
 
 step "Starting the app; the API listens on http://$LISTEN (Ctrl-C stops everything)"
 cd "$ROOT"
-"$HOST_BIN" up -f spin.toml --listen "$LISTEN" --runtime-config-file runtime-config/local.toml &
-HOST_PID=$!
-trap 'kill -TERM $HOST_PID 2>/dev/null; wait $HOST_PID 2>/dev/null; cleanup' INT TERM
-wait $HOST_PID
+# In the foreground, so Ctrl-C reaches the host: it finishes in-flight work
+# and commits, then the EXIT trap stops tansu.
+"$HOST_BIN" up -f spin.toml --listen "$LISTEN" --runtime-config-file runtime-config/local.toml

@@ -34,6 +34,9 @@ use crate::kafka_client::KafkaSettings;
 use crate::metrics::Metrics;
 use crate::runtime_config::{RuntimeConfig, StateDir};
 
+/// How long shutdown waits for consumers to finish and commit.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Which triggers this process runs.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Roles {
@@ -81,10 +84,15 @@ fn main() {
     } else {
         runtime.block_on(run(args))
     };
-    if let Err(e) = result {
-        tracing::error!("{e:#}");
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
+    // Exit without dropping the runtime or Kafka clients: their destructors
+    // wait for a broker that may be gone, and the work is already committed.
+    match result {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
     }
 }
 
@@ -244,8 +252,10 @@ async fn run(args: Args) -> Result<()> {
         shutdown.clone(),
     ));
 
+    let mut shutdown_producer = None;
     if let Some(settings) = &kafka_settings {
         let producer = settings.producer()?;
+        shutdown_producer = Some(producer.clone());
         tasks.spawn({
             let (producer, metrics, shutdown) =
                 (producer.clone(), metrics.clone(), shutdown.clone());
@@ -329,8 +339,23 @@ async fn run(args: Args) -> Result<()> {
             break;
         }
     }
-    for thread in threads {
-        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    // Consumers commit on the way out; with the broker gone that could wait
+    // forever, so it gets a bound.
+    let joined = async {
+        for thread in threads {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, joined).await.is_err() {
+        tracing::warn!(
+            "consumers did not finish committing in time; uncommitted messages will be redelivered"
+        );
+    }
+    if let Some(producer) = shutdown_producer {
+        // Outbox rows not yet acknowledged stay unsent in SQLite and go out
+        // on the next start; drop them from the producer's queue.
+        use rdkafka::producer::{Producer, PurgeConfig};
+        producer.purge(PurgeConfig::default().queue().inflight());
     }
     match first_error {
         Some(e) => Err(e),
