@@ -62,6 +62,19 @@ impl IncomingEvent {
     }
 }
 
+/// The strings of an array field (empty when absent).
+fn strings(value: &Json, field: &str) -> Vec<String> {
+    value
+        .get(field)
+        .and_then(Json::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Rebuilds a task from its JSON form (`task_data`, or the task in
 /// `update_data`), as written by [`Task::to_json`].
 pub fn task_from_json(value: &Json) -> Result<Task, String> {
@@ -74,15 +87,6 @@ pub fn task_from_json(value: &Json) -> Result<Task, String> {
             .unwrap_or("in_app"),
     )
     .map_err(|e| e.to_string())?;
-    let tags = value
-        .get("tags")
-        .and_then(Json::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|t| t.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
     let created_at = opt_time(value, "created_at")?.ok_or("missing `created_at`")?;
     Ok(Task {
         id: text(value, "id")?.to_owned(),
@@ -96,7 +100,7 @@ pub fn task_from_json(value: &Json) -> Result<Task, String> {
         status,
         priority,
         due_date: opt_time(value, "due_date")?,
-        tags,
+        tags: strings(value, "tags"),
         recurrence_pattern: value
             .get("recurrence_pattern")
             .and_then(Json::as_str)
@@ -114,15 +118,7 @@ pub fn task_from_json(value: &Json) -> Result<Task, String> {
         updated_at: opt_time(value, "updated_at")?.unwrap_or(created_at),
         completed_at: opt_time(value, "completed_at")?,
         version: value.get("version").and_then(Json::as_i64).unwrap_or(1),
-        shared_with: value
-            .get("shared_with")
-            .and_then(Json::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|t| t.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        shared_with: strings(value, "shared_with"),
         assignee: value
             .get("assignee")
             .and_then(Json::as_str)
