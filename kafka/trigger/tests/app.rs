@@ -467,13 +467,11 @@ fn a_second_clients_long_poll_returns_the_first_clients_change() {
     );
 }
 
+/// Requests a webhook received: headers (lower-case names) and body.
+type Received = std::sync::mpsc::Receiver<(Vec<(String, String)>, String)>;
+
 /// A webhook receiver on loopback: records each request, answers `status`.
-fn webhook(
-    status: u16,
-) -> (
-    u16,
-    std::sync::mpsc::Receiver<(Vec<(String, String)>, String)>,
-) {
+fn webhook(status: u16) -> (u16, Received) {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
