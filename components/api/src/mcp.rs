@@ -259,6 +259,42 @@ fn run_tool(
             let patch = ops::reminder_patch(args, &["id"])?;
             transaction(ctx.db, || store.update(user, &id, &patch, now)).map(task)?
         }
+        "share_task" => {
+            only(args, &["id", "user_id"])?;
+            let id = task_id(args)?;
+            let with = match args.get("user_id") {
+                Some(Json::String(s)) if !s.trim().is_empty() => s.trim().to_owned(),
+                _ => {
+                    return Err(DomainError::invalid(
+                        "user_id",
+                        "give the id of the user to share with",
+                    )
+                    .into())
+                }
+            };
+            transaction(ctx.db, || store.share(user, &id, &with, now)).map(task)?
+        }
+        "get_task_history" => {
+            only(args, &["id"])?;
+            crate::services::task_history(ctx, user, &task_id(args)?)?.json_body()
+        }
+        "list_notifications" => {
+            only(args, &["unread", "limit", "cursor"])?;
+            // The REST endpoint's parameters, so both validate alike.
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            for (key, value) in args {
+                let text = match value {
+                    Json::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                query.append_pair(key, &text);
+            }
+            let request = Request {
+                query: query.finish(),
+                ..Request::default()
+            };
+            crate::services::list_notifications(ctx, &request, user)?.json_body()
+        }
         other => unreachable!("unknown tool {other} was rejected before"),
     };
     Ok(result)
@@ -272,6 +308,9 @@ pub const TOOL_NAMES: &[&str] = &[
     "complete_task",
     "delete_task",
     "set_reminder",
+    "share_task",
+    "list_notifications",
+    "get_task_history",
 ];
 
 fn date_time(description: &str) -> Json {
@@ -335,6 +374,19 @@ pub fn tools() -> Json {
         Json::Object(map) => map,
         _ => unreachable!(),
     };
+    let mut share = id_property();
+    share.insert(
+        "user_id".into(),
+        json!({"type": "string", "description": "The user to share with."}),
+    );
+    let notifications = match json!({
+        "unread": {"type": "boolean", "description": "Only unread in-app notifications."},
+        "limit": {"type": "integer", "minimum": 1, "maximum": 100},
+        "cursor": {"type": "string", "description": "next_cursor from the previous page."},
+    }) {
+        Json::Object(map) => map,
+        _ => unreachable!(),
+    };
     let read_only = json!({"readOnlyHint": true, "destructiveHint": false, "idempotentHint": true, "openWorldHint": false});
     let write = json!({"readOnlyHint": false, "destructiveHint": false, "idempotentHint": true, "openWorldHint": false});
     json!([
@@ -386,6 +438,27 @@ pub fn tools() -> Json {
             "description": "Remind the user about a task at remind_at, or remind_before_minutes before its due date, by notification_type.",
             "inputSchema": object_schema(reminder, &["id"]),
             "annotations": write,
+        },
+        {
+            "name": "share_task",
+            "title": "Share a task",
+            "description": "Share one of the user's own tasks with another user, who can then see and change it (not delete or share it).",
+            "inputSchema": object_schema(share, &["id", "user_id"]),
+            "annotations": write,
+        },
+        {
+            "name": "list_notifications",
+            "title": "List notifications",
+            "description": "The user's reminders that have fired, newest first: in-app ones are unread/read; email, sms and push ones pending, delivered or failed; missed ones came too late to send.",
+            "inputSchema": object_schema(notifications, &[]),
+            "annotations": read_only,
+        },
+        {
+            "name": "get_task_history",
+            "title": "Task history",
+            "description": "Everything that happened to a task, in order: created, updated, completed, reminders, with who did it and the task as it was.",
+            "inputSchema": object_schema(id_property(), &["id"]),
+            "annotations": read_only,
         },
     ])
 }

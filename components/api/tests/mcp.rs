@@ -99,7 +99,10 @@ fn tools_list_describes_every_tool_with_a_schema() {
             "update_task",
             "complete_task",
             "delete_task",
-            "set_reminder"
+            "set_reminder",
+            "share_task",
+            "list_notifications",
+            "get_task_history"
         ]
     );
     for tool in tools {
@@ -296,4 +299,49 @@ fn transport_rules_origin_version_header_and_auth() {
     ));
     assert_error(&get, 405, "method_not_allowed");
     assert_eq!(get.header("allow"), Some("POST"));
+}
+
+#[test]
+fn an_agent_shares_tasks_and_reads_notifications_and_history() {
+    let app = App::new();
+    let added = ok(call(
+        &app,
+        "alice",
+        "add_task",
+        json!({"title": "Plan trip"}),
+    ));
+    let id = added["task"]["id"].as_str().unwrap().to_owned();
+    let shared = ok(call(
+        &app,
+        "alice",
+        "share_task",
+        json!({"id": id, "user_id": "bob"}),
+    ));
+    assert_eq!(shared["task"]["shared_with"], json!(["bob"]));
+    assert_eq!(
+        ok(call(&app, "bob", "get_task", json!({"id": id})))["task"]["title"],
+        "Plan trip"
+    );
+    let refused = call(
+        &app,
+        "bob",
+        "share_task",
+        json!({"id": id, "user_id": "eve"}),
+    );
+    assert_eq!(refused["structuredContent"]["error"]["code"], "forbidden");
+    let missing = call(&app, "alice", "share_task", json!({"id": id}));
+    assert_eq!(missing["structuredContent"]["error"]["field"], "user_id");
+    let notes = ok(call(
+        &app,
+        "alice",
+        "list_notifications",
+        json!({"unread": true, "limit": 5}),
+    ));
+    assert_eq!(notes["notifications"], json!([]));
+    let bad = call(&app, "alice", "list_notifications", json!({"limit": 500}));
+    assert_eq!(bad["structuredContent"]["error"]["field"], "limit");
+    let history = ok(call(&app, "alice", "get_task_history", json!({"id": id})));
+    assert_eq!(history["task_id"], json!(id));
+    let hidden = call(&app, "carol", "get_task_history", json!({"id": id}));
+    assert_eq!(hidden["structuredContent"]["error"]["code"], "not_found");
 }
