@@ -48,7 +48,14 @@ fn engine(pooling: bool) -> Result<Engine> {
             .max_core_instances_per_component(64)
             .max_component_instance_size(1 << 20)
             .max_core_instance_size(1 << 20)
-            .table_elements(100_000);
+            .table_elements(100_000)
+            // Reset a reused slot by rewriting only the pages the last
+            // instance dirtied, instead of madvise per instance: the
+            // madvise-driven TLB shootdowns dominated per-message cost.
+            .pagemap_scan(wasmtime::Enabled::Auto)
+            .linear_memory_keep_resident(8 << 20)
+            .table_keep_resident(1 << 20)
+            .decommit_batch_size(16);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     Ok(Engine::new(&config)?)
