@@ -227,29 +227,31 @@ pub fn sync_poll(ctx: &Context<'_>, request: &Request, user: &str) -> Result<Res
 }
 
 /// Where an event stream starts: `Last-Event-ID` (a reconnect), `since`,
-/// else the current head (only new changes).
-pub fn stream_start(ctx: &Context<'_>, request: &Request, user: &str) -> Result<i64, ApiError> {
+/// else the current head (only new changes). Returns the feed's database,
+/// opened once for the whole stream.
+pub fn stream_start(
+    ctx: &Context<'_>,
+    request: &Request,
+    user: &str,
+) -> Result<(Box<dyn Sql>, i64), ApiError> {
     let pairs = request.query_pairs();
     only_params(&pairs, &["since"])?;
     let db = open(ctx, "sync")?;
     feed::open(db.as_ref())?;
-    if let Some(id) = request.header("last-event-id") {
-        return parse_cursor("Last-Event-ID", id);
-    }
-    match param(&pairs, "since") {
-        Some(since) => parse_cursor("since", since),
-        None => Ok(feed::head(db.as_ref(), user)?),
-    }
+    let cursor = if let Some(id) = request.header("last-event-id") {
+        parse_cursor("Last-Event-ID", id)?
+    } else {
+        match param(&pairs, "since") {
+            Some(since) => parse_cursor("since", since)?,
+            None => feed::head(db.as_ref(), user)?,
+        }
+    };
+    Ok((db, cursor))
 }
 
 /// The SSE frames for changes after `cursor`, and the new cursor.
-pub fn stream_frames(
-    ctx: &Context<'_>,
-    user: &str,
-    cursor: i64,
-) -> Result<(String, i64), ApiError> {
-    let db = open(ctx, "sync")?;
-    let changes = feed::since(db.as_ref(), user, cursor, 100)?;
+pub fn stream_frames(db: &dyn Sql, user: &str, cursor: i64) -> Result<(String, i64), ApiError> {
+    let changes = feed::since(db, user, cursor, 100)?;
     let mut out = String::new();
     let mut last = cursor;
     for change in &changes {
@@ -271,8 +273,8 @@ pub fn event_stream_once(
     request: &Request,
     user: &str,
 ) -> Result<Response, ApiError> {
-    let start = stream_start(ctx, request, user)?;
-    let (frames, _) = stream_frames(ctx, user, start)?;
+    let (db, start) = stream_start(ctx, request, user)?;
+    let (frames, _) = stream_frames(db.as_ref(), user, start)?;
     Ok(Response {
         status: 200,
         headers: vec![

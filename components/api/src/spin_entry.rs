@@ -112,12 +112,13 @@ async fn handle(incoming: IncomingRequest, out: ResponseOutparam) {
 async fn stream_events(ctx: &Context<'_>, request: &Request, out: ResponseOutparam) {
     let started = match crate::auth::authenticate(request, ctx.config, ctx.now.timestamp())
         .and_then(|user| {
-            crate::services::stream_start(ctx, request, &user).map(|cursor| (user, cursor))
+            crate::services::stream_start(ctx, request, &user)
+                .map(|(db, cursor)| (user, db, cursor))
         }) {
         Ok(started) => started,
         Err(error) => return respond(out, error.into_response()),
     };
-    let (user, mut cursor) = started;
+    let (user, db, mut cursor) = started;
     let headers = Fields::from_list(&[
         ("content-type".to_owned(), b"text/event-stream".to_vec()),
         ("cache-control".to_owned(), b"no-cache".to_vec()),
@@ -132,7 +133,7 @@ async fn stream_events(ctx: &Context<'_>, request: &Request, out: ResponseOutpar
     let deadline = Instant::now() + STREAM_WINDOW;
     let mut last_write = Instant::now();
     while Instant::now() < deadline {
-        match crate::services::stream_frames(ctx, &user, cursor) {
+        match crate::services::stream_frames(db.as_ref(), &user, cursor) {
             Ok((frames, next)) if !frames.is_empty() => {
                 cursor = next;
                 if body.send(frames.into_bytes()).await.is_err() {
