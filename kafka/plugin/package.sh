@@ -3,23 +3,30 @@
 # that `spin plugins install --file` accepts. Also writes a `trigger-cron`
 # plugin (the same binary) for hosts without Spin's own cron plugin.
 #   ./kafka/plugin/package.sh && spin plugins install --file target/plugin/trigger-kafka.json --yes
+# TRIGGER_KAFKA_BIN packages an already-built binary (no cargo build);
+# PLUGIN_OUT chooses the output directory (default target/plugin).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 TARGET="${CARGO_TARGET_DIR:-$HOME/.cache/todo-chatbot/target}"
-OUT="$ROOT/target/plugin"
+OUT="${PLUGIN_OUT:-$ROOT/target/plugin}"
 VERSION="$(sed -nE 's/^version = "([^"]+)"/\1/p' "$ROOT/Cargo.toml" | head -n1)"
 
 case "$(uname -s)" in Linux) os=linux ;; Darwin) os=macos ;; *) echo "unsupported OS" >&2; exit 1 ;; esac
 case "$(uname -m)" in x86_64|amd64) arch=amd64 ;; aarch64|arm64) arch=aarch64 ;; *) echo "unsupported arch" >&2; exit 1 ;; esac
 
-echo "==> building trigger-kafka (release)" >&2
-(cd "$ROOT" && CARGO_TARGET_DIR="$TARGET" cargo build --release -p trigger-kafka)
+BIN="${TRIGGER_KAFKA_BIN:-}"
+if [ -z "$BIN" ]; then
+    echo "==> building trigger-kafka (release)" >&2
+    (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET" cargo build --release -p trigger-kafka)
+    BIN="$TARGET/release/trigger-kafka"
+fi
 mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
 
 package() {
     local name="$1" description="$2" stage
     stage="$(mktemp -d)"
-    cp "$TARGET/release/trigger-kafka" "$stage/$name"
+    cp "$BIN" "$stage/$name"
     tar -C "$stage" -czf "$OUT/$name-$VERSION-$os-$arch.tar.gz" "$name"
     rm -rf "$stage"
     local sha

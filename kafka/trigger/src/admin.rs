@@ -11,7 +11,56 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::cli::AdminListen;
+
+/// How long an accept loop waits after an accept error (EMFILE and the
+/// like) before trying again, so it never spins.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 use crate::metrics::Metrics;
+
+/// Binds the admin listener. A given address that cannot be bound, or
+/// "off", leaves the process without one; a default address that is taken
+/// (another app's plugin) falls back to any free port. Either way the
+/// triggers keep running: metrics are worth less than the work.
+pub async fn bind(listen: AdminListen, process: &str) -> Option<TcpListener> {
+    let (addr, fallback) = match &listen {
+        AdminListen::Off => {
+            tracing::info!("admin listener off: no /metrics or /healthz");
+            return None;
+        }
+        AdminListen::Given(addr) => (addr.as_str(), false),
+        AdminListen::Default(addr) => (*addr, true),
+    };
+    let listener = match TcpListener::bind(addr).await {
+        Ok(listener) => listener,
+        Err(e) if fallback => {
+            let host = addr.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
+            match TcpListener::bind((host, 0)).await {
+                Ok(listener) => {
+                    tracing::warn!(
+                        wanted = addr, error = %e,
+                        "the default admin address is taken (another trigger-kafka?); using a free port instead; \
+                         set --kafka-admin-listen / --cron-admin-listen (or TRIGGER_KAFKA_ADMIN_LISTEN / \
+                         TRIGGER_CRON_ADMIN_LISTEN) to choose one"
+                    );
+                    listener
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "no admin listener: /metrics and /healthz are unavailable; the triggers keep running");
+                    return None;
+                }
+            }
+        }
+        Err(e) => {
+            tracing::error!(address = addr, error = %e, "cannot listen for /metrics and /healthz; the triggers keep running without them");
+            return None;
+        }
+    };
+    if let Ok(local) = listener.local_addr() {
+        tracing::info!("metrics and health on http://{local} ({process})");
+    }
+    Some(listener)
+}
 
 pub async fn serve(
     listener: TcpListener,
@@ -21,7 +70,16 @@ pub async fn serve(
 ) -> Result<()> {
     loop {
         let (stream, _) = tokio::select! {
-            accepted = listener.accept() => accepted?,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, or a connection reset before
+                    // accept: log, wait a little, keep serving.
+                    tracing::warn!(error = %e, "admin accept failed; retrying");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
             _ = shutdown.changed() => return Ok(()),
         };
         let metrics = metrics.clone();

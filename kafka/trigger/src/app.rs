@@ -109,6 +109,7 @@ impl KafkaTrigger {
 #[derive(Debug, Clone, Default)]
 pub struct App {
     pub name: String,
+    pub version: Option<String>,
     /// Directory of `spin.toml`: the base of relative paths and of `.spin/`.
     pub dir: PathBuf,
     /// Whether the app came from local files (not a registry): only then

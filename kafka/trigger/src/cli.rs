@@ -1,181 +1,463 @@
-//! Command-line arguments. Spin hands a trigger plugin every `spin up` flag
-//! that the plugin declares (see `--launch-metadata-only`), so the plugin
-//! accepts Spin's common trigger flags; standalone `up` adds its own.
+//! Command-line arguments. As a Spin plugin, this binary takes the flags
+//! Spin's own triggers take (`spin up` hands each trigger the flags its
+//! `--launch-metadata-only` answer lists), with the same names, environment
+//! variables and meaning; standalone `up` adds what `spin up` itself does
+//! (`--from`, `--listen`, `--env`).
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Args {
-    /// `up`: run the whole app from spin.toml without Spin.
-    pub standalone: bool,
-    pub manifest: Option<PathBuf>,
-    pub listen: Option<String>,
-    pub admin_listen: Option<String>,
-    pub runtime_config_file: Option<PathBuf>,
-    pub state_dir: Option<String>,
-    pub disable_pooling: bool,
-    pub launch_metadata_only: bool,
-    pub help_args_only: bool,
-    pub help: bool,
-    /// `topics apply`: create the topics of a topic file.
-    pub topics_apply: bool,
-    pub topics_file: Option<PathBuf>,
-    pub brokers: Option<String>,
-    pub wait_secs: Option<u64>,
+/// Which trigger a plugin process serves; the binary's name decides, since
+/// the same binary is installed as `trigger-kafka` and `trigger-cron`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginRole {
+    Kafka,
+    Cron,
 }
 
-/// Flags Spin may pass us: (long, short, takes a value).
-pub const PLUGIN_FLAGS: &[(&str, Option<&str>, bool)] = &[
-    ("--runtime-config-file", None, true),
-    ("--state-dir", None, true),
-    ("--log-dir", Some("-L"), true),
-    ("--truncate-logs", None, false),
-    ("--disable-cache", None, false),
-    ("--cache", None, true),
-    ("--disable-pooling", None, false),
-    ("--follow", None, true),
-    ("--quiet", Some("-q"), false),
-    ("--kafka-admin-listen", None, true),
-];
-
-pub const HELP: &str = "\
-trigger-kafka: Kafka and timer triggers for Spin apps, with an outbox relay.
-
-USAGE:
-    trigger-kafka up [OPTIONS]      run the whole app (HTTP, Kafka, cron, relay) from spin.toml
-    trigger-kafka topics apply      create the topics of kafka/topics.toml (-t FILE), on the brokers
-                                    of spin.toml's [application.trigger.kafka] (-f FILE) or --brokers
-    spin up [OPTIONS]               with this binary installed as Spin's trigger-kafka plugin
-
-OPTIONS (up):
-    -f, --from <spin.toml>            manifest (default ./spin.toml)
-        --listen <addr:port>          HTTP address (default 127.0.0.1:3000)
-OPTIONS (both):
-        --runtime-config-file <file>  Spin runtime config (SQLite and key-value locations)
-        --state-dir <dir>             state directory (default <app>/.spin)
-        --kafka-admin-listen <addr>   /metrics and /healthz (default 127.0.0.1:9464)
-        --disable-pooling             do not use the pooling instance allocator
-
-ENVIRONMENT:
-    SPIN_VARIABLE_<NAME>              value of application variable <name> (e.g. SPIN_VARIABLE_KAFKA_BROKERS)
-    RUST_LOG                          log filter (default info); TRIGGER_KAFKA_LOG_FORMAT=json for JSON logs
-";
-
-impl Args {
-    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args> {
-        let mut parsed = Args::default();
-        let mut args = args.into_iter().peekable();
-        match args.peek().map(String::as_str) {
-            Some("up") => {
-                parsed.standalone = true;
-                args.next();
-            }
-            Some("topics") => {
-                args.next();
-                if args.next().as_deref() != Some("apply") {
-                    bail!("usage: trigger-kafka topics apply [-t kafka/topics.toml] [-f spin.toml] [--brokers host:port]");
-                }
-                parsed.topics_apply = true;
-            }
-            _ => {}
+impl PluginRole {
+    pub fn from_program(program: &str) -> PluginRole {
+        let name = std::path::Path::new(program)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.starts_with("trigger-cron") {
+            PluginRole::Cron
+        } else {
+            PluginRole::Kafka
         }
-        while let Some(arg) = args.next() {
-            let (flag, inline) = match arg.split_once('=') {
-                Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
-                _ => (arg.clone(), None),
-            };
-            let mut value = |name: &str| -> Result<String> {
-                match &inline {
-                    Some(v) => Ok(v.clone()),
-                    None => args.next().with_context(|| format!("{name} needs a value")),
-                }
-            };
-            match flag.as_str() {
-                "-f" | "--from" | "--file" if parsed.standalone || parsed.topics_apply => {
-                    parsed.manifest = Some(value(&flag)?.into())
-                }
-                "-t" | "--topics" if parsed.topics_apply => {
-                    parsed.topics_file = Some(value(&flag)?.into())
-                }
-                "--brokers" if parsed.topics_apply => parsed.brokers = Some(value(&flag)?),
-                "--wait-secs" if parsed.topics_apply => {
-                    parsed.wait_secs =
-                        Some(value(&flag)?.parse().context("--wait-secs takes seconds")?)
-                }
-                "--listen" if parsed.standalone => parsed.listen = Some(value(&flag)?),
-                "--runtime-config-file" => parsed.runtime_config_file = Some(value(&flag)?.into()),
-                "--state-dir" => parsed.state_dir = Some(value(&flag)?),
-                "--kafka-admin-listen" => parsed.admin_listen = Some(value(&flag)?),
-                "--disable-pooling" => parsed.disable_pooling = true,
-                "--launch-metadata-only" => parsed.launch_metadata_only = true,
-                "--help-args-only" => parsed.help_args_only = true,
-                "-h" | "--help" => parsed.help = true,
-                // Spin's logging and cache flags: accepted; this host logs to
-                // stdout/stderr and keeps its own compilation cache.
-                "-L" | "--log-dir" | "--cache" | "--follow" => {
-                    value(&flag)?;
-                }
-                "--truncate-logs" | "--disable-cache" | "-q" | "--quiet" => {}
-                other => bail!("unknown argument `{other}`; see trigger-kafka --help"),
-            }
+    }
+
+    /// The admin-listener flag that belongs to this role: each plugin
+    /// process has its own, so two plugins of one app never share a port.
+    pub fn admin_flag(self) -> &'static str {
+        match self {
+            PluginRole::Kafka => "kafka-admin-listen",
+            PluginRole::Cron => "cron-admin-listen",
         }
-        Ok(parsed)
     }
 }
 
-/// What `spin up` asks for with `--launch-metadata-only`: the flags we take.
-pub fn launch_metadata() -> serde_json::Value {
-    let flags: Vec<serde_json::Value> = PLUGIN_FLAGS
-        .iter()
-        .map(|(long, short, _)| match short {
-            Some(s) => serde_json::json!({ "long": long, "short": s }),
-            None => serde_json::json!({ "long": long }),
+#[derive(Debug, Parser)]
+#[command(
+    name = "trigger-kafka",
+    version,
+    about = "Kafka and timer triggers for Spin apps, with a transactional-outbox relay",
+    long_about = "Kafka and timer triggers for Spin apps, with a transactional-outbox relay.\n\n\
+        Installed as the Spin plugins `trigger-kafka` and `trigger-cron`, `spin up` starts it for \
+        `[[trigger.kafka]]` and `[[trigger.cron]]`; `trigger-kafka up` runs a whole app (HTTP too) \
+        without the Spin CLI.",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Flags Spin passes to a trigger plugin.
+    #[command(flatten)]
+    pub trigger: TriggerArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole app (HTTP, Kafka, timers, outbox relay) from spin.toml, as `spin up` would.
+    Up(UpArgs),
+    /// Topic tooling.
+    #[command(subcommand)]
+    Topics(TopicsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicsCommand {
+    /// Create the topics of a topic file (and their dead-letter twins) on the brokers.
+    Apply(TopicsApplyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TopicsApplyArgs {
+    /// Topic definitions.
+    #[arg(short = 't', long = "topics", default_value = "kafka/topics.toml")]
+    pub topics_file: PathBuf,
+    /// The manifest whose `[application.trigger.kafka]` names the brokers and security settings.
+    #[arg(
+        short = 'f',
+        long = "from",
+        alias = "file",
+        default_value = "spin.toml"
+    )]
+    pub manifest: PathBuf,
+    /// Brokers (host:port,...); overrides the manifest.
+    #[arg(long)]
+    pub brokers: Option<String>,
+    /// How long to wait for the brokers, in seconds.
+    #[arg(long = "wait-secs", default_value_t = 30)]
+    pub wait_secs: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// The application: a spin.toml file or a directory holding one.
+    #[arg(
+        short = 'f',
+        long = "from",
+        alias = "file",
+        default_value = "spin.toml"
+    )]
+    pub from: PathBuf,
+    /// Address for the HTTP trigger.
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    pub listen: String,
+    /// An environment variable (KEY=VALUE) for every component, as `spin up --env`.
+    #[arg(short = 'e', long = "env", value_parser = parse_key_value)]
+    pub env: Vec<(String, String)>,
+    #[command(flatten)]
+    pub trigger: TriggerArgs,
+}
+
+/// The trigger flags of Spin 3.6 (`spin_trigger::cli` and the runtime
+/// factors' `TriggerAppArgs`), plus this host's admin listeners.
+#[derive(Debug, Default, Args)]
+pub struct TriggerArgs {
+    /// Log directory for the stdout and stderr of components; empty disables logging to disk.
+    #[arg(short = 'L', long = "log-dir", env = "SPIN_LOG_DIR")]
+    pub log_dir: Option<PathBuf>,
+    /// Truncate the log files before starting.
+    #[arg(long = "truncate-logs")]
+    pub truncate_logs: bool,
+    /// Accepted for Spin compatibility; this host keeps its own compilation cache.
+    #[arg(
+        long = "disable-cache",
+        env = "DISABLE_WASMTIME_CACHE",
+        conflicts_with = "cache"
+    )]
+    pub disable_cache: bool,
+    /// Accepted for Spin compatibility (a Wasmtime cache configuration file).
+    #[arg(long = "cache", env = "WASMTIME_CACHE_FILE")]
+    pub cache: Option<PathBuf>,
+    /// Do not use Wasmtime's pooling instance allocator.
+    #[arg(long = "disable-pooling")]
+    pub disable_pooling: bool,
+    /// Print output to stdout/stderr only for these components.
+    #[arg(long = "follow")]
+    pub follow: Vec<String>,
+    /// Silence all component output to stdout/stderr.
+    #[arg(short = 'q', long = "quiet", conflicts_with = "follow")]
+    pub quiet: bool,
+    /// Spin runtime configuration file (SQLite, key-value stores, variable providers).
+    #[arg(long = "runtime-config-file", env = "RUNTIME_CONFIG_FILE")]
+    pub runtime_config_file: Option<PathBuf>,
+    /// Application state directory (default: .spin beside spin.toml); empty for none.
+    #[arg(long = "state-dir")]
+    pub state_dir: Option<String>,
+    /// Set a key/value pair (key=value) in the default key-value store at start.
+    #[arg(long = "key-value", value_parser = parse_key_value)]
+    pub key_values: Vec<(String, String)>,
+    /// Run a SQLite statement against the default database at start; `@file` runs a file.
+    #[arg(long = "sqlite")]
+    pub sqlite_statements: Vec<String>,
+    /// Largest linear memory, in bytes, one component instance may use.
+    #[arg(long = "max-instance-memory", env = "SPIN_MAX_INSTANCE_MEMORY")]
+    pub max_instance_memory: Option<usize>,
+    /// Application variable(s): KEY=VALUE, KEY=@FILE, @FILE.json or @FILE.toml.
+    #[arg(
+        long = "variable",
+        value_name = "KEY=VALUE | KEY=@FILE | @FILE.json | @FILE.toml"
+    )]
+    pub variables: Vec<String>,
+    /// Address of the Kafka trigger's /metrics and /healthz ("off" to disable).
+    #[arg(long = "kafka-admin-listen", env = "TRIGGER_KAFKA_ADMIN_LISTEN")]
+    pub kafka_admin_listen: Option<String>,
+    /// Address of the timer trigger's /metrics and /healthz ("off" to disable).
+    #[arg(long = "cron-admin-listen", env = "TRIGGER_CRON_ADMIN_LISTEN")]
+    pub cron_admin_listen: Option<String>,
+    /// Spin's HTTP-trigger flags. Spin gives them only to its HTTP trigger,
+    /// unless it could not read the launch metadata (say, `RUST_LOG` noise
+    /// on stderr), in which case every trigger gets every flag: accepted
+    /// and ignored then, rather than failing the whole app.
+    #[arg(long = "listen", hide = true)]
+    pub ignored_listen: Option<String>,
+    #[arg(long = "tls-cert", hide = true)]
+    pub ignored_tls_cert: Option<String>,
+    #[arg(long = "tls-key", hide = true)]
+    pub ignored_tls_key: Option<String>,
+    #[arg(long = "find-free-port", hide = true)]
+    pub ignored_find_free_port: bool,
+    #[arg(long = "http1-max-buf-size", hide = true)]
+    pub ignored_http1_max_buf_size: Option<String>,
+    #[arg(long = "help-args-only", hide = true)]
+    pub help_args_only: bool,
+    #[arg(long = "launch-metadata-only", hide = true)]
+    pub launch_metadata_only: bool,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String)> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => bail!("expected KEY=VALUE, got `{s}`"),
+    }
+}
+
+/// Default admin addresses: one port per plugin role.
+pub const KAFKA_ADMIN_DEFAULT: &str = "127.0.0.1:9464";
+pub const CRON_ADMIN_DEFAULT: &str = "127.0.0.1:9465";
+
+/// Where a process serves /metrics and /healthz.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminListen {
+    Off,
+    /// Given on the command line or in the environment: used as is.
+    Given(String),
+    /// Not given: this default, or any free port if it is taken.
+    Default(&'static str),
+}
+
+impl TriggerArgs {
+    /// The admin address of a process with these roles: the Kafka role's
+    /// setting wherever Kafka runs (standalone too), else the timer's.
+    pub fn admin_listen(&self, kafka: bool) -> AdminListen {
+        let (given, default) = if kafka {
+            (&self.kafka_admin_listen, KAFKA_ADMIN_DEFAULT)
+        } else {
+            (&self.cron_admin_listen, CRON_ADMIN_DEFAULT)
+        };
+        match given.as_deref().map(str::trim) {
+            None => AdminListen::Default(default),
+            Some("" | "off" | "none") => AdminListen::Off,
+            Some(addr) => AdminListen::Given(addr.to_owned()),
+        }
+    }
+
+    /// Variables from `--variable`, later ones winning, as Spin merges them.
+    pub fn variable_values(&self) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        for source in &self.variables {
+            out.extend(
+                parse_variable_source(source).with_context(|| format!("--variable {source}"))?,
+            );
+        }
+        Ok(out)
+    }
+}
+
+/// One `--variable` source, as Spin reads it.
+fn parse_variable_source(source: &str) -> Result<Vec<(String, String)>> {
+    if let Some(file) = source.strip_prefix('@') {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read variables file `{file}`"))?;
+        let pairs: Vec<(String, serde_json::Value)> = if file.ends_with(".json") {
+            let map: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&text).context("not a JSON object")?;
+            map.into_iter().collect()
+        } else if file.ends_with(".toml") {
+            let table: toml::Table = toml::from_str(&text).context("not TOML")?;
+            table
+                .into_iter()
+                .map(|(k, v)| Ok((k, serde_json::to_value(v)?)))
+                .collect::<Result<_>>()?
+        } else {
+            bail!("a variables file must end in .json or .toml");
+        };
+        return pairs
+            .into_iter()
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => Ok((k, s)),
+                other => bail!("variable `{k}` must be a string, not {other}"),
+            })
+            .collect();
+    }
+    let (key, value) = source
+        .split_once('=')
+        .context("expected KEY=VALUE, KEY=@FILE, @FILE.json or @FILE.toml")?;
+    let value = match value.strip_prefix('@') {
+        Some(file) => std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read `{file}` for variable `{key}`"))?,
+        None => value.to_owned(),
+    };
+    Ok(vec![(key.to_owned(), value)])
+}
+
+/// What `spin up` asks for with `--launch-metadata-only`: the flags this
+/// role takes. A flag no role lists goes to no trigger, so each role lists
+/// only its own admin flag and Spin's common ones.
+pub fn launch_metadata(role: PluginRole) -> serde_json::Value {
+    let command = Cli::command();
+    let other = match role {
+        PluginRole::Kafka => PluginRole::Cron.admin_flag(),
+        PluginRole::Cron => PluginRole::Kafka.admin_flag(),
+    };
+    let flags: Vec<serde_json::Value> = command
+        .get_arguments()
+        .filter(|a| a.get_long() != Some(other))
+        .filter(|a| !a.get_id().as_str().starts_with("ignored_"))
+        .filter_map(|a| {
+            let long = a.get_long().map(|l| format!("--{l}"));
+            let short = a.get_short().map(|s| format!("-{s}"));
+            if long.is_none() && short.is_none() {
+                return None;
+            }
+            let mut flag = serde_json::Map::new();
+            if let Some(long) = long {
+                flag.insert("long".into(), long.into());
+            }
+            if let Some(short) = short {
+                flag.insert("short".into(), short.into());
+            }
+            Some(serde_json::Value::Object(flag))
         })
         .collect();
     serde_json::json!({ "all_flags": flags })
+}
+
+/// `--help-args-only`: the flags, as Spin prints them under `spin up --help`.
+pub fn help_args() -> String {
+    let mut command = Cli::command()
+        .disable_help_flag(true)
+        .help_template("{all-args}");
+    command.render_long_help().to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<Args> {
-        Args::parse(args.iter().map(|s| s.to_string()))
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("trigger-kafka").chain(args.iter().copied()))
     }
 
     #[test]
     fn parses_standalone_and_plugin_flags() {
-        let a = parse(&[
+        let cli = parse(&[
             "up",
             "-f",
             "app/spin.toml",
             "--listen=0.0.0.0:80",
             "--state-dir",
             ".state",
+            "-e",
+            "A=b=c",
         ])
         .unwrap();
-        assert!(a.standalone);
-        assert_eq!(a.manifest, Some("app/spin.toml".into()));
-        assert_eq!(a.listen.as_deref(), Some("0.0.0.0:80"));
-        let p = parse(&[
+        let Some(Command::Up(up)) = cli.command else {
+            panic!("up")
+        };
+        assert_eq!(up.from, PathBuf::from("app/spin.toml"));
+        assert_eq!(up.listen, "0.0.0.0:80");
+        assert_eq!(up.trigger.state_dir.as_deref(), Some(".state"));
+        assert_eq!(up.env, vec![("A".into(), "b=c".into())]);
+        let plugin = parse(&[
             "--runtime-config-file",
             "/rc.toml",
             "-L",
             "/logs",
             "--quiet",
+            "--sqlite",
+            "SELECT 1",
+            "--variable",
+            "a=b",
         ])
         .unwrap();
-        assert!(!p.standalone);
-        assert_eq!(p.runtime_config_file, Some("/rc.toml".into()));
+        assert!(plugin.command.is_none());
+        assert_eq!(plugin.trigger.runtime_config_file, Some("/rc.toml".into()));
+        assert_eq!(plugin.trigger.sqlite_statements, ["SELECT 1"]);
+        assert_eq!(
+            plugin.trigger.variable_values().unwrap(),
+            [("a".to_owned(), "b".to_owned())]
+        );
         assert!(
-            parse(&["--listen", "x"]).is_err(),
-            "--listen belongs to Spin's HTTP trigger"
+            parse(&["up", "--state-dir", "x", "--runtime-config-file"]).is_err(),
+            "a flag without its value"
         );
         assert!(parse(&["--bogus"]).is_err());
-        let t = parse(&["topics", "apply", "-t", "k/topics.toml", "--brokers", "b:1"]).unwrap();
-        assert!(t.topics_apply);
-        assert_eq!(t.brokers.as_deref(), Some("b:1"));
+        let topics =
+            parse(&["topics", "apply", "-t", "k/topics.toml", "--brokers", "b:1"]).unwrap();
+        let Some(Command::Topics(TopicsCommand::Apply(apply))) = topics.command else {
+            panic!("topics apply")
+        };
+        assert_eq!(apply.brokers.as_deref(), Some("b:1"));
+    }
+
+    #[test]
+    fn each_role_declares_only_its_own_admin_flag() {
+        let longs = |role| -> Vec<String> {
+            launch_metadata(role)["all_flags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|f| f["long"].as_str().map(str::to_owned))
+                .collect()
+        };
+        let kafka = longs(PluginRole::Kafka);
+        let cron = longs(PluginRole::Cron);
+        assert!(kafka.contains(&"--kafka-admin-listen".to_owned()));
+        assert!(!kafka.contains(&"--cron-admin-listen".to_owned()));
+        assert!(cron.contains(&"--cron-admin-listen".to_owned()));
+        assert!(!cron.contains(&"--kafka-admin-listen".to_owned()));
+        for common in [
+            "--runtime-config-file",
+            "--state-dir",
+            "--variable",
+            "--sqlite",
+        ] {
+            assert!(kafka.contains(&common.to_owned()) && cron.contains(&common.to_owned()));
+        }
+        assert!(
+            !kafka.iter().any(|f| f == "--listen" || f == "--from"),
+            "--listen belongs to Spin's HTTP trigger: {kafka:?}"
+        );
+    }
+
+    #[test]
+    fn admin_addresses_default_per_role_and_can_be_turned_off() {
+        let mut args = TriggerArgs::default();
+        assert_eq!(
+            args.admin_listen(true),
+            AdminListen::Default(KAFKA_ADMIN_DEFAULT)
+        );
+        assert_eq!(
+            args.admin_listen(false),
+            AdminListen::Default(CRON_ADMIN_DEFAULT)
+        );
+        args.cron_admin_listen = Some("off".into());
+        args.kafka_admin_listen = Some("0.0.0.0:9464".into());
+        assert_eq!(args.admin_listen(false), AdminListen::Off);
+        assert_eq!(
+            args.admin_listen(true),
+            AdminListen::Given("0.0.0.0:9464".into())
+        );
+    }
+
+    #[test]
+    fn variable_sources_read_files_like_spin() {
+        let dir = std::env::temp_dir().join(format!("tk-vars-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let json = dir.join("v.json");
+        std::fs::write(&json, r#"{"a": "1", "b": "two"}"#).unwrap();
+        let toml = dir.join("v.toml");
+        std::fs::write(&toml, "c = \"3\"\n").unwrap();
+        let text = dir.join("secret.txt");
+        std::fs::write(&text, "s3cret").unwrap();
+        let mut args = TriggerArgs::default();
+        args.variables = vec![
+            format!("@{}", json.display()),
+            format!("@{}", toml.display()),
+            format!("d=@{}", text.display()),
+            "a=override".into(),
+        ];
+        let mut values = args.variable_values().unwrap();
+        values.sort();
+        assert_eq!(
+            values,
+            [
+                ("a".to_owned(), "1".to_owned()),
+                ("a".to_owned(), "override".to_owned()),
+                ("b".to_owned(), "two".to_owned()),
+                ("c".to_owned(), "3".to_owned()),
+                ("d".to_owned(), "s3cret".to_owned()),
+            ]
+        );
+        args.variables = vec!["@nope.yaml".into()];
+        assert!(args.variable_values().is_err());
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

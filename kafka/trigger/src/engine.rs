@@ -30,9 +30,20 @@ pub struct Runtime {
     envs: HashMap<String, Arc<ComponentEnv>>,
     /// Every SQLite database of the app by label (the relay reads them).
     pub databases: HashMap<String, Arc<Database>>,
+    key_value: HashMap<String, Arc<StoreDb>>,
 }
 
-fn engine(pooling: bool) -> Result<Engine> {
+/// How instances are made.
+pub struct Options {
+    /// Wasmtime's pooling allocator (falls back to on-demand if unavailable).
+    pub pooling: bool,
+    /// `--max-instance-memory` / `max_instance_memory`: bytes per instance.
+    pub max_instance_memory: Option<usize>,
+    /// Where component stdout/stderr go.
+    pub logs: crate::host::logs::LogOptions,
+}
+
+fn engine(pooling: bool, max_memory: usize) -> Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
@@ -42,7 +53,7 @@ fn engine(pooling: bool) -> Result<Engine> {
             .total_core_instances(4000)
             .total_memories(2000)
             .total_tables(4000)
-            .max_memory_size(crate::host::MAX_INSTANCE_MEMORY)
+            .max_memory_size(max_memory)
             .max_memories_per_component(16)
             .max_tables_per_component(32)
             .max_core_instances_per_component(64)
@@ -117,13 +128,16 @@ impl Runtime {
         config: &RuntimeConfig,
         resolver: Resolver,
         wanted: &[String],
-        pooling: bool,
+        options: Options,
     ) -> Result<Runtime> {
-        let engine = match engine(pooling) {
+        let max_memory = options
+            .max_instance_memory
+            .unwrap_or(crate::host::MAX_INSTANCE_MEMORY);
+        let engine = match engine(options.pooling, max_memory) {
             Ok(engine) => engine,
             Err(e) => {
                 tracing::warn!(error = %e, "pooling allocator unavailable; using on-demand allocation");
-                engine(false)?
+                engine(false, max_memory)?
             }
         };
         let ticker = engine.weak();
@@ -204,6 +218,8 @@ impl Runtime {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
                 allowed_hosts: Arc::new(AllowedHosts::parse(&hosts)?),
+                stdio: options.logs.for_component(id)?,
+                max_memory,
             };
             pres.insert(id.clone(), pre);
             envs.insert(id.clone(), Arc::new(env));
@@ -214,7 +230,16 @@ impl Runtime {
             pres,
             envs,
             databases,
+            key_value: kv_files
+                .into_iter()
+                .map(|((label, _), db)| (label, db))
+                .collect(),
         })
+    }
+
+    /// A key-value store some loaded component uses, by label.
+    pub fn key_value_store(&self, label: &str) -> Option<Arc<StoreDb>> {
+        self.key_value.get(label).cloned()
     }
 
     pub fn instance_pre(&self, component: &str) -> Result<&InstancePre<HostState>> {

@@ -34,15 +34,51 @@ pub struct HttpTrigger {
     metrics: Arc<Metrics>,
 }
 
-fn plain(status: u16, text: &str) -> hyper::Response<HyperOutgoingBody> {
-    let body = Full::new(bytes::Bytes::from(text.to_owned()))
+fn response(
+    status: u16,
+    content_type: Option<&str>,
+    body: impl Into<bytes::Bytes>,
+) -> hyper::Response<HyperOutgoingBody> {
+    let body = Full::new(body.into())
         .map_err(|never| match never {})
         .boxed_unsync();
-    hyper::Response::builder()
-        .status(status)
-        .header("content-type", "text/plain")
-        .body(body)
-        .expect("valid response")
+    let mut builder = hyper::Response::builder().status(status);
+    if let Some(content_type) = content_type {
+        builder = builder.header("content-type", content_type);
+    }
+    builder.body(body).expect("valid response")
+}
+
+/// Spin's answer when no route matches or the component fails: the status
+/// and an empty body.
+fn empty(status: u16) -> hyper::Response<HyperOutgoingBody> {
+    response(status, None, bytes::Bytes::new())
+}
+
+/// A refusal before any component runs, as the JSON error the API uses.
+fn refuse(
+    status: u16,
+    code: &str,
+    message: &str,
+    field: Option<&str>,
+) -> hyper::Response<HyperOutgoingBody> {
+    let mut error = serde_json::json!({ "code": code, "message": message });
+    if let Some(field) = field {
+        error["field"] = field.into();
+    }
+    let body = serde_json::json!({ "error": error }).to_string();
+    response(status, Some("application/json"), body)
+}
+
+/// Spin gives a component only UTF-8 header values (it fails the request
+/// with a bare 500 otherwise, `spin-trigger-http` `prepare_request_headers`);
+/// this host refuses such a request the same way, before any component
+/// runs, but as the client error it is: 400, naming the header.
+fn non_utf8_header(req: &hyper::Request<Incoming>) -> Option<String> {
+    req.headers()
+        .iter()
+        .find(|(_, value)| std::str::from_utf8(value.as_bytes()).is_err())
+        .map(|(name, _)| name.as_str().to_owned())
 }
 
 impl HttpTrigger {
@@ -116,15 +152,38 @@ impl HttpTrigger {
     ) -> hyper::Response<HyperOutgoingBody> {
         let started = Instant::now();
         let path = req.uri().path().to_owned();
+        // Spin's own endpoints come before the app's routes.
+        if let Some(well_known) = path.strip_prefix("/.well-known/spin/") {
+            return match well_known {
+                "health" => response(200, None, "OK"),
+                "info" => {
+                    let mut info = serde_json::json!({ "name": self.runtime.app.name });
+                    if let Some(version) = &self.runtime.app.version {
+                        info["version"] = version.as_str().into();
+                    }
+                    let body = serde_json::to_vec_pretty(&info).expect("JSON");
+                    response(200, Some("application/json"), body)
+                }
+                _ => empty(404),
+            };
+        }
         let Some(route) = self.router.find(&path) else {
-            return plain(404, "not found");
+            return empty(404);
         };
+        if let Some(header) = non_utf8_header(&req) {
+            return refuse(
+                400,
+                "bad_request",
+                &format!("the value of header `{header}` is not valid UTF-8"),
+                Some(&header),
+            );
+        }
         let component = route.component.to_owned();
         let response = match self.invoke(req, &route, client).await {
             Ok(response) => response,
             Err(e) => {
                 tracing::error!(component = %component, error = %format!("{e:#}"), "HTTP handler failed");
-                plain(500, "the component failed")
+                empty(500)
             }
         };
         self.metrics

@@ -89,6 +89,11 @@ pub fn load(locked_url: &str, app_dir: Option<&Path>) -> Result<App> {
             .and_then(Json::as_str)
             .unwrap_or("app")
             .to_owned(),
+        version: locked
+            .metadata
+            .get("version")
+            .and_then(Json::as_str)
+            .map(str::to_owned),
         dir: app_dir.map_or_else(
             || std::env::current_dir().unwrap_or_default(),
             Path::to_path_buf,

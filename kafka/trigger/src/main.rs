@@ -18,17 +18,19 @@ mod metrics;
 mod relay;
 mod routes;
 mod runtime_config;
+mod startup;
 mod topics;
 mod variables;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
+use clap::Parser;
 use tokio::sync::watch;
 
 use crate::app::App;
-use crate::cli::Args;
+use crate::cli::{Cli, Command, PluginRole, TopicsApplyArgs, TopicsCommand, TriggerArgs};
 use crate::engine::Runtime;
 use crate::kafka_client::KafkaSettings;
 use crate::metrics::Metrics;
@@ -47,7 +49,14 @@ struct Roles {
 
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // TRIGGER_KAFKA_LOG first: under `spin up`, RUST_LOG also turns on
+    // Spin's own logging, whose lines on stderr break Spin's reading of
+    // the plugins' launch metadata.
+    let filter = std::env::var("TRIGGER_KAFKA_LOG")
+        .ok()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .or_else(|| EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -59,19 +68,15 @@ fn init_logging() {
 }
 
 fn main() {
-    let args = match Args::parse(std::env::args().skip(1)) {
-        Ok(args) => args,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::exit(2);
-        }
-    };
-    if args.help || args.help_args_only {
-        print!("{}", cli::HELP);
+    let cli = Cli::parse();
+    let program = std::env::args().next().unwrap_or_default();
+    let role = PluginRole::from_program(&program);
+    if cli.trigger.help_args_only {
+        print!("{}", cli::help_args());
         return;
     }
-    if args.launch_metadata_only {
-        eprintln!("{}", cli::launch_metadata());
+    if cli.trigger.launch_metadata_only {
+        eprintln!("{}", cli::launch_metadata(role));
         return;
     }
     init_logging();
@@ -79,10 +84,26 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let result = if args.topics_apply {
-        runtime.block_on(apply_topics(args))
-    } else {
-        runtime.block_on(run(args))
+    let result = match cli.command {
+        Some(Command::Topics(TopicsCommand::Apply(args))) => runtime.block_on(apply_topics(args)),
+        Some(Command::Up(up)) => {
+            let launch = Launch {
+                manifest: Some(up.from),
+                listen: Some(up.listen),
+                env: up.env,
+                role: None,
+            };
+            runtime.block_on(run(launch, up.trigger))
+        }
+        None => {
+            let launch = Launch {
+                manifest: None,
+                listen: None,
+                env: Vec::new(),
+                role: Some(role),
+            };
+            runtime.block_on(run(launch, cli.trigger))
+        }
     };
     // Exit without dropping the runtime or Kafka clients: their destructors
     // wait for a broker that may be gone, and the work is already committed.
@@ -96,15 +117,29 @@ fn main() {
     }
 }
 
+/// How this process was started: standalone `up` (a manifest, an HTTP
+/// address, `--env`) or as a Spin plugin in one role.
+struct Launch {
+    manifest: Option<PathBuf>,
+    listen: Option<String>,
+    env: Vec<(String, String)>,
+    role: Option<PluginRole>,
+}
+
 /// Loads the app the way this process was started: `up` reads spin.toml;
 /// as a Spin plugin, the locked app Spin wrote.
-fn load(args: &Args) -> Result<(App, Roles)> {
-    if args.standalone {
-        let manifest = args
-            .manifest
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("spin.toml"));
-        let app = manifest::load(&manifest)?;
+fn load(launch: &Launch) -> Result<(App, Roles)> {
+    if let Some(manifest) = &launch.manifest {
+        // Like `spin up -f`: a directory means its spin.toml.
+        let manifest = if manifest.is_dir() {
+            manifest.join("spin.toml")
+        } else {
+            manifest.clone()
+        };
+        let mut app = manifest::load(&manifest)?;
+        for component in app.components.values_mut() {
+            component.env.extend(launch.env.iter().cloned());
+        }
         return Ok((
             app,
             Roles {
@@ -124,37 +159,24 @@ fn load(args: &Args) -> Result<(App, Roles)> {
         Err(_) => None,
     };
     let app = locked::load(&locked_url, app_dir.as_deref())?;
-    // Installed as trigger-cron, the same binary serves the timer trigger.
-    let name = std::env::args().next().unwrap_or_default();
-    let as_cron = Path::new(&name)
-        .file_name()
-        .is_some_and(|n| n.to_string_lossy().starts_with("trigger-cron"));
+    let cron = launch.role == Some(PluginRole::Cron);
     Ok((
         app,
         Roles {
             http: false,
-            kafka: !as_cron,
-            cron: as_cron,
+            kafka: !cron,
+            cron,
         },
     ))
 }
 
 /// `topics apply`: brokers and security from the manifest (if any), with
 /// `--brokers` taking precedence.
-async fn apply_topics(args: Args) -> Result<()> {
-    let topics = topics::load(
-        &args
-            .topics_file
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("kafka/topics.toml")),
-    )?;
-    let manifest = args
-        .manifest
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("spin.toml"));
-    let settings = if manifest.exists() {
-        let app = manifest::load(&manifest)?;
-        let resolver = variables::Resolver::from_env(&app);
+async fn apply_topics(args: TopicsApplyArgs) -> Result<()> {
+    let topics = topics::load(&args.topics_file)?;
+    let settings = if args.manifest.exists() {
+        let app = manifest::load(&args.manifest)?;
+        let resolver = variables::Resolver::from_env(&app)?;
         Some(KafkaSettings::from_app(&app.kafka_settings, &resolver)?)
     } else {
         None
@@ -165,7 +187,7 @@ async fn apply_topics(args: Args) -> Result<()> {
         (None, None) => bail!("give --brokers, or run where spin.toml names them"),
     };
     let config = settings.map(|s| s.client_config()).unwrap_or_default();
-    let wait = std::time::Duration::from_secs(args.wait_secs.unwrap_or(30));
+    let wait = std::time::Duration::from_secs(args.wait_secs);
     topics::apply(&topics, &brokers, config, wait).await
 }
 
@@ -180,20 +202,34 @@ async fn shutdown_signal(sender: watch::Sender<bool>) {
     let _ = sender.send(true);
 }
 
-async fn run(args: Args) -> Result<()> {
-    let (app, roles) = load(&args)?;
+async fn run(launch: Launch, args: TriggerArgs) -> Result<()> {
+    let (app, roles) = load(&launch)?;
     let cwd = std::env::current_dir()?;
     let config = RuntimeConfig::load(
         args.runtime_config_file.as_deref(),
         app.local.then_some(app.dir.as_path()),
         StateDir::from_flag(args.state_dir.as_deref()),
+        StateDir::from_flag(
+            args.log_dir
+                .as_ref()
+                .map(|p| p.to_string_lossy())
+                .as_deref(),
+        ),
         &cwd,
     )?;
-    let resolver = variables::Resolver::from_env(&app);
+    // Spin's provider chain: --variable, the runtime config's providers,
+    // then the environment (and ./.env).
+    let mut providers = vec![variables::Provider::Static(
+        args.variable_values()?.into_iter().collect(),
+    )];
+    providers.extend(config.variable_providers.iter().cloned());
+    providers.push(variables::Provider::default_env());
+    let resolver = variables::Resolver::resolve(&app, &providers, |k| std::env::var(k).ok())?;
     let missing = resolver.missing();
     if !missing.is_empty() {
         bail!(
-            "required variables have no value: {}",
+            "required variables have no value: {} (set them with --variable, or as {})",
+            missing.join(", "),
             missing
                 .iter()
                 .map(|v| variables::env_name(v))
@@ -223,34 +259,41 @@ async fn run(args: Args) -> Result<()> {
         Some(dir) => tracing::info!(state_dir = %dir.display(), "state directory"),
         None => tracing::info!("no state directory: stores are in memory"),
     }
-    let runtime = Arc::new(Runtime::new(
-        app,
-        &config,
-        resolver,
-        &wanted,
-        !args.disable_pooling,
-    )?);
+    let options = engine::Options {
+        pooling: !args.disable_pooling,
+        max_instance_memory: args.max_instance_memory.or(config.max_instance_memory),
+        logs: host::logs::LogOptions::new(
+            config.log_dir.clone(),
+            &args.follow,
+            args.quiet,
+            args.truncate_logs,
+        )?,
+    };
+    let runtime = Arc::new(Runtime::new(app, &config, resolver, &wanted, options)?);
+    startup::run_statements(&runtime, &config, &args.sqlite_statements, &cwd).await?;
+    startup::set_key_values(&runtime, &config, &args.key_values).await?;
+
     let metrics = Arc::new(Metrics::default());
     let (stop, shutdown) = watch::channel(false);
     tokio::spawn(shutdown_signal(stop));
     let mut tasks = tokio::task::JoinSet::new();
     let mut threads = Vec::new();
 
-    let admin_addr = args
-        .admin_listen
-        .clone()
-        .or_else(|| std::env::var("TRIGGER_KAFKA_ADMIN_LISTEN").ok())
-        .unwrap_or_else(|| "127.0.0.1:9464".into());
-    let admin = tokio::net::TcpListener::bind(&admin_addr)
-        .await
-        .with_context(|| format!("cannot listen on {admin_addr} for /metrics"))?;
-    tracing::info!("metrics and health on http://{}", admin.local_addr()?);
-    tasks.spawn(admin::serve(
-        admin,
-        metrics.clone(),
-        kafka_settings.is_some(),
-        shutdown.clone(),
-    ));
+    // Each plugin process has its own admin address (Kafka 9464, timer
+    // 9465). A busy or broken admin address never stops the triggers.
+    let process = match launch.role {
+        None => "trigger-kafka up",
+        Some(PluginRole::Kafka) => "trigger-kafka",
+        Some(PluginRole::Cron) => "trigger-cron",
+    };
+    if let Some(admin) = admin::bind(args.admin_listen(roles.kafka), process).await {
+        tasks.spawn(admin::serve(
+            admin,
+            metrics.clone(),
+            kafka_settings.is_some(),
+            shutdown.clone(),
+        ));
+    }
 
     let mut shutdown_producer = None;
     if let Some(settings) = &kafka_settings {
@@ -306,7 +349,7 @@ async fn run(args: Args) -> Result<()> {
         }
     }
     if roles.http && !runtime.app.http_triggers.is_empty() {
-        let addr = args
+        let addr = launch
             .listen
             .clone()
             .unwrap_or_else(|| "127.0.0.1:3000".into());

@@ -24,6 +24,8 @@ struct Manifest {
 struct Application {
     name: String,
     #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
     trigger: BTreeMap<String, toml::Table>,
 }
 
@@ -74,6 +76,7 @@ pub fn load(path: &Path) -> Result<App> {
     };
     let mut app = App {
         name: manifest.application.name,
+        version: manifest.application.version,
         dir: dir.clone(),
         local: true,
         ..App::default()

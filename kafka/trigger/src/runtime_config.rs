@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
+use crate::variables::Provider;
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Location {
     File(PathBuf),
@@ -17,8 +19,31 @@ pub enum Location {
 #[derive(Debug, Clone, Default)]
 pub struct RuntimeConfig {
     pub state_dir: Option<PathBuf>,
+    /// Where component stdout/stderr go (`<component>_stdout.txt`).
+    pub log_dir: Option<PathBuf>,
     pub sqlite: BTreeMap<String, Location>,
     pub key_value: BTreeMap<String, Location>,
+    /// `[[variables_provider]]`, in order (Spin's env provider comes after).
+    pub variable_providers: Vec<Provider>,
+    pub max_instance_memory: Option<usize>,
+}
+
+/// A `[[variables_provider]]` entry.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ProviderConfig {
+    Static {
+        values: std::collections::HashMap<String, String>,
+    },
+    Env {
+        #[serde(default)]
+        prefix: Option<String>,
+        #[serde(default)]
+        dotenv_path: Option<PathBuf>,
+    },
+    /// vault, azure_key_vault: not implemented here.
+    #[serde(other)]
+    Unsupported,
 }
 
 #[derive(Deserialize)]
@@ -29,12 +54,12 @@ struct Store {
     path: Option<PathBuf>,
 }
 
-/// How the state directory was given on the command line.
+/// How a directory (`--state-dir`, `--log-dir`) was given on the command line.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StateDir {
-    /// Not given: `state_dir` in the file, else `<app dir>/.spin`.
+    /// Not given: the file's setting, else Spin's default.
     Default,
-    /// `--state-dir ""`: no state directory (in-memory stores).
+    /// Given as empty: none (in-memory stores, no log files).
     Unset,
     Given(PathBuf),
 }
@@ -45,6 +70,15 @@ impl StateDir {
             None => StateDir::Default,
             Some("") => StateDir::Unset,
             Some(p) => StateDir::Given(PathBuf::from(p)),
+        }
+    }
+
+    /// A flag's value, else the file's `key` (where empty means unset).
+    fn or_file(self, table: &toml::Table, key: &str) -> StateDir {
+        match (self, table.get(key).and_then(|v| v.as_str())) {
+            (StateDir::Default, Some("")) => StateDir::Unset,
+            (StateDir::Default, Some(p)) => StateDir::Given(PathBuf::from(p)),
+            (given, _) => given,
         }
     }
 }
@@ -62,10 +96,12 @@ impl RuntimeConfig {
     /// for an app from a registry, which has no default state directory); `cwd`
     /// the process's working directory (Spin resolves relative SQLite paths
     /// against it, and key-value paths against the file's directory).
+    /// `log_dir` is `--log-dir` (default `<state dir>/logs`, as in Spin).
     pub fn load(
         file: Option<&Path>,
         app_dir: Option<&Path>,
         state_dir: StateDir,
+        log_dir: StateDir,
         cwd: &Path,
     ) -> Result<RuntimeConfig> {
         let table: toml::Table = match file {
@@ -81,19 +117,52 @@ impl RuntimeConfig {
             .and_then(Path::parent)
             .map(|d| resolve(d, cwd))
             .unwrap_or_else(|| cwd.to_path_buf());
-        let state_dir = match state_dir {
+        let state_dir = match state_dir.or_file(&table, "state_dir") {
             StateDir::Given(p) => Some(resolve(&p, cwd)),
             StateDir::Unset => None,
-            StateDir::Default => match table.get("state_dir").and_then(|v| v.as_str()) {
-                Some("") => None,
-                Some(p) => Some(resolve(Path::new(p), cwd)),
-                None => app_dir.map(|d| d.join(".spin")),
-            },
+            StateDir::Default => app_dir.map(|d| d.join(".spin")),
+        };
+        let log_dir = match log_dir.or_file(&table, "log_dir") {
+            StateDir::Given(p) => Some(resolve(&p, cwd)),
+            StateDir::Unset => None,
+            StateDir::Default => state_dir.as_ref().map(|d| d.join("logs")),
         };
         let mut config = RuntimeConfig {
             state_dir: state_dir.clone(),
+            log_dir,
+            max_instance_memory: table
+                .get("max_instance_memory")
+                .and_then(|v| v.as_integer())
+                .map(usize::try_from)
+                .transpose()
+                .context("max_instance_memory must be a positive number of bytes")?,
             ..RuntimeConfig::default()
         };
+        let providers = table
+            .get("variables_provider")
+            .or_else(|| table.get("config_provider"));
+        if let Some(providers) = providers {
+            let providers: Vec<ProviderConfig> = providers
+                .clone()
+                .try_into()
+                .context("invalid [[variables_provider]] in the runtime config")?;
+            for provider in providers {
+                config.variable_providers.push(match provider {
+                    ProviderConfig::Static { values } => Provider::Static(values),
+                    ProviderConfig::Env {
+                        prefix,
+                        dotenv_path,
+                    } => Provider::Env {
+                        prefix: prefix.unwrap_or_else(|| "SPIN_VARIABLE".to_owned()),
+                        dotenv: dotenv_path.map(|p| resolve(&p, cwd)),
+                    },
+                    ProviderConfig::Unsupported => bail!(
+                        "[[variables_provider]] of type vault or azure_key_vault is not supported by trigger-kafka; \
+                         use type = \"env\" or \"static\" (Kubernetes Secrets reach it as SPIN_VARIABLE_*)"
+                    ),
+                });
+            }
+        }
         let default_file = |name: &str| {
             state_dir
                 .as_ref()
@@ -143,6 +212,7 @@ mod tests {
             None,
             Some(Path::new("/app")),
             StateDir::Default,
+            StateDir::Default,
             Path::new("/cwd"),
         )
         .unwrap();
@@ -158,6 +228,7 @@ mod tests {
             None,
             Some(Path::new("/app")),
             StateDir::Unset,
+            StateDir::Default,
             Path::new("/cwd"),
         )
         .unwrap();
@@ -171,12 +242,14 @@ mod tests {
             Some(&dir.join("local.toml")),
             Some(Path::new("/repo")),
             StateDir::Default,
+            StateDir::Default,
             Path::new("/repo"),
         )
         .unwrap();
         let kube = RuntimeConfig::load(
             Some(&dir.join("kube.toml")),
             None,
+            StateDir::Default,
             StateDir::Default,
             Path::new("/"),
         )
@@ -209,7 +282,14 @@ mod tests {
 
     #[test]
     fn a_registry_app_has_no_default_state_dir() {
-        let c = RuntimeConfig::load(None, None, StateDir::Default, Path::new("/cwd")).unwrap();
+        let c = RuntimeConfig::load(
+            None,
+            None,
+            StateDir::Default,
+            StateDir::Default,
+            Path::new("/cwd"),
+        )
+        .unwrap();
         assert_eq!(
             (c.state_dir.clone(), c.sqlite["default"].clone()),
             (None, Location::InMemory)
@@ -232,6 +312,7 @@ mod tests {
             Some(&file),
             Some(Path::new("/app")),
             StateDir::Default,
+            StateDir::Default,
             Path::new("/cwd"),
         )
         .unwrap();
@@ -252,9 +333,55 @@ mod tests {
             Some(&file),
             Some(Path::new("/app")),
             StateDir::Default,
+            StateDir::Default,
             Path::new("/cwd")
         )
         .is_err());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn log_dir_and_variable_providers_read_like_spin() {
+        let dir = std::env::temp_dir().join(format!("rc-logs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("rc.toml");
+        let load = |log: StateDir| {
+            RuntimeConfig::load(
+                Some(&file),
+                Some(Path::new("/app")),
+                StateDir::Default,
+                log,
+                Path::new("/cwd"),
+            )
+        };
+        std::fs::write(
+            &file,
+            "max_instance_memory = 1048576\n\
+             [[variables_provider]]\ntype = \"static\"\nvalues = { a = \"1\" }\n\
+             [[variables_provider]]\ntype = \"env\"\nprefix = \"MY\"\ndotenv_path = \"vars.env\"\n",
+        )
+        .unwrap();
+        let c = load(StateDir::Default).unwrap();
+        assert_eq!(c.log_dir, Some(PathBuf::from("/app/.spin/logs")));
+        assert_eq!(c.max_instance_memory, Some(1 << 20));
+        assert!(
+            matches!(&c.variable_providers[..], [Provider::Static(v), Provider::Env { prefix, dotenv: Some(d) }]
+            if v["a"] == "1" && prefix == "MY" && d == Path::new("/cwd/vars.env"))
+        );
+        assert_eq!(load(StateDir::Unset).unwrap().log_dir, None);
+        assert_eq!(
+            load(StateDir::Given("logs".into())).unwrap().log_dir,
+            Some(PathBuf::from("/cwd/logs"))
+        );
+        std::fs::write(&file, "log_dir = \"\"\n").unwrap();
+        assert_eq!(load(StateDir::Default).unwrap().log_dir, None);
+        std::fs::write(
+            &file,
+            "[[variables_provider]]\ntype = \"vault\"\nurl = \"http://v\"\ntoken = \"t\"\nmount = \"m\"\n",
+        )
+        .unwrap();
+        let err = load(StateDir::Default).unwrap_err().to_string();
+        assert!(err.contains("not supported"), "{err}");
         std::fs::remove_dir_all(&dir).ok();
     }
 }

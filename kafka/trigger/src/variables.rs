@@ -1,12 +1,76 @@
-//! Spin variables: application variables resolved from the environment
-//! (`SPIN_VARIABLE_<NAME>`, Spin's environment provider) or their defaults,
-//! and component variables rendered from `{{ name }}` templates over them.
+//! Spin variables: application variables resolved through Spin's provider
+//! chain, and component variables rendered from `{{ name }}` templates over
+//! them. The chain is Spin's: `--variable` values first, then each
+//! `[[variables_provider]]` of the runtime config in order, then the
+//! environment provider (`SPIN_VARIABLE_<NAME>`, falling back to a `.env`
+//! file in the working directory), then the variable's default.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
 use crate::app::App;
+
+/// One source of variable values.
+#[derive(Debug, Clone)]
+pub enum Provider {
+    /// Fixed values: `--variable` or a runtime config `type = "static"`.
+    Static(HashMap<String, String>),
+    /// The environment under `<PREFIX>_<NAME>`, then a dotenv file.
+    Env {
+        prefix: String,
+        dotenv: Option<PathBuf>,
+    },
+}
+
+impl Provider {
+    /// Spin's default environment provider.
+    pub fn default_env() -> Provider {
+        Provider::Env {
+            prefix: DEFAULT_ENV_PREFIX.to_owned(),
+            dotenv: Some(PathBuf::from(".env")),
+        }
+    }
+
+    fn lookup(
+        &self,
+        name: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+        dotenv_cache: &mut HashMap<PathBuf, HashMap<String, String>>,
+    ) -> Result<Option<String>> {
+        match self {
+            Provider::Static(values) => Ok(values.get(name).cloned()),
+            Provider::Env { prefix, dotenv } => {
+                let key = format!("{prefix}_{}", name.to_ascii_uppercase());
+                if let Some(value) = env(&key) {
+                    return Ok(Some(value));
+                }
+                let Some(path) = dotenv else {
+                    return Ok(None);
+                };
+                if !dotenv_cache.contains_key(path) {
+                    let values = load_dotenv(path)?;
+                    dotenv_cache.insert(path.clone(), values);
+                }
+                Ok(dotenv_cache[path].get(&key).cloned())
+            }
+        }
+    }
+}
+
+const DEFAULT_ENV_PREFIX: &str = "SPIN_VARIABLE";
+
+/// A dotenv file's values; a missing file has none, as in Spin.
+fn load_dotenv(path: &std::path::Path) -> Result<HashMap<String, String>> {
+    match dotenvy::from_path_iter(path) {
+        Ok(iter) => iter
+            .collect::<Result<HashMap<_, _>, _>>()
+            .with_context(|| format!("cannot parse {}", path.display())),
+        Err(e) if e.not_found() => Ok(HashMap::new()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
 
 /// Application variables with their resolved values.
 #[derive(Debug, Clone, Default)]
@@ -15,21 +79,43 @@ pub struct Resolver {
 }
 
 impl Resolver {
-    /// Resolves every application variable; `lookup` reads the environment.
-    pub fn new(app: &App, lookup: impl Fn(&str) -> Option<String>) -> Resolver {
-        let values = app
-            .variables
-            .iter()
-            .map(|(name, variable)| {
-                let from_env = lookup(&env_name(name));
-                (name.clone(), from_env.or_else(|| variable.default.clone()))
-            })
-            .collect();
-        Resolver { values }
+    /// Resolves every application variable through `providers` in order;
+    /// `env` reads the process environment.
+    pub fn resolve(
+        app: &App,
+        providers: &[Provider],
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Resolver> {
+        let mut dotenv_cache = HashMap::new();
+        let mut values = BTreeMap::new();
+        for (name, variable) in &app.variables {
+            let mut value = None;
+            for provider in providers {
+                value = provider
+                    .lookup(name, &env, &mut dotenv_cache)
+                    .with_context(|| format!("resolving variable `{name}`"))?;
+                if value.is_some() {
+                    break;
+                }
+            }
+            values.insert(name.clone(), value.or_else(|| variable.default.clone()));
+        }
+        Ok(Resolver { values })
     }
 
-    pub fn from_env(app: &App) -> Resolver {
-        Self::new(app, |k| std::env::var(k).ok())
+    /// Only Spin's default environment provider, reading `lookup`.
+    #[cfg(test)]
+    pub fn new(app: &App, lookup: impl Fn(&str) -> Option<String>) -> Resolver {
+        let providers = [Provider::Env {
+            prefix: DEFAULT_ENV_PREFIX.to_owned(),
+            dotenv: None,
+        }];
+        Self::resolve(app, &providers, lookup).expect("no files to read")
+    }
+
+    /// The default chain over the process environment and `./.env`.
+    pub fn from_env(app: &App) -> Result<Resolver> {
+        Self::resolve(app, &[Provider::default_env()], |k| std::env::var(k).ok())
     }
 
     /// The value of an application variable.
@@ -141,6 +227,42 @@ mod tests {
             "hello, s3!"
         );
         assert_eq!(r.render("plain").unwrap(), "plain");
+    }
+
+    #[test]
+    fn providers_are_asked_in_order_then_the_default() {
+        let dir = std::env::temp_dir().join(format!("tk-dotenv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let dotenv = dir.join(".env");
+        std::fs::write(&dotenv, "SPIN_VARIABLE_SECRET=from-dotenv\n").unwrap();
+        let env_provider = Provider::Env {
+            prefix: "SPIN_VARIABLE".into(),
+            dotenv: Some(dotenv.clone()),
+        };
+        let cli = Provider::Static([("greeting".to_owned(), "hi".to_owned())].into());
+        let r = Resolver::resolve(&app(), &[cli, env_provider.clone()], |_| None).unwrap();
+        assert_eq!(r.get("greeting").unwrap(), "hi", "--variable wins");
+        assert_eq!(r.get("secret").unwrap(), "from-dotenv");
+        let r = Resolver::resolve(&app(), &[env_provider], |k| {
+            (k == "SPIN_VARIABLE_SECRET").then(|| "from-env".to_owned())
+        })
+        .unwrap();
+        assert_eq!(
+            r.get("secret").unwrap(),
+            "from-env",
+            "the environment beats .env"
+        );
+        assert_eq!(r.get("greeting").unwrap(), "hello", "then the default");
+        let prefixed = Provider::Env {
+            prefix: "MY".into(),
+            dotenv: None,
+        };
+        let r = Resolver::resolve(&app(), &[prefixed], |k| {
+            (k == "MY_SECRET").then(|| "p".to_owned())
+        })
+        .unwrap();
+        assert_eq!(r.get("secret").unwrap(), "p");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -17,20 +17,50 @@ const LONG: Duration = Duration::from_secs(90);
 struct TodoApp {
     dir: TempDir,
     broker: Broker,
-    host: Host,
+    host: Server,
 }
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// Runs an app test twice: under `trigger-kafka up`, and under the real
+/// `spin up` with the plugins (skipped, saying so, where there is no Spin).
+macro_rules! in_both_modes {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn standalone() {
+                super::$name(super::Mode::Standalone)
+            }
+            #[test]
+            fn spin_up() {
+                if super::support::spin::spin().is_some() {
+                    super::$name(super::Mode::Spin)
+                } else {
+                    eprintln!("skipped: no Spin CLI");
+                }
+            }
+        }
+    )*};
+}
+
+in_both_modes!(
+    a_reminder_arrives_once_on_time_and_never_for_a_completed_or_deleted_task,
+    a_completed_daily_task_renews_once_even_when_the_event_is_delivered_twice,
+    a_series_with_count_three_stops_after_three,
+    the_audit_history_is_complete_after_the_host_is_killed_mid_stream,
+    a_second_clients_long_poll_returns_the_first_clients_change,
+    email_reminders_are_posted_to_the_webhook_signed_and_failures_are_visible,
+);
+
 impl TodoApp {
-    fn start() -> TodoApp {
-        Self::start_with(&[])
+    fn start(mode: Mode) -> TodoApp {
+        Self::start_with(mode, &[])
     }
 
     /// Starts the app with extra `SPIN_VARIABLE_*` settings.
-    fn start_with(variables: &[(&str, &str)]) -> TodoApp {
+    fn start_with(mode: Mode, variables: &[(&str, &str)]) -> TodoApp {
         let broker = Broker::start();
         let status = Command::new(host_bin())
             .args(["topics", "apply", "-t"])
@@ -62,11 +92,18 @@ impl TodoApp {
             ("SPIN_VARIABLE_DEV_AUTH", "true"),
         ];
         env.extend_from_slice(variables);
-        let host = Host::start_with_args(
-            &dir.0,
-            &env,
-            &["--runtime-config-file", "runtime-config.toml"],
-        );
+        let host = match mode {
+            Mode::Standalone => Server::Host(Host::start_with_args(
+                &dir.0,
+                &env,
+                &["--runtime-config-file", "runtime-config.toml"],
+            )),
+            Mode::Spin => Server::Spin(support::spin::SpinUp::start(
+                &dir.0,
+                &["--runtime-config-file", "runtime-config.toml"],
+                &env,
+            )),
+        };
         let app = TodoApp { dir, broker, host };
         app.wait_until_consuming();
         app
@@ -135,9 +172,8 @@ fn millis(text: &str) -> i64 {
         .timestamp_millis()
 }
 
-#[test]
-fn a_reminder_arrives_once_on_time_and_never_for_a_completed_or_deleted_task() {
-    let app = TodoApp::start();
+fn a_reminder_arrives_once_on_time_and_never_for_a_completed_or_deleted_task(mode: Mode) {
+    let app = TodoApp::start(mode);
     let due = chrono::Utc::now() + chrono::Duration::seconds(2);
     let mut on_time = Vec::new();
     for i in 0..5 {
@@ -216,9 +252,8 @@ fn a_reminder_arrives_once_on_time_and_never_for_a_completed_or_deleted_task() {
     assert_eq!(fired, 5);
 }
 
-#[test]
-fn a_completed_daily_task_renews_once_even_when_the_event_is_delivered_twice() {
-    let app = TodoApp::start();
+fn a_completed_daily_task_renews_once_even_when_the_event_is_delivered_twice(mode: Mode) {
+    let app = TodoApp::start(mode);
     let id = app.create("alice", json!({"title": "Stand-up", "due_date": "2099-03-01T09:00:00Z", "recurrence_pattern": "daily", "tags": ["work"]}));
     assert_eq!(
         app.call("alice", "POST", &format!("/api/tasks/{id}/complete"), None)
@@ -272,9 +307,8 @@ fn a_completed_daily_task_renews_once_even_when_the_event_is_delivered_twice() {
     );
 }
 
-#[test]
-fn a_series_with_count_three_stops_after_three() {
-    let app = TodoApp::start();
+fn a_series_with_count_three_stops_after_three(mode: Mode) {
+    let app = TodoApp::start(mode);
     let mut current = app.create("alice", json!({"title": "Pill", "due_date": "2099-03-01T08:00:00Z", "recurrence_pattern": "RRULE:FREQ=DAILY;COUNT=3"}));
     for expected in 2..=3 {
         assert_eq!(
@@ -313,9 +347,8 @@ fn a_series_with_count_three_stops_after_three() {
     assert_eq!(pills, 3);
 }
 
-#[test]
-fn the_audit_history_is_complete_after_the_host_is_killed_mid_stream() {
-    let mut app = TodoApp::start();
+fn the_audit_history_is_complete_after_the_host_is_killed_mid_stream(mode: Mode) {
+    let mut app = TodoApp::start(mode);
     let mut ids = Vec::new();
     let mut api_to_audit = Vec::new();
     for i in 0..25 {
@@ -372,12 +405,11 @@ fn the_audit_history_is_complete_after_the_host_is_killed_mid_stream() {
     eprintln!("API write -> audit row ms: {api_to_audit:?}");
 }
 
-#[test]
-fn a_second_clients_long_poll_returns_the_first_clients_change() {
-    let app = TodoApp::start();
+fn a_second_clients_long_poll_returns_the_first_clients_change(mode: Mode) {
+    let app = TodoApp::start(mode);
     let (_, start) = app.call("alice", "GET", "/api/sync", None);
     let cursor = start["cursor"].as_str().unwrap().to_owned();
-    let port = app.host.http_port;
+    let port = app.host.http_port();
     let poller = std::thread::spawn(move || {
         let started = Instant::now();
         let (status, body) = http(
@@ -507,17 +539,19 @@ fn webhook(status: u16) -> (u16, Received) {
     (port, receiver)
 }
 
-#[test]
-fn email_reminders_are_posted_to_the_webhook_signed_and_failures_are_visible() {
+fn email_reminders_are_posted_to_the_webhook_signed_and_failures_are_visible(mode: Mode) {
     use hmac::{Hmac, Mac};
     let (good, requests) = webhook(200);
     let url = format!("http://127.0.0.1:{good}/notify");
     let origin = format!("http://127.0.0.1:{good}");
-    let app = TodoApp::start_with(&[
-        ("SPIN_VARIABLE_NOTIFICATION_WEBHOOK_URL", &url),
-        ("SPIN_VARIABLE_NOTIFICATION_WEBHOOK_ORIGIN", &origin),
-        ("SPIN_VARIABLE_NOTIFICATION_WEBHOOK_SECRET", "s3cret"),
-    ]);
+    let app = TodoApp::start_with(
+        mode,
+        &[
+            ("SPIN_VARIABLE_NOTIFICATION_WEBHOOK_URL", &url),
+            ("SPIN_VARIABLE_NOTIFICATION_WEBHOOK_ORIGIN", &origin),
+            ("SPIN_VARIABLE_NOTIFICATION_WEBHOOK_SECRET", "s3cret"),
+        ],
+    );
     let due = iso(chrono::Utc::now() + chrono::Duration::seconds(2));
     let id = app.create("alice", json!({"title": "Pay rent", "due_date": due, "remind_before_minutes": 0, "notification_type": "email"}));
     let (headers, body) = requests
@@ -567,10 +601,13 @@ fn email_reminders_are_posted_to_the_webhook_signed_and_failures_are_visible() {
     let (bad, bad_requests) = webhook(503);
     let url = format!("http://127.0.0.1:{bad}/notify");
     let origin = format!("http://127.0.0.1:{bad}");
-    let app = TodoApp::start_with(&[
-        ("SPIN_VARIABLE_NOTIFICATION_WEBHOOK_URL", &url),
-        ("SPIN_VARIABLE_NOTIFICATION_WEBHOOK_ORIGIN", &origin),
-    ]);
+    let app = TodoApp::start_with(
+        mode,
+        &[
+            ("SPIN_VARIABLE_NOTIFICATION_WEBHOOK_URL", &url),
+            ("SPIN_VARIABLE_NOTIFICATION_WEBHOOK_ORIGIN", &origin),
+        ],
+    );
     let due = iso(chrono::Utc::now() + chrono::Duration::seconds(2));
     app.create("alice", json!({"title": "Call bank", "due_date": due, "remind_before_minutes": 0, "notification_type": "sms"}));
     let failed = wait_for("failed after retries", Duration::from_secs(60), || {

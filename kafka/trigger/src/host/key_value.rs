@@ -60,6 +60,21 @@ impl StoreDb {
     }
 }
 
+impl StoreDb {
+    /// Sets a value outside any component (`spin up --key-value`).
+    pub async fn set_now(self: &Arc<Self>, key: String, value: Vec<u8>) -> Result<(), Error> {
+        self.with(move |conn, label| {
+            conn.execute(
+                "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(store, key) DO UPDATE SET value = ?3",
+                rusqlite::params![label, key, value],
+            )
+            .map(drop)
+        })
+        .await
+    }
+}
+
 /// The `store` resource.
 pub struct Store {
     db: Arc<StoreDb>,
@@ -97,16 +112,7 @@ impl key_value::HostStore for HostState {
         key: String,
         value: Vec<u8>,
     ) -> Result<(), Error> {
-        let db = self.db(&store)?;
-        db.with(move |conn, label| {
-            conn.execute(
-                "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(store, key) DO UPDATE SET value = ?3",
-                rusqlite::params![label, key, value],
-            )
-            .map(drop)
-        })
-        .await
+        self.db(&store)?.set_now(key, value).await
     }
 
     async fn delete(&mut self, store: Resource<Store>, key: String) -> Result<(), Error> {

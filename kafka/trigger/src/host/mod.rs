@@ -2,6 +2,7 @@
 //! limited to what the manifest grants the component.
 
 pub mod key_value;
+pub mod logs;
 pub mod outbound;
 pub mod sqlite;
 pub mod variables;
@@ -30,6 +31,10 @@ pub struct ComponentEnv {
     pub variables: BTreeMap<String, Result<String, String>>,
     pub env: Vec<(String, String)>,
     pub allowed_hosts: Arc<AllowedHosts>,
+    /// Where the component's stdout and stderr go.
+    pub stdio: logs::ComponentStdio,
+    /// Largest linear memory an instance may grow to.
+    pub max_memory: usize,
 }
 
 pub struct HostState {
@@ -44,7 +49,7 @@ pub struct HostState {
 impl HostState {
     pub fn new(component: Arc<ComponentEnv>) -> HostState {
         let mut wasi = WasiCtx::builder();
-        wasi.inherit_stdout().inherit_stderr();
+        component.stdio.attach(&mut wasi);
         for (key, value) in &component.env {
             wasi.env(key, value);
         }
@@ -54,7 +59,7 @@ impl HostState {
             table: ResourceTable::new(),
             hooks: OutboundHooks::new(component.allowed_hosts.clone()),
             limits: StoreLimitsBuilder::new()
-                .memory_size(MAX_INSTANCE_MEMORY)
+                .memory_size(component.max_memory)
                 .instances(64)
                 .build(),
             component,

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod spin;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -34,6 +36,16 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The port of the first `marker` address (`marker` then `host:port`).
+pub fn port_after(text: &str, marker: &str) -> Option<u16> {
+    let rest = &text[text.find(marker)? + marker.len()..];
+    let address: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']'))
+        .collect();
+    address.rsplit_once(':')?.1.parse().ok()
 }
 
 fn port_open(port: u16) -> bool {
@@ -286,8 +298,8 @@ impl Host {
     pub fn start_with_args(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Host {
         let mut host = Host {
             dir: dir.to_path_buf(),
-            http_port: free_port(),
-            admin_port: free_port(),
+            http_port: 0,
+            admin_port: 0,
             child: None,
             env: env
                 .iter()
@@ -300,12 +312,15 @@ impl Host {
         host
     }
 
+    /// Starts the host on ports the OS picks, and reads them from its log:
+    /// no port can be taken by another test between choosing and binding.
     pub fn restart(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .unwrap();
+        let seen = self.logs().len();
         let child = Command::new(host_bin())
             .current_dir(&self.dir)
             .args([
@@ -313,9 +328,9 @@ impl Host {
                 "-f",
                 "spin.toml",
                 "--listen",
-                &format!("127.0.0.1:{}", self.http_port),
+                "127.0.0.1:0",
                 "--kafka-admin-listen",
-                &format!("127.0.0.1:{}", self.admin_port),
+                "127.0.0.1:0",
             ])
             .args(&self.args)
             .env("RUST_LOG", "info,trigger_kafka=debug")
@@ -325,15 +340,23 @@ impl Host {
             .spawn()
             .expect("trigger-kafka starts");
         self.child = Some(child);
-        let port = self.admin_port;
-        wait_for("the host's admin port", Duration::from_secs(60), || {
+        let (http, admin) = wait_for("the host to listen", Duration::from_secs(60), || {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
                     panic!("trigger-kafka exited with {status}:\n{}", self.logs());
                 }
             }
-            port_open(port).then_some(())
+            let logs = self.logs();
+            let fresh = logs.get(seen..).unwrap_or("");
+            let http = port_after(fresh, "Serving http://");
+            let admin = port_after(fresh, "metrics and health on http://");
+            match (http, admin) {
+                (Some(h), Some(a)) => Some((h, a)),
+                _ => None,
+            }
         });
+        self.http_port = http;
+        self.admin_port = admin;
     }
 
     pub fn logs(&self) -> String {
@@ -391,6 +414,73 @@ impl Drop for Host {
             eprintln!("---- trigger-kafka log ----\n{}", self.logs());
         }
         self.kill();
+    }
+}
+
+/// The app's processes, whichever way it runs: `trigger-kafka up`, or
+/// `spin up` with Spin serving HTTP and the plugins the rest.
+pub enum Server {
+    Host(Host),
+    Spin(spin::SpinUp),
+}
+
+/// How a test runs the app.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Mode {
+    Standalone,
+    Spin,
+}
+
+impl Server {
+    pub fn http_port(&self) -> u16 {
+        match self {
+            Server::Host(h) => h.http_port,
+            Server::Spin(s) => s.http_port,
+        }
+    }
+
+    /// The admin port of the process running the Kafka triggers.
+    pub fn admin_port(&self) -> u16 {
+        match self {
+            Server::Host(h) => h.admin_port,
+            Server::Spin(s) => s.admin_port,
+        }
+    }
+
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> (u16, String) {
+        http(self.http_port(), method, path, headers, body)
+    }
+
+    /// SIGKILL the process running the Kafka triggers and the relay.
+    pub fn kill(&mut self) {
+        match self {
+            Server::Host(h) => h.kill(),
+            Server::Spin(s) => s.kill(),
+        }
+    }
+
+    pub fn restart(&mut self) {
+        match self {
+            Server::Host(h) => h.restart(),
+            Server::Spin(s) => s.restart(),
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        match self {
+            Server::Host(h) => h.logs(),
+            Server::Spin(s) => s.logs(),
+        }
+    }
+
+    pub fn metrics(&self) -> String {
+        http(self.admin_port(), "GET", "/metrics", &[], None).1
     }
 }
 

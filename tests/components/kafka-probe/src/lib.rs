@@ -6,7 +6,10 @@
 //! - `permanent`: fail permanently; `trap`: panic;
 //! - `sleep:MS`: sleep, then record;
 //! - `open:LABEL`, `kv:LABEL`, `http:URL`: try a database, store or host and
-//!   record what happened in `note`.
+//!   record what happened in `note`;
+//! - `env:NAME`, `var:NAME`: record an environment variable or a Spin
+//!   variable (or the error) in `note`;
+//! - `print:TEXT`: write TEXT to stdout and stderr, then record.
 //!
 //! A value that is not such JSON is a permanent error. With the environment
 //! variable `PROBE_MODE=noop` every message succeeds at once (benchmarks).
@@ -125,6 +128,19 @@ impl Guest for Probe {
                     Err(e) => format!("error: {e}"),
                 };
                 record(&message, &id, &note)
+            }
+            "env" => {
+                let note = std::env::var(arg).unwrap_or_else(|e| format!("error: {e}"));
+                record(&message, &id, &note)
+            }
+            "var" => {
+                let note = spin_sdk::variables::get(arg).unwrap_or_else(|e| format!("{e:?}"));
+                record(&message, &id, &note)
+            }
+            "print" => {
+                println!("{arg}");
+                eprintln!("{arg}");
+                record(&message, &id, "")
             }
             other => Err(Error::Permanent(format!("unknown action `{other}`"))),
         }

@@ -1,0 +1,304 @@
+//! A conformance probe for the host interfaces a component sees. `GET
+//! /probe` runs a fixed list of checks and answers them as one JSON object;
+//! the Spin-mode tests ask the real Spin and trigger-kafka and compare the
+//! two answers key by key. Every check writes only under its own names, so
+//! a run leaves the same state behind whichever host ran it.
+#![cfg(target_arch = "wasm32")]
+
+use serde_json::{json, Value as Json};
+use spin_sdk::http::{IntoResponse, Method, Request, Response};
+use spin_sdk::key_value::Store;
+use spin_sdk::sqlite::{Connection, Value};
+
+fn outcome<T, E: std::fmt::Debug>(result: Result<T, E>, ok: impl FnOnce(T) -> Json) -> Json {
+    match result {
+        Ok(value) => json!({ "ok": ok(value) }),
+        Err(e) => json!({ "err": format!("{e:?}") }),
+    }
+}
+
+fn sql_value(value: &Value) -> Json {
+    match value {
+        Value::Integer(n) => json!({ "integer": n }),
+        Value::Real(f) => json!({ "real": f }),
+        Value::Text(s) => json!({ "text": s }),
+        Value::Blob(b) => json!({ "blob": b }),
+        Value::Null => json!("null"),
+    }
+}
+
+fn query(db: &Connection, statement: &str, params: &[Value]) -> Json {
+    outcome(db.execute(statement, params), |result| {
+        json!({
+            "columns": result.columns,
+            "rows": result.rows.iter().map(|r| r.values.iter().map(sql_value).collect::<Vec<_>>()).collect::<Vec<_>>(),
+        })
+    })
+}
+
+fn variables() -> Json {
+    let mut out = serde_json::Map::new();
+    for name in [
+        "greeting",
+        "from_env",
+        "from_flag",
+        "templated",
+        "nope",
+        "Bad-Name",
+        "",
+    ] {
+        out.insert(
+            format!("get {name:?}"),
+            outcome(spin_sdk::variables::get(name), Json::from),
+        );
+    }
+    Json::Object(out)
+}
+
+fn sqlite() -> Json {
+    let mut out = serde_json::Map::new();
+    for label in ["default", "other", "not_granted"] {
+        out.insert(
+            format!("open {label}"),
+            outcome(Connection::open(label), |_| json!("opened")),
+        );
+    }
+    let Ok(db) = Connection::open("default") else {
+        return Json::Object(out);
+    };
+    let checks: Vec<(&str, &str, Vec<Value>)> = vec![
+        ("drop", "DROP TABLE IF EXISTS probe_values", vec![]),
+        (
+            "create",
+            "CREATE TABLE probe_values (n INTEGER, r REAL, t TEXT, b BLOB, z, any_col)",
+            vec![],
+        ),
+        (
+            "insert",
+            "INSERT INTO probe_values VALUES (?, ?, ?, ?, ?, ?)",
+            vec![
+                Value::Integer(i64::MAX),
+                Value::Real(-0.125),
+                Value::Text("héllo ✓ 𝄞".into()),
+                Value::Blob(vec![0, 255, 7]),
+                Value::Null,
+                Value::Text("42".into()),
+            ],
+        ),
+        (
+            "insert affinity",
+            "INSERT INTO probe_values VALUES (?, ?, ?, ?, ?, ?)",
+            vec![
+                Value::Text("17".into()),
+                Value::Integer(3),
+                Value::Integer(5),
+                Value::Text("as text".into()),
+                Value::Real(1e300),
+                Value::Blob(vec![]),
+            ],
+        ),
+        (
+            "select",
+            "SELECT n, r, t, b, z, any_col, typeof(n) AS tn, typeof(any_col) AS ta FROM probe_values ORDER BY rowid",
+            vec![],
+        ),
+        ("expressions", "SELECT 1 + 1, 'a' || 'b', NULL, 2.5, x'0102', 9223372036854775807 + 1 AS overflow", vec![]),
+        ("no rows", "SELECT n FROM probe_values WHERE 0", vec![]),
+        ("returning", "UPDATE probe_values SET t = 'changed' WHERE n = 17 RETURNING t", vec![]),
+        ("syntax error", "SELEKT 1", vec![]),
+        ("missing table", "SELECT * FROM no_such_table", vec![]),
+        ("too few parameters", "SELECT ?, ?", vec![Value::Integer(1)]),
+        ("too many parameters", "SELECT ?", vec![Value::Integer(1), Value::Integer(2)]),
+        ("constraint", "INSERT INTO probe_unique VALUES (1)", vec![]),
+        ("two statements", "SELECT 1; SELECT 2", vec![]),
+        ("empty statement", "", vec![]),
+        ("pragma", "PRAGMA user_version", vec![]),
+        ("begin", "BEGIN", vec![]),
+        ("in transaction", "INSERT INTO probe_values (n) VALUES (99)", vec![]),
+        ("rollback", "ROLLBACK", vec![]),
+        ("after rollback", "SELECT COUNT(*) FROM probe_values WHERE n = 99", vec![]),
+        ("commit without begin", "COMMIT", vec![]),
+    ];
+    let _ = db.execute(
+        "CREATE TABLE IF NOT EXISTS probe_unique (n INTEGER PRIMARY KEY)",
+        &[],
+    );
+    let _ = db.execute("INSERT OR IGNORE INTO probe_unique VALUES (1)", &[]);
+    for (name, statement, params) in checks {
+        out.insert(name.to_owned(), query(&db, statement, &params));
+    }
+    Json::Object(out)
+}
+
+fn key_value() -> Json {
+    let mut out = serde_json::Map::new();
+    for label in ["default", "cache", "not_granted"] {
+        out.insert(
+            format!("open {label}"),
+            outcome(Store::open(label), |_| json!("opened")),
+        );
+    }
+    let Ok(store) = Store::open("default") else {
+        return Json::Object(out);
+    };
+    for key in ["probe:a", "probe:b", "probe:ü"] {
+        let _ = store.delete(key);
+    }
+    let bytes = |v: Option<Vec<u8>>| json!(v);
+    out.insert("get missing".into(), outcome(store.get("probe:a"), bytes));
+    out.insert(
+        "exists missing".into(),
+        outcome(store.exists("probe:a"), Json::from),
+    );
+    out.insert(
+        "delete missing".into(),
+        outcome(store.delete("probe:a"), |()| json!("deleted")),
+    );
+    out.insert(
+        "set".into(),
+        outcome(store.set("probe:a", b"one"), |()| json!("set")),
+    );
+    out.insert(
+        "overwrite".into(),
+        outcome(store.set("probe:a", b"two"), |()| json!("set")),
+    );
+    out.insert("get".into(), outcome(store.get("probe:a"), bytes));
+    out.insert(
+        "set empty".into(),
+        outcome(store.set("probe:b", b""), |()| json!("set")),
+    );
+    out.insert("get empty".into(), outcome(store.get("probe:b"), bytes));
+    out.insert(
+        "set unicode key".into(),
+        outcome(store.set("probe:ü", &[0, 159, 146, 150]), |()| {
+            json!("set")
+        }),
+    );
+    out.insert(
+        "exists".into(),
+        outcome(store.exists("probe:ü"), Json::from),
+    );
+    out.insert(
+        "keys".into(),
+        outcome(store.get_keys(), |mut keys| {
+            // Order is not part of the interface: compare as a set.
+            keys.retain(|k| k.starts_with("probe:"));
+            keys.sort();
+            json!(keys)
+        }),
+    );
+    out.insert(
+        "empty key".into(),
+        outcome(store.set("", b"x"), |()| json!("set")),
+    );
+    out.insert("get empty key".into(), outcome(store.get(""), bytes));
+    let _ = store.delete("");
+    out.insert(
+        "delete".into(),
+        outcome(store.delete("probe:a"), |()| json!("deleted")),
+    );
+    out.insert("get deleted".into(), outcome(store.get("probe:a"), bytes));
+    Json::Object(out)
+}
+
+fn environment() -> Json {
+    let mut vars: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("PROBE_"))
+        .collect();
+    vars.sort();
+    json!(vars)
+}
+
+fn headers(req: &Request) -> Json {
+    let mut spin: Vec<(String, String)> = req
+        .headers()
+        .filter(|(name, _)| name.starts_with("spin-") && *name != "spin-client-addr")
+        .map(|(name, value)| {
+            let value = value.as_str().unwrap_or("<not utf-8>").to_owned();
+            (name.to_owned(), value)
+        })
+        .collect();
+    spin.sort();
+    json!({
+        "spin": spin,
+        "client addr is an address": req
+            .header("spin-client-addr")
+            .and_then(|v| v.as_str())
+            .is_some_and(|v| v.parse::<std::net::SocketAddr>().is_ok()),
+        "method": req.method().to_string(),
+        "path and query": req.path_and_query(),
+        "body length": req.body().len(),
+    })
+}
+
+async fn outbound(target: Option<&str>) -> Json {
+    let mut out = serde_json::Map::new();
+    let mut urls = vec![
+        (
+            "denied host".to_owned(),
+            "http://denied.example:1234/".to_owned(),
+        ),
+        (
+            "denied scheme".to_owned(),
+            "https://127.0.0.1:1/".to_owned(),
+        ),
+    ];
+    if let Some(target) = target {
+        urls.push(("allowed".to_owned(), format!("http://{target}/echo")));
+    }
+    for (name, url) in urls {
+        let request = Request::get(&url);
+        let result: Result<Response, _> = spin_sdk::http::send(request).await;
+        out.insert(
+            name,
+            outcome(result, |response: Response| {
+                json!({
+                    "status": response.status(),
+                    "body": String::from_utf8_lossy(response.body()),
+                })
+            }),
+        );
+    }
+    Json::Object(out)
+}
+
+#[spin_sdk::http_component]
+async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
+    let query: Vec<(String, String)> = req
+        .query()
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let path = req.path().to_owned();
+    let body = match (req.method(), path.as_str()) {
+        (Method::Get, "/probe") | (Method::Post, "/probe") => json!({
+            "variables": variables(),
+            "sqlite": sqlite(),
+            "key_value": key_value(),
+            "environment": environment(),
+            "headers": headers(&req),
+            "outbound": outbound(param("target")).await,
+        }),
+        (_, p) if p.starts_with("/probe/headers") => headers(&req),
+        (Method::Get, "/probe/trap") => panic!("the probe was asked to trap"),
+        _ => {
+            return Ok(Response::builder()
+                .status(404)
+                .header("content-type", "application/json")
+                .body(json!({"error": "no such probe"}).to_string())
+                .build())
+        }
+    };
+    Ok(Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .build())
+}
