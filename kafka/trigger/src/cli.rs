@@ -62,7 +62,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the whole app (HTTP, Kafka, timers, outbox relay) from spin.toml, as `spin up` would.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Topic tooling.
     #[command(subcommand)]
     Topics(TopicsCommand),
@@ -341,6 +341,7 @@ mod tests {
         let Some(Command::Up(up)) = cli.command else {
             panic!("up")
         };
+        let up = *up;
         assert_eq!(up.from, PathBuf::from("app/spin.toml"));
         assert_eq!(up.listen, "0.0.0.0:80");
         assert_eq!(up.trigger.state_dir.as_deref(), Some(".state"));

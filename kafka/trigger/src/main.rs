@@ -57,8 +57,10 @@ fn init_logging() {
         .and_then(|f| EnvFilter::try_new(f).ok())
         .or_else(|| EnvFilter::try_from_default_env().ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if std::env::var("TRIGGER_KAFKA_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().init();
@@ -87,6 +89,7 @@ fn main() {
     let result = match cli.command {
         Some(Command::Topics(TopicsCommand::Apply(args))) => runtime.block_on(apply_topics(args)),
         Some(Command::Up(up)) => {
+            let up = *up;
             let launch = Launch {
                 manifest: Some(up.from),
                 listen: Some(up.listen),

@@ -164,17 +164,34 @@ pub fn env_name(name: &str) -> String {
     format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase())
 }
 
-/// Spin variable names: lower-case letters, digits and underscores,
-/// starting with a letter.
+/// Spin's rule for variable names (`spin_expressions::Key`), with Spin's
+/// wording: a component that passes a bad name gets the same message from
+/// either host.
+pub fn name_error(key: &str) -> Option<String> {
+    let reason = if key.is_empty() {
+        "must not be empty".to_owned()
+    } else if let Some(invalid) = key
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_'))
+    {
+        format!("invalid character {invalid:?}. Variable names may contain only lower-case letters, numbers, and underscores.")
+    } else if !key.as_bytes()[0].is_ascii_lowercase() {
+        "must start with a lowercase ASCII letter".to_owned()
+    } else if !key.as_bytes()[key.len() - 1].is_ascii_alphanumeric() {
+        "must end with a lowercase ASCII letter or digit".to_owned()
+    } else if key.contains("__") {
+        "must not contain multiple consecutive underscores".to_owned()
+    } else {
+        return None;
+    };
+    Some(format!("{key:?}: {reason}"))
+}
+
 pub fn check_name(name: &str) -> Result<()> {
-    let ok = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if !ok {
-        bail!("`{name}` is not a valid variable name");
+    match name_error(name) {
+        Some(error) => bail!("invalid variable name {error}"),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// A component's own variables, rendered once at startup.
@@ -272,6 +289,12 @@ mod tests {
         assert!(r.render("{{ secret }}").is_err());
         assert!(r.render("{{ nope }}").is_err());
         assert!(r.render("{{ Bad-Name }}").is_err());
+        assert!(r.render("{{ trailing_ }}").is_err());
+        assert!(r.render("{{ two__parts }}").is_err());
+        assert_eq!(
+            name_error("9lives").as_deref(),
+            Some("\"9lives\": must start with a lowercase ASCII letter")
+        );
         assert!(r.render("{{ greeting").is_err());
     }
 }

@@ -5,8 +5,7 @@
 mod support;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value as Json};
@@ -18,10 +17,6 @@ struct TodoApp {
     dir: TempDir,
     broker: Broker,
     host: Server,
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// Runs an app test twice: under `trigger-kafka up`, and under the real
@@ -62,30 +57,9 @@ impl TodoApp {
     /// Starts the app with extra `SPIN_VARIABLE_*` settings.
     fn start_with(mode: Mode, variables: &[(&str, &str)]) -> TodoApp {
         let broker = Broker::start();
-        let status = Command::new(host_bin())
-            .args(["topics", "apply", "-t"])
-            .arg(repo().join("kafka/topics.toml"))
-            .args(["--brokers", &broker.address()])
-            .output()
-            .unwrap();
-        assert!(
-            status.status.success(),
-            "{}",
-            String::from_utf8_lossy(&status.stderr)
-        );
+        broker.apply_project_topics();
         let dir = TempDir::new("todo");
-        let manifest = std::fs::read_to_string(repo().join("spin.toml")).unwrap();
-        let wasm_dir = wasm("todo_api.wasm").parent().unwrap().to_path_buf();
-        let manifest = manifest.replace(
-            "\"target/wasm32-wasip2/release/",
-            &format!("\"{}/", wasm_dir.display()),
-        );
-        std::fs::write(dir.0.join("spin.toml"), manifest).unwrap();
-        std::fs::copy(
-            repo().join("runtime-config/local.toml"),
-            dir.0.join("runtime-config.toml"),
-        )
-        .unwrap();
+        write_shipped_app(&dir.0);
         let brokers = broker.address();
         let mut env = vec![
             ("SPIN_VARIABLE_KAFKA_BROKERS", brokers.as_str()),
@@ -628,4 +602,62 @@ fn email_reminders_are_posted_to_the_webhook_signed_and_failures_are_visible(mod
         5,
         "five attempts reached the webhook"
     );
+}
+
+/// Ctrl-C in the terminal running `spin up`: every process of the app
+/// stops (Spin, its HTTP trigger, both plugins), and writes made just
+/// before it are not lost: after a restart every event reaches the audit
+/// trail.
+#[test]
+fn ctrl_c_stops_every_process_of_spin_up_and_loses_nothing() {
+    if support::spin::spin().is_none() {
+        eprintln!("skipped: no Spin CLI");
+        return;
+    }
+    let mut app = TodoApp::start(Mode::Spin);
+    let Server::Spin(up) = &mut app.host else {
+        unreachable!()
+    };
+    let processes = up.processes();
+    assert!(
+        processes.len() >= 4,
+        "spin up, its HTTP trigger and the two plugin processes: {processes:?}"
+    );
+    for plugin in ["trigger-kafka", "trigger-cron"] {
+        assert!(
+            up.plugin_pid(plugin).is_some(),
+            "{plugin} runs: {processes:?}"
+        );
+    }
+    let ids: Vec<String> = (0..20)
+        .map(|i| app.create("carol", json!({"title": format!("before ctrl-c {i}")})))
+        .collect();
+    let Server::Spin(up) = &mut app.host else {
+        unreachable!()
+    };
+    let status = up.ctrl_c();
+    assert!(
+        status.code().is_some(),
+        "spin up exited by itself: {status}"
+    );
+    let left: Vec<&(u32, String)> = processes
+        .iter()
+        .filter(|(pid, _)| std::path::Path::new(&format!("/proc/{pid}")).exists())
+        .collect();
+    assert!(left.is_empty(), "still running after Ctrl-C: {left:?}");
+    let logs = up.logs();
+    assert!(
+        logs.contains("kafka trigger stopped"),
+        "the Kafka plugin shut down cleanly:\n{logs}"
+    );
+    up.restart();
+    for id in &ids {
+        wait_for("the audit row", LONG, || {
+            (count(
+                &app.db("audit.db"),
+                &format!("SELECT COUNT(*) FROM audit_log WHERE task_id = '{id}'"),
+            ) >= 1)
+                .then_some(())
+        });
+    }
 }

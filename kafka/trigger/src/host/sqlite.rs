@@ -123,23 +123,67 @@ fn from_sql(value: ValueRef<'_>) -> Value {
     }
 }
 
+/// Spin's limit on what one query may return (`MAX_HOST_BUFFERED_BYTES`).
+const MAX_RESULT_BYTES: usize = 128 << 20;
+
+/// The first statement of `sql`. Spin's SQLite compiles only the first
+/// statement and ignores the rest (`SELECT 1; SELECT 2` answers 1, and a
+/// second write never runs); the rusqlite here refuses several statements,
+/// so they are cut the same way. `sqlite3_complete` says where a statement
+/// ends, quotes, comments and triggers included.
+fn first_statement(sql: &str) -> &str {
+    let body = sql.trim_end().trim_end_matches(';');
+    if !body.contains(';') {
+        return sql;
+    }
+    for (at, _) in sql.match_indices(';') {
+        let prefix = &sql[..=at];
+        let Ok(c) = std::ffi::CString::new(prefix) else {
+            return sql;
+        };
+        // SAFETY: a NUL-terminated string that outlives the call.
+        if unsafe { rusqlite::ffi::sqlite3_complete(c.as_ptr()) } == 1 {
+            return prefix;
+        }
+    }
+    sql
+}
+
+fn value_size(value: &Value) -> usize {
+    std::mem::size_of::<Value>()
+        + match value {
+            Value::Text(s) => s.len(),
+            Value::Blob(b) => b.len(),
+            _ => 0,
+        }
+}
+
 fn run(
     conn: &rusqlite::Connection,
     statement: &str,
     parameters: Vec<Value>,
 ) -> Result<QueryResult, Error> {
-    let mut stmt = conn.prepare_cached(statement).map_err(io_error)?;
+    let mut stmt = conn
+        .prepare_cached(first_statement(statement))
+        .map_err(io_error)?;
     let columns: Vec<String> = stmt.column_names().iter().map(|c| c.to_string()).collect();
     let params: Vec<SqlValue> = parameters.into_iter().map(to_sql).collect();
     let mut rows = stmt
         .query(rusqlite::params_from_iter(params))
         .map_err(io_error)?;
     let mut out = Vec::new();
+    let mut bytes = std::mem::size_of::<QueryResult>();
     while let Some(row) = rows.next().map_err(io_error)? {
         let values = (0..columns.len())
             .map(|i| row.get_ref(i).map(from_sql))
             .collect::<Result<Vec<_>, _>>()
             .map_err(io_error)?;
+        bytes += values.iter().map(value_size).sum::<usize>();
+        if bytes > MAX_RESULT_BYTES {
+            return Err(Error::Io(format!(
+                "query result exceeds limit of {MAX_RESULT_BYTES} bytes"
+            )));
+        }
         out.push(RowResult { values });
     }
     Ok(QueryResult { columns, rows: out })
@@ -200,5 +244,26 @@ impl sqlite::HostConnection for HostState {
     async fn drop(&mut self, connection: Resource<Connection>) -> wasmtime::Result<()> {
         self.table.delete(connection)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_statement;
+
+    #[test]
+    fn only_the_first_statement_runs_as_in_spin() {
+        assert_eq!(first_statement("SELECT 1"), "SELECT 1");
+        assert_eq!(first_statement("SELECT 1;"), "SELECT 1;");
+        assert_eq!(first_statement("SELECT 1; SELECT 2"), "SELECT 1;");
+        assert_eq!(
+            first_statement("INSERT INTO t VALUES ('a;b'); DROP TABLE t"),
+            "INSERT INTO t VALUES ('a;b');"
+        );
+        let trigger = "CREATE TRIGGER x AFTER INSERT ON t BEGIN DELETE FROM u; END; SELECT 1";
+        assert_eq!(
+            first_statement(trigger),
+            "CREATE TRIGGER x AFTER INSERT ON t BEGIN DELETE FROM u; END;"
+        );
     }
 }

@@ -5,14 +5,15 @@ use crate::host::HostState;
 
 impl variables::Host for HostState {
     fn get(&mut self, name: String) -> wasmtime::Result<Result<String, Error>> {
-        if crate::variables::check_name(&name).is_err() {
-            return Ok(Err(Error::InvalidName(name)));
+        if let Some(error) = crate::variables::name_error(&name) {
+            return Ok(Err(Error::InvalidName(error)));
         }
         Ok(match self.component.variables.get(&name) {
             Some(Ok(value)) => Ok(value.clone()),
             Some(Err(reason)) => Err(Error::Provider(reason.clone())),
+            // Spin's wording (`spin_expressions::Resolver::get_template`).
             None => Err(Error::Undefined(format!(
-                "component `{}` has no variable `{name}`",
+                "no variable for {:?}.{name:?}",
                 self.component.id
             ))),
         })

@@ -102,6 +102,32 @@ pub fn wasm(name: &str) -> PathBuf {
     path
 }
 
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// The shipped app in `dir`: the repository's spin.toml with component
+/// sources pointing at the built `.wasm` files (where `spin build` would
+/// leave them), and `runtime-config/local.toml` as `runtime-config.toml`.
+pub fn write_shipped_app(dir: &Path) {
+    let manifest = std::fs::read_to_string(repo().join("spin.toml")).unwrap();
+    let wasm_dir = wasm("todo_api.wasm").parent().unwrap().to_path_buf();
+    let manifest = manifest.replace(
+        "\"target/wasm32-wasip2/release/",
+        &format!("\"{}/", wasm_dir.display()),
+    );
+    std::fs::write(dir.join("spin.toml"), manifest).unwrap();
+    std::fs::copy(
+        repo().join("runtime-config/local.toml"),
+        dir.join("runtime-config.toml"),
+    )
+    .unwrap();
+}
+
 /// A tansu broker with persistent SQLite storage; it can be stopped and
 /// started again on the same port and data.
 pub struct Broker {
@@ -159,6 +185,21 @@ impl Broker {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// The project's topics (kafka/topics.toml), with `trigger-kafka topics apply`.
+    pub fn apply_project_topics(&self) {
+        let out = Command::new(host_bin())
+            .args(["topics", "apply", "-t"])
+            .arg(repo().join("kafka/topics.toml"))
+            .args(["--brokers", &self.address()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     pub fn create_topic(&self, name: &str, partitions: i32) {

@@ -15,13 +15,6 @@ use super::*;
 pub const SPIN_VERSION: &str = "3.6.3";
 const SHARED_SPIN: &str = "../shared/tools/spin-3.6.3-linux-amd64.xz";
 
-pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
 /// A Spin CLI, with a private data directory where this run's build of
 /// trigger-kafka is installed as the `trigger-kafka` and `trigger-cron`
 /// plugins.
@@ -215,12 +208,27 @@ impl Ready {
         kafka: true,
         cron: true,
     };
+    pub const HTTP: Ready = Ready {
+        http: true,
+        kafka: false,
+        cron: false,
+    };
 }
 
 impl SpinUp {
     /// `spin up --listen 127.0.0.1:0 ARGS` in `dir`, admin listeners on
     /// free ports.
     pub fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> SpinUp {
+        Self::start_waiting_for(dir, args, env, Ready::ALL)
+    }
+
+    /// As [`SpinUp::start`], for an app with only some trigger types.
+    pub fn start_waiting_for(
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        ready: Ready,
+    ) -> SpinUp {
         let mut all_env = vec![
             ("TRIGGER_KAFKA_ADMIN_LISTEN", "127.0.0.1:0"),
             ("TRIGGER_CRON_ADMIN_LISTEN", "127.0.0.1:0"),
@@ -228,7 +236,7 @@ impl SpinUp {
         all_env.extend_from_slice(env);
         let mut all_args = vec!["--listen", "127.0.0.1:0"];
         all_args.extend_from_slice(args);
-        Self::start_exactly(dir, &all_args, &all_env, Ready::ALL)
+        Self::start_exactly(dir, &all_args, &all_env, ready)
     }
 
     /// `spin up ARGS` with nothing added.

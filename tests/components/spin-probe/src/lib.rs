@@ -111,6 +111,12 @@ fn sqlite() -> Json {
         ("too many parameters", "SELECT ?", vec![Value::Integer(1), Value::Integer(2)]),
         ("constraint", "INSERT INTO probe_unique VALUES (1)", vec![]),
         ("two statements", "SELECT 1; SELECT 2", vec![]),
+        (
+            "two writes",
+            "INSERT INTO probe_unique VALUES (2); INSERT INTO probe_unique VALUES (3)",
+            vec![],
+        ),
+        ("after two writes", "SELECT n FROM probe_unique ORDER BY n", vec![]),
         ("empty statement", "", vec![]),
         ("pragma", "PRAGMA user_version", vec![]),
         ("begin", "BEGIN", vec![]),
@@ -214,7 +220,14 @@ fn headers(req: &Request) -> Json {
         .headers()
         .filter(|(name, _)| name.starts_with("spin-") && *name != "spin-client-addr")
         .map(|(name, value)| {
-            let value = value.as_str().unwrap_or("<not utf-8>").to_owned();
+            let mut value = value.as_str().unwrap_or("<not utf-8>").to_owned();
+            if name == "spin-full-url" {
+                // The host and port differ between servers; the rest must not.
+                if let Some((scheme, rest)) = value.split_once("://") {
+                    let path = rest.find('/').map_or("", |at| &rest[at..]);
+                    value = format!("{scheme}://HOST{path}");
+                }
+            }
             (name.to_owned(), value)
         })
         .collect();
