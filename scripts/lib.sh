@@ -31,10 +31,11 @@ ensure_wasm_target() {
     fi
 }
 
-# C toolchain for librdkafka (bundled) and SQLite (bundled).
+# C toolchain for librdkafka (bundled) and SQLite (bundled); xz for the
+# compressed Spin CLI the tests may find.
 ensure_packages() {
     local missing=()
-    for pkg in gcc g++ make pkg-config zlib1g-dev curl; do
+    for pkg in gcc g++ make pkg-config zlib1g-dev curl xz-utils; do
         dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
     done
     if [ ${#missing[@]} -gt 0 ]; then
@@ -67,9 +68,15 @@ build_components() {
     done
 }
 
+# One feature selection for every native build (run, test, bench): the
+# whole workspace with the domain's native store. Building `-p
+# trigger-kafka` alone unifies features differently and compiles Wasmtime
+# a second time (about three minutes on 2 cores).
+NATIVE_SELECTION=(--release --workspace --features todo-domain/native)
+
 build_host() {
     step "Building the trigger-kafka host (release)"
-    (cd "$ROOT" && cargo build --release -p trigger-kafka)
+    (cd "$ROOT" && cargo build "${NATIVE_SELECTION[@]}" --bin trigger-kafka)
 }
 
 # A virtualenv with the manifest checker's dependencies (deploy/tests).
@@ -88,6 +95,33 @@ ensure_python_tools() {
         step "Installing kubernetes-validate and PyYAML from PyPI"
         "$VENV/bin/pip" install -q kubernetes-validate pyyaml
     fi
+}
+
+# The Spin CLI for the Spin-mode tests: `spin` on PATH, else the compressed
+# Spin 3.6.3 kept beside the repository on development machines and in CI
+# (../shared/tools), unpacked once into the cache. Sets SPIN_BIN, or says
+# why the Spin-mode tests will be skipped.
+SPIN_XZ="$ROOT/../shared/tools/spin-3.6.3-linux-amd64.xz"
+ensure_spin() {
+    if [ -n "${SPIN_BIN:-}" ] && [ -x "$SPIN_BIN" ]; then
+        return
+    fi
+    if command -v spin >/dev/null 2>&1; then
+        SPIN_BIN="$(command -v spin)"
+    elif [ -f "$SPIN_XZ" ]; then
+        SPIN_BIN="$TOOLS/spin-3.6.3"
+        if ! "$SPIN_BIN" --version >/dev/null 2>&1; then
+            step "Unpacking Spin 3.6.3 from $SPIN_XZ"
+            mkdir -p "$TOOLS"
+            xz -dc "$SPIN_XZ" >"$SPIN_BIN.partial" && chmod +x "$SPIN_BIN.partial" && mv "$SPIN_BIN.partial" "$SPIN_BIN"
+        fi
+    else
+        note "No Spin CLI (no \`spin\` on PATH, no $SPIN_XZ): the Spin-mode tests will be skipped."
+        unset SPIN_BIN
+        return
+    fi
+    export SPIN_BIN
+    note "Spin-mode tests use $("$SPIN_BIN" --version) at $SPIN_BIN"
 }
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }

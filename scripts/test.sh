@@ -9,6 +9,7 @@ ensure_packages
 ensure_wasm_target
 ensure_tansu
 ensure_python_tools
+ensure_spin
 build_components
 
 step "Checking formatting"
@@ -23,7 +24,7 @@ step "Linting (clippy, warnings are errors)"
 step "Running the tests"
 export TANSU_BIN="$TANSU"
 export TODO_WASM_DIR="$CARGO_TARGET_DIR/wasm32-wasip2/release"
-(cd "$ROOT" && cargo test --release --workspace --features todo-domain/native)
+(cd "$ROOT" && cargo test "${NATIVE_SELECTION[@]}")
 
 step "Checking the SpinKube manifests offline (deploy/)"
 "$VENV/bin/python" "$ROOT/deploy/tests/check_manifests.py"

@@ -17,7 +17,9 @@ case "$(uname -m)" in x86_64|amd64) arch=amd64 ;; aarch64|arm64) arch=aarch64 ;;
 BIN="${TRIGGER_KAFKA_BIN:-}"
 if [ -z "$BIN" ]; then
     echo "==> building trigger-kafka (release)" >&2
-    (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET" cargo build --release -p trigger-kafka)
+    # The same feature selection as the test and run builds, so Wasmtime
+    # is compiled once (see scripts/lib.sh).
+    (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET" cargo build --release --workspace --features todo-domain/native --bin trigger-kafka)
     BIN="$TARGET/release/trigger-kafka"
 fi
 mkdir -p "$OUT"
