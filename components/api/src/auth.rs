@@ -17,8 +17,23 @@ fn unauthorized(message: impl Into<String>) -> ApiError {
     ApiError::new(401, "unauthorized", message).with_header("www-authenticate", "Bearer")
 }
 
-/// The caller's user id, or a 401/503 error that says what is missing.
+/// The caller's user id, or a 401/403/503 error that says what is wrong.
 pub fn authenticate(request: &Request, config: &Config, now_secs: i64) -> Result<String, ApiError> {
+    let user = identify(request, config, now_secs)?;
+    if todo_domain::input::is_reserved_user_id(&user) {
+        return Err(ApiError::new(
+            403,
+            "reserved_identity",
+            format!(
+                "`{user}` is a service identity (`{}…`); no user may act as one",
+                todo_domain::input::RESERVED_USER_PREFIX
+            ),
+        ));
+    }
+    Ok(user)
+}
+
+fn identify(request: &Request, config: &Config, now_secs: i64) -> Result<String, ApiError> {
     if let Some(header) = request.header("authorization") {
         let token = header
             .strip_prefix("Bearer ")
@@ -31,9 +46,10 @@ pub fn authenticate(request: &Request, config: &Config, now_secs: i64) -> Result
                 "this server has no jwt_secret configured, so it cannot check tokens",
             )
         })?;
-        return verify_jwt(token.trim(), secret.as_bytes(), now_secs);
+        let claims = verify_jwt(token.trim(), secret.as_bytes(), now_secs)?;
+        return check_claims(&claims, config);
     }
-    if config.dev_auth {
+    if config.header_identity() {
         if let Some(user) = request.header("x-user-id") {
             return validate_user_id(user.trim());
         }
@@ -44,6 +60,86 @@ pub fn authenticate(request: &Request, config: &Config, now_secs: i64) -> Result
     Err(unauthorized(
         "send `Authorization: Bearer <JWT>`; its `sub` claim is the user id",
     ))
+}
+
+/// The optional `aud` and `iss` checks, then the subject.
+fn check_claims(claims: &Json, config: &Config) -> Result<String, ApiError> {
+    if let Some(audience) = &config.jwt_audience {
+        let ok = match claims.get("aud") {
+            Some(Json::String(aud)) => aud == audience,
+            Some(Json::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(audience)),
+            _ => false,
+        };
+        if !ok {
+            return Err(unauthorized(format!(
+                "the token's `aud` does not include `{audience}`"
+            )));
+        }
+    }
+    if let Some(issuer) = &config.jwt_issuer {
+        if claims.get("iss").and_then(Json::as_str) != Some(issuer.as_str()) {
+            return Err(unauthorized(format!("the token's `iss` is not `{issuer}`")));
+        }
+    }
+    let sub = claims
+        .get("sub")
+        .and_then(Json::as_str)
+        .ok_or_else(|| unauthorized("the token has no `sub` claim"))?;
+    validate_user_id(sub)
+}
+
+/// In development mode (identity from a header), only requests addressed
+/// to this machine, or to a host in `allowed_hosts`, are answered: a web
+/// page elsewhere cannot reach a local instance by pointing its own domain
+/// at 127.0.0.1 (DNS rebinding).
+pub fn check_host(request: &Request, config: &Config) -> Result<(), ApiError> {
+    if !config.header_identity() || config.allowed_hosts.iter().any(|h| h == "*") {
+        return Ok(());
+    }
+    let Some(host) = request_host(request) else {
+        return Ok(());
+    };
+    let name = host_name(&host);
+    let local =
+        matches!(name.as_str(), "localhost" | "127.0.0.1" | "::1") || name.ends_with(".localhost");
+    if local
+        || config
+            .allowed_hosts
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(&name))
+    {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        403,
+        "host_not_allowed",
+        format!(
+            "development mode answers only requests to localhost, not `{host}`; add it to the allowed_hosts variable"
+        ),
+    ))
+}
+
+/// The `Host` the client addressed: from Spin's `spin-full-url`, which
+/// both Spin and trigger-kafka set from the request's Host header.
+fn request_host(request: &Request) -> Option<String> {
+    let url = request.header("spin-full-url")?;
+    let rest = url.split_once("://")?.1;
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    Some(rest[..end].to_owned())
+}
+
+/// `name` of `name:port`, `[v6]:port` or `v6`, in lower case.
+fn host_name(host: &str) -> String {
+    let host = host.to_ascii_lowercase();
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or("").to_owned();
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') && port.chars().all(|c| c.is_ascii_digit()) => {
+            name.to_owned()
+        }
+        _ => host,
+    }
 }
 
 fn validate_user_id(user: &str) -> Result<String, ApiError> {
@@ -60,8 +156,8 @@ fn decode_part(part: &str, what: &str) -> Result<Json, ApiError> {
         .ok_or_else(|| unauthorized(format!("the token's {what} is not base64url JSON")))
 }
 
-/// Checks an HS256 JWT and returns its `sub`.
-pub fn verify_jwt(token: &str, secret: &[u8], now_secs: i64) -> Result<String, ApiError> {
+/// Checks an HS256 JWT's signature and times; returns its claims.
+pub fn verify_jwt(token: &str, secret: &[u8], now_secs: i64) -> Result<Json, ApiError> {
     let mut parts = token.split('.');
     let (Some(header), Some(payload), Some(signature), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -97,11 +193,7 @@ pub fn verify_jwt(token: &str, secret: &[u8], now_secs: i64) -> Result<String, A
             return Err(unauthorized("the token is not valid yet (`nbf`)"));
         }
     }
-    let sub = claims
-        .get("sub")
-        .and_then(Json::as_str)
-        .ok_or_else(|| unauthorized("the token has no `sub` claim"))?;
-    validate_user_id(sub)
+    Ok(claims)
 }
 
 /// Signs an HS256 JWT; used by tests and the README's token helper.
@@ -124,10 +216,112 @@ mod tests {
     const SECRET: &[u8] = b"test-secret";
     const NOW: i64 = 1_800_000_000;
 
+    fn config() -> Config {
+        Config {
+            jwt_secret: Some(String::from_utf8(SECRET.to_vec()).unwrap()),
+            ..Config::default()
+        }
+    }
+
+    fn bearer(token: &str) -> Request {
+        Request {
+            headers: vec![("authorization".into(), format!("Bearer {token}"))],
+            ..Request::default()
+        }
+    }
+
     #[test]
     fn accepts_a_valid_token() {
         let token = sign_jwt(&json!({"sub": "alice", "exp": NOW + 60}), SECRET);
-        assert_eq!(verify_jwt(&token, SECRET, NOW).unwrap(), "alice");
+        assert_eq!(
+            authenticate(&bearer(&token), &config(), NOW).unwrap(),
+            "alice"
+        );
+    }
+
+    #[test]
+    fn the_header_is_trusted_only_in_development_mode_without_a_secret() {
+        let header = Request {
+            headers: vec![("x-user-id".into(), "victim".into())],
+            ..Request::default()
+        };
+        let mut dev = config();
+        dev.dev_auth = true;
+        let err = authenticate(&header, &dev, NOW).unwrap_err();
+        assert_eq!(err.status, 401, "a secret is set: tokens only");
+        dev.jwt_secret = None;
+        assert_eq!(authenticate(&header, &dev, NOW).unwrap(), "victim");
+        assert_eq!(
+            authenticate(&header, &Config::default(), NOW)
+                .unwrap_err()
+                .status,
+            401
+        );
+    }
+
+    #[test]
+    fn service_identities_are_refused() {
+        for sub in ["system:reminders", "SYSTEM:recurring", "system:"] {
+            let token = sign_jwt(&json!({"sub": sub, "exp": NOW + 60}), SECRET);
+            let err = authenticate(&bearer(&token), &config(), NOW).unwrap_err();
+            assert!([401, 403].contains(&err.status), "{sub}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn audience_and_issuer_are_checked_when_configured() {
+        let mut strict = config();
+        strict.jwt_audience = Some("todo".into());
+        strict.jwt_issuer = Some("https://id.example".into());
+        let good = sign_jwt(
+            &json!({"sub": "a", "exp": NOW + 60, "aud": ["x", "todo"], "iss": "https://id.example"}),
+            SECRET,
+        );
+        assert_eq!(authenticate(&bearer(&good), &strict, NOW).unwrap(), "a");
+        for claims in [
+            json!({"sub": "a", "exp": NOW + 60, "aud": "other", "iss": "https://id.example"}),
+            json!({"sub": "a", "exp": NOW + 60, "iss": "https://id.example"}),
+            json!({"sub": "a", "exp": NOW + 60, "aud": "todo", "iss": "https://evil.example"}),
+        ] {
+            let token = sign_jwt(&claims, SECRET);
+            assert_eq!(
+                authenticate(&bearer(&token), &strict, NOW)
+                    .unwrap_err()
+                    .status,
+                401
+            );
+        }
+    }
+
+    #[test]
+    fn development_mode_answers_only_local_hosts() {
+        let dev = Config {
+            dev_auth: true,
+            ..Config::default()
+        };
+        let at = |url: &str| Request {
+            headers: vec![("spin-full-url".into(), url.into())],
+            ..Request::default()
+        };
+        for ok in [
+            "http://127.0.0.1:3000/api/tasks",
+            "http://localhost/x",
+            "http://[::1]:3000/",
+            "http://app.localhost:3000/",
+        ] {
+            assert!(check_host(&at(ok), &dev).is_ok(), "{ok}");
+        }
+        let err = check_host(&at("http://evil.example:3000/api/tasks"), &dev).unwrap_err();
+        assert_eq!((err.status, err.code), (403, "host_not_allowed"));
+        let listed = Config {
+            allowed_hosts: vec!["todo.lan".into()],
+            ..dev.clone()
+        };
+        assert!(check_host(&at("http://todo.lan:3000/"), &listed).is_ok());
+        assert!(
+            check_host(&at("http://evil.example/"), &config()).is_ok(),
+            "tokens: no host rule"
+        );
     }
 
     #[test]
@@ -153,7 +347,7 @@ mod tests {
             ),
         ];
         for token in cases {
-            let err = verify_jwt(&token, SECRET, NOW).expect_err(&token);
+            let err = authenticate(&bearer(&token), &config(), NOW).expect_err(&token);
             assert_eq!(err.status, 401, "{token}");
         }
     }

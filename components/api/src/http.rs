@@ -124,11 +124,14 @@ impl From<todo_domain::DomainError> for ApiError {
         use todo_domain::DomainError as D;
         let field = e.field().map(str::to_owned);
         let message = match &e {
-            D::Invalid { message, .. } | D::BadRequest { message, .. } => message.clone(),
+            D::Invalid { message, .. }
+            | D::BadRequest { message, .. }
+            | D::QuotaExceeded { message, .. } => message.clone(),
             other => other.to_string(),
         };
         let error = match &e {
             D::Invalid { .. } => ApiError::new(422, "validation_failed", message),
+            D::QuotaExceeded { .. } => ApiError::new(422, "quota_exceeded", message),
             D::BadRequest { .. } => ApiError::new(400, "bad_request", message),
             D::NotFound(_) => ApiError::new(404, "not_found", message),
             D::Conflict(_) => ApiError::new(409, "conflict", message),

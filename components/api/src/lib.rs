@@ -93,6 +93,7 @@ fn serve(ctx: &Context<'_>, request: &Request) -> Result<Response, ApiError> {
         }
         _ => {}
     }
+    auth::check_host(request, ctx.config)?;
     if endpoint == Endpoint::Mcp {
         mcp::check_origin(request, &ctx.config.mcp_allowed_origins)?;
         mcp::check_protocol_header(request)?;

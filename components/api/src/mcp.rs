@@ -215,7 +215,7 @@ fn run_tool(
     name: &str,
     args: &Map<String, Json>,
 ) -> Result<Json, ApiError> {
-    let store = TaskStore::open(ctx.db)?;
+    let store = TaskStore::open(ctx.db)?.with_limits(ctx.config.limits);
     let now = ctx.now;
     let task = |t: todo_domain::Task| json!({ "task": t.to_json() });
     let result = match name {

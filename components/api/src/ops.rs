@@ -11,6 +11,14 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The request body as a JSON object, or an error that says what is wrong.
 pub fn json_object(request: &Request) -> Result<Map<String, Json>, ApiError> {
+    let has_body = !request.body.iter().all(u8::is_ascii_whitespace);
+    if has_body && request.header("content-type").is_none() {
+        return Err(ApiError::new(
+            415,
+            "unsupported_media_type",
+            "send the JSON body with `Content-Type: application/json`",
+        ));
+    }
     if let Some(content_type) = request.header("content-type") {
         let media = content_type
             .split(';')

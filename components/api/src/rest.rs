@@ -25,7 +25,7 @@ pub fn handle(
     request: &Request,
     user: &str,
 ) -> Result<Response, ApiError> {
-    let store = TaskStore::open(ctx.db)?;
+    let store = TaskStore::open(ctx.db)?.with_limits(ctx.config.limits);
     let id = params.first().map(String::as_str).unwrap_or_default();
     let now = ctx.now;
     match endpoint {
@@ -101,6 +101,13 @@ pub fn handle(
         }
         Endpoint::UnshareTask => {
             let with = params.get(1).cloned().unwrap_or_default();
+            // `me` (or one's own id): a recipient declines the share.
+            if with == "me" || with == user {
+                return write(ctx, request, user, || {
+                    store.leave(user, id, now)?;
+                    Ok(Response::empty(204))
+                });
+            }
             write(ctx, request, user, || {
                 Ok(Response::json(
                     200,

@@ -19,10 +19,11 @@ pub const MAX_WAIT_SECS: u64 = 30;
 /// How often a waiting request looks for news.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
+/// A query parameter; an empty value is the same as none (`?cursor=`).
 fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
     pairs
         .iter()
-        .find(|(k, _)| k == name)
+        .find(|(k, v)| k == name && !v.is_empty())
         .map(|(_, v)| v.as_str())
 }
 

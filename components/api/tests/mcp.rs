@@ -10,7 +10,7 @@ fn rpc(app: &App, user: &str, message: Json) -> (u16, Json) {
         "POST",
         "/mcp",
         vec![
-            ("x-user-id".into(), user.into()),
+            auth(user),
             ("content-type".into(), "application/json".into()),
             (
                 "accept".into(),
@@ -252,7 +252,7 @@ fn protocol_errors_are_json_rpc_errors() {
     let garbage = app.request(request(
         "POST",
         "/mcp",
-        vec![("x-user-id".into(), "alice".into())],
+        vec![auth("alice")],
         b"{nope".to_vec(),
     ));
     assert_eq!(
@@ -266,7 +266,7 @@ fn transport_rules_origin_version_header_and_auth() {
     let app = App::new();
     let ping = serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": 1, "method": "ping"})).unwrap();
     let send = |headers: Vec<(&str, &str)>| {
-        let mut all: Vec<(String, String)> = vec![("x-user-id".into(), "alice".into())];
+        let mut all: Vec<(String, String)> = vec![auth("alice")];
         all.extend(
             headers
                 .into_iter()
@@ -291,12 +291,7 @@ fn transport_rules_origin_version_header_and_auth() {
     );
     let anonymous = app.request(request("POST", "/mcp", vec![], ping.clone()));
     assert_error(&anonymous, 401, "unauthorized");
-    let get = app.request(request(
-        "GET",
-        "/mcp",
-        vec![("x-user-id".into(), "alice".into())],
-        vec![],
-    ));
+    let get = app.request(request("GET", "/mcp", vec![auth("alice")], vec![]));
     assert_error(&get, 405, "method_not_allowed");
     assert_eq!(get.header("allow"), Some("POST"));
 }

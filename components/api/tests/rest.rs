@@ -142,10 +142,7 @@ fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         app.request(request(
             "POST",
             "/api/tasks",
-            vec![
-                ("x-user-id".into(), "alice".into()),
-                ("content-type".into(), content_type.into()),
-            ],
+            vec![auth("alice"), ("content-type".into(), content_type.into())],
             body.to_vec(),
         ))
     };
@@ -349,15 +346,29 @@ fn authentication_and_isolation() {
 
 #[test]
 fn the_user_id_header_is_refused_unless_development_mode_is_on() {
+    let header = |app: &App| {
+        app.request(request(
+            "GET",
+            "/api/tasks",
+            vec![("x-user-id".into(), "victim".into())],
+            vec![],
+        ))
+    };
     let app = App::with_config(todo_api::config::Config {
         jwt_secret: Some(SECRET.into()),
         ..Default::default()
     });
-    assert_error(
-        &app.call("alice", "GET", "/api/tasks", None),
-        401,
-        "unauthorized",
-    );
+    assert_error(&header(&app), 401, "unauthorized");
+    // Development mode with a token key configured: still tokens only, so
+    // nobody can be the victim by naming them in a header.
+    let mixed = App::new();
+    assert!(mixed.config.dev_auth && mixed.config.jwt_secret.is_some());
+    assert_error(&header(&mixed), 401, "unauthorized");
+    let dev = App::with_config(todo_api::config::Config {
+        dev_auth: true,
+        ..Default::default()
+    });
+    assert_eq!(header(&dev).status, 200);
     let no_secret = App::with_config(Default::default());
     let response = no_secret.request(request(
         "GET",
@@ -379,7 +390,7 @@ fn idempotency_key_replays_the_first_result() {
             "POST",
             "/api/tasks",
             vec![
-                ("x-user-id".into(), "alice".into()),
+                auth("alice"),
                 ("content-type".into(), "application/json".into()),
                 ("idempotency-key".into(), key.into()),
             ],
@@ -409,7 +420,8 @@ fn idempotency_key_replays_the_first_result() {
         "POST",
         "/api/tasks",
         vec![
-            ("x-user-id".into(), "alice".into()),
+            auth("alice"),
+            ("content-type".into(), "application/json".into()),
             ("idempotency-key".into(), "key-3".into()),
         ],
         b"{\"title\": \"\"}".to_vec(),

@@ -27,11 +27,34 @@ CREATE INDEX IF NOT EXISTS audit_user ON audit_log (user_id, seq);
 CREATE INDEX IF NOT EXISTS audit_actor ON audit_log (actor, seq);
 ";
 
+/// Who may read each row: the task's owner and everyone it was shared with
+/// when the event happened (from the event's own task snapshot). The trail
+/// is read through this, never by actor, so acting on something (as the
+/// services do on every task) grants no reading of it.
+const V2: &str = "
+CREATE TABLE IF NOT EXISTS audit_audience (
+    user_id TEXT    NOT NULL,
+    seq     INTEGER NOT NULL,
+    PRIMARY KEY (user_id, seq)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO audit_audience (user_id, seq) SELECT user_id, seq FROM audit_log;
+INSERT OR IGNORE INTO audit_audience (user_id, seq)
+    SELECT j.value, a.seq FROM audit_log a, json_each(a.snapshot, '$.shared_with') j
+    WHERE json_valid(a.snapshot) AND j.type = 'text';
+DROP INDEX IF EXISTS audit_actor;
+";
+
 /// The `audit` database.
-pub const DB: &[Migration] = &[Migration {
-    version: 1,
-    scripts: &[V1],
-}];
+pub const DB: &[Migration] = &[
+    Migration {
+        version: 1,
+        scripts: &[V1],
+    },
+    Migration {
+        version: 2,
+        scripts: &[V2],
+    },
+];
 
 pub fn open(db: &dyn Sql) -> Result<()> {
     crate::migrations::apply(db, DB)?;
@@ -60,7 +83,8 @@ fn snapshot(event: &IncomingEvent) -> Json {
     fields
 }
 
-/// Appends the event; returns false if it was already recorded.
+/// Appends the event and who may read it, in one transaction; returns false
+/// if it was already recorded.
 pub fn record(
     db: &dyn Sql,
     topic: &str,
@@ -68,22 +92,48 @@ pub fn record(
     actor: Option<&str>,
     now: Timestamp,
 ) -> Result<bool> {
-    let rows = db.execute(
-        "INSERT OR IGNORE INTO audit_log (event_id, user_id, actor, task_id, topic, action, occurred_ms, snapshot, recorded_ms)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
-        &[
-            Value::from(event.event_id.as_str()),
-            Value::from(event.user_id.as_str()),
-            Value::from(actor.unwrap_or(event.user_id.as_str())),
-            Value::from(event.task_id.as_str()),
-            Value::from(topic),
-            Value::from(event.event_type.as_str()),
-            Value::Integer(time::to_millis(&event.timestamp)),
-            Value::Text(snapshot(event).to_string()),
-            Value::Integer(time::to_millis(&now)),
-        ],
-    )?;
-    Ok(!rows.is_empty())
+    crate::sql::transaction(db, || {
+        let rows = db.execute(
+            "INSERT OR IGNORE INTO audit_log (event_id, user_id, actor, task_id, topic, action, occurred_ms, snapshot, recorded_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+            &[
+                Value::from(event.event_id.as_str()),
+                Value::from(event.user_id.as_str()),
+                Value::from(actor.unwrap_or(event.user_id.as_str())),
+                Value::from(event.task_id.as_str()),
+                Value::from(topic),
+                Value::from(event.event_type.as_str()),
+                Value::Integer(time::to_millis(&event.timestamp)),
+                Value::Text(snapshot(event).to_string()),
+                Value::Integer(time::to_millis(&now)),
+            ],
+        )?;
+        let Some(seq) = rows.first().map(|r| r.i64("seq")).transpose()? else {
+            return Ok(false);
+        };
+        for user in audience(event) {
+            db.execute(
+                "INSERT OR IGNORE INTO audit_audience (user_id, seq) VALUES (?, ?)",
+                &[Value::from(user.as_str()), Value::Integer(seq)],
+            )?;
+        }
+        Ok(true)
+    })
+}
+
+/// The owner, and the users the task was shared with at the event.
+fn audience(event: &IncomingEvent) -> Vec<String> {
+    let mut users = vec![event.user_id.clone()];
+    if let Some(shared) = event
+        .field("task_data")
+        .and_then(|t| t.get("shared_with"))
+        .and_then(Json::as_array)
+    {
+        users.extend(shared.iter().filter_map(|u| u.as_str().map(str::to_owned)));
+    }
+    users.sort();
+    users.dedup();
+    users
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -147,8 +197,8 @@ pub fn history(db: &dyn Sql, task_id: &str, owner: Option<&str>) -> Result<Vec<E
     db.execute(&sql, &params)?.iter().map(entry).collect()
 }
 
-/// A user's trail — changes to their tasks and changes they made — newest
-/// first, paged by `seq`.
+/// A user's trail — every event of the tasks they owned or that were shared
+/// with them at the time — newest first, paged by `seq`.
 pub fn trail(
     db: &dyn Sql,
     user_id: &str,
@@ -157,10 +207,11 @@ pub fn trail(
 ) -> Result<Vec<Entry>> {
     let rows = db.execute(
         &format!(
-            "SELECT {COLUMNS} FROM audit_log WHERE (user_id = ? OR actor = ?) AND seq < ? ORDER BY seq DESC LIMIT ?"
+            "SELECT {COLUMNS} FROM audit_log WHERE seq IN \
+             (SELECT seq FROM audit_audience WHERE user_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?) \
+             ORDER BY seq DESC"
         ),
         &[
-            Value::from(user_id),
             Value::from(user_id),
             Value::Integer(before_seq.unwrap_or(i64::MAX)),
             Value::Integer(limit),

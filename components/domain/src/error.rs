@@ -24,6 +24,12 @@ pub enum DomainError {
     Forbidden(String),
     /// The request conflicts with the current state (HTTP 409).
     Conflict(String),
+    /// A per-user or per-task limit is reached (HTTP 422, `quota_exceeded`);
+    /// trying again changes nothing until something is removed.
+    QuotaExceeded {
+        field: Option<String>,
+        message: String,
+    },
     /// The store failed (HTTP 500, or 503 when it was busy).
     Storage(DbError),
 }
@@ -55,9 +61,9 @@ impl DomainError {
 
     pub fn field(&self) -> Option<&str> {
         match self {
-            DomainError::Invalid { field, .. } | DomainError::BadRequest { field, .. } => {
-                field.as_deref()
-            }
+            DomainError::Invalid { field, .. }
+            | DomainError::BadRequest { field, .. }
+            | DomainError::QuotaExceeded { field, .. } => field.as_deref(),
             _ => None,
         }
     }
@@ -67,7 +73,8 @@ impl fmt::Display for DomainError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DomainError::Invalid { field, message }
-            | DomainError::BadRequest { field, message } => match field {
+            | DomainError::BadRequest { field, message }
+            | DomainError::QuotaExceeded { field, message } => match field {
                 Some(field) => write!(f, "{field}: {message}"),
                 None => f.write_str(message),
             },

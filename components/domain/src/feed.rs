@@ -27,11 +27,20 @@ CREATE TABLE IF NOT EXISTS changes (
 CREATE INDEX IF NOT EXISTS changes_user ON changes (user_id, seq);
 ";
 
+/// Pruning deletes by age: an index, so it never scans the feed.
+const V2: &str = "CREATE INDEX IF NOT EXISTS changes_occurred ON changes (occurred_ms);";
+
 /// The `sync` database.
-pub const DB: &[Migration] = &[Migration {
-    version: 1,
-    scripts: &[V1],
-}];
+pub const DB: &[Migration] = &[
+    Migration {
+        version: 1,
+        scripts: &[V1],
+    },
+    Migration {
+        version: 2,
+        scripts: &[V2],
+    },
+];
 
 pub fn open(db: &dyn Sql) -> Result<()> {
     crate::migrations::apply(db, DB)?;

@@ -31,7 +31,18 @@ pub const WRITABLE_FIELDS: &[&str] = &[
 
 pub const MAX_USER_ID_CHARS: usize = 128;
 
-/// User ids: 1 to 128 characters, no control characters.
+/// The identities the services act as (`system:reminders`,
+/// `system:recurring`): no user may have one, so no token or header can
+/// borrow what the system does.
+pub const RESERVED_USER_PREFIX: &str = "system:";
+
+/// Whether `user` is in the namespace reserved for the services.
+pub fn is_reserved_user_id(user: &str) -> bool {
+    user.get(..RESERVED_USER_PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(RESERVED_USER_PREFIX))
+}
+
+/// User ids: 1 to 128 characters, no control characters, not reserved.
 pub fn validate_user_id(field: &str, user: &str) -> Result<()> {
     if user.is_empty()
         || user.chars().count() > MAX_USER_ID_CHARS
@@ -40,6 +51,14 @@ pub fn validate_user_id(field: &str, user: &str) -> Result<()> {
         return Err(DomainError::invalid(
             field,
             format!("a user id is 1 to {MAX_USER_ID_CHARS} characters without control characters"),
+        ));
+    }
+    if is_reserved_user_id(user) {
+        return Err(DomainError::invalid(
+            field,
+            format!(
+                "user ids starting with `{RESERVED_USER_PREFIX}` are reserved for the services"
+            ),
         ));
     }
     Ok(())

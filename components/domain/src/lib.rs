@@ -30,4 +30,4 @@ pub use error::{DomainError, Result};
 pub use input::TaskPatch;
 pub use model::{NotificationType, Priority, Status, Task};
 pub use query::{ListQuery, Page};
-pub use store::TaskStore;
+pub use store::{Limits, TaskStore};

@@ -91,6 +91,21 @@ CREATE TABLE IF NOT EXISTS task_shares (
 CREATE INDEX IF NOT EXISTS task_shares_user ON task_shares (user_id);
 ";
 
+/// One index per list sort, each ending in `id` (the tiebreak), with the
+/// sort expression exactly as the list query writes it: a page is read in
+/// order from the owner's slice of the index, whatever others hold.
+const TASKS_V3: &str = "
+DROP INDEX IF EXISTS tasks_user_due;
+DROP INDEX IF EXISTS tasks_user_created;
+DROP INDEX IF EXISTS tasks_user_updated;
+DROP INDEX IF EXISTS tasks_user_priority;
+CREATE INDEX IF NOT EXISTS tasks_user_due_asc ON tasks (user_id, COALESCE(due_ms, 9223372036854775807), id);
+CREATE INDEX IF NOT EXISTS tasks_user_due_desc ON tasks (user_id, COALESCE(due_ms, -9223372036854775808), id);
+CREATE INDEX IF NOT EXISTS tasks_user_priority_id ON tasks (user_id, priority_rank, id);
+CREATE INDEX IF NOT EXISTS tasks_user_created_id ON tasks (user_id, created_ms, id);
+CREATE INDEX IF NOT EXISTS tasks_user_updated_id ON tasks (user_id, updated_ms, id);
+";
+
 /// The `default` database: tasks, shares, idempotency keys and the outbox.
 pub const TASKS_DB: &[Migration] = &[
     Migration {
@@ -100,5 +115,9 @@ pub const TASKS_DB: &[Migration] = &[
     Migration {
         version: 2,
         scripts: &[TASKS_V2],
+    },
+    Migration {
+        version: 3,
+        scripts: &[TASKS_V3],
     },
 ];

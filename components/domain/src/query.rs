@@ -11,6 +11,10 @@ use crate::time::{self, Timestamp};
 
 pub const DEFAULT_LIMIT: u32 = 20;
 pub const MAX_LIMIT: u32 = 100;
+/// At most this many values in one list filter (`tag`, `status`,
+/// `priority`): a task carries at most `MAX_TAGS` tags, so more tags could
+/// never match, and each value costs the query a term.
+pub const MAX_FILTER_VALUES: usize = crate::input::MAX_TAGS;
 /// Query parameters `list` understands.
 pub const PARAMETERS: &[&str] = &[
     "status",
@@ -143,6 +147,11 @@ impl ListQuery {
         let mut order = None;
         let mut cursor = None;
         for (key, value) in pairs {
+            // An empty value is the same as leaving the parameter out
+            // (`?cursor=`), as most HTTP APIs and OpenAPI tools assume.
+            if value.is_empty() && PARAMETERS.contains(&key.as_str()) {
+                continue;
+            }
             match key.as_str() {
                 "status" => {
                     for s in split_list(value) {
@@ -206,6 +215,22 @@ impl ListQuery {
                 }
             }
         }
+        for (field, n) in [
+            ("tag", query.tags.len()),
+            ("status", query.statuses.len()),
+            ("priority", query.priorities.len()),
+        ] {
+            if n > MAX_FILTER_VALUES {
+                return Err(DomainError::invalid(
+                    field,
+                    format!("at most {MAX_FILTER_VALUES} values may be given, got {n}"),
+                ));
+            }
+        }
+        query.tags.sort();
+        query.tags.dedup();
+        query.statuses.dedup();
+        query.priorities.dedup();
         query.sort = sort.unwrap_or(SortKey::DueDate);
         query.descending = order.unwrap_or_else(|| query.sort.default_descending());
         if let Some(c) = &cursor {
@@ -220,7 +245,7 @@ impl ListQuery {
         Ok(query)
     }
 
-    /// The WHERE clause (after `user_id = ?`), ORDER BY and parameters.
+    /// The filter clauses (each starting ` AND `) and their parameters.
     pub(crate) fn to_sql(&self, now: Timestamp) -> (String, Vec<crate::sql::Value>) {
         use crate::sql::Value;
         let mut clauses: Vec<String> = Vec::new();
@@ -270,13 +295,14 @@ impl ListQuery {
             params.push(Value::Text(pattern));
         }
         let key = self.sort.sql(self.descending);
-        let (cmp, dir) = if self.descending {
-            ("<", "DESC")
-        } else {
-            (">", "ASC")
-        };
+        let cmp = if self.descending { "<" } else { ">" };
         if let Some(cursor) = &self.cursor {
-            clauses.push(format!("({key} {cmp} ? OR ({key} = ? AND id {cmp} ?))"));
+            // `key >= ?` first, so the per-user sort index seeks to the
+            // cursor instead of scanning up to it.
+            let inclusive = if self.descending { "<=" } else { ">=" };
+            clauses.push(format!(
+                "{key} {inclusive} ? AND ({key} {cmp} ? OR id {cmp} ?)"
+            ));
             params.push(Value::Integer(cursor.key));
             params.push(Value::Integer(cursor.key));
             params.push(Value::from(cursor.id.as_str()));
@@ -286,11 +312,21 @@ impl ListQuery {
             sql.push_str(" AND ");
             sql.push_str(&clause);
         }
-        sql.push_str(&format!(
-            " ORDER BY {key} {dir}, id {dir} LIMIT {}",
-            self.limit + 1
-        ));
         (sql, params)
+    }
+
+    /// The sort expression, as the per-user indexes hold it.
+    pub(crate) fn sort_sql(&self) -> &'static str {
+        self.sort.sql(self.descending)
+    }
+
+    /// `ASC` or `DESC`.
+    pub(crate) fn direction(&self) -> &'static str {
+        if self.descending {
+            "DESC"
+        } else {
+            "ASC"
+        }
     }
 
     /// The cursor that continues after `task`.

@@ -477,7 +477,14 @@ fn parse_by_day(text: &str) -> Result<ByDay> {
             "BYDAY value `{text}` is not a weekday"
         )));
     }
-    let (nth, code) = text.split_at(text.len() - 2);
+    // The weekday code is the last two characters; anything else (unicode
+    // included) is not a weekday. Split on a character boundary.
+    let Some((at, _)) = text.char_indices().rev().nth(1) else {
+        return Err(rrule_error(format!(
+            "BYDAY value `{text}` is not a weekday"
+        )));
+    };
+    let (nth, code) = text.split_at(at);
     let weekday = match code {
         "MO" => Weekday::Mon,
         "TU" => Weekday::Tue,

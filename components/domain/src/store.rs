@@ -24,18 +24,49 @@ const SELECT: &str = "id, user_id, title, description, status, priority, due_ms,
     series_start_ms, occurrence, created_ms, updated_ms, completed_ms, version, assignee, \
     (SELECT json_group_array(s.user_id) FROM task_shares s WHERE s.task_id = tasks.id) AS shared_with";
 
+/// Per-user and per-task limits. Past them a write is refused with
+/// `quota_exceeded` (HTTP 422) naming the limit; the services' own writes
+/// (the next instance of a recurring series) are not counted against them,
+/// so a series never silently stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Tasks one user may own, completed ones included.
+    pub tasks_per_user: u32,
+    /// Users one task may be shared with. Also bounds the size of a task's
+    /// events, which carry the share list.
+    pub shares_per_task: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            tasks_per_user: 10_000,
+            shares_per_task: 100,
+        }
+    }
+}
+
 /// Tasks a user may see: their own and those shared with them (two `?`).
 const VISIBLE: &str = "(user_id = ? OR EXISTS (SELECT 1 FROM task_shares s WHERE s.task_id = tasks.id AND s.user_id = ?))";
 
 pub struct TaskStore<'a> {
     db: &'a dyn Sql,
+    limits: Limits,
 }
 
 impl<'a> TaskStore<'a> {
     /// Opens the store, migrating the schema on first use.
     pub fn open(db: &'a dyn Sql) -> Result<Self> {
         crate::migrations::apply(db, crate::migrations::TASKS_DB)?;
-        Ok(TaskStore { db })
+        Ok(TaskStore {
+            db,
+            limits: Limits::default(),
+        })
+    }
+
+    /// The same store with other limits.
+    pub fn with_limits(self, limits: Limits) -> Self {
+        TaskStore { limits, ..self }
     }
 
     pub fn db(&self) -> &'a dyn Sql {
@@ -56,14 +87,29 @@ impl<'a> TaskStore<'a> {
             .ok_or_else(|| DomainError::task_not_found(id))
     }
 
+    /// One page of the tasks a user sees. Two halves merged in sort order:
+    /// the user's own tasks, read in order from a per-user index and
+    /// stopping after a page; and the tasks shared with them. Neither reads
+    /// another user's rows, so a list costs the same however much other
+    /// tenants hold (`OR EXISTS (shares)` in one WHERE made SQLite scan and
+    /// sort the whole table).
     pub fn list(&self, user_id: &str, query: &ListQuery, now: Timestamp) -> Result<Page> {
-        let (clauses, mut params) = query.to_sql(now);
-        params.insert(0, Value::from(user_id));
-        params.insert(0, Value::from(user_id));
-        let rows = self.db.execute(
-            &format!("SELECT {SELECT} FROM tasks WHERE {VISIBLE}{clauses}"),
-            &params,
-        )?;
+        let (clauses, filter_params) = query.to_sql(now);
+        let key = query.sort_sql();
+        let dir = query.direction();
+        let sql = format!(
+            "SELECT {SELECT}, {key} AS sort_key FROM tasks WHERE user_id = ?{clauses} \
+             UNION ALL \
+             SELECT {SELECT}, {key} AS sort_key FROM tasks \
+             WHERE id IN (SELECT task_id FROM task_shares WHERE user_id = ?){clauses} \
+             ORDER BY sort_key {dir}, id {dir} LIMIT {}",
+            query.limit + 1
+        );
+        let mut params = vec![Value::from(user_id)];
+        params.extend(filter_params.iter().cloned());
+        params.push(Value::from(user_id));
+        params.extend(filter_params);
+        let rows = self.db.execute(&sql, &params)?;
         let mut tasks = rows.iter().map(task_from_row).collect::<Result<Vec<_>>>()?;
         let next_cursor = if tasks.len() > query.limit as usize {
             tasks.truncate(query.limit as usize);
@@ -76,6 +122,25 @@ impl<'a> TaskStore<'a> {
 
     pub fn create(&self, user_id: &str, patch: &TaskPatch, now: Timestamp) -> Result<Task> {
         let task = change::new_task(user_id, new_id(), patch, now)?;
+        let owned = self
+            .db
+            .execute(
+                "SELECT COUNT(*) AS n FROM tasks WHERE user_id = ?",
+                &[Value::from(user_id)],
+            )?
+            .first()
+            .map(|r| r.i64("n"))
+            .transpose()?
+            .unwrap_or(0);
+        let limit = self.limits.tasks_per_user;
+        if owned >= i64::from(limit) {
+            return Err(DomainError::QuotaExceeded {
+                field: None,
+                message: format!(
+                    "a user may own at most {limit} tasks; delete some (completed ones count too) to add more"
+                ),
+            });
+        }
         self.save(None, Some(&task), now, user_id)?;
         Ok(task)
     }
@@ -136,9 +201,21 @@ impl<'a> TaskStore<'a> {
         }
         let mut new = old.clone();
         if !new.shared_with.iter().any(|u| u == with) {
+            self.check_share_room(&old, "user_id")?;
             new.shared_with.push(with.to_owned());
         }
         self.save_changed(old, new, now, user_id)
+    }
+
+    fn check_share_room(&self, task: &Task, field: &str) -> Result<()> {
+        let limit = self.limits.shares_per_task;
+        if task.shared_with.len() >= limit as usize {
+            return Err(DomainError::QuotaExceeded {
+                field: Some(field.to_owned()),
+                message: format!("a task may be shared with at most {limit} users"),
+            });
+        }
+        Ok(())
     }
 
     /// Stops sharing with a user (owner only); they lose the assignment too.
@@ -148,6 +225,24 @@ impl<'a> TaskStore<'a> {
         let mut new = old.clone();
         new.shared_with.retain(|u| u != with);
         if new.assignee.as_deref() == Some(with) {
+            new.assignee = None;
+        }
+        self.save_changed(old, new, now, user_id)
+    }
+
+    /// The caller stops seeing a task someone shared with them (declines
+    /// the share); they lose the assignment too. Only the owner can undo it.
+    pub fn leave(&self, user_id: &str, id: &str, now: Timestamp) -> Result<Task> {
+        let old = self.require(user_id, id)?;
+        if old.user_id == user_id {
+            return Err(DomainError::invalid(
+                "user_id",
+                "the owner cannot leave their own task; delete it instead",
+            ));
+        }
+        let mut new = old.clone();
+        new.shared_with.retain(|u| u != user_id);
+        if new.assignee.as_deref() == Some(user_id) {
             new.assignee = None;
         }
         self.save_changed(old, new, now, user_id)
@@ -168,6 +263,7 @@ impl<'a> TaskStore<'a> {
         if let Some(assignee) = assignee {
             crate::input::validate_user_id("assignee", assignee)?;
             if !new.visible_to(assignee) {
+                self.check_share_room(&old, "assignee")?;
                 new.shared_with.push(assignee.to_owned());
             }
         }

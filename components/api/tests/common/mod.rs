@@ -65,6 +65,7 @@ impl App {
             jwt_secret: Some(SECRET.into()),
             dev_auth: true,
             mcp_allowed_origins: vec!["https://chat.example".into()],
+            ..Config::default()
         })
     }
 
@@ -90,9 +91,9 @@ impl App {
         todo_api::handle(&ctx, &request)
     }
 
-    /// A request as `user` (dev-mode header), with an optional JSON body.
+    /// A request as `user` (a bearer token), with an optional JSON body.
     pub fn call(&self, user: &str, method: &str, uri: &str, body: Option<Json>) -> Response {
-        let mut headers = vec![("x-user-id".to_owned(), user.to_owned())];
+        let mut headers = vec![auth(user)];
         let body = match body {
             Some(b) => {
                 headers.push(("content-type".into(), "application/json".into()));
@@ -124,6 +125,14 @@ pub fn request(method: &str, uri: &str, headers: Vec<(String, String)>, body: Ve
         headers,
         body,
     }
+}
+
+/// `Authorization: Bearer <token for user>`, valid long after the tests' clock.
+pub fn auth(user: &str) -> (String, String) {
+    (
+        "authorization".into(),
+        format!("Bearer {}", token(user, 4_000_000_000)),
+    )
 }
 
 pub fn token(sub: &str, exp: i64) -> String {
