@@ -46,15 +46,8 @@ fn respond(out: ResponseOutparam, response: Response) {
     });
 }
 
-#[spin_sdk::http_component]
-async fn handle(incoming: IncomingRequest, out: ResponseOutparam) {
-    let method = incoming.method().to_string();
-    let path_with_query = incoming.path_with_query().unwrap_or_else(|| "/".into());
-    let (path, query) = match path_with_query.split_once('?') {
-        Some((p, q)) => (p.to_owned(), q.to_owned()),
-        None => (path_with_query.clone(), String::new()),
-    };
-    let headers = incoming
+fn headers_of(incoming: &IncomingRequest) -> Vec<(String, String)> {
+    incoming
         .headers()
         .entries()
         .into_iter()
@@ -64,16 +57,62 @@ async fn handle(incoming: IncomingRequest, out: ResponseOutparam) {
                 String::from_utf8_lossy(&v).into_owned(),
             )
         })
-        .collect();
-    let body = match incoming.into_body().await {
-        Ok(body) => body,
-        Err(_) => {
-            return respond(
-                out,
-                ApiError::new(400, "bad_request", "could not read the request body")
-                    .into_response(),
-            )
+        .collect()
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        413,
+        "payload_too_large",
+        format!(
+            "the request body is larger than {} bytes",
+            crate::ops::MAX_BODY_BYTES
+        ),
+    )
+}
+
+/// Reads the body while counting: a declared length over the limit is
+/// refused before reading anything, and a body that turns out longer stops
+/// being read at the limit, so memory never holds more than the limit
+/// whatever the client sends.
+async fn read_body(
+    headers: &[(String, String)],
+    incoming: IncomingRequest,
+) -> Result<Vec<u8>, ApiError> {
+    use futures::StreamExt;
+    let limit = crate::ops::MAX_BODY_BYTES;
+    let declared = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    let mut stream = std::pin::pin!(incoming.into_body_stream());
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk
+            .map_err(|_| ApiError::new(400, "bad_request", "could not read the request body"))?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
         }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+#[spin_sdk::http_component]
+async fn handle(incoming: IncomingRequest, out: ResponseOutparam) {
+    let method = incoming.method().to_string();
+    let path_with_query = incoming.path_with_query().unwrap_or_else(|| "/".into());
+    let (path, query) = match path_with_query.split_once('?') {
+        Some((p, q)) => (p.to_owned(), q.to_owned()),
+        None => (path_with_query.clone(), String::new()),
+    };
+    let headers = headers_of(&incoming);
+    let body = match read_body(&headers, incoming).await {
+        Ok(body) => body,
+        Err(error) => return respond(out, error.into_response()),
     };
     let request = Request {
         method,

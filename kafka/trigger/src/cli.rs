@@ -111,6 +111,18 @@ pub struct UpArgs {
     /// An environment variable (KEY=VALUE) for every component, as `spin up --env`.
     #[arg(short = 'e', long = "env", value_parser = parse_key_value)]
     pub env: Vec<(String, String)>,
+    /// Open HTTP connections; past this a new one gets a 503.
+    #[arg(long = "max-connections", default_value_t = crate::http_trigger::Limits::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Largest HTTP request body in bytes (413 past it).
+    #[arg(long = "max-request-body-bytes", default_value_t = crate::http_trigger::Limits::DEFAULT_MAX_BODY_BYTES)]
+    pub max_request_body_bytes: usize,
+    /// Seconds a client has to send a request head (and an idle keep-alive connection stays open).
+    #[arg(long = "header-timeout-secs", default_value_t = crate::http_trigger::Limits::DEFAULT_HEADER_TIMEOUT.as_secs())]
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send a request body (408 past it).
+    #[arg(long = "body-timeout-secs", default_value_t = crate::http_trigger::Limits::DEFAULT_BODY_TIMEOUT.as_secs())]
+    pub body_timeout_secs: u64,
     #[command(flatten)]
     pub trigger: TriggerArgs,
 }
@@ -165,6 +177,10 @@ pub struct TriggerArgs {
         value_name = "KEY=VALUE | KEY=@FILE | @FILE.json | @FILE.toml"
     )]
     pub variables: Vec<String>,
+    /// Component instances alive at once across all triggers (the pooling
+    /// allocator's slots); HTTP gets what the Kafka and timer triggers' share leaves.
+    #[arg(long = "max-instances", default_value_t = crate::engine::MAX_INSTANCES)]
+    pub max_instances: usize,
     /// Address of the Kafka trigger's /metrics and /healthz ("off" to disable).
     #[arg(long = "kafka-admin-listen", env = "TRIGGER_KAFKA_ADMIN_LISTEN")]
     pub kafka_admin_listen: Option<String>,

@@ -20,6 +20,10 @@ use crate::host::{ComponentEnv, HostState};
 use crate::runtime_config::{Location, RuntimeConfig};
 use crate::variables::{self, Resolver};
 
+/// Component instances alive at once, across every trigger (the pooling
+/// allocator's slots; also the cap without pooling).
+pub const MAX_INSTANCES: usize = 1000;
+
 /// How often the epoch ticks; handler deadlines are counted in ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
@@ -41,18 +45,21 @@ pub struct Options {
     pub max_instance_memory: Option<usize>,
     /// Where component stdout/stderr go.
     pub logs: crate::host::logs::LogOptions,
+    /// Instances alive at once (pooling slots).
+    pub max_instances: usize,
 }
 
-fn engine(pooling: bool, max_memory: usize) -> Result<Engine> {
+fn engine(pooling: bool, max_memory: usize, instances: usize) -> Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     if pooling {
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(1000)
-            .total_core_instances(4000)
-            .total_memories(2000)
-            .total_tables(4000)
+        let instances = instances.clamp(1, u32::MAX as usize / 4) as u32;
+        pool.total_component_instances(instances)
+            .total_core_instances(instances * 4)
+            .total_memories(instances * 2)
+            .total_tables(instances * 4)
             .max_memory_size(max_memory)
             .max_memories_per_component(16)
             .max_tables_per_component(32)
@@ -72,15 +79,58 @@ fn engine(pooling: bool, max_memory: usize) -> Result<Engine> {
     Ok(Engine::new(&config)?)
 }
 
-/// Where compiled components are cached.
-fn cache_dir() -> PathBuf {
-    std::env::var_os("TRIGGER_KAFKA_CACHE_DIR")
+/// Where compiled components are cached: a directory of this user's,
+/// created 0700. A cache entry is native code loaded without checks, so a
+/// directory or file another user could write is never used.
+fn cache_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("TRIGGER_KAFKA_CACHE_DIR")
         .map(PathBuf::from)
         .or_else(|| {
             std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("trigger-kafka"))
         })
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/trigger-kafka")))
-        .unwrap_or_else(|| std::env::temp_dir().join("trigger-kafka"))
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("trigger-kafka-{}", current_uid())));
+    match private_dir(&dir) {
+        Ok(()) => Some(dir),
+        Err(reason) => {
+            tracing::warn!(dir = %dir.display(), %reason, "not using the compilation cache");
+            None
+        }
+    }
+}
+
+fn current_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Creates `dir` (0700) if needed; it must be ours and closed to others.
+fn private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| e.to_string())?;
+    }
+    let meta = std::fs::metadata(dir).map_err(|e| e.to_string())?;
+    owned_and_closed(&meta, current_uid())
+}
+
+/// Owned by `uid` and writable by nobody else.
+fn owned_and_closed(meta: &std::fs::Metadata, uid: u32) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    if meta.uid() != uid {
+        return Err(format!("owned by uid {}, not {uid}", meta.uid()));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "writable by others (mode {:o})",
+            meta.mode() & 0o777
+        ));
+    }
+    Ok(())
 }
 
 /// Compiles a component, or loads it from the cache keyed by the Wasm bytes
@@ -99,23 +149,42 @@ fn load_component(engine: &Engine, path: &Path) -> Result<Component> {
         .take(16)
         .map(|b| format!("{b:02x}"))
         .collect();
-    let cached = cache_dir().join(format!("{key}.cwasm"));
-    if cached.exists() {
-        // SAFETY: the file was written by `Component::serialize` of this same
-        // engine configuration (the key includes its compatibility hash).
-        match unsafe { Component::deserialize_file(engine, &cached) } {
-            Ok(component) => return Ok(component),
-            Err(e) => tracing::warn!(error = %e, "ignoring a stale compilation cache entry"),
+    let dir = cache_dir();
+    let cached = dir.as_ref().map(|d| d.join(format!("{key}.cwasm")));
+    if let Some(cached) = cached.as_ref().filter(|c| c.exists()) {
+        let trusted = std::fs::metadata(cached)
+            .map_err(|e| e.to_string())
+            .and_then(|m| owned_and_closed(&m, current_uid()));
+        match trusted {
+            // SAFETY: the file is this user's, in this user's private
+            // directory, written by `Component::serialize` of this same
+            // engine configuration (the key includes its compatibility hash).
+            Ok(()) => match unsafe { Component::deserialize_file(engine, cached) } {
+                Ok(component) => return Ok(component),
+                Err(e) => tracing::warn!(error = %e, "ignoring a stale compilation cache entry"),
+            },
+            Err(reason) => {
+                tracing::warn!(file = %cached.display(), %reason, "ignoring a compilation cache entry")
+            }
         }
     }
     let component = Component::new(engine, &bytes)
         .map_err(anyhow::Error::from)
         .with_context(|| format!("cannot compile {}", path.display()))?;
-    if let Ok(serialized) = component.serialize() {
-        let _ = std::fs::create_dir_all(cache_dir());
+    if let (Some(cached), Ok(serialized)) = (cached, component.serialize()) {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         let tmp = cached.with_extension(format!("tmp{}", std::process::id()));
-        if std::fs::write(&tmp, serialized).is_ok() {
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(&serialized));
+        if written.is_ok() {
             let _ = std::fs::rename(&tmp, &cached);
+        } else {
+            let _ = std::fs::remove_file(&tmp);
         }
     }
     Ok(component)
@@ -133,11 +202,11 @@ impl Runtime {
         let max_memory = options
             .max_instance_memory
             .unwrap_or(crate::host::MAX_INSTANCE_MEMORY);
-        let engine = match engine(options.pooling, max_memory) {
+        let engine = match engine(options.pooling, max_memory, options.max_instances) {
             Ok(engine) => engine,
             Err(e) => {
                 tracing::warn!(error = %e, "pooling allocator unavailable; using on-demand allocation");
-                engine(false, max_memory)?
+                engine(false, max_memory, options.max_instances)?
             }
         };
         let ticker = engine.weak();
@@ -261,5 +330,36 @@ impl Runtime {
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
         Ok(store)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_is_a_private_directory_and_refuses_others_files() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("tk-cache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        private_dir(&dir).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(private_dir(&dir)
+            .unwrap_err()
+            .contains("writable by others"));
+        let file = dir.join("x.cwasm");
+        std::fs::write(&file, b"not code").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let meta = std::fs::metadata(&file).unwrap();
+        assert!(owned_and_closed(&meta, current_uid()).is_err());
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let meta = std::fs::metadata(&file).unwrap();
+        assert!(owned_and_closed(&meta, current_uid()).is_ok());
+        assert!(owned_and_closed(&meta, current_uid() + 1)
+            .unwrap_err()
+            .contains("owned by"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -27,11 +27,64 @@ use crate::routes::Router;
 /// Longest a request handler may run (long-polls included).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// What one client may take of the HTTP trigger. A request is read whole
+/// (head and body, within these bounds) before any component instance is
+/// made for it, so a slow or huge upload costs a socket and a buffer, never
+/// an instance; and HTTP never takes the instances Kafka and the timer need.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Open connections; past this a new one gets a 503 and is closed.
+    pub max_connections: usize,
+    /// Time to send a request head (also how long an idle keep-alive
+    /// connection stays open).
+    pub header_timeout: Duration,
+    /// Time to send a request body, once the head is in.
+    pub body_timeout: Duration,
+    /// Largest request body; checked against Content-Length first, then
+    /// counted as it arrives.
+    pub max_body_bytes: usize,
+    /// Component instances HTTP requests may hold at once; the rest of the
+    /// pool is kept for the Kafka and timer triggers.
+    pub max_instances: usize,
+}
+
+impl Limits {
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+    pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+}
+
 pub struct HttpTrigger {
     runtime: Arc<Runtime>,
     router: Router,
     pres: HashMap<String, ProxyPre<HostState>>,
     metrics: Arc<Metrics>,
+    limits: Limits,
+    instances: Arc<tokio::sync::Semaphore>,
+    connections: Arc<tokio::sync::Semaphore>,
+}
+
+/// A request whose head and body are in memory.
+type Buffered =
+    hyper::Request<http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, hyper::Error>>;
+
+/// Writes a response on a raw socket and closes it: for connections turned
+/// away before HTTP is even parsed (too many open).
+async fn turn_away(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let body =
+        r#"{"error":{"code":"overloaded","message":"too many open connections; retry shortly"}}"#;
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        stream.write_all(response.as_bytes()),
+    )
+    .await;
+    let _ = stream.shutdown().await;
 }
 
 fn response(
@@ -82,7 +135,11 @@ fn non_utf8_header(req: &hyper::Request<Incoming>) -> Option<String> {
 }
 
 impl HttpTrigger {
-    pub fn new(runtime: Arc<Runtime>, metrics: Arc<Metrics>) -> Result<HttpTrigger> {
+    pub fn new(
+        runtime: Arc<Runtime>,
+        metrics: Arc<Metrics>,
+        limits: Limits,
+    ) -> Result<HttpTrigger> {
         let entries: Vec<(String, String)> = runtime
             .app
             .http_triggers
@@ -99,11 +156,17 @@ impl HttpTrigger {
                 })?;
             pres.insert(component.clone(), pre);
         }
+        if limits.max_instances == 0 {
+            anyhow::bail!("no component instances are left for HTTP requests after the Kafka and timer triggers' share");
+        }
         Ok(HttpTrigger {
             runtime,
             router,
             pres,
             metrics,
+            instances: Arc::new(tokio::sync::Semaphore::new(limits.max_instances)),
+            connections: Arc::new(tokio::sync::Semaphore::new(limits.max_connections)),
+            limits,
         })
     }
 
@@ -120,19 +183,34 @@ impl HttpTrigger {
                 accepted = listener.accept() => {
                     let (stream, client) = match accepted {
                         Ok(a) => a,
-                        Err(e) => { tracing::warn!(error = %e, "accept failed"); continue; }
+                        Err(e) => {
+                            // EMFILE and friends: say so, pause, keep serving.
+                            tracing::warn!(error = %e, "accept failed; retrying");
+                            tokio::time::sleep(crate::admin::ACCEPT_BACKOFF).await;
+                            continue;
+                        }
+                    };
+                    let Ok(permit) = self.connections.clone().try_acquire_owned() else {
+                        self.metrics.inc("trigger_kafka_http_rejected_total", &[("reason", "connections")], 1);
+                        tokio::spawn(turn_away(stream));
+                        continue;
                     };
                     let this = self.clone();
                     let service = hyper::service::service_fn(move |req| {
                         let this = this.clone();
                         async move { Ok::<_, std::convert::Infallible>(this.handle(req, client).await) }
                     });
-                    let conn = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service);
+                    let conn = http1::Builder::new()
+                        .keep_alive(true)
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(self.limits.header_timeout)
+                        .serve_connection(TokioIo::new(stream), service);
                     let conn = graceful.watch(conn);
                     tokio::spawn(async move {
                         if let Err(e) = conn.await {
                             tracing::debug!(error = %e, "connection closed with an error");
                         }
+                        drop(permit);
                     });
                 }
                 _ = shutdown.changed() => break,
@@ -179,6 +257,33 @@ impl HttpTrigger {
             );
         }
         let component = route.component.to_owned();
+        let req = match self.read_whole(req).await {
+            Ok(req) => req,
+            Err(refusal) => {
+                self.metrics
+                    .http_request(&component, refusal.status().as_u16(), started.elapsed());
+                return refusal;
+            }
+        };
+        // An instance only now, and only from HTTP's share of the pool.
+        let Ok(_instance) = self.instances.clone().try_acquire_owned() else {
+            self.metrics.inc(
+                "trigger_kafka_http_rejected_total",
+                &[("reason", "instances")],
+                1,
+            );
+            let mut busy = refuse(
+                503,
+                "overloaded",
+                "the server is at its limit of concurrent requests; retry shortly",
+                None,
+            );
+            busy.headers_mut()
+                .insert("retry-after", http::HeaderValue::from_static("1"));
+            self.metrics
+                .http_request(&component, 503, started.elapsed());
+            return busy;
+        };
         let response = match self.invoke(req, &route, client).await {
             Ok(response) => response,
             Err(e) => {
@@ -191,9 +296,72 @@ impl HttpTrigger {
         response
     }
 
+    /// Reads the body within the size and time limits. A declared length
+    /// over the limit is refused before a byte of it is read.
+    async fn read_whole(
+        &self,
+        req: hyper::Request<Incoming>,
+    ) -> Result<Buffered, hyper::Response<HyperOutgoingBody>> {
+        let limit = self.limits.max_body_bytes;
+        let too_large = || {
+            refuse(
+                413,
+                "payload_too_large",
+                &format!("the request body is larger than {limit} bytes"),
+                None,
+            )
+        };
+        let declared = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let (parts, mut body) = req.into_parts();
+        let deadline = tokio::time::Instant::now() + self.limits.body_timeout;
+        let mut buffer = bytes::BytesMut::new();
+        loop {
+            let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+                Err(_) => {
+                    return Err(refuse(
+                        408,
+                        "request_timeout",
+                        &format!(
+                            "the request body did not arrive within {} s",
+                            self.limits.body_timeout.as_secs()
+                        ),
+                        None,
+                    ))
+                }
+                Ok(None) => break,
+                Ok(Some(Err(e))) => {
+                    return Err(refuse(
+                        400,
+                        "bad_request",
+                        &format!("could not read the request body: {e}"),
+                        None,
+                    ))
+                }
+                Ok(Some(Ok(frame))) => frame,
+            };
+            if let Ok(data) = frame.into_data() {
+                if buffer.len() + data.len() > limit {
+                    return Err(too_large());
+                }
+                buffer.extend_from_slice(&data);
+            }
+        }
+        let body = Full::new(buffer.freeze())
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        Ok(hyper::Request::from_parts(parts, body))
+    }
+
     async fn invoke(
         &self,
-        mut req: hyper::Request<Incoming>,
+        mut req: Buffered,
         route: &crate::routes::RouteMatch<'_>,
         client: SocketAddr,
     ) -> Result<hyper::Response<HyperOutgoingBody>> {

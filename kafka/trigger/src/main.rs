@@ -95,6 +95,12 @@ fn main() {
                 listen: Some(up.listen),
                 env: up.env,
                 role: None,
+                http: HttpSettings {
+                    max_connections: up.max_connections.max(1),
+                    max_body_bytes: up.max_request_body_bytes,
+                    header_timeout: std::time::Duration::from_secs(up.header_timeout_secs.max(1)),
+                    body_timeout: std::time::Duration::from_secs(up.body_timeout_secs.max(1)),
+                },
             };
             runtime.block_on(run(launch, up.trigger))
         }
@@ -104,6 +110,12 @@ fn main() {
                 listen: None,
                 env: Vec::new(),
                 role: Some(role),
+                http: HttpSettings {
+                    max_connections: http_trigger::Limits::DEFAULT_MAX_CONNECTIONS,
+                    max_body_bytes: http_trigger::Limits::DEFAULT_MAX_BODY_BYTES,
+                    header_timeout: http_trigger::Limits::DEFAULT_HEADER_TIMEOUT,
+                    body_timeout: http_trigger::Limits::DEFAULT_BODY_TIMEOUT,
+                },
             };
             runtime.block_on(run(launch, cli.trigger))
         }
@@ -127,6 +139,16 @@ struct Launch {
     listen: Option<String>,
     env: Vec<(String, String)>,
     role: Option<PluginRole>,
+    http: HttpSettings,
+}
+
+/// `up`'s HTTP limits (see `http_trigger::Limits`).
+#[derive(Debug, Clone, Copy)]
+struct HttpSettings {
+    max_connections: usize,
+    max_body_bytes: usize,
+    header_timeout: std::time::Duration,
+    body_timeout: std::time::Duration,
 }
 
 /// Loads the app the way this process was started: `up` reads spin.toml;
@@ -194,6 +216,28 @@ async fn apply_topics(args: TopicsApplyArgs) -> Result<()> {
     topics::apply(&topics, &brokers, config, wait).await
 }
 
+/// An app that trusts a header for identity must never run unnoticed:
+/// apps declare it with a `dev_auth` variable (this project's convention).
+fn warn_about_development_mode(resolver: &variables::Resolver) {
+    let on = |name: &str| {
+        resolver
+            .get(name)
+            .is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    };
+    if !on("dev_auth") {
+        return;
+    }
+    if resolver.get("jwt_secret").is_ok_and(|s| !s.is_empty()) {
+        tracing::warn!("dev_auth is on but jwt_secret is set: the X-User-Id header is ignored and tokens are required");
+    } else {
+        tracing::warn!(
+            "DEVELOPMENT MODE: dev_auth=true and no jwt_secret, so anyone who can reach this server \
+             is whoever their X-User-Id header says (requests are answered only when addressed to \
+             localhost or allowed_hosts). Never run this way where others can connect."
+        );
+    }
+}
+
 async fn shutdown_signal(sender: watch::Sender<bool>) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
@@ -240,6 +284,7 @@ async fn run(launch: Launch, args: TriggerArgs) -> Result<()> {
                 .join(", ")
         );
     }
+    warn_about_development_mode(&resolver);
     let mut wanted: Vec<String> = Vec::new();
     if roles.http {
         wanted.extend(app.http_triggers.iter().map(|t| t.component.clone()));
@@ -271,6 +316,7 @@ async fn run(launch: Launch, args: TriggerArgs) -> Result<()> {
             args.quiet,
             args.truncate_logs,
         )?,
+        max_instances: args.max_instances.max(1),
     };
     let runtime = Arc::new(Runtime::new(app, &config, resolver, &wanted, options)?);
     startup::run_statements(&runtime, &config, &args.sqlite_statements, &cwd).await?;
@@ -359,9 +405,27 @@ async fn run(launch: Launch, args: TriggerArgs) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
+        // Kafka handlers and timers keep their share of the instance pool:
+        // HTTP load can fill only what is left.
+        let reserved: usize = runtime
+            .app
+            .kafka_triggers
+            .iter()
+            .map(|t| t.concurrency.max(1))
+            .sum::<usize>()
+            + runtime.app.cron_triggers.len();
+        let limits = http_trigger::Limits {
+            max_connections: launch.http.max_connections,
+            header_timeout: launch.http.header_timeout,
+            body_timeout: launch.http.body_timeout,
+            max_body_bytes: launch.http.max_body_bytes,
+            max_instances: args.max_instances.saturating_sub(reserved),
+        };
+        tracing::info!(?limits, reserved_for_triggers = reserved, "HTTP limits");
         let trigger = Arc::new(http_trigger::HttpTrigger::new(
             runtime.clone(),
             metrics.clone(),
+            limits,
         )?);
         println!("Serving http://{}", listener.local_addr()?);
         for route in &runtime.app.http_triggers {

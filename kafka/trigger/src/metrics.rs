@@ -71,6 +71,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "HTTP request handling time.",
     ),
     (
+        "trigger_kafka_http_rejected_total",
+        "counter",
+        "HTTP connections or requests turned away with a 503, by reason (connections, instances).",
+    ),
+    (
         "trigger_kafka_cron_runs_total",
         "counter",
         "Timer trigger invocations, by outcome.",
