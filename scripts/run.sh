@@ -27,8 +27,12 @@ if [ -z "${KAFKA_BROKERS:-}" ]; then
     KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
 fi
 export SPIN_VARIABLE_KAFKA_BROKERS="$KAFKA_BROKERS"
-# Local development: accept X-User-Id unless a JWT secret is configured.
-export SPIN_VARIABLE_DEV_AUTH="${SPIN_VARIABLE_DEV_AUTH:-true}"
+# Local development: accept X-User-Id, but only when no JWT secret is
+# configured (with one, tokens are the only identity). The host prints a
+# loud warning whenever development mode is on.
+if [ -z "${SPIN_VARIABLE_JWT_SECRET:-}" ]; then
+    export SPIN_VARIABLE_DEV_AUTH="${SPIN_VARIABLE_DEV_AUTH:-true}"
+fi
 
 step "Creating topics from kafka/topics.toml on $KAFKA_BROKERS"
 (cd "$ROOT" && "$HOST_BIN" topics apply -t kafka/topics.toml -f spin.toml)

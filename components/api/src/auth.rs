@@ -19,18 +19,7 @@ fn unauthorized(message: impl Into<String>) -> ApiError {
 
 /// The caller's user id, or a 401/403/503 error that says what is wrong.
 pub fn authenticate(request: &Request, config: &Config, now_secs: i64) -> Result<String, ApiError> {
-    let user = identify(request, config, now_secs)?;
-    if todo_domain::input::is_reserved_user_id(&user) {
-        return Err(ApiError::new(
-            403,
-            "reserved_identity",
-            format!(
-                "`{user}` is a service identity (`{}…`); no user may act as one",
-                todo_domain::input::RESERVED_USER_PREFIX
-            ),
-        ));
-    }
-    Ok(user)
+    identify(request, config, now_secs)
 }
 
 fn identify(request: &Request, config: &Config, now_secs: i64) -> Result<String, ApiError> {
@@ -143,6 +132,17 @@ fn host_name(host: &str) -> String {
 }
 
 fn validate_user_id(user: &str) -> Result<String, ApiError> {
+    // A service's identity is refused as such (403), before other checks.
+    if todo_domain::input::is_reserved_user_id(user) {
+        return Err(ApiError::new(
+            403,
+            "reserved_identity",
+            format!(
+                "`{user}` is a service identity (`{}…`); no user may act as one",
+                todo_domain::input::RESERVED_USER_PREFIX
+            ),
+        ));
+    }
     todo_domain::input::validate_user_id("user", user)
         .map(|()| user.to_owned())
         .map_err(|e| unauthorized(format!("the user id is not acceptable: {e}")))

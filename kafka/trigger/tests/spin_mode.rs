@@ -252,19 +252,6 @@ fn dockerfile_env(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn jwt(sub: &str, secret: &[u8]) -> String {
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use base64::Engine;
-    use hmac::{Hmac, Mac};
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let exp = chrono::Utc::now().timestamp() + 3600;
-    let payload = URL_SAFE_NO_PAD.encode(json!({"sub": sub, "exp": exp}).to_string());
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
-    mac.update(format!("{header}.{payload}").as_bytes());
-    let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-    format!("{header}.{payload}.{signature}")
-}
-
 /// The container as `deploy/Dockerfile` builds it and the SpinApp runs it:
 /// `spin up -f /app/spin.toml --runtime-config-file /runtime-config.toml`
 /// from WORKDIR /app, with the image's ENV, the plugins as the image
@@ -357,7 +344,7 @@ fn the_container_command_line_runs_the_app_as_the_image_would() {
         });
     }
     // A customer walk with a token: a task, its reminder, on the volume.
-    let token = format!("Bearer {}", jwt("erin", secret.as_bytes()));
+    let token = format!("Bearer {}", jwt("erin", secret.as_bytes(), json!({})));
     let (status, _) = http(
         pod.http_port,
         "GET",

@@ -404,6 +404,15 @@ impl Host {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Resident memory of the host process, in bytes.
+    pub fn rss(&self) -> u64 {
+        rss_of(self.pid())
+    }
+
     /// SIGKILL: no chance to commit or flush.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -533,6 +542,43 @@ fn unsafe_sigterm(pid: u32) {
     assert!(status.success());
 }
 
+/// Resident memory of a process, in bytes (`VmRSS`).
+pub fn rss_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// An HS256 JWT for `sub`, valid for an hour, with extra claims.
+pub fn jwt(sub: &str, secret: &[u8], extra: serde_json::Value) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let mut claims = serde_json::json!({"sub": sub, "exp": chrono::Utc::now().timestamp() + 3600});
+    if let (Some(claims), Some(extra)) = (claims.as_object_mut(), extra.as_object()) {
+        claims.extend(extra.clone());
+    }
+    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+    mac.update(format!("{header}.{payload}").as_bytes());
+    let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    format!("{header}.{payload}.{signature}")
+}
+
+/// Sends raw bytes and reads the whole answer (until close or `wait`).
+pub fn raw_http(port: u16, bytes: &[u8], wait: Duration) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let _ = stream.write_all(bytes);
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    String::from_utf8_lossy(&response).into_owned()
+}
+
 /// A minimal HTTP/1.1 client (one request per connection).
 pub fn http(
     port: u16,
@@ -573,7 +619,7 @@ pub fn http(
     (status, body)
 }
 
-fn dechunk(mut rest: &str) -> String {
+pub fn dechunk(mut rest: &str) -> String {
     let mut out = String::new();
     while let Some((size, after)) = rest.split_once("\r\n") {
         let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
