@@ -94,21 +94,7 @@ impl<'a> TaskStore<'a> {
     /// tenants hold (`OR EXISTS (shares)` in one WHERE made SQLite scan and
     /// sort the whole table).
     pub fn list(&self, user_id: &str, query: &ListQuery, now: Timestamp) -> Result<Page> {
-        let (clauses, filter_params) = query.to_sql(now);
-        let key = query.sort_sql();
-        let dir = query.direction();
-        let sql = format!(
-            "SELECT {SELECT}, {key} AS sort_key FROM tasks WHERE user_id = ?{clauses} \
-             UNION ALL \
-             SELECT {SELECT}, {key} AS sort_key FROM tasks \
-             WHERE id IN (SELECT task_id FROM task_shares WHERE user_id = ?){clauses} \
-             ORDER BY sort_key {dir}, id {dir} LIMIT {}",
-            query.limit + 1
-        );
-        let mut params = vec![Value::from(user_id)];
-        params.extend(filter_params.iter().cloned());
-        params.push(Value::from(user_id));
-        params.extend(filter_params);
+        let (sql, params) = list_sql(user_id, query, now);
         let rows = self.db.execute(&sql, &params)?;
         let mut tasks = rows.iter().map(task_from_row).collect::<Result<Vec<_>>>()?;
         let next_cursor = if tasks.len() > query.limit as usize {
@@ -118,6 +104,23 @@ impl<'a> TaskStore<'a> {
             None
         };
         Ok(Page { tasks, next_cursor })
+    }
+
+    /// SQLite's plan for [`TaskStore::list`] (`EXPLAIN QUERY PLAN`), one
+    /// line per step: for checking that a list reads only the caller's rows.
+    pub fn list_plan(
+        &self,
+        user_id: &str,
+        query: &ListQuery,
+        now: Timestamp,
+    ) -> Result<Vec<String>> {
+        let (sql, params) = list_sql(user_id, query, now);
+        let rows = self
+            .db
+            .execute(&format!("EXPLAIN QUERY PLAN {sql}"), &params)?;
+        rows.iter()
+            .map(|r| Ok(r.str("detail")?.to_owned()))
+            .collect()
     }
 
     pub fn create(&self, user_id: &str, patch: &TaskPatch, now: Timestamp) -> Result<Task> {
@@ -372,6 +375,27 @@ impl<'a> TaskStore<'a> {
         )?;
         Ok(())
     }
+}
+
+/// The list query: the user's own tasks, read in order from a per-user
+/// index, merged with the tasks shared with them.
+fn list_sql(user_id: &str, query: &ListQuery, now: Timestamp) -> (String, Vec<Value>) {
+    let (clauses, filter_params) = query.to_sql(now);
+    let key = query.sort_sql();
+    let dir = query.direction();
+    let sql = format!(
+        "SELECT {SELECT}, {key} AS sort_key FROM tasks WHERE user_id = ?{clauses} \
+         UNION ALL \
+         SELECT {SELECT}, {key} AS sort_key FROM tasks \
+         WHERE id IN (SELECT task_id FROM task_shares WHERE user_id = ?){clauses} \
+         ORDER BY sort_key {dir}, id {dir} LIMIT {}",
+        query.limit + 1
+    );
+    let mut params = vec![Value::from(user_id)];
+    params.extend(filter_params.iter().cloned());
+    params.push(Value::from(user_id));
+    params.extend(filter_params);
+    (sql, params)
 }
 
 fn owner_only(task: &Task, user_id: &str, action: &str) -> Result<()> {

@@ -760,3 +760,63 @@ fn sharing_lets_another_user_see_and_change_but_not_delete_or_reshare() {
     store.delete("alice", &t.id, now()).unwrap();
     assert_eq!(count(&db, "task_shares"), 0);
 }
+
+/// A list reads only the caller's rows: their own in order from a per-user
+/// index (no scan, no sort of the table), merged with what is shared with
+/// them; whatever the sort, direction, filters or cursor.
+#[test]
+fn every_list_reads_the_callers_rows_in_index_order() {
+    let db = db();
+    let store = TaskStore::open(&db).unwrap();
+    let first = store
+        .create("alice", &patch(json!({"title": "a"})), now())
+        .unwrap();
+    let cursor_for = |pairs: &[(&str, &str)]| {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let query = ListQuery::from_pairs(&pairs).unwrap();
+        let page = store.list("alice", &query, now()).unwrap();
+        assert_eq!(page.tasks.len(), 1);
+        todo_domain::query::Cursor {
+            sort: query.sort,
+            descending: query.descending,
+            key: 0,
+            id: first.id.clone(),
+        }
+        .encode()
+    };
+    for sort in ["due_date", "priority", "created_at", "updated_at"] {
+        for order in ["asc", "desc"] {
+            let cursor = cursor_for(&[("sort", sort), ("order", order)]);
+            let pairs: Vec<(String, String)> = [
+                ("sort", sort),
+                ("order", order),
+                ("status", "pending,in_progress"),
+                ("tag", "home"),
+                ("q", "rent"),
+                ("cursor", cursor.as_str()),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+            let query = ListQuery::from_pairs(&pairs).unwrap();
+            let plan = store.list_plan("alice", &query, now()).unwrap();
+            let text = plan.join("\n");
+            assert!(!text.contains("SCAN tasks"), "{sort} {order}:\n{text}");
+            let left = plan.iter().position(|l| l == "LEFT").expect(&text);
+            let right = plan.iter().position(|l| l == "RIGHT").expect(&text);
+            let own = &plan[left..right];
+            assert!(
+                own.iter()
+                    .any(|l| l.starts_with("SEARCH tasks USING INDEX tasks_user_")),
+                "{sort} {order}: own tasks by a per-user index:\n{text}"
+            );
+            assert!(
+                !own.iter().any(|l| l.contains("TEMP B-TREE")),
+                "{sort} {order}: own tasks already in order:\n{text}"
+            );
+        }
+    }
+}
