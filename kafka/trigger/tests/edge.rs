@@ -104,7 +104,7 @@ fn status_and_json(response: &str) -> (u16, Json) {
     (status, serde_json::from_str(&body).unwrap_or(Json::Null))
 }
 
-/// 1. A header names nobody while tokens are configured; development mode
+/// Item 1: A header names nobody while tokens are configured; development mode
 /// (no token key) is loud, and answers only requests addressed to this
 /// machine.
 #[test]
@@ -152,7 +152,7 @@ fn a_user_id_header_never_overrides_tokens() {
     assert_error(status, &body, 403, "host_not_allowed");
 }
 
-/// 2. Slow and idle clients are cut off; too many connections get a 503;
+/// Item 2: Slow and idle clients are cut off; too many connections get a 503;
 /// HTTP can hold only its share of instances, so reminders and Kafka
 /// handlers keep working while HTTP is saturated.
 #[test]
@@ -294,7 +294,7 @@ fn upload(port: u16, total: usize) -> String {
     String::from_utf8_lossy(&response).into_owned()
 }
 
-/// 3. Body limits apply while the body streams, in the host (1 MiB) and in
+/// Item 3: Body limits apply while the body streams, in the host (1 MiB) and in
 /// the component (64 KiB): huge uploads get a 413 and the host's memory
 /// stays flat.
 #[test]
@@ -347,7 +347,7 @@ fn huge_bodies_get_a_413_while_they_stream() {
     assert_error(status, &body, 413, "payload_too_large");
 }
 
-/// 4. Every list-valued input has a cap, answered with a 422 that names
+/// Item 4: Every list-valued input has a cap, answered with a 422 that names
 /// the field and the limit; quotas too.
 #[test]
 fn list_inputs_and_quotas_are_capped() {
@@ -426,7 +426,7 @@ fn list_inputs_and_quotas_are_capped() {
     assert_eq!(body["error"]["field"], "user_id");
 }
 
-/// 5. Unicode where a parser expects ASCII: a 422 naming the field, on
+/// Item 5: Unicode where a parser expects ASCII: a 422 naming the field, on
 /// REST and MCP, never a 500.
 #[test]
 fn the_recurrence_parser_answers_unicode_with_a_422() {
@@ -451,7 +451,7 @@ fn the_recurrence_parser_answers_unicode_with_a_422() {
     );
 }
 
-/// 6. Nobody can be a service; the audit trail shows a user only what
+/// Item 6: Nobody can be a service; the audit trail shows a user only what
 /// happened to tasks they could see.
 #[test]
 fn service_identities_are_reserved_and_audit_reads_are_scoped() {
@@ -495,7 +495,7 @@ fn service_identities_are_reserved_and_audit_reads_are_scoped() {
     assert_eq!(status, 422, "cannot share with a service");
 }
 
-/// 8. The smaller holes.
+/// Item 8: The smaller holes.
 #[test]
 fn smaller_holes_are_closed() {
     let edge = Edge::start(
@@ -603,7 +603,7 @@ fn smaller_holes_are_closed() {
     );
 }
 
-/// 5 (listeners). Out of file descriptors, the accept loop backs off and
+/// Item 5 (listeners): Out of file descriptors, the accept loop backs off and
 /// the server keeps serving once they are free again.
 #[test]
 fn running_out_of_file_descriptors_is_survived() {

@@ -234,8 +234,8 @@ fn generate(rng: &mut Rng, ids: &[String], tokens: &[String]) -> Generated {
         percent_encode(&text(rng, 20))
     };
     let (route, path): (&'static str, String) = match rng.below(16) {
-        0 | 1 | 2 => ("/api/tasks", "/api/tasks".into()),
-        3 | 4 => ("/api/tasks/{id}", format!("/api/tasks/{id}")),
+        0..=2 => ("/api/tasks", "/api/tasks".into()),
+        3..=4 => ("/api/tasks/{id}", format!("/api/tasks/{id}")),
         5 => (
             "/api/tasks/{id}/complete",
             format!("/api/tasks/{id}/complete"),
