@@ -24,7 +24,8 @@ step "Linting (clippy, warnings are errors)"
 step "Running the tests"
 export TANSU_BIN="$TANSU"
 export TODO_WASM_DIR="$CARGO_TARGET_DIR/wasm32-wasip2/release"
-(cd "$ROOT" && cargo test "${NATIVE_SELECTION[@]}")
+# Every suite runs even when one fails, so a CI log shows all failures.
+(cd "$ROOT" && cargo test "${NATIVE_SELECTION[@]}" --no-fail-fast)
 
 step "Checking the SpinKube manifests offline (deploy/)"
 "$VENV/bin/python" "$ROOT/deploy/tests/check_manifests.py"

@@ -129,7 +129,7 @@ fn notifications_are_listed_paged_and_marked_read() {
     let rdb = service_db(&app, "reminders");
     reminders::open(&rdb).unwrap();
     for e in events(&app, "reminders") {
-        reminders::apply_event(&rdb, &e, app.now).unwrap();
+        reminders::apply_event(&rdb, &e, None, app.now).unwrap();
     }
     let later = app.now + chrono::Duration::seconds(5);
     assert_eq!(reminders::fire_due(&rdb, later, 60_000).unwrap().fired, 3);

@@ -37,6 +37,13 @@ impl IncomingEvent {
     /// never be understood and belongs in the dead-letter topic.
     pub fn decode(bytes: Option<&[u8]>) -> Result<IncomingEvent, String> {
         let bytes = bytes.ok_or("empty message")?;
+        if bytes.len() > crate::outbox::MAX_EVENT_BYTES {
+            return Err(format!(
+                "oversize event: {} bytes, over the {}-byte limit",
+                bytes.len(),
+                crate::outbox::MAX_EVENT_BYTES
+            ));
+        }
         let payload: Json =
             serde_json::from_slice(bytes).map_err(|e| format!("undecodable payload: {e}"))?;
         if !payload.is_object() {

@@ -21,9 +21,16 @@
 
 use serde_json::json;
 
+use crate::error::{DomainError, Result};
 use crate::events::Event;
-use crate::sql::{DbError, Sql, Value};
+use crate::sql::{Sql, Value};
 use crate::time;
+
+/// The largest event written, payload and headers together. Kafka brokers
+/// refuse messages over 1 MB by default; a change that would make a larger
+/// event is refused with the request (422), so nothing unpublishable ever
+/// enters the outbox. Consumers refuse larger events too.
+pub const MAX_EVENT_BYTES: usize = 512 * 1024;
 
 /// Creates the outbox in whichever database a service owns.
 pub const SCHEMA: &str = "
@@ -43,12 +50,24 @@ CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (seq) WHERE sent_ms IS NULL;
 ";
 
 /// Writes one event. Call inside the transaction that made the change.
-pub fn enqueue(db: &dyn Sql, event: &Event) -> Result<(), DbError> {
+pub fn enqueue(db: &dyn Sql, event: &Event) -> Result<()> {
     let headers: Vec<_> = event
         .headers()
         .into_iter()
         .map(|(k, v)| json!([k, v]))
         .collect();
+    let payload = event.payload.to_string();
+    let headers = json!(headers).to_string();
+    let size = payload.len() + headers.len();
+    if size > MAX_EVENT_BYTES {
+        return Err(DomainError::Invalid {
+            field: None,
+            message: format!(
+                "this change would make a {} event of {size} bytes, over the {MAX_EVENT_BYTES}-byte limit; make the task smaller",
+                event.topic
+            ),
+        });
+    }
     db.execute(
         "INSERT INTO outbox (event_id, topic, msg_key, payload, headers, created_ms)
          VALUES (?, ?, ?, ?, ?, ?)",
@@ -56,8 +75,8 @@ pub fn enqueue(db: &dyn Sql, event: &Event) -> Result<(), DbError> {
             Value::from(event.event_id.as_str()),
             Value::from(event.topic),
             Value::from(event.key.as_str()),
-            Value::Text(event.payload.to_string()),
-            Value::Text(json!(headers).to_string()),
+            Value::Text(payload),
+            Value::Text(headers),
             Value::Integer(time::to_millis(&event.time)),
         ],
     )?;

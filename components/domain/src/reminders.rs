@@ -3,8 +3,12 @@
 //! notifications users see.
 //!
 //! Ordering: an event applies only if it is newer than what the schedule
-//! last saw — (timestamp, event_id), and event ids are UUIDv7 so ids from
-//! one transaction sort in the order they were written. A redelivered or
+//! last saw. Newer means a higher outbox sequence (`ce_sequence`, set by
+//! the relay from the row's `seq`, which SQLite assigns in commit order):
+//! two concurrent edits of one task are applied in the order they
+//! committed, whatever their timestamps say (a timestamp is taken when a
+//! request starts, before it waits for the write lock). Events without a
+//! sequence fall back to (timestamp, event_id). A redelivered or
 //! out-of-date event changes nothing.
 
 use serde_json::json;
@@ -57,11 +61,20 @@ CREATE INDEX IF NOT EXISTS notifications_user ON notifications (user_id, created
 CREATE INDEX IF NOT EXISTS notifications_pending ON notifications (next_attempt_ms) WHERE status = 'pending';
 ";
 
+/// The outbox sequence of the last applied event.
+const V2: &str = "ALTER TABLE schedules ADD COLUMN event_seq INTEGER;";
+
 /// The `reminders` database.
-pub const DB: &[Migration] = &[Migration {
-    version: 1,
-    scripts: &[V1, crate::outbox::SCHEMA],
-}];
+pub const DB: &[Migration] = &[
+    Migration {
+        version: 1,
+        scripts: &[V1, crate::outbox::SCHEMA],
+    },
+    Migration {
+        version: 2,
+        scripts: &[V2],
+    },
+];
 
 /// Schedule states.
 pub mod state {
@@ -87,9 +100,15 @@ pub fn open(db: &dyn Sql) -> Result<()> {
     Ok(())
 }
 
-/// Applies a `reminders` event to the schedules. Returns whether it changed
+/// Applies a `reminders` event to the schedules; `sequence` is its
+/// `ce_sequence` (commit order at the source). Returns whether it changed
 /// anything.
-pub fn apply_event(db: &dyn Sql, event: &IncomingEvent, now: Timestamp) -> Result<bool> {
+pub fn apply_event(
+    db: &dyn Sql,
+    event: &IncomingEvent,
+    sequence: Option<i64>,
+    now: Timestamp,
+) -> Result<bool> {
     let target = match event.event_type.as_str() {
         "reminder_scheduled" => state::SCHEDULED,
         "reminder_cancelled" => state::CANCELLED,
@@ -115,22 +134,29 @@ pub fn apply_event(db: &dyn Sql, event: &IncomingEvent, now: Timestamp) -> Resul
     let event_ms = time::to_millis(&event.timestamp);
     transaction(db, || {
         let stored = db.execute(
-            "SELECT event_ms, event_id FROM schedules WHERE task_id = ?",
+            "SELECT event_ms, event_id, event_seq FROM schedules WHERE task_id = ?",
             &[Value::from(event.task_id.as_str())],
         )?;
         if let Some(row) = stored.first() {
-            let seen = (row.i64("event_ms")?, row.str("event_id")?.to_owned());
-            if (event_ms, event.event_id.clone()) <= seen {
+            let newer = match (sequence, row.opt_i64("event_seq")?) {
+                (Some(seq), Some(seen)) => seq > seen,
+                _ => {
+                    (event_ms, event.event_id.clone())
+                        > (row.i64("event_ms")?, row.str("event_id")?.to_owned())
+                }
+            };
+            if !newer {
                 return Ok(false);
             }
         }
         db.execute(
-            "INSERT INTO schedules (task_id, user_id, title, due_ms, remind_ms, notification_type, state, event_ms, event_id, updated_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            "INSERT INTO schedules (task_id, user_id, title, due_ms, remind_ms, notification_type, state, event_ms, event_id, updated_ms, event_seq)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT(task_id) DO UPDATE SET user_id = excluded.user_id, title = excluded.title,
                 due_ms = excluded.due_ms, remind_ms = excluded.remind_ms,
                 notification_type = excluded.notification_type, state = excluded.state,
-                event_ms = excluded.event_ms, event_id = excluded.event_id, updated_ms = excluded.updated_ms",
+                event_ms = excluded.event_ms, event_id = excluded.event_id, updated_ms = excluded.updated_ms,
+                event_seq = excluded.event_seq",
             &[
                 Value::from(event.task_id.as_str()),
                 Value::from(event.user_id.as_str()),
@@ -142,10 +168,19 @@ pub fn apply_event(db: &dyn Sql, event: &IncomingEvent, now: Timestamp) -> Resul
                 Value::Integer(event_ms),
                 Value::from(event.event_id.as_str()),
                 Value::Integer(time::to_millis(&now)),
+                sequence.map_or(Value::Null, Value::Integer),
             ],
         )?;
         Ok(true)
     })
+}
+
+/// The `ce_sequence` header of a message: the outbox `seq` the relay
+/// published it from.
+pub fn sequence_header<'a>(mut headers: impl Iterator<Item = (&'a str, &'a [u8])>) -> Option<i64> {
+    headers
+        .find(|(k, _)| *k == "ce_sequence")
+        .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse().ok())
 }
 
 fn ms(t: Option<Timestamp>) -> Value {
@@ -325,8 +360,44 @@ pub fn pending_deliveries(db: &dyn Sql, now: Timestamp, limit: i64) -> Result<Ve
     rows.iter().map(notification).collect()
 }
 
-/// Records a delivery attempt: delivered, or retried with exponential
-/// backoff (1 s, 2 s, 4 s, …) until the last attempt marks it failed.
+/// Claims one delivery attempt before the webhook is called: counts it and
+/// moves the next attempt out by the backoff (1 s, 2 s, 4 s, …), so a run
+/// that dies mid-call (or whose reply never comes) neither sends it again
+/// at once nor forgets the attempt. False if another run claimed it first
+/// or it is not due.
+pub fn claim_delivery(db: &dyn Sql, id: &str, now: Timestamp) -> Result<bool> {
+    let now_ms = time::to_millis(&now);
+    let rows = db.execute(
+        "UPDATE notifications SET attempts = attempts + 1, next_attempt_ms = ? + (1000 << MIN(attempts, 10))
+         WHERE id = ? AND status = 'pending' AND next_attempt_ms <= ? AND attempts < ? RETURNING id",
+        &[
+            Value::Integer(now_ms),
+            Value::from(id),
+            Value::Integer(now_ms),
+            Value::Integer(MAX_DELIVERY_ATTEMPTS),
+        ],
+    )?;
+    Ok(!rows.is_empty())
+}
+
+/// Deliveries whose last allowed attempt was claimed but never recorded
+/// (the run died, or the webhook never answered): failed, with why.
+pub fn fail_abandoned(db: &dyn Sql, now: Timestamp) -> Result<usize> {
+    let rows = db.execute(
+        "UPDATE notifications SET status = 'failed',
+            last_error = COALESCE(last_error || '; ', '') || 'the last attempt did not report back'
+         WHERE status = 'pending' AND attempts >= ? AND next_attempt_ms <= ? RETURNING id",
+        &[
+            Value::Integer(MAX_DELIVERY_ATTEMPTS),
+            Value::Integer(time::to_millis(&now)),
+        ],
+    )?;
+    Ok(rows.len())
+}
+
+/// Records how a claimed attempt went: delivered, or failed (for good once
+/// the attempts are spent; otherwise it waits for the next attempt the
+/// claim scheduled).
 pub fn record_delivery(
     db: &dyn Sql,
     id: &str,
@@ -336,15 +407,14 @@ pub fn record_delivery(
     let now_ms = time::to_millis(&now);
     match outcome {
         Ok(()) => db.execute(
-            "UPDATE notifications SET status = 'delivered', attempts = attempts + 1, delivered_ms = ?, last_error = NULL WHERE id = ? AND status = 'pending'",
+            "UPDATE notifications SET status = 'delivered', delivered_ms = ?, last_error = NULL WHERE id = ? AND status = 'pending'",
             &[Value::Integer(now_ms), Value::from(id)],
         )?,
         Err(error) => db.execute(
-            "UPDATE notifications SET attempts = attempts + 1, last_error = ?,
-                status = CASE WHEN attempts + 1 >= ? THEN 'failed' ELSE 'pending' END,
-                next_attempt_ms = ? + (1000 << MIN(attempts, 10))
+            "UPDATE notifications SET last_error = ?,
+                status = CASE WHEN attempts >= ? THEN 'failed' ELSE 'pending' END
              WHERE id = ? AND status = 'pending'",
-            &[Value::Text(error), Value::Integer(MAX_DELIVERY_ATTEMPTS), Value::Integer(now_ms), Value::from(id)],
+            &[Value::Text(error), Value::Integer(MAX_DELIVERY_ATTEMPTS), Value::from(id)],
         )?,
     };
     Ok(())

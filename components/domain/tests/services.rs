@@ -71,12 +71,12 @@ fn a_reminder_fires_once_and_never_after_cancellation_or_reschedule() {
         .unwrap();
     let events = outbox_events(&tasks, events::REMINDERS);
     for e in &events {
-        reminders::apply_event(&rdb, e, now).unwrap();
+        reminders::apply_event(&rdb, e, None, now).unwrap();
     }
     // Redelivering everything, in reverse order, changes nothing.
     for e in events.iter().rev() {
         assert!(
-            !reminders::apply_event(&rdb, e, now).unwrap(),
+            !reminders::apply_event(&rdb, e, None, now).unwrap(),
             "{}",
             e.event_type
         );
@@ -135,7 +135,7 @@ fn reminders_missed_beyond_the_grace_window_are_recorded_not_sent() {
         )
         .unwrap();
     for e in outbox_events(&tasks, events::REMINDERS) {
-        reminders::apply_event(&rdb, &e, now).unwrap();
+        reminders::apply_event(&rdb, &e, None, now).unwrap();
     }
     // The service was down until 09:00; the grace window is five minutes.
     let result = reminders::fire_due(&rdb, at("2026-12-01T09:00:00Z"), 5 * 60_000).unwrap();
@@ -164,13 +164,18 @@ fn webhook_deliveries_retry_with_backoff_then_fail_visibly() {
     let now = at("2026-12-01T08:00:00Z");
     store.create("alice", &patch(json!({"title": "Mail me", "remind_at": "2026-12-01T08:01:00Z", "notification_type": "email"})), now).unwrap();
     for e in outbox_events(&tasks, events::REMINDERS) {
-        reminders::apply_event(&rdb, &e, now).unwrap();
+        reminders::apply_event(&rdb, &e, None, now).unwrap();
     }
     let mut clock = at("2026-12-01T08:01:00Z");
     reminders::fire_due(&rdb, clock, 60_000).unwrap();
     for attempt in 1..=reminders::MAX_DELIVERY_ATTEMPTS {
         let pending = reminders::pending_deliveries(&rdb, clock, 10).unwrap();
         assert_eq!(pending.len(), 1, "attempt {attempt}");
+        assert!(reminders::claim_delivery(&rdb, &pending[0].id, clock).unwrap());
+        assert!(
+            !reminders::claim_delivery(&rdb, &pending[0].id, clock).unwrap(),
+            "claimed once"
+        );
         reminders::record_delivery(&rdb, &pending[0].id, Err("503 from webhook".into()), clock)
             .unwrap();
         assert!(
@@ -186,6 +191,42 @@ fn webhook_deliveries_retry_with_backoff_then_fail_visibly() {
         (n.status.as_str(), n.attempts, n.last_error.as_deref()),
         ("failed", 5, Some("503 from webhook"))
     );
+}
+
+/// The attempt is recorded before the webhook is called: a run that dies
+/// mid-call (or whose reply comes too late) does not send again at the
+/// next tick, and an attempt that never reports back still counts.
+#[test]
+fn a_delivery_attempt_is_recorded_before_it_is_sent() {
+    let tasks = NativeDb::open_in_memory().unwrap();
+    let store = TaskStore::open(&tasks).unwrap();
+    let rdb = NativeDb::open_in_memory().unwrap();
+    reminders::open(&rdb).unwrap();
+    let now = at("2026-12-01T08:00:00Z");
+    store.create("bob", &patch(json!({"title": "Push me", "remind_at": "2026-12-01T08:01:00Z", "notification_type": "push"})), now).unwrap();
+    for e in outbox_events(&tasks, events::REMINDERS) {
+        reminders::apply_event(&rdb, &e, None, now).unwrap();
+    }
+    let mut clock = at("2026-12-01T08:01:00Z");
+    reminders::fire_due(&rdb, clock, 60_000).unwrap();
+    for _ in 0..reminders::MAX_DELIVERY_ATTEMPTS {
+        let id = reminders::pending_deliveries(&rdb, clock, 10).unwrap()[0]
+            .id
+            .clone();
+        assert!(reminders::claim_delivery(&rdb, &id, clock).unwrap());
+        // The run dies here, before recording anything. The next tick:
+        clock += chrono::Duration::milliseconds(900);
+        assert!(
+            reminders::pending_deliveries(&rdb, clock, 10)
+                .unwrap()
+                .is_empty(),
+            "not sent again at the next tick"
+        );
+        clock += chrono::Duration::seconds(1 << 11);
+    }
+    assert_eq!(reminders::fail_abandoned(&rdb, clock).unwrap(), 1);
+    let n = &reminders::list(&rdb, "bob", false, 10, None).unwrap()[0];
+    assert_eq!((n.status.as_str(), n.attempts), ("failed", 5));
 }
 
 #[test]
@@ -319,4 +360,65 @@ fn the_feed_reaches_everyone_who_sees_the_task_once() {
     );
     assert_eq!(feed::head(&fdb, "bob").unwrap(), bob[1].cursor);
     assert_eq!(bob[1].update_data["task"]["title"], "Trip to Oslo");
+}
+
+/// Two edits of one task race: the one stamped later commits first. The
+/// schedule must follow commit order (the outbox sequence), not the
+/// timestamps: the reminder the task ends up with is the one that fires.
+#[test]
+fn reminder_events_apply_in_commit_order_not_timestamp_order() {
+    let tasks = NativeDb::open_in_memory().unwrap();
+    let rdb = NativeDb::open_in_memory().unwrap();
+    reminders::open(&rdb).unwrap();
+    let store = TaskStore::open(&tasks).unwrap();
+    let task = store
+        .create(
+            "alice",
+            &patch(json!({"title": "Race", "remind_at": "2026-12-01T08:00:00Z"})),
+            at("2026-11-29T10:00:00Z"),
+        )
+        .unwrap();
+    // Stamped 10:00:09, commits first: clears the reminder.
+    store
+        .update(
+            "alice",
+            &task.id,
+            &patch(json!({"remind_at": null})),
+            at("2026-11-29T10:00:09Z"),
+        )
+        .unwrap();
+    // Stamped 10:00:05 (it waited for the lock), commits second: sets it.
+    let last = store
+        .update(
+            "alice",
+            &task.id,
+            &patch(json!({"remind_at": "2026-12-01T09:00:00Z"})),
+            at("2026-11-29T10:00:05Z"),
+        )
+        .unwrap();
+    assert!(last.remind_at.is_some(), "the task ends with a reminder");
+    let rows = tasks
+        .execute(
+            "SELECT seq, payload FROM outbox WHERE topic = 'reminders' ORDER BY seq",
+            &[],
+        )
+        .unwrap();
+    let events: Vec<(i64, IncomingEvent)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.i64("seq").unwrap(),
+                IncomingEvent::decode(Some(r.str("payload").unwrap().as_bytes())).unwrap(),
+            )
+        })
+        .collect();
+    for (seq, event) in &events {
+        reminders::apply_event(&rdb, event, Some(*seq), at("2026-11-29T10:01:00Z")).unwrap();
+    }
+    // Redelivered in reverse: nothing changes.
+    for (seq, event) in events.iter().rev() {
+        reminders::apply_event(&rdb, event, Some(*seq), at("2026-11-29T10:02:00Z")).unwrap();
+    }
+    let fired = reminders::fire_due(&rdb, at("2026-12-01T09:00:00.100Z"), 60_000).unwrap();
+    assert_eq!(fired.fired, 1, "the reminder the task has fires");
 }

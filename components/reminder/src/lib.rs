@@ -5,16 +5,15 @@
 //!   task's schedule, `reminder_cancelled` cancels it; redelivered or
 //!   out-of-date events change nothing.
 //! - Timer (every second): fires due reminders exactly once (notification +
-//!   `reminder_triggered` in the outbox, one transaction), records those
-//!   older than the grace window as missed, then delivers email/sms/push
-//!   notifications to the webhook, signed, with retries.
+//!   `reminder_triggered` in the outbox, one transaction) at their own time,
+//!   and records those older than the grace window as missed. Email, sms
+//!   and push notifications are delivered by the `notifier` component on
+//!   its own timer, so firing never waits on a webhook.
 #![cfg(target_arch = "wasm32")]
 #![allow(clippy::too_many_arguments)]
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use todo_domain::incoming::IncomingEvent;
-use todo_domain::reminders::{self, Notification};
+use todo_domain::reminders;
 use todo_domain::spin::SpinDb;
 
 spin_sdk::wit_bindgen::generate!({
@@ -29,8 +28,6 @@ const DEFAULT_GRACE_SECONDS: i64 = 300;
 /// How far into the second after a tick the timer keeps firing reminders
 /// at their own time (the next tick takes over after).
 const LOOK_AHEAD_MS: i64 = 950;
-/// Webhook deliveries per timer tick.
-const DELIVERIES_PER_TICK: i64 = 20;
 
 struct Reminder;
 
@@ -46,49 +43,17 @@ fn open() -> Result<SpinDb, String> {
     Ok(db)
 }
 
-/// `X-Todo-Signature: sha256=<hex>` over `<timestamp>.<body>`, so a
-/// receiver can check origin and freshness.
-fn signature(secret: &str, timestamp: i64, body: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
-    mac.update(format!("{timestamp}.{body}").as_bytes());
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256={hex}")
-}
-
-fn deliver(url: &str, secret: Option<&str>, notification: &Notification) -> Result<(), String> {
-    let body = reminders::webhook_body(notification).to_string();
-    let timestamp = todo_domain::time::now().timestamp();
-    let mut request = spin_sdk::http::Request::builder();
-    request
-        .method(spin_sdk::http::Method::Post)
-        .uri(url)
-        .header("content-type", "application/json")
-        // A plain length rather than chunked encoding: any receiver reads it.
-        .header("content-length", body.len().to_string())
-        .header("x-todo-timestamp", timestamp.to_string())
-        .header("x-todo-notification-id", notification.id.clone());
-    if let Some(secret) = secret {
-        request.header("x-todo-signature", signature(secret, timestamp, &body));
-    }
-    let request = request.body(body).build();
-    let response: spin_sdk::http::Response = spin_sdk::http::run(spin_sdk::http::send(request))
-        .map_err(|e| format!("webhook unreachable: {e}"))?;
-    match *response.status() {
-        200..=299 => Ok(()),
-        status => Err(format!("webhook answered {status}")),
-    }
-}
-
 impl Guest for Reminder {
     fn handle_message(message: Message) -> Result<(), Error> {
         let event = IncomingEvent::decode(message.value.as_deref()).map_err(Error::Permanent)?;
         let db = open().map_err(Error::Retryable)?;
-        reminders::apply_event(&db, &event, todo_domain::time::now()).map_err(|e| {
+        let sequence = reminders::sequence_header(
+            message
+                .headers
+                .iter()
+                .map(|h| (h.key.as_str(), h.value.as_slice())),
+        );
+        reminders::apply_event(&db, &event, sequence, todo_domain::time::now()).map_err(|e| {
             if e.is_transient() {
                 Error::Retryable(e.to_string())
             } else {
@@ -120,24 +85,6 @@ impl Guest for Reminder {
                 )),
                 None => break,
             }
-        }
-        let now = todo_domain::time::now();
-        let pending = reminders::pending_deliveries(&db, now, DELIVERIES_PER_TICK)
-            .map_err(|e| CronError::Other(e.to_string()))?;
-        let url = variable("notification_webhook_url");
-        let secret = variable("notification_webhook_secret");
-        for notification in pending {
-            let outcome = match &url {
-                Some(url) => deliver(url, secret.as_deref(), &notification),
-                None => {
-                    Err("no notification webhook is configured (notification_webhook_url)".into())
-                }
-            };
-            if let Err(e) = &outcome {
-                eprintln!("reminders: delivery of {} failed: {e}", notification.id);
-            }
-            reminders::record_delivery(&db, &notification.id, outcome, todo_domain::time::now())
-                .map_err(|e| CronError::Other(e.to_string()))?;
         }
         Ok(())
     }

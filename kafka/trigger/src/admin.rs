@@ -89,16 +89,10 @@ pub async fn serve(
                 async move {
                     let (status, content_type, body) = match req.uri().path() {
                         "/metrics" => (200, "text/plain; version=0.0.4", metrics.render()),
-                        "/healthz" if !kafka || metrics.broker_up() => (
-                            200,
-                            "application/json",
-                            r#"{"status":"ok","broker":"up"}"#.to_owned(),
-                        ),
-                        "/healthz" => (
-                            503,
-                            "application/json",
-                            r#"{"status":"unavailable","broker":"down"}"#.to_owned(),
-                        ),
+                        "/healthz" => {
+                            let (status, body) = metrics.health(kafka);
+                            (status, "application/json", body.to_string())
+                        }
                         _ => (404, "text/plain", "not found".to_owned()),
                     };
                     Ok::<_, std::convert::Infallible>(

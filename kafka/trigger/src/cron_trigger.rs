@@ -87,15 +87,24 @@ impl CronRunner {
         tracing::info!(%component, "timer trigger stopped");
     }
 
+    /// One run, bounded in wall-clock time as well: the epoch deadline
+    /// stops a guest that computes too long, this also one that waits too
+    /// long in a host call (a webhook that never answers).
     async fn invoke(&self, timestamp: u64) -> Result<()> {
         let mut store = self.runtime.store(&self.trigger.component, CRON_TIMEOUT)?;
-        let instance = self.pre.instantiate_async(&mut store).await?;
-        match instance
-            .call_handle_cron_event(&mut store, Metadata { timestamp })
-            .await?
-        {
-            Ok(()) => Ok(()),
-            Err(CronError::Other(reason)) => anyhow::bail!("{reason}"),
+        let call = async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            match instance
+                .call_handle_cron_event(&mut store, Metadata { timestamp })
+                .await?
+            {
+                Ok(()) => Ok(()),
+                Err(CronError::Other(reason)) => anyhow::bail!("{reason}"),
+            }
+        };
+        match tokio::time::timeout(CRON_TIMEOUT + crate::engine::EPOCH_TICK * 10, call).await {
+            Ok(result) => result,
+            Err(_) => anyhow::bail!("the timer handler did not finish within {CRON_TIMEOUT:?}"),
         }
     }
 }

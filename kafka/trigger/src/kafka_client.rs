@@ -21,6 +21,8 @@ pub struct KafkaSettings {
     extra: BTreeMap<String, String>,
     pub outbox_poll_interval: Duration,
     pub outbox_batch_size: usize,
+    /// How long published outbox rows are kept before pruning.
+    pub outbox_retention: Duration,
     /// Databases whose outbox is relayed; `None` means every database the
     /// app's components use.
     pub outbox_databases: Option<Vec<String>>,
@@ -63,6 +65,7 @@ impl KafkaSettings {
             "outbox_poll_interval_ms",
             "outbox_batch_size",
             "outbox_databases",
+            "outbox_retention_secs",
             "librdkafka",
         ];
         if let Some(unknown) = settings.keys().find(|k| !known.contains(&k.as_str())) {
@@ -118,6 +121,7 @@ impl KafkaSettings {
             extra,
             outbox_poll_interval: Duration::from_millis(millis("outbox_poll_interval_ms", 100)?),
             outbox_batch_size: millis("outbox_batch_size", 500)? as usize,
+            outbox_retention: Duration::from_secs(millis("outbox_retention_secs", 86_400)?),
             outbox_databases,
         })
     }

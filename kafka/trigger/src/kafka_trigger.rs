@@ -3,8 +3,17 @@
 //! partitions in parallel), offsets stored only after the handler succeeded
 //! or the message was dead-lettered, committed every second, on rebalance
 //! and at shutdown.
+//!
+//! The poll loop never blocks on a worker: a partition whose worker is
+//! behind is paused (its messages wait, in order, until it catches up) and
+//! the others keep flowing, so the consumer keeps its place in the group.
+//! A handler's own answer (`retryable`, `permanent`, a trap) is retried
+//! within its budget and then dead-lettered; a failure of the host instead
+//! (storage busy or full, no instance to run it in) is nobody's verdict on
+//! the message: that partition waits and retries without limit, visible in
+//! metrics and `/healthz`, and no good message is dead-lettered for it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -13,7 +22,7 @@ use anyhow::{Context, Result};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::ClientContext;
 use tokio::sync::{mpsc, watch, Semaphore};
 
@@ -32,6 +41,12 @@ use crate::metrics::Metrics;
 const PARTITION_BUFFER: usize = 256;
 /// Longest a rebalance waits for an in-flight message to finish.
 const REVOKE_WAIT: Duration = Duration::from_secs(30);
+/// How often lag and assignment are read from the broker.
+const LAG_EVERY: Duration = Duration::from_secs(5);
+/// A consumer holding no partitions this long, in a group with no other
+/// member holding them, leaves and rejoins: groups recover by themselves
+/// from a coordinator that lost track of them.
+const REJOIN_AFTER: Duration = Duration::from_secs(30);
 
 /// A message detached from the consumer.
 #[derive(Debug, Clone)]
@@ -60,6 +75,8 @@ enum Invocation {
     Retryable(String),
     Permanent(String),
     Trap(String),
+    /// The host failed, not the handler: retried without limit.
+    Infrastructure(String),
 }
 
 struct PartitionState {
@@ -75,32 +92,22 @@ struct Worker {
 
 type Workers = Arc<Mutex<HashMap<(String, i32), Worker>>>;
 
+/// Messages polled for partitions whose worker is full, in order, and the
+/// partitions paused for it.
+#[derive(Default)]
+struct Backlog {
+    waiting: HashMap<(String, i32), VecDeque<Record>>,
+    paused: HashSet<(String, i32)>,
+}
+
 pub struct TriggerContext {
     workers: Workers,
+    backlog: Arc<Mutex<Backlog>>,
     metrics: Arc<Metrics>,
     group: String,
 }
 
-impl ClientContext for TriggerContext {
-    fn stats(&self, statistics: Statistics) {
-        for (topic, t) in &statistics.topics {
-            for (partition, p) in &t.partitions {
-                if *partition >= 0 && p.consumer_lag >= 0 {
-                    let partition = partition.to_string();
-                    self.metrics.set(
-                        "trigger_kafka_consumer_lag",
-                        &[
-                            ("group", &self.group),
-                            ("topic", topic),
-                            ("partition", &partition),
-                        ],
-                        p.consumer_lag as f64,
-                    );
-                }
-            }
-        }
-    }
-}
+impl ClientContext for TriggerContext {}
 
 impl ConsumerContext for TriggerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -114,6 +121,17 @@ impl ConsumerContext for TriggerContext {
                 let mut workers = self.workers.lock().expect("workers");
                 revoked.iter().filter_map(|k| workers.remove(k)).collect()
             };
+            {
+                // Whoever gets these partitions reads them from the
+                // committed offset; what waited here is not ours any more.
+                let mut backlog = self.backlog.lock().expect("backlog");
+                for key in &revoked {
+                    backlog.waiting.remove(key);
+                    if backlog.paused.remove(key) {
+                        set_paused(&self.metrics, &self.group, key, false);
+                    }
+                }
+            }
             // Let the message each worker is on finish, then commit what
             // finished, before another member takes the partitions.
             for worker in &removed {
@@ -146,6 +164,25 @@ pub struct KafkaRunner {
     metrics: Arc<Metrics>,
     permits: Arc<Semaphore>,
     group: String,
+}
+
+fn set_paused(metrics: &Metrics, group: &str, (topic, partition): &(String, i32), paused: bool) {
+    let partition = partition.to_string();
+    metrics.set(
+        "trigger_kafka_partition_paused",
+        &[
+            ("group", group),
+            ("topic", topic),
+            ("partition", &partition),
+        ],
+        if paused { 1.0 } else { 0.0 },
+    );
+}
+
+fn partition_list(topic: &str, partition: i32) -> TopicPartitionList {
+    let mut list = TopicPartitionList::new();
+    list.add_partition(topic, partition);
+    list
 }
 
 fn record_of(message: &rdkafka::message::BorrowedMessage<'_>) -> Record {
@@ -211,8 +248,10 @@ impl KafkaRunner {
         shutdown: watch::Receiver<bool>,
     ) -> Result<std::thread::JoinHandle<()>> {
         let workers: Workers = Arc::default();
+        let backlog: Arc<Mutex<Backlog>> = Arc::default();
         let context = TriggerContext {
             workers: workers.clone(),
+            backlog: backlog.clone(),
             metrics: self.metrics.clone(),
             group: self.group.clone(),
         };
@@ -226,32 +265,178 @@ impl KafkaRunner {
                 "auto.offset.reset",
                 self.trigger.start_from.as_deref().unwrap_or("earliest"),
             )
-            .set("statistics.interval.ms", "5000")
             .set("enable.partition.eof", "false")
+            // What librdkafka prefetches per partition; a paused partition's
+            // prefetched messages wait in memory, so keep it modest.
+            .set("queued.max.messages.kbytes", "16384")
             .set(
                 "fetch.wait.max.ms",
                 self.trigger.fetch_wait_max_ms.to_string(),
             );
         let consumer: BaseConsumer<TriggerContext> = config.create_with_context(context)?;
+        self.check_topics(&consumer)?;
         let topics: Vec<&str> = self.trigger.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
         let consumer = Arc::new(consumer);
         let handle = tokio::runtime::Handle::current();
         tracing::info!(component = %self.trigger.component, group = %self.group, topics = ?self.trigger.topics, "kafka trigger started");
+        std::thread::Builder::new()
+            .name(format!("lag-{}", self.trigger.component))
+            .spawn({
+                let (this, consumer, shutdown) = (self.clone(), consumer.clone(), shutdown.clone());
+                move || this.watch_group(consumer, shutdown)
+            })?;
         Ok(std::thread::Builder::new()
             .name(format!("kafka-{}", self.trigger.component))
-            .spawn(move || self.poll_loop(consumer, workers, handle, shutdown))?)
+            .spawn(move || self.poll_loop(consumer, workers, backlog, handle, shutdown))?)
+    }
+
+    /// Every topic and its dead-letter topic must exist: consuming a topic
+    /// that is not there waits forever, and a message that cannot be
+    /// dead-lettered can never be committed. Checked once at start; with
+    /// the broker unreachable the check is skipped (and said so).
+    fn check_topics(&self, consumer: &BaseConsumer<TriggerContext>) -> Result<()> {
+        let metadata = match consumer.fetch_metadata(None, Duration::from_secs(10)) {
+            Ok(metadata) => metadata,
+            Err(e) => {
+                tracing::warn!(group = %self.group, error = %e, "broker unreachable at start; topics not checked");
+                return Ok(());
+            }
+        };
+        let existing: HashSet<&str> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .map(|t| t.name())
+            .collect();
+        let mut missing: Vec<String> = self
+            .trigger
+            .topics
+            .iter()
+            .flat_map(|t| [t.clone(), self.trigger.dead_letter_topic(t)])
+            .filter(|t| !existing.contains(t.as_str()))
+            .collect();
+        missing.dedup();
+        if !missing.is_empty() {
+            anyhow::bail!(
+                "the Kafka trigger for `{}` needs topics that do not exist: {} (create them, e.g. `trigger-kafka topics apply -t kafka/topics.toml`)",
+                self.trigger.component,
+                missing.join(", ")
+            );
+        }
+        Ok(())
+    }
+
+    /// Every few seconds: lag per partition from the broker (high-water
+    /// mark minus the group's committed offset, so messages fetched but not
+    /// yet handled count), partitions assigned and unassigned, and a rejoin
+    /// when this consumer has held nothing for too long.
+    fn watch_group(
+        self: Arc<Self>,
+        consumer: Arc<BaseConsumer<TriggerContext>>,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        let timeout = Duration::from_secs(2);
+        let mut empty_since: Option<Instant> = None;
+        while !*shutdown.borrow() {
+            std::thread::sleep(LAG_EVERY);
+            if *shutdown.borrow() {
+                break;
+            }
+            let Ok(assignment) = consumer.assignment() else {
+                continue;
+            };
+            let committed = consumer.committed(timeout).ok();
+            let mut assigned: HashMap<String, usize> = HashMap::new();
+            for element in assignment.elements() {
+                let (topic, partition) = (element.topic(), element.partition());
+                *assigned.entry(topic.to_owned()).or_default() += 1;
+                let Ok((low, high)) = consumer.fetch_watermarks(topic, partition, timeout) else {
+                    continue;
+                };
+                let done = committed
+                    .as_ref()
+                    .and_then(|c| c.find_partition(topic, partition))
+                    .and_then(|p| p.offset().to_raw())
+                    .filter(|o| *o >= 0)
+                    .unwrap_or(low);
+                let partition = partition.to_string();
+                self.metrics.set(
+                    "trigger_kafka_consumer_lag",
+                    &[
+                        ("group", &self.group),
+                        ("topic", topic),
+                        ("partition", &partition),
+                    ],
+                    (high - done).max(0) as f64,
+                );
+            }
+            if let Ok(metadata) = consumer.fetch_metadata(None, timeout) {
+                for topic in &self.trigger.topics {
+                    let total = metadata
+                        .topics()
+                        .iter()
+                        .find(|t| t.name() == topic)
+                        .map_or(0, |t| t.partitions().len());
+                    let mine = assigned.get(topic).copied().unwrap_or(0);
+                    let labels = [("group", self.group.as_str()), ("topic", topic.as_str())];
+                    self.metrics
+                        .set("trigger_kafka_partitions_assigned", &labels, mine as f64);
+                    self.metrics.set(
+                        "trigger_kafka_partitions_unassigned",
+                        &labels,
+                        total.saturating_sub(mine) as f64,
+                    );
+                }
+            }
+            if assignment.count() > 0 {
+                empty_since = None;
+                continue;
+            }
+            let since = *empty_since.get_or_insert_with(Instant::now);
+            if since.elapsed() < REJOIN_AFTER {
+                continue;
+            }
+            // Only if no other member holds them: with more members than
+            // partitions, holding nothing is normal.
+            let settled_with_others = consumer
+                .fetch_group_list(Some(&self.group), timeout)
+                .ok()
+                .and_then(|list| {
+                    list.groups()
+                        .first()
+                        .map(|g| g.state() == "Stable" && g.members().len() > 1)
+                })
+                .unwrap_or(false);
+            if settled_with_others {
+                continue;
+            }
+            tracing::warn!(group = %self.group, "no partitions for {REJOIN_AFTER:?}; leaving and rejoining the group");
+            self.metrics.inc(
+                "trigger_kafka_group_rejoins_total",
+                &[("group", &self.group)],
+                1,
+            );
+            consumer.unsubscribe();
+            let topics: Vec<&str> = self.trigger.topics.iter().map(String::as_str).collect();
+            if let Err(e) = consumer.subscribe(&topics) {
+                tracing::error!(group = %self.group, error = %e, "rejoining failed");
+            }
+            empty_since = Some(Instant::now());
+        }
     }
 
     fn poll_loop(
         self: Arc<Self>,
         consumer: Arc<BaseConsumer<TriggerContext>>,
         workers: Workers,
+        backlog: Arc<Mutex<Backlog>>,
         handle: tokio::runtime::Handle,
         shutdown: watch::Receiver<bool>,
     ) {
         let mut tasks = Vec::new();
         while !*shutdown.borrow() {
+            self.drain_backlog(&consumer, &workers, &backlog);
             let message = match consumer.poll(Duration::from_millis(100)) {
                 None => continue,
                 Some(Err(e)) => {
@@ -263,7 +448,7 @@ impl KafkaRunner {
             let key = (message.topic.clone(), message.partition);
             let sender = {
                 let mut map = workers.lock().expect("workers");
-                let worker = map.entry(key).or_insert_with(|| {
+                let worker = map.entry(key.clone()).or_insert_with(|| {
                     let (sender, receiver) = mpsc::channel(PARTITION_BUFFER);
                     let state = Arc::new(PartitionState {
                         in_flight: Mutex::new(false),
@@ -281,8 +466,32 @@ impl KafkaRunner {
                 });
                 worker.sender.clone()
             };
-            if sender.blocking_send(message).is_err() {
-                tracing::debug!("partition worker gone; the message will be redelivered");
+            let mut backlog = backlog.lock().expect("backlog");
+            // Behind earlier waiting messages of its partition, in order.
+            if let Some(waiting) = backlog.waiting.get_mut(&key) {
+                if !waiting.is_empty() {
+                    waiting.push_back(message);
+                    continue;
+                }
+            }
+            match sender.try_send(message) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(message)) => {
+                    backlog
+                        .waiting
+                        .entry(key.clone())
+                        .or_default()
+                        .push_back(message);
+                    if backlog.paused.insert(key.clone()) {
+                        if let Err(e) = consumer.pause(&partition_list(&key.0, key.1)) {
+                            tracing::debug!(error = %e, "pausing a partition");
+                        }
+                        set_paused(&self.metrics, &self.group, &key, true);
+                    }
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    tracing::debug!("partition worker gone; the message will be redelivered");
+                }
             }
         }
         // Shutdown: close every queue, let each worker finish the message it
@@ -296,6 +505,44 @@ impl KafkaRunner {
         }
         consumer.unsubscribe();
         tracing::info!(component = %self.trigger.component, "kafka trigger stopped");
+    }
+
+    /// Hands waiting messages to workers that have room again, and resumes
+    /// fetching for partitions whose backlog is gone.
+    fn drain_backlog(
+        &self,
+        consumer: &BaseConsumer<TriggerContext>,
+        workers: &Workers,
+        backlog: &Mutex<Backlog>,
+    ) {
+        let mut backlog = backlog.lock().expect("backlog");
+        if backlog.waiting.is_empty() {
+            return;
+        }
+        let workers = workers.lock().expect("workers");
+        let Backlog { waiting, paused } = &mut *backlog;
+        waiting.retain(|key, queue| {
+            let Some(worker) = workers.get(key) else {
+                return false;
+            };
+            while let Some(message) = queue.pop_front() {
+                match worker.sender.try_send(message) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(message)) => {
+                        queue.push_front(message);
+                        return true;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                }
+            }
+            if paused.remove(key) {
+                if let Err(e) = consumer.resume(&partition_list(&key.0, key.1)) {
+                    tracing::debug!(error = %e, "resuming a partition");
+                }
+                set_paused(&self.metrics, &self.group, key, false);
+            }
+            false
+        });
     }
 
     async fn partition_worker(
@@ -347,6 +594,10 @@ impl KafkaRunner {
                 &[("component", component)],
                 started.elapsed(),
             );
+            if !matches!(result, Invocation::Infrastructure(_)) {
+                self.metrics
+                    .set_stalled(&self.group, &record.topic, record.partition, None);
+            }
             let (kind, reason) = match result {
                 Invocation::Ok => {
                     self.metrics.inc(
@@ -383,6 +634,40 @@ impl KafkaRunner {
                         .await;
                     }
                     attempt += 1;
+                    continue;
+                }
+                Invocation::Infrastructure(reason) => {
+                    // Not the message's fault: wait it out, however long,
+                    // without spending the handler's retry budget.
+                    self.metrics.inc(
+                        "trigger_kafka_infrastructure_retries_total",
+                        &[("component", component), ("topic", &record.topic)],
+                        1,
+                    );
+                    self.metrics.set_stalled(
+                        &self.group,
+                        &record.topic,
+                        record.partition,
+                        Some(&reason),
+                    );
+                    let delay = Duration::from_millis(self.trigger.retry_backoff_max_ms.min(5_000));
+                    tracing::warn!(component, topic = %record.topic, partition = record.partition, offset = record.offset, ?delay, %reason, "host failure; the partition waits and retries");
+                    let deadline = Instant::now() + delay;
+                    while Instant::now() < deadline {
+                        if Self::stopping(state, shutdown) {
+                            self.metrics.set_stalled(
+                                &self.group,
+                                &record.topic,
+                                record.partition,
+                                None,
+                            );
+                            return Outcome::Abandoned;
+                        }
+                        tokio::time::sleep(
+                            (deadline - Instant::now()).min(Duration::from_millis(50)),
+                        )
+                        .await;
+                    }
                     continue;
                 }
                 Invocation::Retryable(reason) => ("retries_exhausted", reason),
@@ -430,11 +715,7 @@ impl KafkaRunner {
         let timeout = Duration::from_millis(self.trigger.handler_timeout_ms);
         let mut store = match self.runtime.store(&self.trigger.component, timeout) {
             Ok(store) => store,
-            Err(e) => return Invocation::Retryable(format!("host: {e:#}")),
-        };
-        let handler = match self.pre.instantiate_async(&mut store).await {
-            Ok(handler) => handler,
-            Err(e) => return Invocation::Retryable(format!("instantiation failed: {e:#}")),
+            Err(e) => return Invocation::Infrastructure(format!("host: {e:#}")),
         };
         let message = WitMessage {
             topic: record.topic.clone(),
@@ -453,11 +734,34 @@ impl KafkaRunner {
             timestamp: record.timestamp,
             attempt,
         };
-        match handler.call_handle_message(&mut store, &message).await {
-            Ok(Ok(())) => Invocation::Ok,
-            Ok(Err(HandlerError::Retryable(reason))) => Invocation::Retryable(reason),
-            Ok(Err(HandlerError::Permanent(reason))) => Invocation::Permanent(reason),
-            Err(trap) => Invocation::Trap(format!("{:#}", anyhow::Error::from(trap))),
+        // The epoch deadline stops a guest that computes too long; this one
+        // also counts time spent waiting in host calls (storage, HTTP).
+        let call = async {
+            let handler = match self.pre.instantiate_async(&mut store).await {
+                Ok(handler) => handler,
+                Err(e) => {
+                    return Invocation::Infrastructure(format!("instantiation failed: {e:#}"))
+                }
+            };
+            let result = handler.call_handle_message(&mut store, &message).await;
+            // A guest that failed because storage failed is not at fault.
+            let host_failure = store.data_mut().take_infrastructure_error();
+            match (result, host_failure) {
+                (Ok(Ok(())), _) => Invocation::Ok,
+                (Ok(Err(HandlerError::Permanent(reason))), _) => Invocation::Permanent(reason),
+                (Ok(Err(HandlerError::Retryable(_))) | Err(_), Some(host)) => {
+                    Invocation::Infrastructure(host)
+                }
+                (Ok(Err(HandlerError::Retryable(reason))), None) => Invocation::Retryable(reason),
+                (Err(trap), None) => Invocation::Trap(format!("{:#}", anyhow::Error::from(trap))),
+            }
+        };
+        match tokio::time::timeout(timeout + crate::engine::EPOCH_TICK * 10, call).await {
+            Ok(invocation) => invocation,
+            Err(_) => Invocation::Trap(format!(
+                "the handler did not finish within handler_timeout_ms ({} ms)",
+                self.trigger.handler_timeout_ms
+            )),
         }
     }
 

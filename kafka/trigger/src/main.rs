@@ -370,6 +370,7 @@ async fn run(launch: Launch, args: TriggerArgs) -> Result<()> {
                 metrics: metrics.clone(),
                 batch_size: settings.outbox_batch_size,
                 poll_interval: settings.outbox_poll_interval,
+                retention: settings.outbox_retention,
             };
             let shutdown = shutdown.clone();
             tasks.spawn(async move {
@@ -433,6 +434,7 @@ async fn run(launch: Launch, args: TriggerArgs) -> Result<()> {
         }
         tasks.spawn(trigger.serve(listener, shutdown.clone()));
     }
+    tracing::info!(process, "all triggers started");
     let mut first_error = None;
     while let Some(result) = tasks.join_next().await {
         match result {

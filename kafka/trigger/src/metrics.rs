@@ -27,6 +27,17 @@ pub struct Metrics {
     gauges: Mutex<BTreeMap<(&'static str, Labels), f64>>,
     histograms: Mutex<BTreeMap<(&'static str, Labels), Histogram>>,
     broker_up: AtomicBool,
+    health: Mutex<Health>,
+}
+
+/// What `/healthz` reports beyond the broker: outbox rows that wait or can
+/// never be published, and partitions stalled on an infrastructure failure.
+#[derive(Default)]
+struct Health {
+    /// database -> (backlog, dead)
+    outbox: BTreeMap<String, (i64, i64)>,
+    /// (group, topic, partition) -> why
+    stalled: BTreeMap<(String, String, i32), String>,
 }
 
 const HELP: &[(&str, &str, &str)] = &[
@@ -43,12 +54,57 @@ const HELP: &[(&str, &str, &str)] = &[
     (
         "trigger_kafka_consumer_lag",
         "gauge",
-        "Messages between the committed offset and the end of the partition.",
+        "Messages between the group's committed offset and the partition's high-water mark, read from the broker.",
     ),
     (
         "trigger_kafka_outbox_backlog",
         "gauge",
         "Outbox rows not yet published.",
+    ),
+    (
+        "trigger_kafka_outbox_dead",
+        "gauge",
+        "Outbox rows the broker refused for good (too large, not allowed); they wait for an operator.",
+    ),
+    (
+        "trigger_kafka_outbox_dead_total",
+        "counter",
+        "Outbox rows marked dead.",
+    ),
+    (
+        "trigger_kafka_outbox_oldest_unsent_seconds",
+        "gauge",
+        "Age of the oldest outbox row not yet published.",
+    ),
+    (
+        "trigger_kafka_partition_stalled",
+        "gauge",
+        "1 while a partition waits out an infrastructure failure (its messages are retried without limit).",
+    ),
+    (
+        "trigger_kafka_partition_paused",
+        "gauge",
+        "1 while a partition's fetching is paused because its worker is behind.",
+    ),
+    (
+        "trigger_kafka_infrastructure_retries_total",
+        "counter",
+        "Invocations retried because the host, not the handler, failed (storage busy or full, no instance).",
+    ),
+    (
+        "trigger_kafka_partitions_assigned",
+        "gauge",
+        "Partitions assigned to this member, by group and topic.",
+    ),
+    (
+        "trigger_kafka_partitions_unassigned",
+        "gauge",
+        "Partitions of a subscribed topic assigned to no member of this process, by group and topic.",
+    ),
+    (
+        "trigger_kafka_group_rejoins_total",
+        "counter",
+        "Times a consumer left and rejoined its group after holding no partitions too long.",
     ),
     (
         "trigger_kafka_outbox_published_total",
@@ -145,6 +201,66 @@ impl Metrics {
 
     pub fn broker_up(&self) -> bool {
         self.broker_up.load(Ordering::Relaxed)
+    }
+
+    /// The outbox state of one database, for `/healthz`.
+    pub fn outbox_health(&self, database: &str, backlog: i64, dead: i64) {
+        self.health
+            .lock()
+            .expect("health")
+            .outbox
+            .insert(database.to_owned(), (backlog, dead));
+    }
+
+    /// Marks a partition stalled (with why) or clear.
+    pub fn set_stalled(&self, group: &str, topic: &str, partition: i32, why: Option<&str>) {
+        let key = (group.to_owned(), topic.to_owned(), partition);
+        let part = partition.to_string();
+        let labels = [
+            ("group", group),
+            ("topic", topic),
+            ("partition", part.as_str()),
+        ];
+        let mut health = self.health.lock().expect("health");
+        match why {
+            Some(why) => {
+                health.stalled.insert(key, why.to_owned());
+                self.set("trigger_kafka_partition_stalled", &labels, 1.0);
+            }
+            None => {
+                if health.stalled.remove(&key).is_some() {
+                    self.set("trigger_kafka_partition_stalled", &labels, 0.0);
+                }
+            }
+        }
+    }
+
+    /// `/healthz`: the status code and the JSON detail. Unavailable (503)
+    /// only while the broker is down; dead outbox rows or stalled
+    /// partitions make it `degraded` (200), so an orchestrator does not
+    /// restart a process that is waiting out someone else's failure.
+    pub fn health(&self, kafka: bool) -> (u16, serde_json::Value) {
+        let health = self.health.lock().expect("health");
+        let broker_up = !kafka || self.broker_up();
+        let dead: i64 = health.outbox.values().map(|(_, d)| d).sum();
+        let status = if !broker_up {
+            "unavailable"
+        } else if dead > 0 || !health.stalled.is_empty() {
+            "degraded"
+        } else {
+            "ok"
+        };
+        let body = serde_json::json!({
+            "status": status,
+            "broker": if !kafka { "not used" } else if broker_up { "up" } else { "down" },
+            "outbox": health.outbox.iter().map(|(db, (backlog, dead))| {
+                (db.clone(), serde_json::json!({"backlog": backlog, "dead": dead}))
+            }).collect::<serde_json::Map<_, _>>(),
+            "stalled_partitions": health.stalled.iter().map(|((group, topic, partition), why)| {
+                serde_json::json!({"group": group, "topic": topic, "partition": partition, "reason": why})
+            }).collect::<Vec<_>>(),
+        });
+        (if broker_up { 200 } else { 503 }, body)
     }
 
     pub fn http_request(&self, component: &str, status: u16, took: Duration) {

@@ -1,19 +1,37 @@
 //! The outbox relay: publishes the rows components write to an `outbox`
-//! table (layout in `components/domain/src/outbox.rs`) in `seq` order with
-//! an idempotent producer, and marks each row sent once the broker has
-//! acknowledged it. While the broker is down, rows wait in SQLite.
+//! table (layout in `components/domain/src/outbox.rs`) with an idempotent
+//! producer, and marks each row sent once the broker has acknowledged it.
+//! While the broker is down, rows wait in SQLite.
+//!
+//! Order is per key, not per database: a batch takes the oldest unsent rows
+//! of every key in turn (first rows of all keys, then second rows, …), so
+//! one user's burst never holds back another user's events, while the rows
+//! of one key always go out in `seq` order. A row the broker refuses for
+//! good (too large, not allowed) is marked dead with the reason and never
+//! blocks anything; a row that fails for a passing reason stays unsent, and
+//! no later row of its key is recorded as sent in that batch, so progress
+//! is never recorded past an unsent row. Sent rows are pruned after the
+//! retention period. Each published event carries `ce_sequence`, its
+//! zero-padded outbox `seq`: consumers can order one source's events by it.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use futures::future::join_all;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::watch;
 
 use crate::host::sqlite::Database;
 use crate::metrics::Metrics;
+
+/// Rows of one key in one batch, at most.
+const PER_KEY: i64 = 100;
+/// How often sent rows past the retention are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 struct Row {
     seq: i64,
@@ -30,10 +48,68 @@ pub struct Relay {
     pub metrics: Arc<Metrics>,
     pub batch_size: usize,
     pub poll_interval: Duration,
+    /// How long sent rows are kept (for inspection and replay) before pruning.
+    pub retention: Duration,
 }
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+/// Whether the broker will never take this message, however often it is
+/// sent: the row is dead, not delayed.
+pub fn is_permanent(error: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            C::MessageSizeTooLarge
+                | C::InvalidMessageSize
+                | C::InvalidMessage
+                | C::MessageBatchTooLarge
+                | C::TopicAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+                | C::InvalidTopic
+                | C::InvalidRecord
+                | C::UnsupportedForMessageFormat
+        )
+    )
+}
+
+/// What became of a batch's rows.
+#[derive(Debug, Default, PartialEq)]
+pub struct Outcome {
+    pub sent: Vec<i64>,
+    pub dead: Vec<(i64, String)>,
+    /// Not published (or published behind an unsent row of the same key):
+    /// they go again.
+    pub retry: Vec<(i64, String)>,
+}
+
+/// Sorts acknowledgements into sent, dead and retry, in batch order: once
+/// a key has a row to retry, its later rows are retried too, even if the
+/// broker took them, so the outbox never records a key's progress past an
+/// unsent row (a duplicate is harmless; consumers deduplicate by event id).
+pub fn classify(results: Vec<(i64, &str, Result<(), KafkaError>)>) -> Outcome {
+    let mut outcome = Outcome::default();
+    let mut held: HashSet<String> = HashSet::new();
+    for (seq, key, result) in results {
+        if held.contains(key) {
+            outcome
+                .retry
+                .push((seq, "held behind an earlier unsent row of its key".into()));
+            continue;
+        }
+        match result {
+            Ok(()) => outcome.sent.push(seq),
+            Err(e) if is_permanent(&e) => outcome.dead.push((seq, e.to_string())),
+            Err(e) => {
+                held.insert(key.to_owned());
+                outcome.retry.push((seq, e.to_string()));
+            }
+        }
+    }
+    outcome
 }
 
 impl Relay {
@@ -48,16 +124,44 @@ impl Relay {
         };
         let conn = Arc::new(std::sync::Mutex::new(conn));
         tracing::info!(database = %self.db.label, "outbox relay started");
+        let mut ready = false;
+        let mut pruned = Instant::now() - PRUNE_EVERY;
         loop {
             if *shutdown.borrow() {
                 break;
             }
+            if !ready {
+                ready = match Self::blocking(&conn, ensure_schema).await {
+                    Ok(ready) => ready,
+                    Err(e) => {
+                        tracing::warn!(database = %self.db.label, error = %format!("{e:#}"), "outbox not ready; retrying");
+                        false
+                    }
+                };
+            }
+            if ready && pruned.elapsed() >= PRUNE_EVERY {
+                pruned = Instant::now();
+                let before = now_ms() - self.retention.as_millis() as i64;
+                match Self::blocking(&conn, move |c| prune(c, before)).await {
+                    Ok(n) if n > 0 => {
+                        tracing::debug!(database = %self.db.label, rows = n, "pruned sent outbox rows")
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(database = %self.db.label, error = %format!("{e:#}"), "pruning the outbox failed")
+                    }
+                }
+            }
             // While the broker is down a batch waits for it; shutdown must
             // not. Rows of an interrupted batch stay unsent and go out on
             // the next start.
-            let published = tokio::select! {
-                published = self.publish_batch(&conn) => published,
-                _ = shutdown.changed() => break,
+            let published = if ready {
+                tokio::select! {
+                    published = self.publish_batch(&conn) => published,
+                    _ = shutdown.changed() => break,
+                }
+            } else {
+                Ok(0)
             };
             match published {
                 Ok(n) if n > 0 => continue,
@@ -91,32 +195,31 @@ impl Relay {
         )
     }
 
-    /// Publishes up to one batch; returns how many rows were acknowledged.
+    /// Publishes up to one batch; returns how many rows it settled (sent or
+    /// dead).
     async fn publish_batch(
         &self,
         conn: &Arc<std::sync::Mutex<rusqlite::Connection>>,
     ) -> Result<usize> {
         let limit = self.batch_size as i64;
-        let (rows, backlog) = Self::blocking(conn, move |c| {
-            let exists: i64 = c.query_row(
-                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'outbox'",
+        let (rows, backlog, dead, oldest_ms) = Self::blocking(conn, move |c| {
+            let (backlog, dead, oldest): (i64, i64, Option<i64>) = c.query_row(
+                "SELECT COUNT(*) FILTER (WHERE dead_ms IS NULL),
+                        COUNT(*) FILTER (WHERE dead_ms IS NOT NULL),
+                        MIN(created_ms) FILTER (WHERE dead_ms IS NULL)
+                 FROM outbox WHERE sent_ms IS NULL",
                 [],
-                |r| r.get(0),
-            )?;
-            if exists == 0 {
-                return Ok((Vec::new(), 0));
-            }
-            let backlog: i64 = c.query_row(
-                "SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL",
-                [],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?;
             let mut stmt = c.prepare_cached(
-                "SELECT seq, topic, msg_key, payload, headers, created_ms FROM outbox
-                 WHERE sent_ms IS NULL ORDER BY seq LIMIT ?1",
+                "SELECT seq, topic, msg_key, payload, headers, created_ms FROM (
+                     SELECT seq, topic, msg_key, payload, headers, created_ms,
+                            ROW_NUMBER() OVER (PARTITION BY msg_key ORDER BY seq) AS nth
+                     FROM outbox WHERE sent_ms IS NULL AND dead_ms IS NULL)
+                 WHERE nth <= ?1 ORDER BY nth, seq LIMIT ?2",
             )?;
             let rows = stmt
-                .query_map([limit], |r| {
+                .query_map([PER_KEY, limit], |r| {
                     let headers: String = r.get(4)?;
                     Ok(Row {
                         seq: r.get(0)?,
@@ -128,29 +231,47 @@ impl Relay {
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok((rows, backlog))
+            Ok((rows, backlog, dead, oldest))
         })
         .await
         .context("reading the outbox")?;
+        let label = self.db.label.as_str();
         self.metrics.set(
             "trigger_kafka_outbox_backlog",
-            &[("database", &self.db.label)],
+            &[("database", label)],
             backlog as f64,
         );
+        self.metrics.set(
+            "trigger_kafka_outbox_dead",
+            &[("database", label)],
+            dead as f64,
+        );
+        self.metrics.set(
+            "trigger_kafka_outbox_oldest_unsent_seconds",
+            &[("database", label)],
+            oldest_ms.map_or(0.0, |ms| ((now_ms() - ms).max(0) as f64) / 1000.0),
+        );
+        self.metrics.outbox_health(label, backlog, dead);
         if rows.is_empty() {
             return Ok(0);
         }
         let started = Instant::now();
-        // Sent in seq order; the idempotent producer keeps that order per
-        // partition and never duplicates its own retries.
+        // Sent in batch order, which is `seq` order within each key; the
+        // idempotent producer keeps that order per partition and never
+        // duplicates its own retries.
         let deliveries = rows.iter().map(|row| {
-            let mut headers = OwnedHeaders::new_with_capacity(row.headers.len());
+            let sequence = format!("{:020}", row.seq);
+            let mut headers = OwnedHeaders::new_with_capacity(row.headers.len() + 1);
             for (key, value) in &row.headers {
                 headers = headers.insert(Header {
                     key,
                     value: Some(value.as_bytes()),
                 });
             }
+            headers = headers.insert(Header {
+                key: "ce_sequence",
+                value: Some(sequence.as_bytes()),
+            });
             let record = FutureRecord::to(&row.topic)
                 .key(row.key.as_bytes())
                 .payload(row.payload.as_bytes())
@@ -159,48 +280,178 @@ impl Relay {
         });
         let results = join_all(deliveries).await;
         let acked_ms = now_ms();
-        let mut sent = Vec::new();
-        let mut failed = Vec::new();
-        for (row, result) in rows.iter().zip(results) {
-            match result {
-                Ok(_) => {
-                    sent.push(row.seq);
-                    self.metrics.inc(
-                        "trigger_kafka_outbox_published_total",
-                        &[("database", &self.db.label), ("topic", &row.topic)],
-                        1,
-                    );
-                    let latency = Duration::from_millis((acked_ms - row.created_ms).max(0) as u64);
-                    self.metrics.observe(
-                        "trigger_kafka_relay_latency_seconds",
-                        &[("database", &self.db.label)],
-                        latency,
-                    );
-                }
-                Err((e, _)) => failed.push((row.seq, e.to_string())),
-            }
+        let outcome = classify(
+            rows.iter()
+                .zip(results)
+                .map(|(row, result)| {
+                    (
+                        row.seq,
+                        row.key.as_str(),
+                        result.map(drop).map_err(|(e, _)| e),
+                    )
+                })
+                .collect(),
+        );
+        for row in rows.iter().filter(|r| outcome.sent.contains(&r.seq)) {
+            self.metrics.inc(
+                "trigger_kafka_outbox_published_total",
+                &[("database", label), ("topic", &row.topic)],
+                1,
+            );
+            self.metrics.observe(
+                "trigger_kafka_relay_latency_seconds",
+                &[("database", label)],
+                Duration::from_millis((acked_ms - row.created_ms).max(0) as u64),
+            );
         }
-        let count = sent.len();
+        for (seq, reason) in &outcome.dead {
+            tracing::error!(database = label, seq, %reason, "outbox row can never be published; marked dead");
+            self.metrics
+                .inc("trigger_kafka_outbox_dead_total", &[("database", label)], 1);
+        }
+        let settled = outcome.sent.len() + outcome.dead.len();
+        let Outcome { sent, dead, retry } = outcome;
         Self::blocking(conn, move |c| {
             let tx = c.unchecked_transaction()?;
             {
-                let mut mark =
-                    tx.prepare_cached("UPDATE outbox SET sent_ms = ?1 WHERE seq = ?2")?;
+                let mut mark = tx.prepare_cached("UPDATE outbox SET sent_ms = ?1 WHERE seq = ?2")?;
                 for seq in &sent {
                     mark.execute(rusqlite::params![acked_ms, seq])?;
+                }
+                let mut bury = tx.prepare_cached(
+                    "UPDATE outbox SET dead_ms = ?1, attempts = attempts + 1, last_error = ?2 WHERE seq = ?3",
+                )?;
+                for (seq, error) in &dead {
+                    bury.execute(rusqlite::params![acked_ms, error, seq])?;
                 }
                 let mut fail = tx.prepare_cached(
                     "UPDATE outbox SET attempts = attempts + 1, last_error = ?1 WHERE seq = ?2",
                 )?;
-                for (seq, error) in &failed {
+                for (seq, error) in &retry {
                     fail.execute(rusqlite::params![error, seq])?;
                 }
             }
             tx.commit()
         })
         .await
-        .context("marking outbox rows sent")?;
-        tracing::debug!(database = %self.db.label, rows = count, took_ms = started.elapsed().as_millis() as u64, "outbox batch published");
-        Ok(count)
+        .context("marking outbox rows")?;
+        tracing::debug!(
+            database = label,
+            rows = settled,
+            took_ms = started.elapsed().as_millis() as u64,
+            "outbox batch published"
+        );
+        Ok(settled)
+    }
+}
+
+/// Adds the relay's bookkeeping to an outbox a component created: the
+/// `dead_ms` column and the indexes the relay reads by. False while the
+/// table does not exist yet (no component has written).
+fn ensure_schema(c: &rusqlite::Connection) -> rusqlite::Result<bool> {
+    let exists: i64 = c.query_row(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'outbox'",
+        [],
+        |r| r.get(0),
+    )?;
+    if exists == 0 {
+        return Ok(false);
+    }
+    let has_dead: i64 = c.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('outbox') WHERE name = 'dead_ms'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has_dead == 0 {
+        c.execute_batch("ALTER TABLE outbox ADD COLUMN dead_ms INTEGER")?;
+    }
+    c.execute_batch(
+        "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (msg_key, seq) WHERE sent_ms IS NULL AND dead_ms IS NULL;
+         CREATE INDEX IF NOT EXISTS outbox_sent ON outbox (sent_ms) WHERE sent_ms IS NOT NULL;",
+    )?;
+    Ok(true)
+}
+
+/// Deletes sent rows acknowledged before `before_ms`, a slice at a time so
+/// writers never wait long. Dead and unsent rows stay.
+fn prune(c: &rusqlite::Connection, before_ms: i64) -> rusqlite::Result<usize> {
+    let mut total = 0;
+    loop {
+        let n = c.execute(
+            "DELETE FROM outbox WHERE seq IN
+             (SELECT seq FROM outbox WHERE sent_ms IS NOT NULL AND sent_ms < ?1 LIMIT 2000)",
+            [before_ms],
+        )?;
+        total += n;
+        if n < 2000 {
+            return Ok(total);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(code: RDKafkaErrorCode) -> Result<(), KafkaError> {
+        Err(KafkaError::MessageProduction(code))
+    }
+
+    #[test]
+    fn a_permanent_refusal_is_dead_and_holds_nothing_back() {
+        let outcome = classify(vec![
+            (1, "a", err(RDKafkaErrorCode::MessageSizeTooLarge)),
+            (2, "a", Ok(())),
+            (3, "b", Ok(())),
+        ]);
+        assert_eq!(outcome.sent, [2, 3]);
+        assert_eq!(outcome.dead.iter().map(|d| d.0).collect::<Vec<_>>(), [1]);
+        assert!(outcome.retry.is_empty());
+    }
+
+    #[test]
+    fn a_passing_failure_holds_back_its_key_only() {
+        let outcome = classify(vec![
+            (1, "a", Ok(())),
+            (2, "a", err(RDKafkaErrorCode::RequestTimedOut)),
+            (3, "b", Ok(())),
+            (4, "a", Ok(())),
+            (5, "b", Ok(())),
+        ]);
+        assert_eq!(outcome.sent, [1, 3, 5]);
+        assert_eq!(
+            outcome.retry.iter().map(|r| r.0).collect::<Vec<_>>(),
+            [2, 4],
+            "row 4 was taken by the broker, but is not recorded past unsent row 2"
+        );
+    }
+
+    #[test]
+    fn pruning_keeps_unsent_and_dead_rows() {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT, topic TEXT, msg_key TEXT,
+             payload TEXT, headers TEXT, created_ms INTEGER, sent_ms INTEGER, attempts INTEGER DEFAULT 0, last_error TEXT);",
+        )
+        .unwrap();
+        assert!(ensure_schema(&c).unwrap());
+        for (sent, dead) in [
+            (Some(10), None),
+            (Some(5000), None),
+            (None, None),
+            (None, Some(1)),
+        ] {
+            c.execute(
+                "INSERT INTO outbox (event_id, topic, msg_key, payload, headers, created_ms, sent_ms, dead_ms)
+                 VALUES ('e', 't', 'k', '{}', '[]', 1, ?1, ?2)",
+                rusqlite::params![sent, dead],
+            )
+            .unwrap();
+        }
+        assert_eq!(prune(&c, 1000).unwrap(), 1);
+        let left: i64 = c
+            .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 3);
     }
 }

@@ -47,6 +47,7 @@ in_both_modes!(
     the_audit_history_is_complete_after_the_host_is_killed_mid_stream,
     a_second_clients_long_poll_returns_the_first_clients_change,
     email_reminders_are_posted_to_the_webhook_signed_and_failures_are_visible,
+    a_webhook_that_never_answers_delays_no_reminder,
 );
 
 impl TodoApp {
@@ -635,16 +636,31 @@ fn ctrl_c_stops_every_process_of_spin_up_and_loses_nothing() {
     let Server::Spin(up) = &mut app.host else {
         unreachable!()
     };
+    let stopping = Instant::now();
     let status = up.ctrl_c();
     assert!(
         status.code().is_some(),
         "spin up exited by itself: {status}"
     );
-    let left: Vec<&(u32, String)> = processes
-        .iter()
-        .filter(|(pid, _)| std::path::Path::new(&format!("/proc/{pid}")).exists())
-        .collect();
-    assert!(left.is_empty(), "still running after Ctrl-C: {left:?}");
+    // Spin returns once one trigger process has exited; the plugins finish
+    // their in-flight work and commit, then exit too, within their grace.
+    let still_running = || -> Vec<(u32, String)> {
+        processes
+            .iter()
+            .filter(|(pid, _)| std::path::Path::new(&format!("/proc/{pid}")).exists())
+            .cloned()
+            .collect()
+    };
+    let mut left = still_running();
+    while !left.is_empty() && stopping.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+        left = still_running();
+    }
+    assert!(left.is_empty(), "still running 20 s after Ctrl-C: {left:?}");
+    eprintln!(
+        "every process of spin up gone {:?} after Ctrl-C",
+        stopping.elapsed()
+    );
     let logs = up.logs();
     assert!(
         logs.contains("kafka trigger stopped"),
@@ -660,4 +676,119 @@ fn ctrl_c_stops_every_process_of_spin_up_and_loses_nothing() {
                 .then_some(())
         });
     }
+}
+
+/// A webhook receiver that reads each request and never answers.
+fn silent_webhook() -> (u16, Received) {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let sender = sender.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                let mut headers = Vec::new();
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    let Some((k, v)) = line.trim_end().split_once(": ") else {
+                        break;
+                    };
+                    headers.push((k.to_ascii_lowercase(), v.to_owned()));
+                }
+                let _ = sender.send((headers, String::new()));
+                // Hold the connection, say nothing.
+                std::thread::sleep(Duration::from_secs(120));
+            });
+        }
+    });
+    (port, receiver)
+}
+
+/// A webhook that never answers delays no reminder (firing and in-app
+/// notifications never wait on it), is not hammered (each attempt is
+/// recorded before it is sent and waits out its timeout and backoff), and
+/// gets an `Idempotency-Key` so it could drop a repeat.
+fn a_webhook_that_never_answers_delays_no_reminder(mode: Mode) {
+    let (port, requests) = silent_webhook();
+    let url = format!("http://127.0.0.1:{port}/notify");
+    let origin = format!("http://127.0.0.1:{port}");
+    let app = TodoApp::start_with(
+        mode,
+        &[
+            ("SPIN_VARIABLE_NOTIFICATION_WEBHOOK_URL", &url),
+            ("SPIN_VARIABLE_NOTIFICATION_WEBHOOK_ORIGIN", &origin),
+            ("SPIN_VARIABLE_NOTIFICATION_TIMEOUT_MS", "1500"),
+        ],
+    );
+    let due = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let email = app.create(
+        "alice",
+        json!({"title": "Mail me", "due_date": iso(due), "remind_before_minutes": 0, "notification_type": "email"}),
+    );
+    let mut in_app = Vec::new();
+    for i in 0..5 {
+        let at = due + chrono::Duration::milliseconds(300 + i * 200);
+        in_app.push(app.create(
+            "bob",
+            json!({"title": format!("ping {i}"), "due_date": iso(at), "remind_before_minutes": 0}),
+        ));
+    }
+    let notes = wait_for("bob's five reminders", Duration::from_secs(20), || {
+        let (_, page) = app.call("bob", "GET", "/api/notifications", None);
+        let notes = page["notifications"].as_array()?.clone();
+        (notes.len() == 5).then_some(notes)
+    });
+    let lateness: Vec<i64> = notes
+        .iter()
+        .map(|n| {
+            millis(n["created_at"].as_str().unwrap()) - millis(n["remind_at"].as_str().unwrap())
+        })
+        .collect();
+    eprintln!("in-app lateness ms with a silent webhook: {lateness:?}");
+    assert!(
+        lateness.iter().all(|l| (0..1000).contains(l)),
+        "{lateness:?}"
+    );
+    let (headers, _) = requests
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the webhook was called");
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let (_, page) = app.call("alice", "GET", "/api/notifications", None);
+    let note = page["notifications"][0].clone();
+    assert_eq!(note["task_id"], json!(email));
+    assert_eq!(
+        header("idempotency-key"),
+        note["id"].as_str().map(str::to_owned)
+    );
+    // Within the next 4 s: the 1.5 s timeout and a 1 s then 2 s backoff
+    // allow at most two more attempts, never one per tick.
+    std::thread::sleep(Duration::from_secs(4));
+    let more = requests.try_iter().count();
+    let (_, page) = app.call("alice", "GET", "/api/notifications", None);
+    let note = &page["notifications"][0];
+    assert!(more <= 2, "{more} more requests in 4 s: {note}");
+    assert!(
+        note["attempts"].as_i64().unwrap() >= 1 + more as i64,
+        "every attempt recorded: {note}"
+    );
+    assert!(
+        note["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("unreachable")
+            || note["status"] == "pending",
+        "{note}"
+    );
 }

@@ -173,3 +173,130 @@ fn events_wait_in_the_outbox_while_the_broker_is_down_and_are_published_once() {
         .metrics()
         .contains("trigger_kafka_outbox_backlog{database=\"default\"} 0"));
 }
+
+/// Writes an outbox row directly, as a component would.
+fn insert_row(db: &std::path::Path, key: &str, payload: &str) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    conn.execute(
+        "INSERT INTO outbox (event_id, topic, msg_key, payload, headers, created_ms) VALUES (?1, 'task-updates', ?2, ?3, '[]', 0)",
+        rusqlite::params![format!("raw-{}", uuid_like()), key, payload],
+    )
+    .unwrap();
+}
+
+fn uuid_like() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+/// A row the broker will never take (here, 2 MB over the 1 MB message
+/// limit) is marked dead with the reason, shows in metrics and /healthz,
+/// and holds back nobody: later events of the same and other users go out,
+/// each user's in order, with `ce_sequence`.
+#[test]
+fn an_unpublishable_row_is_marked_dead_and_blocks_no_one() {
+    let broker = Broker::start();
+    let app = api_app(&broker);
+    let host = Host::start(&app.0, &[]);
+    create_task(&host, "alice", "first");
+    let db = app.0.join(".spin/sqlite_db.db");
+    wait_for("the first events published", LONG, || {
+        (count(&db, "SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL") == 0).then_some(())
+    });
+    insert_row(
+        &db,
+        "alice",
+        &format!("{{\"big\": \"{}\"}}", "x".repeat(2 << 20)),
+    );
+    for i in 0..5 {
+        create_task(&host, "alice", &format!("after {i}"));
+        create_task(&host, "bob", &format!("bob {i}"));
+    }
+    wait_for("everything settled", LONG, || {
+        (count(
+            &db,
+            "SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL AND dead_ms IS NULL",
+        ) == 0)
+            .then_some(())
+    });
+    let dead = query(
+        &db,
+        "SELECT msg_key, last_error FROM outbox WHERE dead_ms IS NOT NULL",
+    );
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0][0], "alice");
+    assert!(dead[0][1].to_lowercase().contains("too large"), "{dead:?}");
+    let events = broker.read("task-events", 11, LONG);
+    assert_eq!(events.len(), 11, "every later event went out");
+    let mut last: std::collections::HashMap<String, String> = Default::default();
+    for event in &events {
+        let key = event.key.clone().unwrap();
+        let sequence = event.header("ce_sequence").expect("ce_sequence").to_owned();
+        if let Some(before) = last.get(&key) {
+            assert!(*before < sequence, "{key}: {before} then {sequence}");
+        }
+        last.insert(key, sequence);
+    }
+    let (status, health) = http(host.admin_port, "GET", "/healthz", &[], None);
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["outbox"]["default"]["dead"], 1, "{health}");
+    assert!(host
+        .metrics()
+        .contains("trigger_kafka_outbox_dead{database=\"default\"} 1"));
+}
+
+/// One user's burst of 20,000 events waits behind nobody and holds back
+/// nobody: another user's event goes out in the next batch, while most of
+/// the burst is still waiting.
+#[test]
+fn a_burst_from_one_user_does_not_delay_another() {
+    let broker = Broker::start();
+    let app = api_app(&broker);
+    let host = Host::start(&app.0, &[]);
+    create_task(&host, "warmup", "first");
+    let db = app.0.join(".spin/sqlite_db.db");
+    wait_for("warm-up published", LONG, || {
+        (count(&db, "SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL") == 0).then_some(())
+    });
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.busy_timeout(Duration::from_secs(5)).unwrap();
+        conn.execute_batch("BEGIN").unwrap();
+        for i in 0..20_000 {
+            conn.execute(
+                "INSERT INTO outbox (event_id, topic, msg_key, payload, headers, created_ms) VALUES (?1, 'task-updates', 'burst', '{}', '[]', 0)",
+                [format!("burst-{i}")],
+            )
+            .unwrap();
+        }
+        conn.execute_batch("COMMIT").unwrap();
+    }
+    create_task(&host, "carol", "not behind the burst");
+    let carol_sent = wait_for("carol's events published", LONG, || {
+        let rows = query(
+            &db,
+            "SELECT MAX(sent_ms) FROM outbox WHERE msg_key = 'carol' AND sent_ms IS NOT NULL HAVING COUNT(*) = 3",
+        );
+        rows.first().and_then(|r| r[0].parse::<i64>().ok())
+    });
+    let before = count(
+        &db,
+        &format!("SELECT COUNT(*) FROM outbox WHERE msg_key = 'burst' AND sent_ms < {carol_sent}"),
+    );
+    eprintln!("carol's events went out after {before} of the burst's 20000 rows");
+    assert!(
+        before < 5_000,
+        "carol went out ahead of most of the burst, not behind it ({before} before her)"
+    );
+    let carol = broker
+        .read("task-events", 2, LONG)
+        .into_iter()
+        .find(|e| e.key.as_deref() == Some("carol"))
+        .expect("carol's event on Kafka");
+    assert!(carol.header("ce_sequence").is_some());
+}

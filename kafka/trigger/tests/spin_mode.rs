@@ -87,7 +87,7 @@ fn spin_build_builds_every_component_of_the_shipped_manifest() {
     };
     let (ok, text) = output(spin.command().current_dir(repo()).arg("build"));
     assert!(ok, "spin build failed:\n{text}");
-    for component in ["api", "reminder", "recurring", "audit", "sync"] {
+    for component in ["api", "reminder", "notifier", "recurring", "audit", "sync"] {
         assert!(
             text.contains(&format!("Building component {component} with `cargo build --target wasm32-wasip2 --release -p todo-")),
             "{component}:\n{text}"
@@ -273,6 +273,7 @@ fn the_container_command_line_runs_the_app_as_the_image_would() {
     for c in [
         "todo_api",
         "todo_reminder",
+        "todo_notifier",
         "todo_recurring",
         "todo_audit",
         "todo_sync",

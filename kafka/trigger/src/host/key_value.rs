@@ -60,6 +60,16 @@ impl StoreDb {
     }
 }
 
+impl HostState {
+    /// A key-value failure is the store's, never the guest's: record it.
+    fn note<T>(&mut self, result: Result<T, Error>) -> Result<T, Error> {
+        if let Err(Error::Other(e)) = &result {
+            self.infrastructure_error = Some(format!("key-value store: {e}"));
+        }
+        result
+    }
+}
+
 impl StoreDb {
     /// Sets a value outside any component (`spin up --key-value`).
     pub async fn set_now(self: &Arc<Self>, key: String, value: Vec<u8>) -> Result<(), Error> {
@@ -94,16 +104,18 @@ impl key_value::HostStore for HostState {
 
     async fn get(&mut self, store: Resource<Store>, key: String) -> Result<Option<Vec<u8>>, Error> {
         let db = self.db(&store)?;
-        db.with(move |conn, label| {
-            use rusqlite::OptionalExtension;
-            conn.query_row(
-                "SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2",
-                rusqlite::params![label, key],
-                |row| row.get::<_, Vec<u8>>(0),
-            )
-            .optional()
-        })
-        .await
+        let result = db
+            .with(move |conn, label| {
+                use rusqlite::OptionalExtension;
+                conn.query_row(
+                    "SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2",
+                    rusqlite::params![label, key],
+                    |row| row.get::<_, Vec<u8>>(0),
+                )
+                .optional()
+            })
+            .await;
+        self.note(result)
     }
 
     async fn set(
@@ -112,19 +124,22 @@ impl key_value::HostStore for HostState {
         key: String,
         value: Vec<u8>,
     ) -> Result<(), Error> {
-        self.db(&store)?.set_now(key, value).await
+        let result = self.db(&store)?.set_now(key, value).await;
+        self.note(result)
     }
 
     async fn delete(&mut self, store: Resource<Store>, key: String) -> Result<(), Error> {
         let db = self.db(&store)?;
-        db.with(move |conn, label| {
-            conn.execute(
-                "DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2",
-                rusqlite::params![label, key],
-            )
-            .map(drop)
-        })
-        .await
+        let result = db
+            .with(move |conn, label| {
+                conn.execute(
+                    "DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2",
+                    rusqlite::params![label, key],
+                )
+                .map(drop)
+            })
+            .await;
+        self.note(result)
     }
 
     async fn exists(&mut self, store: Resource<Store>, key: String) -> Result<bool, Error> {
@@ -133,13 +148,15 @@ impl key_value::HostStore for HostState {
 
     async fn get_keys(&mut self, store: Resource<Store>) -> Result<Vec<String>, Error> {
         let db = self.db(&store)?;
-        db.with(move |conn, label| {
-            let mut stmt =
-                conn.prepare_cached("SELECT key FROM spin_key_value WHERE store = ?1")?;
-            let keys = stmt.query_map([label], |row| row.get::<_, String>(0))?;
-            keys.collect()
-        })
-        .await
+        let result = db
+            .with(move |conn, label| {
+                let mut stmt =
+                    conn.prepare_cached("SELECT key FROM spin_key_value WHERE store = ?1")?;
+                let keys = stmt.query_map([label], |row| row.get::<_, String>(0))?;
+                keys.collect()
+            })
+            .await;
+        self.note(result)
     }
 
     async fn drop(&mut self, store: Resource<Store>) -> wasmtime::Result<()> {

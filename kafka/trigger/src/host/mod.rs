@@ -44,6 +44,10 @@ pub struct HostState {
     pub hooks: OutboundHooks,
     pub component: Arc<ComponentEnv>,
     pub limits: StoreLimits,
+    /// Set when a host call failed for the host's own reasons (storage
+    /// busy, full or unreadable): the trigger then does not blame the
+    /// message for what the guest made of it.
+    pub infrastructure_error: Option<String>,
 }
 
 impl HostState {
@@ -63,7 +67,12 @@ impl HostState {
                 .instances(64)
                 .build(),
             component,
+            infrastructure_error: None,
         }
+    }
+
+    pub fn take_infrastructure_error(&mut self) -> Option<String> {
+        self.infrastructure_error.take()
     }
 }
 

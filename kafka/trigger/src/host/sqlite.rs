@@ -103,6 +103,26 @@ fn io_error(e: impl std::fmt::Display) -> Error {
     Error::Io(e.to_string())
 }
 
+/// Failures of the storage itself rather than of the statement: busy or
+/// locked past the timeout, full, unreadable, unopenable, out of memory.
+pub fn is_infrastructure(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode as C;
+    matches!(
+        e.sqlite_error_code(),
+        Some(
+            C::DatabaseBusy
+                | C::DatabaseLocked
+                | C::DiskFull
+                | C::SystemIoFailure
+                | C::CannotOpen
+                | C::ReadOnly
+                | C::OutOfMemory
+                | C::DatabaseCorrupt
+                | C::NotADatabase
+        )
+    )
+}
+
 fn to_sql(value: Value) -> SqlValue {
     match value {
         Value::Integer(n) => SqlValue::Integer(n),
@@ -158,31 +178,39 @@ fn value_size(value: &Value) -> usize {
         }
 }
 
+/// A statement's failure: Spin's error, and whether the storage itself failed.
+struct Failed(Error, bool);
+
+impl From<rusqlite::Error> for Failed {
+    fn from(e: rusqlite::Error) -> Failed {
+        let infrastructure = is_infrastructure(&e);
+        Failed(io_error(e), infrastructure)
+    }
+}
+
 fn run(
     conn: &rusqlite::Connection,
     statement: &str,
     parameters: Vec<Value>,
-) -> Result<QueryResult, Error> {
-    let mut stmt = conn
-        .prepare_cached(first_statement(statement))
-        .map_err(io_error)?;
+) -> Result<QueryResult, Failed> {
+    let mut stmt = conn.prepare_cached(first_statement(statement))?;
     let columns: Vec<String> = stmt.column_names().iter().map(|c| c.to_string()).collect();
     let params: Vec<SqlValue> = parameters.into_iter().map(to_sql).collect();
-    let mut rows = stmt
-        .query(rusqlite::params_from_iter(params))
-        .map_err(io_error)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
     let mut out = Vec::new();
     let mut bytes = std::mem::size_of::<QueryResult>();
-    while let Some(row) = rows.next().map_err(io_error)? {
+    while let Some(row) = rows.next()? {
         let values = (0..columns.len())
             .map(|i| row.get_ref(i).map(from_sql))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(io_error)?;
+            .collect::<Result<Vec<_>, _>>()?;
         bytes += values.iter().map(value_size).sum::<usize>();
         if bytes > MAX_RESULT_BYTES {
-            return Err(Error::Io(format!(
-                "query result exceeds limit of {MAX_RESULT_BYTES} bytes"
-            )));
+            return Err(Failed(
+                Error::Io(format!(
+                    "query result exceeds limit of {MAX_RESULT_BYTES} bytes"
+                )),
+                false,
+            ));
         }
         out.push(RowResult { values });
     }
@@ -202,7 +230,14 @@ impl sqlite::HostConnection for HostState {
             let db = db.clone();
             tokio::task::spawn_blocking(move || db.checkout())
         };
-        let conn = checkout.await.map_err(io_error)?.map_err(io_error)?;
+        let conn = match checkout.await.map_err(io_error)? {
+            Ok(conn) => conn,
+            Err(e) => {
+                self.infrastructure_error =
+                    Some(format!("opening SQLite database `{database}`: {e}"));
+                return Err(io_error(e));
+            }
+        };
         let resource = Connection {
             db,
             conn: Some(conn),
@@ -238,7 +273,12 @@ impl sqlite::HostConnection for HostState {
             .map_err(|_| Error::InvalidConnection)?;
         entry.conn = Some(conn);
         entry.wrote |= writes;
-        result
+        result.map_err(|Failed(error, infrastructure)| {
+            if infrastructure {
+                self.infrastructure_error = Some(format!("SQLite: {error:?}"));
+            }
+            error
+        })
     }
 
     async fn drop(&mut self, connection: Resource<Connection>) -> wasmtime::Result<()> {

@@ -389,12 +389,12 @@ impl Host {
             }
             let logs = self.logs();
             let fresh = logs.get(seen..).unwrap_or("");
-            let http = port_after(fresh, "Serving http://");
-            let admin = port_after(fresh, "metrics and health on http://");
-            match (http, admin) {
-                (Some(h), Some(a)) => Some((h, a)),
-                _ => None,
+            if !fresh.contains("all triggers started") {
+                return None;
             }
+            // No HTTP port when the app has no HTTP trigger.
+            let http = port_after(fresh, "Serving http://").unwrap_or(0);
+            port_after(fresh, "metrics and health on http://").map(|admin| (http, admin))
         });
         self.http_port = http;
         self.admin_port = admin;
