@@ -71,7 +71,7 @@ fn ok(id: &str) -> String {
 #[test]
 fn every_message_is_handled_once_and_in_order_within_a_key() {
     let broker = Broker::start();
-    broker.create_topic("orders", 3);
+    broker.create_topics("orders", 3);
     let app = ProbeApp::new(&broker, "orders", "", "");
     let messages: Vec<(String, String)> = (0..300)
         .map(|i| (format!("user-{}", i % 10), ok(&format!("m{i:04}"))))
@@ -116,7 +116,7 @@ fn every_message_is_handled_once_and_in_order_within_a_key() {
 #[test]
 fn a_retryable_failure_is_retried_then_succeeds() {
     let broker = Broker::start();
-    broker.create_topic("flaky", 1);
+    broker.create_topics("flaky", 1);
     let app = ProbeApp::new(&broker, "flaky", "", "");
     broker.send(
         "flaky",
@@ -144,8 +144,7 @@ fn a_retryable_failure_is_retried_then_succeeds() {
 #[test]
 fn poison_messages_go_to_the_dead_letter_topic_and_the_partition_keeps_flowing() {
     let broker = Broker::start();
-    broker.create_topic("jobs", 1);
-    broker.create_topic("jobs.dlq", 1);
+    broker.create_topics("jobs", 1);
     let app = ProbeApp::new(&broker, "jobs", "", "");
     broker.send(
         "jobs",
@@ -215,7 +214,7 @@ fn poison_messages_go_to_the_dead_letter_topic_and_the_partition_keeps_flowing()
 #[test]
 fn a_host_killed_mid_stream_loses_nothing_after_restart() {
     let broker = Broker::start();
-    broker.create_topic("stream", 3);
+    broker.create_topics("stream", 3);
     let app = ProbeApp::new(&broker, "stream", "", "");
     let messages: Vec<(String, String)> = (0..1000)
         .map(|i| {
@@ -257,7 +256,7 @@ fn a_host_killed_mid_stream_loses_nothing_after_restart() {
 #[test]
 fn sigterm_finishes_in_flight_work_and_commits() {
     let broker = Broker::start();
-    broker.create_topic("graceful", 2);
+    broker.create_topics("graceful", 2);
     let app = ProbeApp::new(&broker, "graceful", "", "");
     let messages: Vec<(String, String)> = (0..100)
         .map(|i| (format!("k{}", i % 4), ok(&format!("g{i:03}"))))
@@ -287,7 +286,7 @@ fn sigterm_finishes_in_flight_work_and_commits() {
 #[test]
 fn a_component_gets_only_what_the_manifest_grants() {
     let broker = Broker::start();
-    broker.create_topic("grants", 1);
+    broker.create_topics("grants", 1);
     // A tiny HTTP server the component may call, and a port it may not.
     let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let allowed_port = server.local_addr().unwrap().port();
@@ -391,7 +390,7 @@ fn the_timer_trigger_fires_every_second() {
 #[test]
 fn a_rebalance_hands_partitions_over_without_losing_messages() {
     let broker = Broker::start();
-    broker.create_topic("shared", 6);
+    broker.create_topics("shared", 6);
     let app = ProbeApp::new(&broker, "shared", "", "");
     let messages: Vec<(String, String)> = (0..600)
         .map(|i| {
@@ -431,4 +430,147 @@ fn a_rebalance_hands_partitions_over_without_losing_messages() {
         reprocessed <= 12,
         "in-flight work finished and committed before hand-over; {reprocessed} handled twice"
     );
+}
+
+/// A trigger whose dead-letter topic is missing would retry a poison
+/// message forever: the host refuses to start, naming the topic.
+#[test]
+fn a_missing_dead_letter_topic_is_refused_at_start() {
+    let broker = Broker::start();
+    broker.create_topic("lonely", 1);
+    let app = ProbeApp::new(&broker, "lonely", "", "");
+    let out = std::process::Command::new(host_bin())
+        .current_dir(&app.dir.0)
+        .args([
+            "up",
+            "-f",
+            "spin.toml",
+            "--listen",
+            "127.0.0.1:0",
+            "--kafka-admin-listen",
+            "off",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started anyway:\n{stderr}");
+    assert!(
+        stderr.contains("needs topics that do not exist: lonely.dlq"),
+        "{stderr}"
+    );
+}
+
+/// A partition whose handler is slow fills its queue; the consumer pauses
+/// that partition and keeps polling, so the other partitions' messages are
+/// handled at once instead of waiting behind it.
+#[test]
+fn a_slow_partition_is_paused_and_the_others_keep_flowing() {
+    let broker = Broker::start();
+    broker.create_topics("mixed", 2);
+    let app = ProbeApp::new(&broker, "mixed", "", "");
+    let host = Host::start(&app.dir.0, &[]);
+    let slow: Vec<(&str, String)> = (0..700)
+        .map(|i| {
+            (
+                "slow",
+                format!(r#"{{"id": "slow-{i}", "action": "sleep:15"}}"#),
+            )
+        })
+        .collect();
+    broker.send_to("mixed", 0, &slow);
+    wait_for("the slow partition to start", LONG, || {
+        (app.handled() > 0).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let fast: Vec<(&str, String)> = (0..50)
+        .map(|i| ("fast", ok(&format!("fast-{i}"))))
+        .collect();
+    broker.send_to("mixed", 1, &fast);
+    wait_for(
+        "the fast partition's messages",
+        Duration::from_secs(30),
+        || {
+            (count(
+                &app.db(),
+                "SELECT COUNT(*) FROM handled WHERE id LIKE 'fast-%'",
+            ) == 50)
+                .then_some(())
+        },
+    );
+    let slow_done = count(
+        &app.db(),
+        "SELECT COUNT(*) FROM handled WHERE id LIKE 'slow-%'",
+    );
+    eprintln!("fast partition done while the slow one had handled {slow_done} of 700");
+    assert!(
+        slow_done < 500,
+        "the fast partition waited for the slow one ({slow_done})"
+    );
+    assert!(
+        host.metrics().contains(
+            "trigger_kafka_partition_paused{group=\"probe\",topic=\"mixed\",partition=\"0\"}"
+        ),
+        "the slow partition was paused"
+    );
+    wait_for("everything", LONG, || (app.distinct() == 750).then_some(()));
+    assert_eq!(app.handled(), 750, "nothing twice");
+    assert!(
+        !host.logs().contains("revoked"),
+        "the consumer kept its partitions"
+    );
+}
+
+/// Storage that stays locked longer than the retry budget is the host's
+/// failure, not the message's: the partition waits and retries without
+/// limit (visible in metrics and /healthz) instead of dead-lettering good
+/// messages, and carries on once storage is back.
+#[test]
+fn storage_failures_pause_the_partition_instead_of_dead_lettering() {
+    let broker = Broker::start();
+    broker.create_topics("ledger", 1);
+    let app = ProbeApp::new(&broker, "ledger", "", "");
+    let host = Host::start(&app.dir.0, &[]);
+    broker.send("ledger", &[("k", ok("before"))]);
+    wait_for("the first message", LONG, || {
+        (app.handled() == 1).then_some(())
+    });
+    // Another writer holds the database for 20 s: longer than the probe's
+    // three attempts of 5 s busy-waiting each.
+    let db = app.db();
+    let locker = std::thread::spawn(move || {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        std::thread::sleep(Duration::from_secs(20));
+        conn.execute_batch("COMMIT").unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    broker.send("ledger", &[("k", ok("during")), ("k", ok("after"))]);
+    let health = wait_for(
+        "the partition to show as stalled",
+        Duration::from_secs(30),
+        || {
+            let (_, body) = http(host.admin_port, "GET", "/healthz", &[], None);
+            let body: serde_json::Value = serde_json::from_str(&body).ok()?;
+            (body["status"] == "degraded").then_some(body)
+        },
+    );
+    assert_eq!(
+        health["stalled_partitions"][0]["topic"], "ledger",
+        "{health}"
+    );
+    assert!(host.metrics().contains(
+        "trigger_kafka_partition_stalled{group=\"probe\",topic=\"ledger\",partition=\"0\"} 1"
+    ));
+    locker.join().unwrap();
+    wait_for("both messages once storage is back", LONG, || {
+        (app.handled() == 3).then_some(())
+    });
+    assert!(
+        broker
+            .read("ledger.dlq", 1, Duration::from_secs(3))
+            .is_empty(),
+        "nothing dead-lettered"
+    );
+    let (_, body) = http(host.admin_port, "GET", "/healthz", &[], None);
+    assert!(body.contains("\"status\":\"ok\""), "{body}");
 }

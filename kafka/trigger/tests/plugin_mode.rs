@@ -119,7 +119,7 @@ fn launch_metadata_lists_the_flags_spin_may_pass() {
 #[test]
 fn started_by_spin_it_runs_the_kafka_triggers_of_the_locked_app() {
     let broker = Broker::start();
-    broker.create_topic("plugin-in", 2);
+    broker.create_topics("plugin-in", 2);
     let dir = TempDir::new("plugin");
     std::fs::write(
         dir.0.join("rc.toml"),

@@ -147,7 +147,7 @@ fn two_spin_apps_on_one_machine_do_not_collide() {
     let _fixed = FIXED_PORTS.lock().unwrap_or_else(|e| e.into_inner());
     let broker = Broker::start();
     broker.apply_project_topics();
-    broker.create_topic("probe-in", 2);
+    broker.create_topics("probe-in", 2);
     let todo_dir = TempDir::new("two-todo");
     write_shipped_app(&todo_dir.0);
     let probe_dir = TempDir::new("two-probe");
@@ -611,8 +611,7 @@ fn spin_up_flags_reach_the_plugins() {
         return;
     };
     let broker = Broker::start();
-    broker.create_topic("flags-in", 1);
-    broker.create_topic("flags-in.dlq", 1);
+    broker.create_topics("flags-in", 1);
     let app = TempDir::new("flags-app");
     let manifest = format!(
         r#"spin_manifest_version = 2

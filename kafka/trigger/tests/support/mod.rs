@@ -202,6 +202,12 @@ impl Broker {
         );
     }
 
+    /// A topic and its `.dlq` twin, as a Kafka trigger needs them.
+    pub fn create_topics(&self, name: &str, partitions: i32) {
+        self.create_topic(name, partitions);
+        self.create_topic(&format!("{name}.dlq"), 1);
+    }
+
     pub fn create_topic(&self, name: &str, partitions: i32) {
         let status = Command::new(tansu_bin())
             .args([
@@ -233,6 +239,29 @@ impl Broker {
         let producer = self.producer();
         for (key, value) in messages {
             let mut record = BaseRecord::to(topic).key(*key).payload(value.as_str());
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, r)) => {
+                        record = r;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            }
+        }
+        producer
+            .flush(Duration::from_secs(30))
+            .expect("messages delivered");
+    }
+
+    /// Sends messages to one partition and waits until the broker has them.
+    pub fn send_to(&self, topic: &str, partition: i32, messages: &[(&str, String)]) {
+        let producer = self.producer();
+        for (key, value) in messages {
+            let mut record = BaseRecord::to(topic)
+                .partition(partition)
+                .key(*key)
+                .payload(value.as_str());
             loop {
                 match producer.send(record) {
                     Ok(()) => break,
