@@ -39,8 +39,19 @@ use crate::metrics::Metrics;
 
 /// Messages buffered per partition before the poll loop waits.
 const PARTITION_BUFFER: usize = 256;
-/// Longest a rebalance waits for an in-flight message to finish.
-const REVOKE_WAIT: Duration = Duration::from_secs(30);
+/// Longest a rebalance waits for an in-flight message to finish (a message
+/// still running after it is not committed: the next owner handles it
+/// again, and handlers are idempotent).
+const REVOKE_WAIT: Duration = Duration::from_secs(10);
+/// Group timeouts. A member killed without leaving (SIGKILL, a lost pod)
+/// holds its partitions until its session expires, and a rebalance waits
+/// up to `max.poll.interval.ms` for members to rejoin: some coordinators
+/// (tansu) wait for dead members that long, leaving partitions unassigned
+/// for minutes. The poll loop never blocks (slow partitions are paused),
+/// so both can be short.
+const SESSION_TIMEOUT_MS: &str = "10000";
+const HEARTBEAT_INTERVAL_MS: &str = "2000";
+const MAX_POLL_INTERVAL_MS: &str = "30000";
 /// How often lag and assignment are read from the broker.
 const LAG_EVERY: Duration = Duration::from_secs(5);
 /// A consumer holding no partitions this long, in a group with no other
@@ -266,6 +277,9 @@ impl KafkaRunner {
                 self.trigger.start_from.as_deref().unwrap_or("earliest"),
             )
             .set("enable.partition.eof", "false")
+            .set("session.timeout.ms", SESSION_TIMEOUT_MS)
+            .set("heartbeat.interval.ms", HEARTBEAT_INTERVAL_MS)
+            .set("max.poll.interval.ms", MAX_POLL_INTERVAL_MS)
             // What librdkafka prefetches per partition; a paused partition's
             // prefetched messages wait in memory, so keep it modest.
             .set("queued.max.messages.kbytes", "16384")
