@@ -418,3 +418,98 @@ fn nothing_is_lost_or_duplicated_through_kills_and_broker_restarts() {
     }
     assert!(order_breaks.is_empty(), "{order_breaks:?}");
 }
+
+/// Poison: 1,000 malformed or oversize events on each consumed topic,
+/// between good ones. Every bad one ends in `<topic>.dlq` (once per
+/// consuming service) with the reason, and every good one is handled.
+#[test]
+fn poison_events_are_dead_lettered_with_reasons_and_good_ones_flow() {
+    let broker = Broker::start();
+    broker.apply_project_topics();
+    let dir = TempDir::new("poison");
+    write_shipped_app(&dir.0);
+    let brokers = broker.address();
+    let host = Host::start_with_args(
+        &dir.0,
+        &[
+            ("SPIN_VARIABLE_KAFKA_BROKERS", &brokers),
+            ("SPIN_VARIABLE_DEV_AUTH", "true"),
+        ],
+        &["--runtime-config-file", "runtime-config.toml"],
+    );
+    let oversize = format!(
+        "{{\"event_id\": \"x\", \"padding\": \"{}\"}}",
+        "p".repeat(600 * 1024)
+    );
+    let bad_values = [
+        "not json at all".to_owned(),
+        "[1, 2, 3]".to_owned(),
+        "{\"event_type\": \"task_created\"}".to_owned(),
+        "{\"event_id\": 7, \"timestamp\": \"yesterday\"}".to_owned(),
+        "\u{0}\u{1}binary".to_owned(),
+    ];
+    // Good events through the API, bad ones straight onto the topics,
+    // interleaved.
+    let mut good = Vec::new();
+    for round in 0..20 {
+        let (status, body) = host.http(
+            "POST",
+            "/api/tasks",
+            &[("x-user-id", "pat"), ("content-type", "application/json")],
+            Some(&json!({"title": format!("good {round}"), "due_date": "2099-01-01T09:00:00Z", "remind_before_minutes": 10}).to_string()),
+        );
+        assert_eq!(status, 201, "{body}");
+        good.push(
+            serde_json::from_str::<Json>(&body).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+        for topic in ["task-events", "reminders", "task-updates"] {
+            let batch: Vec<(&str, String)> = (0..50)
+                .map(|i| {
+                    let value = if (round * 50 + i) % 100 == 0 {
+                        oversize.clone()
+                    } else {
+                        bad_values[i % bad_values.len()].clone()
+                    };
+                    ("poison", value)
+                })
+                .collect();
+            broker.send(topic, &batch);
+        }
+    }
+    let audit_db = dir.0.join(".spin/audit.db");
+    let sync_db = dir.0.join(".spin/sync.db");
+    wait_for("every good event handled", Duration::from_secs(120), || {
+        let audited = count(
+            &audit_db,
+            "SELECT COUNT(DISTINCT task_id) FROM audit_log WHERE action = 'task_created'",
+        );
+        let synced = count(&sync_db, "SELECT COUNT(DISTINCT task_id) FROM changes");
+        (audited == 20 && synced == 20).then_some(())
+    });
+    let mut dead = BTreeMap::new();
+    for (topic, consumers) in [("task-events", 2), ("reminders", 2), ("task-updates", 1)] {
+        let dlq = format!("{topic}.dlq");
+        let records = broker.read(&dlq, 1000 * consumers, Duration::from_secs(120));
+        assert_eq!(records.len(), 1000 * consumers, "{dlq}");
+        for record in &records {
+            let reason = record.header("dlq-reason").unwrap_or("");
+            assert!(!reason.is_empty(), "{dlq}: a reason");
+            assert_eq!(record.header("dlq-error-kind"), Some("permanent"));
+            assert_eq!(record.header("dlq-original-topic"), Some(topic));
+        }
+        let oversize = records
+            .iter()
+            .filter(|r| {
+                r.header("dlq-reason")
+                    .is_some_and(|reason| reason.contains("oversize"))
+            })
+            .count();
+        dead.insert(topic, (records.len(), oversize));
+    }
+    eprintln!("dead-lettered (total, of them oversize) per topic: {dead:?}; 20 good tasks audited and synced");
+    let metrics = host.metrics();
+    assert!(metrics.contains("outcome=\"dead_lettered\""));
+}
