@@ -81,7 +81,7 @@ environment = {{ PROBE_MODE = "noop" }}
         ),
     )
     .unwrap();
-    let host = Host::start(&dir.0, &[("RUST_LOG", "warn")]);
+    let host = Host::start(&dir.0, &[("TRIGGER_KAFKA_LOG", "info")]);
     let (start_count, started) = wait_for("the first message", Duration::from_secs(60), || {
         let c = handled_ok(&host);
         (c > 0).then(|| (c, Instant::now()))
@@ -99,7 +99,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// API write → event handled, for a Wasm handler and a native consumer.
 fn latency(broker: &Broker) -> (Vec<f64>, Vec<f64>) {
     for (topic, partitions) in [("task-events", 3), ("reminders", 3), ("task-updates", 3)] {
-        broker.create_topic(topic, partitions);
+        broker.create_topics(topic, partitions);
     }
     let dir = TempDir::new("latency");
     std::fs::write(
@@ -193,7 +193,7 @@ environment = {{ PROBE_DB = "probe" }}
 
 fn main() {
     let broker = Broker::start();
-    broker.create_topic("bench", 3);
+    broker.create_topics("bench", 3);
     let payload = "x".repeat(100);
     let messages: Vec<(String, String)> = (0..MESSAGES)
         .map(|i| {

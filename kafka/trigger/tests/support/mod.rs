@@ -403,7 +403,9 @@ impl Host {
                 "127.0.0.1:0",
             ])
             .args(&self.args)
-            .env("RUST_LOG", "info,trigger_kafka=debug")
+            // The readiness lines are at info: a caller may quieten the
+            // debug lines with TRIGGER_KAFKA_LOG=info, not below.
+            .env("TRIGGER_KAFKA_LOG", "info,trigger_kafka=debug")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -1,0 +1,294 @@
+//! A write burst through the whole app, on a real tansu broker, against a
+//! native producer on the same broker in the same run:
+//!
+//! - 10,000 API writes (`POST /api/tasks`, 8 clients, 10 users) as fast as
+//!   the API takes them;
+//! - the time until every event is handled by every consumer group (their
+//!   committed offsets at the high-water marks, the outboxes empty);
+//! - the relay's events/s beside a native idempotent producer's (same
+//!   settings, same broker, same event sizes);
+//! - the lateness (p50/p99) of reminders of other users due during the
+//!   burst;
+//! - whether any group was left with unassigned partitions.
+//!
+//!     cargo bench --release --workspace --features todo-domain/native --bench burst
+//!     BURST_WRITES=2000 cargo bench ... --bench burst   # a smaller burst
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::topic_partition_list::TopicPartitionList;
+use rdkafka::ClientConfig;
+use serde_json::{json, Value as Json};
+use support::*;
+
+const CLIENTS: usize = 8;
+const GROUPS: &[(&str, &[&str])] = &[
+    ("todo-audit", &["task-events", "reminders"]),
+    ("todo-recurring", &["task-events"]),
+    ("todo-reminder", &["reminders"]),
+    ("todo-sync", &["task-updates"]),
+];
+
+/// A native idempotent producer, configured as the relay's: events/s for
+/// `n` messages of `size` bytes, from the first send to the last ack.
+fn native_producer_rate(broker: &Broker, n: usize, size: usize) -> f64 {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.address())
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "2")
+        .create()
+        .unwrap();
+    let payload = "x".repeat(size);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let started = Instant::now();
+        let sends: Vec<_> = (0..n)
+            .map(|i| {
+                let key = format!("user-{}", i % 10);
+                let payload = payload.clone();
+                let producer = producer.clone();
+                async move {
+                    producer
+                        .send(
+                            FutureRecord::to("native-burst").key(&key).payload(&payload),
+                            Duration::from_secs(60),
+                        )
+                        .await
+                        .map(drop)
+                        .map_err(|(e, _)| e)
+                }
+            })
+            .collect();
+        for result in futures::future::join_all(sends).await {
+            result.unwrap();
+        }
+        n as f64 / started.elapsed().as_secs_f64()
+    })
+}
+
+/// Whether every group has committed up to each partition's end.
+fn all_groups_caught_up(broker: &Broker) -> bool {
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.address())
+        .set("group.id", "burst-watermarks")
+        .create()
+        .unwrap();
+    for (group, topics) in GROUPS {
+        let reader: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", broker.address())
+            .set("group.id", *group)
+            .create()
+            .unwrap();
+        for topic in *topics {
+            let Ok(metadata) = probe.fetch_metadata(Some(topic), Duration::from_secs(5)) else {
+                return false;
+            };
+            let partitions = metadata.topics()[0].partitions().len() as i32;
+            let mut list = TopicPartitionList::new();
+            for p in 0..partitions {
+                list.add_partition(topic, p);
+            }
+            let Ok(committed) = reader.committed_offsets(list, Duration::from_secs(5)) else {
+                return false;
+            };
+            for p in 0..partitions {
+                let Ok((_, high)) = probe.fetch_watermarks(topic, p, Duration::from_secs(5)) else {
+                    return false;
+                };
+                let done = committed
+                    .find_partition(topic, p)
+                    .and_then(|e| e.offset().to_raw())
+                    .unwrap_or(-1);
+                if high > 0 && done < high {
+                    return false;
+                }
+            }
+        }
+    }
+    true
+}
+
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() {
+    let writes: usize = std::env::var("BURST_WRITES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let broker = Broker::start();
+    broker.apply_project_topics();
+    broker.create_topic("native-burst", 6);
+    let dir = TempDir::new("burst");
+    write_shipped_app(&dir.0);
+    let brokers = broker.address();
+    let host = Host::start_with_args(
+        &dir.0,
+        &[
+            ("SPIN_VARIABLE_KAFKA_BROKERS", &brokers),
+            ("SPIN_VARIABLE_DEV_AUTH", "true"),
+            ("SPIN_VARIABLE_MAX_TASKS_PER_USER", "1000000"),
+            ("TRIGGER_KAFKA_LOG", "info"),
+        ],
+        &["--runtime-config-file", "runtime-config.toml"],
+    );
+    let port = host.http_port;
+    let post = |user: &str, body: Json| {
+        let (status, text) = http(
+            port,
+            "POST",
+            "/api/tasks",
+            &[("x-user-id", user), ("content-type", "application/json")],
+            Some(&body.to_string()),
+        );
+        assert_eq!(status, 201, "{text}");
+        serde_json::from_str::<Json>(&text).unwrap()
+    };
+    // Warm up: every group has joined once an event went round.
+    post("warmup", json!({"title": "warm up"}));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !all_groups_caught_up(&broker) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Other users' reminders, due while the burst runs.
+    let burst_start = chrono::Utc::now();
+    for i in 0..20 {
+        let due = burst_start + chrono::Duration::milliseconds(3000 + i * 400);
+        post(
+            &format!("reminded-{i}"),
+            json!({"title": format!("reminder {i}"), "due_date": due.to_rfc3339_opts(chrono::SecondsFormat::Millis, true), "remind_before_minutes": 0}),
+        );
+    }
+
+    // The burst.
+    let started = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let next = next.clone();
+            std::thread::spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= writes {
+                    break;
+                }
+                let (status, text) = http(
+                    port,
+                    "POST",
+                    "/api/tasks",
+                    &[("x-user-id", &format!("burst-{}", i % 10)), ("content-type", "application/json")],
+                    Some(&json!({"title": format!("burst {i}"), "tags": ["burst"], "priority": "high"}).to_string()),
+                );
+                assert_eq!(status, 201, "{text}");
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+    let api_took = started.elapsed();
+    let default_db = dir.0.join(".spin/sqlite_db.db");
+    let reminders_db = dir.0.join(".spin/reminders.db");
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let unsent = count(
+            &default_db,
+            "SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL",
+        ) + count(
+            &reminders_db,
+            "SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL",
+        );
+        if unsent == 0 && all_groups_caught_up(&broker) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not drained after 10 minutes");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let drained = started.elapsed();
+
+    // The relay's capacity: the burst's events again, as one backlog, to a
+    // topic nothing consumes (so consumers take no CPU from it), against a
+    // native producer sending as many events of the same size.
+    broker.create_topic("relay-burst", 6);
+    let size: f64 = query(
+        &default_db,
+        "SELECT AVG(LENGTH(payload) + LENGTH(headers)) FROM outbox WHERE payload LIKE '%burst %'",
+    )[0][0]
+        .parse()
+        .unwrap();
+    let backlog_started = Instant::now();
+    let copied = {
+        let conn = rusqlite::Connection::open(&default_db).unwrap();
+        conn.busy_timeout(Duration::from_secs(30)).unwrap();
+        conn.execute(
+            "INSERT INTO outbox (event_id, topic, msg_key, payload, headers, created_ms)
+             SELECT event_id || '-again', 'relay-burst', msg_key, payload, headers, created_ms
+             FROM outbox WHERE payload LIKE '%burst %' AND topic <> 'relay-burst'",
+            [],
+        )
+        .unwrap()
+    };
+    while count(
+        &default_db,
+        "SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL",
+    ) > 0
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let relay_rate = copied as f64 / backlog_started.elapsed().as_secs_f64();
+    let events = copied as f64;
+    let native_rate = native_producer_rate(&broker, copied, size as usize);
+
+    let mut lateness: Vec<i64> = query(
+        &reminders_db,
+        "SELECT created_ms - remind_ms FROM notifications WHERE user_id LIKE 'reminded-%'",
+    )
+    .into_iter()
+    .map(|r| r[0].parse().unwrap())
+    .collect();
+    lateness.sort();
+    let metrics = host.metrics();
+    let unassigned: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("trigger_kafka_partitions_unassigned") && !l.ends_with(" 0"))
+        .collect();
+
+    println!("burst of {writes} API writes (8 clients, 10 users), tansu, 2 cores");
+    println!(
+        "  API: {:.1} s, {:.0} writes/s; every event handled by every group after {:.1} s",
+        api_took.as_secs_f64(),
+        writes as f64 / api_took.as_secs_f64(),
+        drained.as_secs_f64()
+    );
+    println!(
+        "  relay draining a backlog: {:.0} events/s vs native idempotent producer {:.0} events/s ({:.0} events of ~{:.0} B): {:.2}x",
+        relay_rate,
+        native_rate,
+        events,
+        size,
+        relay_rate / native_rate
+    );
+    println!(
+        "  other users' reminders due during the burst: {} fired, lateness p50 {} ms, p99 {} ms",
+        lateness.len(),
+        percentile(&lateness, 0.5),
+        percentile(&lateness, 0.99)
+    );
+    println!(
+        "  groups with unassigned partitions after the burst: {}",
+        if unassigned.is_empty() {
+            "none".to_owned()
+        } else {
+            unassigned.join("; ")
+        }
+    );
+}
