@@ -37,8 +37,14 @@ const GROUPS: &[(&str, &[&str])] = &[
 ];
 
 /// A native idempotent producer, configured as the relay's: events/s for
-/// `n` messages of `size` bytes, from the first send to the last ack.
-fn native_producer_rate(broker: &Broker, n: usize, size: usize) -> f64 {
+/// `n` messages like the relay's (a payload of `size` bytes and the same
+/// CloudEvents headers), from the first send to the last ack.
+fn native_producer_rate(
+    broker: &Broker,
+    n: usize,
+    size: usize,
+    headers: &[(String, String)],
+) -> f64 {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", broker.address())
         .set("enable.idempotence", "true")
@@ -55,10 +61,20 @@ fn native_producer_rate(broker: &Broker, n: usize, size: usize) -> f64 {
                 let key = format!("user-{}", i % 10);
                 let payload = payload.clone();
                 let producer = producer.clone();
+                let mut owned = rdkafka::message::OwnedHeaders::new();
+                for (k, v) in headers {
+                    owned = owned.insert(rdkafka::message::Header {
+                        key: k,
+                        value: Some(v.as_bytes()),
+                    });
+                }
                 async move {
                     producer
                         .send(
-                            FutureRecord::to("native-burst").key(&key).payload(&payload),
+                            FutureRecord::to("native-burst")
+                                .key(&key)
+                                .payload(&payload)
+                                .headers(owned),
                             Duration::from_secs(60),
                         )
                         .await
@@ -137,7 +153,7 @@ fn main() {
             ("SPIN_VARIABLE_KAFKA_BROKERS", &brokers),
             ("SPIN_VARIABLE_DEV_AUTH", "true"),
             ("SPIN_VARIABLE_MAX_TASKS_PER_USER", "1000000"),
-            ("TRIGGER_KAFKA_LOG", "info"),
+            ("TRIGGER_KAFKA_LOG", "info,trigger_kafka::relay=debug"),
         ],
         &["--runtime-config-file", "runtime-config.toml"],
     );
@@ -221,21 +237,41 @@ fn main() {
     broker.create_topic("relay-burst", 6);
     let size: f64 = query(
         &default_db,
-        "SELECT AVG(LENGTH(payload) + LENGTH(headers)) FROM outbox WHERE payload LIKE '%burst %'",
+        "SELECT AVG(LENGTH(payload)) FROM outbox WHERE payload LIKE '%burst %'",
     )[0][0]
         .parse()
         .unwrap();
+    let mut headers: Vec<(String, String)> = serde_json::from_str::<Vec<(String, String)>>(
+        &query(
+            &default_db,
+            "SELECT headers FROM outbox WHERE payload LIKE '%burst %' LIMIT 1",
+        )[0][0],
+    )
+    .unwrap();
+    headers.push(("ce_sequence".into(), format!("{:020}", 1)));
     let backlog_started = Instant::now();
+    // At least 30,000 rows, so batching effects are amortised.
     let copied = {
         let conn = rusqlite::Connection::open(&default_db).unwrap();
         conn.busy_timeout(Duration::from_secs(30)).unwrap();
-        conn.execute(
-            "INSERT INTO outbox (event_id, topic, msg_key, payload, headers, created_ms)
-             SELECT event_id || '-again', 'relay-burst', msg_key, payload, headers, created_ms
-             FROM outbox WHERE payload LIKE '%burst %' AND topic <> 'relay-burst'",
-            [],
-        )
-        .unwrap()
+        let mut copied = 0;
+        let mut round = 0;
+        conn.execute_batch("BEGIN").unwrap();
+        while copied < 30_000 {
+            copied += conn
+                .execute(
+                    &format!(
+                        "INSERT INTO outbox (event_id, topic, msg_key, payload, headers, created_ms)
+                         SELECT event_id || '-again-{round}', 'relay-burst', msg_key, payload, headers, created_ms
+                         FROM outbox WHERE payload LIKE '%burst %' AND topic <> 'relay-burst'"
+                    ),
+                    [],
+                )
+                .unwrap();
+            round += 1;
+        }
+        conn.execute_batch("COMMIT").unwrap();
+        copied
     };
     while count(
         &default_db,
@@ -245,8 +281,19 @@ fn main() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let relay_rate = copied as f64 / backlog_started.elapsed().as_secs_f64();
+    if std::env::var_os("BURST_RELAY_LOG").is_some() {
+        for line in host
+            .logs()
+            .lines()
+            .filter(|l| l.contains("rows=2000") || l.contains("rows=1"))
+            .rev()
+            .take(12)
+        {
+            eprintln!("{line}");
+        }
+    }
     let events = copied as f64;
-    let native_rate = native_producer_rate(&broker, copied, size as usize);
+    let native_rate = native_producer_rate(&broker, copied, size as usize, &headers);
 
     let mut lateness: Vec<i64> = query(
         &reminders_db,

@@ -43,21 +43,19 @@ const PARTITION_BUFFER: usize = 256;
 /// still running after it is not committed: the next owner handles it
 /// again, and handlers are idempotent).
 const REVOKE_WAIT: Duration = Duration::from_secs(10);
-/// Group timeouts. A member killed without leaving (SIGKILL, a lost pod)
-/// holds its partitions until its session expires, and a rebalance waits
-/// up to `max.poll.interval.ms` for members to rejoin: some coordinators
-/// (tansu) wait for dead members that long, leaving partitions unassigned
-/// for minutes. The poll loop never blocks (slow partitions are paused),
-/// so both can be short.
-const SESSION_TIMEOUT_MS: &str = "10000";
-const HEARTBEAT_INTERVAL_MS: &str = "2000";
-const MAX_POLL_INTERVAL_MS: &str = "30000";
+/// Group timeouts. The session must outlast a coordinator slowed by load
+/// (tansu under a write burst answers heartbeats in more than 10 s), so it
+/// stays at Kafka's 45 s; a member killed without leaving does not hold its
+/// partitions that long, because with static membership (below) its
+/// restart takes its place at once. A rebalance waits up to
+/// `max.poll.interval.ms` for members to rejoin, and some coordinators
+/// (tansu) wait for dead members that long: the poll loop never blocks
+/// (slow partitions are paused), so it can be short.
+const SESSION_TIMEOUT_MS: &str = "45000";
+const HEARTBEAT_INTERVAL_MS: &str = "3000";
+const MAX_POLL_INTERVAL_MS: &str = "60000";
 /// How often lag and assignment are read from the broker.
 const LAG_EVERY: Duration = Duration::from_secs(5);
-/// A consumer holding no partitions this long, in a group with no other
-/// member holding them, leaves and rejoins: groups recover by themselves
-/// from a coordinator that lost track of them.
-const REJOIN_AFTER: Duration = Duration::from_secs(30);
 
 /// A message detached from the consumer.
 #[derive(Debug, Clone)]
@@ -177,6 +175,27 @@ pub struct KafkaRunner {
     group: String,
 }
 
+/// This process's stable identity in a group: the group, the host name (a
+/// pod's name on Kubernetes) and the app's directory, so a restart replaces
+/// its earlier self and two hosts never fence each other.
+/// `TRIGGER_KAFKA_INSTANCE_ID` sets it, for several members of one app on
+/// one host.
+fn instance_id(group: &str, app_dir: &std::path::Path) -> String {
+    if let Ok(id) = std::env::var("TRIGGER_KAFKA_INSTANCE_ID") {
+        if !id.trim().is_empty() {
+            return format!("{group}@{}", id.trim());
+        }
+    }
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{group}@{host}:{}", app_dir.display())
+}
+
 fn set_paused(metrics: &Metrics, group: &str, (topic, partition): &(String, i32), paused: bool) {
     let partition = partition.to_string();
     metrics.set(
@@ -277,6 +296,13 @@ impl KafkaRunner {
                 self.trigger.start_from.as_deref().unwrap_or("earliest"),
             )
             .set("enable.partition.eof", "false")
+            // Static membership: a process that comes back (restarted,
+            // killed, or rejoining after its session lapsed) takes its old
+            // place instead of leaving a dead member that holds partitions.
+            .set(
+                "group.instance.id",
+                instance_id(&self.group, &self.runtime.app.dir),
+            )
             .set("session.timeout.ms", SESSION_TIMEOUT_MS)
             .set("heartbeat.interval.ms", HEARTBEAT_INTERVAL_MS)
             .set("max.poll.interval.ms", MAX_POLL_INTERVAL_MS)
@@ -294,11 +320,17 @@ impl KafkaRunner {
         let consumer = Arc::new(consumer);
         let handle = tokio::runtime::Handle::current();
         tracing::info!(component = %self.trigger.component, group = %self.group, topics = ?self.trigger.topics, "kafka trigger started");
+        // Lag and assignment are read over a client of their own: a query
+        // stuck behind the consumer's fetches would time out and make
+        // librdkafka reset the consumer's connection.
+        let mut probe_config = settings.client_config();
+        probe_config.set("group.id", &self.group);
+        let probe: BaseConsumer = probe_config.create()?;
         std::thread::Builder::new()
             .name(format!("lag-{}", self.trigger.component))
             .spawn({
                 let (this, consumer, shutdown) = (self.clone(), consumer.clone(), shutdown.clone());
-                move || this.watch_group(consumer, shutdown)
+                move || this.watch_group(consumer, probe, shutdown)
             })?;
         Ok(std::thread::Builder::new()
             .name(format!("kafka-{}", self.trigger.component))
@@ -343,15 +375,14 @@ impl KafkaRunner {
 
     /// Every few seconds: lag per partition from the broker (high-water
     /// mark minus the group's committed offset, so messages fetched but not
-    /// yet handled count), partitions assigned and unassigned, and a rejoin
-    /// when this consumer has held nothing for too long.
+    /// yet handled count), and partitions assigned and unassigned.
     fn watch_group(
         self: Arc<Self>,
         consumer: Arc<BaseConsumer<TriggerContext>>,
+        probe: BaseConsumer,
         shutdown: watch::Receiver<bool>,
     ) {
-        let timeout = Duration::from_secs(2);
-        let mut empty_since: Option<Instant> = None;
+        let timeout = Duration::from_secs(10);
         while !*shutdown.borrow() {
             std::thread::sleep(LAG_EVERY);
             if *shutdown.borrow() {
@@ -360,12 +391,12 @@ impl KafkaRunner {
             let Ok(assignment) = consumer.assignment() else {
                 continue;
             };
-            let committed = consumer.committed(timeout).ok();
+            let committed = probe.committed_offsets(assignment.clone(), timeout).ok();
             let mut assigned: HashMap<String, usize> = HashMap::new();
             for element in assignment.elements() {
                 let (topic, partition) = (element.topic(), element.partition());
                 *assigned.entry(topic.to_owned()).or_default() += 1;
-                let Ok((low, high)) = consumer.fetch_watermarks(topic, partition, timeout) else {
+                let Ok((low, high)) = probe.fetch_watermarks(topic, partition, timeout) else {
                     continue;
                 };
                 let done = committed
@@ -385,7 +416,7 @@ impl KafkaRunner {
                     (high - done).max(0) as f64,
                 );
             }
-            if let Ok(metadata) = consumer.fetch_metadata(None, timeout) {
+            if let Ok(metadata) = probe.fetch_metadata(None, timeout) {
                 for topic in &self.trigger.topics {
                     let total = metadata
                         .topics()
@@ -403,40 +434,6 @@ impl KafkaRunner {
                     );
                 }
             }
-            if assignment.count() > 0 {
-                empty_since = None;
-                continue;
-            }
-            let since = *empty_since.get_or_insert_with(Instant::now);
-            if since.elapsed() < REJOIN_AFTER {
-                continue;
-            }
-            // Only if no other member holds them: with more members than
-            // partitions, holding nothing is normal.
-            let settled_with_others = consumer
-                .fetch_group_list(Some(&self.group), timeout)
-                .ok()
-                .and_then(|list| {
-                    list.groups()
-                        .first()
-                        .map(|g| g.state() == "Stable" && g.members().len() > 1)
-                })
-                .unwrap_or(false);
-            if settled_with_others {
-                continue;
-            }
-            tracing::warn!(group = %self.group, "no partitions for {REJOIN_AFTER:?}; leaving and rejoining the group");
-            self.metrics.inc(
-                "trigger_kafka_group_rejoins_total",
-                &[("group", &self.group)],
-                1,
-            );
-            consumer.unsubscribe();
-            let topics: Vec<&str> = self.trigger.topics.iter().map(String::as_str).collect();
-            if let Err(e) = consumer.subscribe(&topics) {
-                tracing::error!(group = %self.group, error = %e, "rejoining failed");
-            }
-            empty_since = Some(Instant::now());
         }
     }
 

@@ -29,9 +29,12 @@ use crate::host::sqlite::Database;
 use crate::metrics::Metrics;
 
 /// Rows of one key in one batch, at most.
-const PER_KEY: i64 = 100;
+const PER_KEY: i64 = 500;
 /// How often sent rows past the retention are deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// How often the backlog is counted for metrics and /healthz (counting
+/// scans the backlog, so not once per batch).
+const COUNT_EVERY: Duration = Duration::from_secs(1);
 
 struct Row {
     seq: i64,
@@ -126,6 +129,7 @@ impl Relay {
         tracing::info!(database = %self.db.label, "outbox relay started");
         let mut ready = false;
         let mut pruned = Instant::now() - PRUNE_EVERY;
+        let mut counted = Instant::now() - COUNT_EVERY;
         loop {
             if *shutdown.borrow() {
                 break;
@@ -155,6 +159,12 @@ impl Relay {
             // While the broker is down a batch waits for it; shutdown must
             // not. Rows of an interrupted batch stay unsent and go out on
             // the next start.
+            if ready && counted.elapsed() >= COUNT_EVERY {
+                counted = Instant::now();
+                if let Err(e) = self.count_backlog(&conn).await {
+                    tracing::warn!(database = %self.db.label, error = %format!("{e:#}"), "counting the outbox failed");
+                }
+            }
             let published = if ready {
                 tokio::select! {
                     published = self.publish_batch(&conn) => published,
@@ -195,6 +205,49 @@ impl Relay {
         )
     }
 
+    /// Counts what waits and what is dead, for metrics and /healthz.
+    async fn count_backlog(
+        &self,
+        conn: &Arc<std::sync::Mutex<rusqlite::Connection>>,
+    ) -> Result<()> {
+        let (backlog, dead, oldest_ms) = Self::blocking(conn, |c| {
+            c.query_row(
+                "SELECT COUNT(*) FILTER (WHERE dead_ms IS NULL),
+                        COUNT(*) FILTER (WHERE dead_ms IS NOT NULL),
+                        MIN(created_ms) FILTER (WHERE dead_ms IS NULL)
+                 FROM outbox WHERE sent_ms IS NULL",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                    ))
+                },
+            )
+        })
+        .await
+        .context("counting the outbox")?;
+        let label = self.db.label.as_str();
+        self.metrics.set(
+            "trigger_kafka_outbox_backlog",
+            &[("database", label)],
+            backlog as f64,
+        );
+        self.metrics.set(
+            "trigger_kafka_outbox_dead",
+            &[("database", label)],
+            dead as f64,
+        );
+        self.metrics.set(
+            "trigger_kafka_outbox_oldest_unsent_seconds",
+            &[("database", label)],
+            oldest_ms.map_or(0.0, |ms| ((now_ms() - ms).max(0) as f64) / 1000.0),
+        );
+        self.metrics.outbox_health(label, backlog, dead);
+        Ok(())
+    }
+
     /// Publishes up to one batch; returns how many rows it settled (sent or
     /// dead).
     async fn publish_batch(
@@ -202,15 +255,8 @@ impl Relay {
         conn: &Arc<std::sync::Mutex<rusqlite::Connection>>,
     ) -> Result<usize> {
         let limit = self.batch_size as i64;
-        let (rows, backlog, dead, oldest_ms) = Self::blocking(conn, move |c| {
-            let (backlog, dead, oldest): (i64, i64, Option<i64>) = c.query_row(
-                "SELECT COUNT(*) FILTER (WHERE dead_ms IS NULL),
-                        COUNT(*) FILTER (WHERE dead_ms IS NOT NULL),
-                        MIN(created_ms) FILTER (WHERE dead_ms IS NULL)
-                 FROM outbox WHERE sent_ms IS NULL",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )?;
+        let reading = Instant::now();
+        let rows = Self::blocking(conn, move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT seq, topic, msg_key, payload, headers, created_ms FROM (
                      SELECT seq, topic, msg_key, payload, headers, created_ms,
@@ -231,30 +277,15 @@ impl Relay {
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok((rows, backlog, dead, oldest))
+            Ok(rows)
         })
         .await
         .context("reading the outbox")?;
         let label = self.db.label.as_str();
-        self.metrics.set(
-            "trigger_kafka_outbox_backlog",
-            &[("database", label)],
-            backlog as f64,
-        );
-        self.metrics.set(
-            "trigger_kafka_outbox_dead",
-            &[("database", label)],
-            dead as f64,
-        );
-        self.metrics.set(
-            "trigger_kafka_outbox_oldest_unsent_seconds",
-            &[("database", label)],
-            oldest_ms.map_or(0.0, |ms| ((now_ms() - ms).max(0) as f64) / 1000.0),
-        );
-        self.metrics.outbox_health(label, backlog, dead);
         if rows.is_empty() {
             return Ok(0);
         }
+        let read_ms = reading.elapsed().as_millis() as u64;
         let started = Instant::now();
         // Sent in batch order, which is `seq` order within each key; the
         // idempotent producer keeps that order per partition and never
@@ -279,6 +310,7 @@ impl Relay {
             self.producer.send(record, rdkafka::util::Timeout::Never)
         });
         let results = join_all(deliveries).await;
+        let send_ms = started.elapsed().as_millis() as u64;
         let acked_ms = now_ms();
         let outcome = classify(
             rows.iter()
@@ -338,6 +370,8 @@ impl Relay {
         tracing::debug!(
             database = label,
             rows = settled,
+            read_ms,
+            send_ms,
             took_ms = started.elapsed().as_millis() as u64,
             "outbox batch published"
         );

@@ -410,7 +410,8 @@ fn a_rebalance_hands_partitions_over_without_losing_messages() {
         (app.handled() >= 60).then_some(())
     });
     // A second member joins the same group: partitions move between them.
-    let second = Host::start(&app.dir.0, &[]);
+    // Two members of one app on one host: each its own static identity.
+    let second = Host::start(&app.dir.0, &[("TRIGGER_KAFKA_INSTANCE_ID", "second")]);
     wait_for("every message handled", Duration::from_secs(180), || {
         (app.distinct() >= 600).then_some(())
     });

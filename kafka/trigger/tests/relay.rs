@@ -169,9 +169,15 @@ fn events_wait_in_the_outbox_while_the_broker_is_down_and_are_published_once() {
     for id in &ids {
         assert!(created.contains(id), "task {id} published");
     }
-    assert!(host
-        .metrics()
-        .contains("trigger_kafka_outbox_backlog{database=\"default\"} 0"));
+    wait_for(
+        "the backlog gauge to read 0",
+        Duration::from_secs(10),
+        || {
+            host.metrics()
+                .contains("trigger_kafka_outbox_backlog{database=\"default\"} 0")
+                .then_some(())
+        },
+    );
 }
 
 /// Writes an outbox row directly, as a component would.
@@ -240,8 +246,15 @@ fn an_unpublishable_row_is_marked_dead_and_blocks_no_one() {
         }
         last.insert(key, sequence);
     }
-    let (status, health) = http(host.admin_port, "GET", "/healthz", &[], None);
-    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    let (status, health) = wait_for(
+        "/healthz to count the dead row",
+        Duration::from_secs(10),
+        || {
+            let (status, health) = http(host.admin_port, "GET", "/healthz", &[], None);
+            let health: serde_json::Value = serde_json::from_str(&health).ok()?;
+            (health["outbox"]["default"]["dead"] == 1).then_some((status, health))
+        },
+    );
     assert_eq!(status, 200);
     assert_eq!(health["status"], "degraded", "{health}");
     assert_eq!(health["outbox"]["default"]["dead"], 1, "{health}");
