@@ -120,7 +120,7 @@ impl KafkaSettings {
             client_id: get("client_id")?.unwrap_or_else(|| "trigger-kafka".into()),
             extra,
             outbox_poll_interval: Duration::from_millis(millis("outbox_poll_interval_ms", 100)?),
-            outbox_batch_size: millis("outbox_batch_size", 2000)? as usize,
+            outbox_batch_size: millis("outbox_batch_size", 500)? as usize,
             outbox_retention: Duration::from_secs(millis("outbox_retention_secs", 86_400)?),
             outbox_databases,
         })

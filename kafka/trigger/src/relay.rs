@@ -29,7 +29,7 @@ use crate::host::sqlite::Database;
 use crate::metrics::Metrics;
 
 /// Rows of one key in one batch, at most.
-const PER_KEY: i64 = 500;
+const PER_KEY: i64 = 100;
 /// How often sent rows past the retention are deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// How often the backlog is counted for metrics and /healthz (counting
