@@ -11,8 +11,9 @@
 //!   burst;
 //! - whether any group was left with unassigned partitions.
 //!
-//!     cargo bench --release --workspace --features todo-domain/native --bench burst
-//!     BURST_WRITES=2000 cargo bench ... --bench burst   # a smaller burst
+//! Run it with `cargo bench --release --workspace --features
+//! todo-domain/native --bench burst`; `BURST_WRITES=2000` for a smaller
+//! burst.
 
 #[path = "../tests/support/mod.rs"]
 mod support;

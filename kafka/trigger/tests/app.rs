@@ -780,7 +780,7 @@ fn a_webhook_that_never_answers_delays_no_reminder(mode: Mode) {
     let note = &page["notifications"][0];
     assert!(more <= 2, "{more} more requests in 4 s: {note}");
     assert!(
-        note["attempts"].as_i64().unwrap() >= 1 + more as i64,
+        note["attempts"].as_i64().unwrap() > more as i64,
         "every attempt recorded: {note}"
     );
     assert!(

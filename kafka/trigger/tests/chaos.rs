@@ -78,27 +78,24 @@ fn read_all(broker: &Broker, topic: &str) -> Vec<(String, i32, String, String, S
     let mut out = Vec::new();
     let mut idle_since = Instant::now();
     while idle_since.elapsed() < Duration::from_secs(4) {
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                idle_since = Instant::now();
-                let header = |name: &str| {
-                    m.headers()
-                        .and_then(|h| h.iter().find(|h| h.key == name))
-                        .and_then(|h| h.value)
-                        .map(|v| String::from_utf8_lossy(v).into_owned())
-                        .unwrap_or_default()
-                };
-                out.push((
-                    m.key()
-                        .map(|k| String::from_utf8_lossy(k).into_owned())
-                        .unwrap_or_default(),
-                    m.partition(),
-                    header("ce_id"),
-                    header("ce_source"),
-                    header("ce_sequence"),
-                ));
-            }
-            _ => {}
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            idle_since = Instant::now();
+            let header = |name: &str| {
+                m.headers()
+                    .and_then(|h| h.iter().find(|h| h.key == name))
+                    .and_then(|h| h.value)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default()
+            };
+            out.push((
+                m.key()
+                    .map(|k| String::from_utf8_lossy(k).into_owned())
+                    .unwrap_or_default(),
+                m.partition(),
+                header("ce_id"),
+                header("ce_source"),
+                header("ce_sequence"),
+            ));
         }
     }
     out
@@ -144,7 +141,7 @@ fn nothing_is_lost_or_duplicated_through_kills_and_broker_restarts() {
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
-                if n % 4 == 0 {
+                if n.is_multiple_of(4) {
                     let mut broker = broker.lock().unwrap();
                     broker.stop();
                     std::thread::sleep(Duration::from_millis(1500));
