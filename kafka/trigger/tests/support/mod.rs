@@ -236,32 +236,21 @@ impl Broker {
 
     /// Sends messages and waits until the broker has them all.
     pub fn send(&self, topic: &str, messages: &[(&str, String)]) {
-        let producer = self.producer();
-        for (key, value) in messages {
-            let mut record = BaseRecord::to(topic).key(*key).payload(value.as_str());
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((_, r)) => {
-                        record = r;
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                }
-            }
-        }
-        producer
-            .flush(Duration::from_secs(30))
-            .expect("messages delivered");
+        self.produce(topic, None, messages);
     }
 
     /// Sends messages to one partition and waits until the broker has them.
     pub fn send_to(&self, topic: &str, partition: i32, messages: &[(&str, String)]) {
+        self.produce(topic, Some(partition), messages);
+    }
+
+    fn produce(&self, topic: &str, partition: Option<i32>, messages: &[(&str, String)]) {
         let producer = self.producer();
         for (key, value) in messages {
-            let mut record = BaseRecord::to(topic)
-                .partition(partition)
-                .key(*key)
-                .payload(value.as_str());
+            let mut record = BaseRecord::to(topic).key(*key).payload(value.as_str());
+            if let Some(partition) = partition {
+                record = record.partition(partition);
+            }
             loop {
                 match producer.send(record) {
                     Ok(()) => break,
