@@ -126,7 +126,8 @@ impl From<todo_domain::DomainError> for ApiError {
         let message = match &e {
             D::Invalid { message, .. }
             | D::BadRequest { message, .. }
-            | D::QuotaExceeded { message, .. } => message.clone(),
+            | D::QuotaExceeded { message, .. }
+            | D::Conflict { message, .. } => message.clone(),
             other => other.to_string(),
         };
         let error = match &e {
@@ -134,7 +135,7 @@ impl From<todo_domain::DomainError> for ApiError {
             D::QuotaExceeded { .. } => ApiError::new(422, "quota_exceeded", message),
             D::BadRequest { .. } => ApiError::new(400, "bad_request", message),
             D::NotFound(_) => ApiError::new(404, "not_found", message),
-            D::Conflict(_) => ApiError::new(409, "conflict", message),
+            D::Conflict { .. } => ApiError::new(409, "conflict", message),
             D::Forbidden(_) => ApiError::new(403, "forbidden", message),
             D::Storage(db) if db.busy => {
                 ApiError::new(503, "busy", "the database is busy; retry shortly")

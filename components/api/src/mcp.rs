@@ -63,6 +63,29 @@ pub fn check_protocol_header(request: &Request) -> Result<(), ApiError> {
     }
 }
 
+/// What is wrong with a JSON-RPC 2.0 message's envelope, if anything.
+fn check_envelope(message: &Map<String, Json>) -> Result<(), &'static str> {
+    if message.get("jsonrpc") != Some(&json!("2.0")) {
+        return Err("jsonrpc must be \"2.0\"");
+    }
+    if message.get("method").is_some_and(|m| !m.is_string()) {
+        return Err("method must be a string");
+    }
+    if message
+        .get("id")
+        .is_some_and(|id| !(id.is_string() || id.is_i64() || id.is_u64()))
+    {
+        return Err("id must be a string or an integer");
+    }
+    if message.get("params").is_some_and(|p| !p.is_object()) {
+        return Err("params must be an object");
+    }
+    if message.get("error").is_some_and(|e| !e.is_object()) {
+        return Err("error must be an object");
+    }
+    Ok(())
+}
+
 pub fn handle(ctx: &Context<'_>, request: &Request, user: &str) -> Response {
     let message: Json = match serde_json::from_slice(&request.body) {
         Ok(v) => v,
@@ -81,31 +104,24 @@ pub fn handle(ctx: &Context<'_>, request: &Request, user: &str) -> Response {
         };
         return Response::json(400, &rpc_error(&Json::Null, INVALID_REQUEST, text));
     };
-    let id = message.get("id").cloned();
-    let method = message.get("method").and_then(Json::as_str);
-    let (Some(id), Some(method)) = (id, method) else {
-        // A notification or a client's response: acknowledged, nothing to say.
-        return if message.get("jsonrpc") == Some(&json!("2.0")) {
-            Response::empty(202)
-        } else {
-            Response::json(
-                400,
-                &rpc_error(&Json::Null, INVALID_REQUEST, "jsonrpc must be \"2.0\""),
-            )
-        };
-    };
-    if message.get("jsonrpc") != Some(&json!("2.0"))
-        || !(id.is_string() || id.is_i64() || id.is_u64())
-    {
-        return Response::json(
-            400,
-            &rpc_error(
-                &id,
-                INVALID_REQUEST,
-                "jsonrpc must be \"2.0\" and id a string or integer",
-            ),
-        );
+    // The envelope is checked first, so a malformed message is a 400
+    // whatever it is (request, notification or response), as the
+    // OpenAPI document's request schema says.
+    if let Err(problem) = check_envelope(&message) {
+        let id = message
+            .get("id")
+            .filter(|id| id.is_string() || id.is_i64() || id.is_u64())
+            .cloned()
+            .unwrap_or(Json::Null);
+        return Response::json(400, &rpc_error(&id, INVALID_REQUEST, problem));
     }
+    let (Some(id), Some(method)) = (
+        message.get("id").cloned(),
+        message.get("method").and_then(Json::as_str),
+    ) else {
+        // A notification or a client's response: acknowledged, nothing to say.
+        return Response::empty(202);
+    };
     let params = message.get("params").cloned().unwrap_or_else(|| json!({}));
     let reply = match method {
         "initialize" => rpc_result(&id, initialize(&params)),

@@ -145,7 +145,8 @@ fn write(
     user: &str,
     change: impl FnOnce() -> Result<Response, ApiError>,
 ) -> Result<Response, ApiError> {
-    let key = match request.header("idempotency-key") {
+    // An empty header is no header, like an empty query value.
+    let key = match request.header("idempotency-key").filter(|k| !k.is_empty()) {
         Some(key) if request.method.eq_ignore_ascii_case("POST") => {
             idempotency::validate_key(key)?;
             Some(key)
@@ -158,6 +159,7 @@ fn write(
     let hash = idempotency::request_hash(&request.method, &request.path, &request.body);
     transaction(ctx.db, || {
         if let Lookup::Replay(stored) = idempotency::lookup(ctx.db, user, key, &hash, ctx.now)? {
+            refuse_replay_of_deleted(ctx, user, &stored)?;
             let mut response = Response {
                 status: stored.status,
                 headers: vec![("content-type".into(), "application/json".into())],
@@ -176,6 +178,33 @@ fn write(
         }
         Ok(with_location(response))
     })
+}
+
+/// A replayed `201 Created` would point at a task that no longer exists
+/// once it was deleted: answer 409 so the client uses a new key instead of
+/// following a dangling `Location`.
+fn refuse_replay_of_deleted(
+    ctx: &Context<'_>,
+    user: &str,
+    stored: &StoredResponse,
+) -> Result<(), ApiError> {
+    if stored.status != 201 {
+        return Ok(());
+    }
+    let body: Json = serde_json::from_str(&stored.body).unwrap_or(Json::Null);
+    let Some(id) = body.get("id").and_then(Json::as_str) else {
+        return Ok(());
+    };
+    if TaskStore::open(ctx.db)?.get(user, id)?.is_some() {
+        return Ok(());
+    }
+    Err(todo_domain::DomainError::conflict(
+        "Idempotency-Key",
+        format!(
+            "created task `{id}`, which has since been deleted; use a new key to create another"
+        ),
+    )
+    .into())
 }
 
 /// `201 Created` responses point at the new task.

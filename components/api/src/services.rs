@@ -5,8 +5,6 @@
 
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use serde_json::{json, Value as Json};
 use todo_domain::sql::Sql;
 use todo_domain::{audit, feed, reminders, DomainError, TaskStore};
@@ -53,11 +51,18 @@ fn limit(pairs: &[(String, String)], default: i64) -> Result<i64, ApiError> {
     }
 }
 
-fn bad_cursor() -> ApiError {
-    ApiError::from(DomainError::bad_request(
-        Some("cursor"),
-        "is not a cursor this server issued",
-    ))
+/// A sequence cursor (`^[0-9]{1,19}$`, the OpenAPI pattern): any such
+/// string is a position, saturating at the largest.
+pub fn parse_sequence(field: &str, text: &str) -> Result<i64, ApiError> {
+    let text = text.trim();
+    match todo_domain::query::parse_clamped(text) {
+        Some(n) if !text.starts_with('-') => Ok(n),
+        _ => Err(DomainError::bad_request(
+            Some(field),
+            "is not a cursor: give the cursor from a previous response",
+        )
+        .into()),
+    }
 }
 
 fn open(ctx: &Context<'_>, label: &str) -> Result<Box<dyn Sql>, ApiError> {
@@ -77,16 +82,12 @@ pub fn list_notifications(
         Some(_) => return Err(DomainError::invalid("unread", "must be true or false").into()),
     };
     let limit = limit(&pairs, 20)?;
+    // The same `<key>.<id>` position as a task list cursor.
     let before = match param(&pairs, "cursor") {
         None => None,
         Some(c) => {
-            let text = URL_SAFE_NO_PAD
-                .decode(c)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(bad_cursor)?;
-            let (ms, id) = text.split_once('|').ok_or_else(bad_cursor)?;
-            Some((ms.parse::<i64>().map_err(|_| bad_cursor())?, id.to_owned()))
+            let position = todo_domain::query::Cursor::decode(c)?;
+            Some((position.key, position.id))
         }
     };
     let db = open(ctx, "reminders")?;
@@ -95,11 +96,11 @@ pub fn list_notifications(
     let next = if items.len() as i64 > limit {
         items.truncate(limit as usize);
         items.last().map(|n| {
-            URL_SAFE_NO_PAD.encode(format!(
-                "{}|{}",
-                todo_domain::time::to_millis(&n.created_at),
-                n.id
-            ))
+            todo_domain::query::Cursor {
+                key: todo_domain::time::to_millis(&n.created_at),
+                id: n.id.clone(),
+            }
+            .encode()
         })
     } else {
         None
@@ -121,18 +122,12 @@ pub fn read_notification(ctx: &Context<'_>, user: &str, id: &str) -> Result<Resp
 }
 
 pub fn task_history(ctx: &Context<'_>, user: &str, task_id: &str) -> Result<Response, ApiError> {
-    let visible = TaskStore::open(ctx.db)?.get(user, task_id)?.is_some();
+    // Only a task the caller sees has a history here; a deleted task's
+    // record stays in the audit trail (`/api/audit?task_id=`).
+    TaskStore::open(ctx.db)?.require(user, task_id)?;
     let db = open(ctx, "audit")?;
     audit::open(db.as_ref())?;
-    // A deleted task's history stays readable by its owner.
-    let entries = audit::history(
-        db.as_ref(),
-        task_id,
-        if visible { None } else { Some(user) },
-    )?;
-    if !visible && entries.is_empty() {
-        return Err(DomainError::task_not_found(task_id).into());
-    }
+    let entries = audit::history(db.as_ref(), task_id, None)?;
     Ok(Response::json(
         200,
         &json!({
@@ -144,15 +139,16 @@ pub fn task_history(ctx: &Context<'_>, user: &str, task_id: &str) -> Result<Resp
 
 pub fn audit_trail(ctx: &Context<'_>, request: &Request, user: &str) -> Result<Response, ApiError> {
     let pairs = request.query_pairs();
-    only_params(&pairs, &["limit", "cursor"])?;
+    only_params(&pairs, &["limit", "cursor", "task_id"])?;
     let limit = limit(&pairs, 50)?;
+    let task_id = param(&pairs, "task_id");
     let before = match param(&pairs, "cursor") {
         None => None,
-        Some(c) => Some(c.parse::<i64>().map_err(|_| bad_cursor())?),
+        Some(c) => Some(parse_sequence("cursor", c)?),
     };
     let db = open(ctx, "audit")?;
     audit::open(db.as_ref())?;
-    let mut entries = audit::trail(db.as_ref(), user, before, limit + 1)?;
+    let mut entries = audit::trail(db.as_ref(), user, task_id, before, limit + 1)?;
     let next = if entries.len() as i64 > limit {
         entries.truncate(limit as usize);
         entries.last().map(|e| e.seq.to_string())
@@ -170,13 +166,7 @@ pub fn audit_trail(ctx: &Context<'_>, request: &Request, user: &str) -> Result<R
 
 /// Parses a feed cursor (`since` or `Last-Event-ID`).
 pub fn parse_cursor(field: &str, text: &str) -> Result<i64, ApiError> {
-    text.trim()
-        .parse::<i64>()
-        .ok()
-        .filter(|c| *c >= 0)
-        .ok_or_else(|| {
-            DomainError::invalid(field, "must be a cursor from a previous response").into()
-        })
+    parse_sequence(field, text)
 }
 
 /// `GET /api/sync?since=<cursor>&wait=<seconds>`: the changes after the
@@ -227,27 +217,63 @@ pub fn sync_poll(ctx: &Context<'_>, request: &Request, user: &str) -> Result<Res
     }
 }
 
+/// Longest one event stream lasts before the client reconnects.
+pub const MAX_STREAM_SECS: u64 = 25;
+
+/// An event stream about to begin.
+pub struct StreamStart {
+    /// The feed's database, opened once for the whole stream.
+    pub db: Box<dyn Sql>,
+    /// Changes after this one are sent.
+    pub cursor: i64,
+    /// How long the stream stays open (`wait`, default 25 s).
+    pub window: Duration,
+}
+
 /// Where an event stream starts: `Last-Event-ID` (a reconnect), `since`,
-/// else the current head (only new changes). Returns the feed's database,
-/// opened once for the whole stream.
+/// else the current head (only new changes).
 pub fn stream_start(
     ctx: &Context<'_>,
     request: &Request,
     user: &str,
-) -> Result<(Box<dyn Sql>, i64), ApiError> {
+) -> Result<StreamStart, ApiError> {
     let pairs = request.query_pairs();
-    only_params(&pairs, &["since"])?;
+    only_params(&pairs, &["since", "wait"])?;
+    let window = match param(&pairs, "wait") {
+        None => MAX_STREAM_SECS,
+        Some(w) => w
+            .parse::<u64>()
+            .ok()
+            .filter(|w| *w <= MAX_STREAM_SECS)
+            .ok_or_else(|| {
+                ApiError::from(DomainError::invalid(
+                    "wait",
+                    format!("must be 0 to {MAX_STREAM_SECS} seconds"),
+                ))
+            })?,
+    };
+    // Both are checked even when the header wins, so a bad `since` is
+    // never silently ignored.
+    let since = param(&pairs, "since")
+        .map(|since| parse_cursor("since", since))
+        .transpose()?;
+    // An empty header is no header, like an empty query value.
+    let last_event_id = request
+        .header("last-event-id")
+        .filter(|v| !v.trim().is_empty())
+        .map(|id| parse_cursor("Last-Event-ID", id))
+        .transpose()?;
     let db = open(ctx, "sync")?;
     feed::open(db.as_ref())?;
-    let cursor = if let Some(id) = request.header("last-event-id") {
-        parse_cursor("Last-Event-ID", id)?
-    } else {
-        match param(&pairs, "since") {
-            Some(since) => parse_cursor("since", since)?,
-            None => feed::head(db.as_ref(), user)?,
-        }
+    let cursor = match last_event_id.or(since) {
+        Some(cursor) => cursor,
+        None => feed::head(db.as_ref(), user)?,
     };
-    Ok((db, cursor))
+    Ok(StreamStart {
+        db,
+        cursor,
+        window: Duration::from_secs(window),
+    })
 }
 
 /// The SSE frames for changes after `cursor`, and the new cursor.
@@ -274,8 +300,8 @@ pub fn event_stream_once(
     request: &Request,
     user: &str,
 ) -> Result<Response, ApiError> {
-    let (db, start) = stream_start(ctx, request, user)?;
-    let (frames, _) = stream_frames(db.as_ref(), user, start)?;
+    let start = stream_start(ctx, request, user)?;
+    let (frames, _) = stream_frames(start.db.as_ref(), user, start.cursor)?;
     Ok(Response {
         status: 200,
         headers: vec![
@@ -301,7 +327,9 @@ pub fn user_field(
         .with_field(key.clone()));
     }
     match object.get(field) {
-        Some(Json::String(s)) => Ok(Some(s.trim().to_owned())),
+        // Literal: the OpenAPI pattern is the whole rule, and a JWT `sub`
+        // is not trimmed either.
+        Some(Json::String(s)) => Ok(Some(s.clone())),
         Some(Json::Null) if nullable => Ok(None),
         _ => Err(DomainError::invalid(
             field,

@@ -14,7 +14,6 @@ use crate::Context;
 
 /// An event stream lasts this long; the browser's EventSource reconnects
 /// with `Last-Event-ID` and resumes where it left off.
-const STREAM_WINDOW: Duration = Duration::from_secs(25);
 const HEARTBEAT: Duration = Duration::from_secs(10);
 
 struct SpinDatabases;
@@ -151,13 +150,13 @@ async fn handle(incoming: IncomingRequest, out: ResponseOutparam) {
 async fn stream_events(ctx: &Context<'_>, request: &Request, out: ResponseOutparam) {
     let started = match crate::auth::authenticate(request, ctx.config, ctx.now.timestamp())
         .and_then(|user| {
-            crate::services::stream_start(ctx, request, &user)
-                .map(|(db, cursor)| (user, db, cursor))
+            crate::services::stream_start(ctx, request, &user).map(|start| (user, start))
         }) {
         Ok(started) => started,
         Err(error) => return respond(out, error.into_response()),
     };
-    let (user, db, mut cursor) = started;
+    let (user, start) = started;
+    let (db, mut cursor) = (start.db, start.cursor);
     let headers = Fields::from_list(&[
         ("content-type".to_owned(), b"text/event-stream".to_vec()),
         ("cache-control".to_owned(), b"no-cache".to_vec()),
@@ -169,7 +168,7 @@ async fn stream_events(ctx: &Context<'_>, request: &Request, out: ResponseOutpar
     if body.send(b"retry: 1000\n\n".to_vec()).await.is_err() {
         return;
     }
-    let deadline = Instant::now() + STREAM_WINDOW;
+    let deadline = Instant::now() + start.window;
     let mut last_write = Instant::now();
     while Instant::now() < deadline {
         match crate::services::stream_frames(db.as_ref(), &user, cursor) {

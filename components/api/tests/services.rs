@@ -214,13 +214,30 @@ fn history_and_audit_trail() {
         404,
         "not_found",
     );
-    // After deletion the owner still reads the history.
+    // After deletion the task's own /history goes with it (404, as for
+    // any sub-resource); the audit trail, filtered by task, still has it.
     app.call("alice", "DELETE", &format!("/api/tasks/{id}"), None);
-    assert_eq!(
-        app.call("alice", "GET", &format!("/api/tasks/{id}/history"), None)
-            .status,
-        200
+    assert_error(
+        &app.call("alice", "GET", &format!("/api/tasks/{id}/history"), None),
+        404,
+        "not_found",
     );
+    let trail = app
+        .call("alice", "GET", &format!("/api/audit?task_id={id}"), None)
+        .json_body();
+    let actions: Vec<&str> = trail["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["task_completed", "task_updated", "task_created"]);
+    assert!(app
+        .call("bob", "GET", &format!("/api/audit?task_id={id}"), None)
+        .json_body()["entries"]
+        .as_array()
+        .unwrap()
+        .is_empty());
     let page = app
         .call("alice", "GET", "/api/audit?limit=2", None)
         .json_body();
@@ -279,8 +296,8 @@ fn long_poll_returns_news_at_once_or_after_the_wait() {
     );
     assert_error(
         &app.call("alice", "GET", "/api/sync?since=abc", None),
-        422,
-        "validation_failed",
+        400,
+        "bad_request",
     );
     assert_error(
         &app.call("alice", "GET", "/api/sync?since=0&wait=99", None),

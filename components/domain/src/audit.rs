@@ -202,9 +202,29 @@ pub fn history(db: &dyn Sql, task_id: &str, owner: Option<&str>) -> Result<Vec<E
 pub fn trail(
     db: &dyn Sql,
     user_id: &str,
+    task_id: Option<&str>,
     before_seq: Option<i64>,
     limit: i64,
 ) -> Result<Vec<Entry>> {
+    if let Some(task_id) = task_id {
+        // One task's entries, deleted tasks included: the record outlives
+        // the task, whose own /history goes with it.
+        let rows = db.execute(
+            &format!(
+                "SELECT {COLUMNS} FROM audit_log WHERE seq IN \
+                 (SELECT a.seq FROM audit_audience a JOIN audit_log l ON l.seq = a.seq \
+                  WHERE a.user_id = ? AND l.task_id = ? AND a.seq < ? ORDER BY a.seq DESC LIMIT ?) \
+                 ORDER BY seq DESC"
+            ),
+            &[
+                Value::from(user_id),
+                Value::from(task_id),
+                Value::Integer(before_seq.unwrap_or(i64::MAX)),
+                Value::Integer(limit),
+            ],
+        )?;
+        return rows.iter().map(entry).collect();
+    }
     let rows = db.execute(
         &format!(
             "SELECT {COLUMNS} FROM audit_log WHERE seq IN \

@@ -7,7 +7,7 @@ use chrono::Duration;
 use crate::error::{DomainError, Result};
 use crate::input::TaskPatch;
 use crate::model::{NotificationType, Priority, Status, Task};
-use crate::time::{self, Timestamp};
+use crate::time::Timestamp;
 
 /// A new task for `user_id` from a create request.
 pub fn new_task(user_id: &str, id: String, patch: &TaskPatch, now: Timestamp) -> Result<Task> {
@@ -80,13 +80,14 @@ pub fn apply(old: &Task, patch: &TaskPatch, now: Timestamp) -> Result<Task> {
     if let Some(due_date) = patch.due_date {
         task.due_date = due_date;
     }
-    apply_reminder(&mut task, patch, now)?;
+    apply_reminder(&mut task, old, patch)?;
     if let Some(pattern) = &patch.recurrence_pattern {
         task.recurrence_pattern = pattern.clone();
     }
     if task.recurrence_pattern.is_some() {
         if task.due_date.is_none() {
-            return Err(DomainError::invalid(
+            return Err(needs_due_date(
+                old,
                 "recurrence_pattern",
                 "a recurring task needs a due_date: the date of its first occurrence",
             ));
@@ -108,7 +109,17 @@ pub fn apply(old: &Task, patch: &TaskPatch, now: Timestamp) -> Result<Task> {
     Ok(task)
 }
 
-fn apply_reminder(task: &mut Task, patch: &TaskPatch, now: Timestamp) -> Result<()> {
+/// A field that needs a due date: invalid input in a create request (the
+/// OpenAPI schema says so), a conflict with the task's state in an update.
+fn needs_due_date(old: &Task, field: &str, message: &str) -> DomainError {
+    if old.version == 0 {
+        DomainError::invalid(field, message)
+    } else {
+        DomainError::conflict(field, message)
+    }
+}
+
+fn apply_reminder(task: &mut Task, old: &Task, patch: &TaskPatch) -> Result<()> {
     match (patch.remind_at, patch.remind_before_minutes) {
         (Some(Some(_)), Some(Some(_))) => {
             return Err(DomainError::invalid(
@@ -116,23 +127,16 @@ fn apply_reminder(task: &mut Task, patch: &TaskPatch, now: Timestamp) -> Result<
                 "give either remind_at or remind_before_minutes, not both",
             ))
         }
+        // A time already past is accepted: the reminder fires at the next
+        // timer tick, or is recorded missed when older than the grace.
         (Some(Some(at)), _) => {
-            if at <= now {
-                return Err(DomainError::invalid(
-                    "remind_at",
-                    format!(
-                        "{} is in the past (now is {})",
-                        time::format(&at),
-                        time::format(&now)
-                    ),
-                ));
-            }
             task.remind_at = Some(at);
             task.remind_before_minutes = None;
         }
         (_, Some(Some(minutes))) => {
             if task.due_date.is_none() {
-                return Err(DomainError::invalid(
+                return Err(needs_due_date(
+                    old,
                     "remind_before_minutes",
                     "a reminder relative to the due date needs a due_date",
                 ));
@@ -161,6 +165,7 @@ fn apply_reminder(task: &mut Task, patch: &TaskPatch, now: Timestamp) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time;
     use serde_json::json;
 
     fn now() -> Timestamp {
@@ -220,14 +225,16 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.field(), Some("remind_before_minutes"));
-        let err = new_task(
+        // A time already past is taken (the reminder fires at once or is
+        // recorded missed), as the OpenAPI document allows.
+        let past = new_task(
             "a",
             "t".into(),
             &patch(json!({"title": "x", "remind_at": "2020-01-01T00:00:00Z"})),
             now(),
         )
-        .unwrap_err();
-        assert_eq!(err.field(), Some("remind_at"));
+        .unwrap();
+        assert!(past.remind_at.is_some());
         let both = json!({"title": "x", "due_date": "2026-12-01T09:00:00Z",
                           "remind_at": "2026-12-01T08:00:00Z", "remind_before_minutes": 5});
         assert!(new_task("a", "t".into(), &patch(both), now()).is_err());

@@ -22,8 +22,12 @@ pub enum DomainError {
     NotFound(String),
     /// The caller sees the task but may not do this to it (HTTP 403).
     Forbidden(String),
-    /// The request conflicts with the current state (HTTP 409).
-    Conflict(String),
+    /// The request conflicts with the current state (HTTP 409): retrying
+    /// the same request cannot succeed until that state changes.
+    Conflict {
+        field: Option<String>,
+        message: String,
+    },
     /// A per-user or per-task limit is reached (HTTP 422, `quota_exceeded`);
     /// trying again changes nothing until something is removed.
     QuotaExceeded {
@@ -49,6 +53,13 @@ impl DomainError {
         }
     }
 
+    pub fn conflict(field: &str, message: impl Into<String>) -> Self {
+        DomainError::Conflict {
+            field: Some(field.to_owned()),
+            message: message.into(),
+        }
+    }
+
     pub fn task_not_found(id: &str) -> Self {
         DomainError::NotFound(format!("no task with id `{id}`"))
     }
@@ -63,7 +74,8 @@ impl DomainError {
         match self {
             DomainError::Invalid { field, .. }
             | DomainError::BadRequest { field, .. }
-            | DomainError::QuotaExceeded { field, .. } => field.as_deref(),
+            | DomainError::QuotaExceeded { field, .. }
+            | DomainError::Conflict { field, .. } => field.as_deref(),
             _ => None,
         }
     }
@@ -74,13 +86,12 @@ impl fmt::Display for DomainError {
         match self {
             DomainError::Invalid { field, message }
             | DomainError::BadRequest { field, message }
-            | DomainError::QuotaExceeded { field, message } => match field {
+            | DomainError::QuotaExceeded { field, message }
+            | DomainError::Conflict { field, message } => match field {
                 Some(field) => write!(f, "{field}: {message}"),
                 None => f.write_str(message),
             },
-            DomainError::NotFound(m) | DomainError::Conflict(m) | DomainError::Forbidden(m) => {
-                f.write_str(m)
-            }
+            DomainError::NotFound(m) | DomainError::Forbidden(m) => f.write_str(m),
             DomainError::Storage(e) => write!(f, "storage error: {e}"),
         }
     }

@@ -76,8 +76,10 @@ pub fn lookup(
         return Ok(Lookup::Fresh);
     };
     if row.str("request_hash")? != hash {
-        // 422, as the IETF Idempotency-Key draft asks for a reused key.
-        return Err(DomainError::invalid(
+        // 409: the key is fine, its state is what stands in the way (the
+        // IETF draft suggests 422; 409 tells clients and contract fuzzers
+        // that a fresh key, not different input, is the fix).
+        return Err(DomainError::conflict(
             "Idempotency-Key",
             "was already used for a different request; use a new key for a new request",
         ));

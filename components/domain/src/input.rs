@@ -103,7 +103,13 @@ impl TaskPatch {
                 "due_date" => patch.due_date = Some(nullable(value, |v| timestamp("due_date", v))?),
                 "tags" => patch.tags = Some(tags(value)?),
                 "recurrence_pattern" => {
-                    patch.recurrence_pattern = Some(nullable(value, recurrence_pattern)?)
+                    // An empty pattern is no pattern, like null.
+                    let empty = value.as_str().is_some_and(|t| t.trim().is_empty());
+                    patch.recurrence_pattern = Some(if empty {
+                        None
+                    } else {
+                        nullable(value, recurrence_pattern)?
+                    })
                 }
                 "remind_at" => {
                     patch.remind_at = Some(nullable(value, |v| timestamp("remind_at", v))?)
@@ -170,12 +176,14 @@ fn has_control_chars(text: &str, allow_newlines: bool) -> bool {
         .any(|c| c.is_control() && !(allow_newlines && matches!(c, '\n' | '\r' | '\t')))
 }
 
+// Lengths are counted before trimming, as the OpenAPI `maxLength` counts.
 fn title(value: &Json) -> Result<String> {
-    let text = string("title", value)?.trim();
+    let raw = string("title", value)?;
+    let text = raw.trim();
     if text.is_empty() {
         return Err(DomainError::invalid("title", "must not be empty"));
     }
-    if text.chars().count() > MAX_TITLE_CHARS {
+    if raw.chars().count() > MAX_TITLE_CHARS {
         return Err(DomainError::invalid(
             "title",
             format!("must be at most {MAX_TITLE_CHARS} characters"),
@@ -194,8 +202,9 @@ fn description(value: &Json) -> Result<String> {
     if value.is_null() {
         return Ok(String::new());
     }
-    let text = string("description", value)?.trim();
-    if text.chars().count() > MAX_DESCRIPTION_CHARS {
+    let raw = string("description", value)?;
+    let text = raw.trim();
+    if raw.chars().count() > MAX_DESCRIPTION_CHARS {
         return Err(DomainError::invalid(
             "description",
             format!("must be at most {MAX_DESCRIPTION_CHARS} characters"),
@@ -265,9 +274,19 @@ fn recurrence_pattern(value: &Json) -> Result<String> {
     Ok(text.to_owned())
 }
 
+/// A JSON number that is a whole number (`5` or `5.0`: JSON Schema's
+/// `integer` admits both).
+pub fn whole_number(value: &Json) -> Option<i64> {
+    value.as_i64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .map(|f| f as i64)
+    })
+}
+
 fn remind_before_minutes(value: &Json) -> Result<i64> {
-    value
-        .as_i64()
+    whole_number(value)
         .filter(|m| (0..=MAX_REMIND_BEFORE_MINUTES).contains(m))
         .ok_or_else(|| {
             DomainError::invalid(

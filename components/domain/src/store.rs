@@ -197,9 +197,9 @@ impl<'a> TaskStore<'a> {
         owner_only(&old, user_id, "share")?;
         crate::input::validate_user_id("user_id", with)?;
         if with == old.user_id {
-            return Err(DomainError::invalid(
+            return Err(DomainError::conflict(
                 "user_id",
-                "the owner already sees the task",
+                "is the task's owner, who already sees it",
             ));
         }
         let mut new = old.clone();

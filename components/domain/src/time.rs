@@ -7,8 +7,10 @@ use crate::error::{DomainError, Result};
 
 pub type Timestamp = DateTime<Utc>;
 
-/// Earliest and latest instants we accept, so arithmetic never overflows.
-const MIN_YEAR: i32 = 1970;
+/// Earliest and latest years we accept: every four-digit RFC 3339 year, as
+/// the OpenAPI `date-time` format allows (chrono's range is far wider, so
+/// arithmetic never overflows).
+const MIN_YEAR: i32 = 0;
 const MAX_YEAR: i32 = 9999;
 
 /// RFC 3339 in UTC with a `Z`; milliseconds only when they are not zero.
@@ -90,11 +92,15 @@ mod tests {
     }
 
     #[test]
-    fn rejects_times_without_offset_and_out_of_range_years() {
+    fn rejects_times_without_offset_and_takes_every_four_digit_year() {
         assert!(parse("due_date", "2026-12-01T09:00:00").is_err());
-        assert!(parse("due_date", "tomorrow").is_err());
-        let err = parse("due_date", "1900-01-01T00:00:00Z").unwrap_err();
+        let err = parse("due_date", "tomorrow").unwrap_err();
         assert_eq!(err.field(), Some("due_date"));
+        // The OpenAPI `date-time` format admits years 0000 to 9999.
+        assert!(parse("due_date", "1900-01-01T00:00:00Z").is_ok());
+        assert!(parse("due_date", "0000-01-01T00:00:00Z").is_ok());
+        assert!(parse("due_date", "9999-12-31T23:59:59Z").is_ok());
+        assert!(parse("due_date", "-0001-01-01T00:00:00Z").is_err());
     }
 
     #[test]

@@ -321,8 +321,10 @@ fn the_audit_trail_has_one_row_per_event_in_order() {
     let actions: Vec<_> = history.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["task_created", "task_updated", "task_completed"]);
     assert_eq!(history[1].snapshot["priority"], "high");
-    assert_eq!(audit::trail(&adb, "alice", None, 2).unwrap().len(), 2);
-    assert!(audit::trail(&adb, "bob", None, 10).unwrap().is_empty());
+    assert_eq!(audit::trail(&adb, "alice", None, None, 2).unwrap().len(), 2);
+    assert!(audit::trail(&adb, "bob", None, None, 10)
+        .unwrap()
+        .is_empty());
 }
 
 #[test]

@@ -780,8 +780,6 @@ fn every_list_reads_the_callers_rows_in_index_order() {
         let page = store.list("alice", &query, now()).unwrap();
         assert_eq!(page.tasks.len(), 1);
         todo_domain::query::Cursor {
-            sort: query.sort,
-            descending: query.descending,
             key: 0,
             id: first.id.clone(),
         }
