@@ -79,11 +79,14 @@ build_host() {
     (cd "$ROOT" && cargo build "${NATIVE_SELECTION[@]}" --bin trigger-kafka)
 }
 
-# A virtualenv with the manifest checker's dependencies (deploy/tests).
+# A virtualenv with the Python tools the tests run: the manifest checker's
+# dependencies (deploy/tests), the official MCP SDK and Schemathesis
+# (tests/contract), pinned so a run is repeatable.
 VENV="$CACHE/venv"
+PYTHON_TOOLS=(kubernetes-validate pyyaml "mcp==2.3.0" "schemathesis==4.32.5")
 ensure_python_tools() {
     if [ ! -x "$VENV/bin/python" ]; then
-        step "Creating a Python virtualenv for the manifest checks"
+        step "Creating a Python virtualenv for the test tools"
         python3 -m venv "$VENV" 2>/dev/null || {
             local sudo=""
             [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -91,10 +94,12 @@ ensure_python_tools() {
             python3 -m venv "$VENV"
         }
     fi
-    if ! "$VENV/bin/python" -c "import kubernetes_validate, yaml" 2>/dev/null; then
-        step "Installing kubernetes-validate and PyYAML from PyPI"
-        "$VENV/bin/pip" install -q kubernetes-validate pyyaml
+    if ! "$VENV/bin/python" -c "import kubernetes_validate, yaml, mcp, schemathesis" 2>/dev/null \
+        || ! "$VENV/bin/pip" show mcp schemathesis 2>/dev/null | grep -qx "Version: 2.3.0"; then
+        step "Installing ${PYTHON_TOOLS[*]} from PyPI"
+        "$VENV/bin/pip" install -q "${PYTHON_TOOLS[@]}"
     fi
+    export TODO_VENV="$VENV"
 }
 
 # The Spin CLI for the Spin-mode tests: `spin` on PATH, else the compressed

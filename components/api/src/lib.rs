@@ -8,9 +8,11 @@ pub mod auth;
 pub mod config;
 pub mod http;
 pub mod mcp;
+pub mod operations;
 pub mod ops;
 pub mod rest;
 pub mod router;
+pub mod schemas;
 pub mod services;
 
 #[cfg(target_arch = "wasm32")]
@@ -99,6 +101,8 @@ fn serve(ctx: &Context<'_>, request: &Request) -> Result<Response, ApiError> {
         mcp::check_protocol_header(request)?;
     }
     let user = auth::authenticate(request, ctx.config, ctx.now.timestamp())?;
+    // Migrations run in their own transaction, so before any operation's.
+    todo_domain::TaskStore::open(ctx.db)?;
     if endpoint == Endpoint::Mcp {
         return Ok(mcp::handle(ctx, request, &user));
     }

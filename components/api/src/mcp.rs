@@ -4,10 +4,12 @@
 
 use serde_json::{json, Map, Value as Json};
 use todo_domain::sql::transaction;
-use todo_domain::{DomainError, TaskPatch, TaskStore};
+use todo_domain::DomainError;
 
 use crate::http::{ApiError, Request, Response};
-use crate::{ops, rest, Context};
+use crate::operations::{Args, Operation, OPERATIONS};
+use crate::schemas::{self, Location};
+use crate::Context;
 
 /// Protocol revisions this server speaks, newest first.
 pub const SUPPORTED_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26"];
@@ -126,7 +128,7 @@ pub fn handle(ctx: &Context<'_>, request: &Request, user: &str) -> Response {
     let reply = match method {
         "initialize" => rpc_result(&id, initialize(&params)),
         "ping" => rpc_result(&id, json!({})),
-        "tools/list" => rpc_result(&id, json!({ "tools": tools() })),
+        "tools/list" => list_tools(&id, &params),
         "tools/call" => call_tool(ctx, user, &id, &params),
         other => rpc_error(
             &id,
@@ -157,6 +159,33 @@ fn initialize(params: &Json) -> Json {
     })
 }
 
+/// Tools per `tools/list` page; a client follows `nextCursor`.
+pub const TOOLS_PAGE: usize = 8;
+
+fn list_tools(id: &Json, params: &Json) -> Json {
+    let all = tools();
+    let start = match params.get("cursor") {
+        None | Some(Json::Null) => 0,
+        Some(Json::String(c)) => match c.parse::<usize>() {
+            Ok(n) if n < all.len() => n,
+            _ => {
+                return rpc_error(
+                    id,
+                    INVALID_PARAMS,
+                    format!("cursor `{c}` is not one this server issued"),
+                )
+            }
+        },
+        Some(_) => return rpc_error(id, INVALID_PARAMS, "cursor must be a string"),
+    };
+    let end = (start + TOOLS_PAGE).min(all.len());
+    let mut result = json!({ "tools": all[start..end] });
+    if end < all.len() {
+        result["nextCursor"] = json!(end.to_string());
+    }
+    rpc_result(id, result)
+}
+
 fn call_tool(ctx: &Context<'_>, user: &str, id: &Json, params: &Json) -> Json {
     let Some(name) = params.get("name").and_then(Json::as_str) else {
         return rpc_error(id, INVALID_PARAMS, "tools/call needs params.name");
@@ -166,19 +195,27 @@ fn call_tool(ctx: &Context<'_>, user: &str, id: &Json, params: &Json) -> Json {
         Some(Json::Object(map)) => map.clone(),
         Some(_) => return rpc_error(id, INVALID_PARAMS, "params.arguments must be an object"),
     };
-    if !TOOL_NAMES.contains(&name) {
+    let Some(operation) = Operation::for_tool(name) else {
         return rpc_error(
             id,
             INVALID_PARAMS,
             format!("unknown tool `{name}`; tools/list names the tools"),
         );
-    }
-    match run_tool(ctx, user, name, &arguments) {
-        Ok(structured) => rpc_result(
+    };
+    let outcome = tool_args(operation, &arguments).and_then(|args| {
+        let run = || operation.run(ctx, user, &args);
+        if operation.writes {
+            transaction(ctx.db, run)
+        } else {
+            run()
+        }
+    });
+    match outcome {
+        Ok(reply) => rpc_result(
             id,
             json!({
-                "content": [{ "type": "text", "text": structured.to_string() }],
-                "structuredContent": structured,
+                "content": [{ "type": "text", "text": reply.body.to_string() }],
+                "structuredContent": reply.body,
                 "isError": false,
             }),
         ),
@@ -202,279 +239,82 @@ fn call_tool(ctx: &Context<'_>, user: &str, id: &Json, params: &Json) -> Json {
     }
 }
 
-fn task_id(arguments: &Map<String, Json>) -> Result<String, DomainError> {
-    match arguments.get("id") {
-        Some(Json::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
-        _ => Err(DomainError::invalid(
-            "id",
-            "give the task's id (a string from add_task or list_tasks)",
-        )),
-    }
-}
-
-fn only(arguments: &Map<String, Json>, allowed: &[&str]) -> Result<(), DomainError> {
-    match arguments.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(key) => Err(DomainError::bad_request(
-            Some(key),
-            format!(
-                "unknown argument `{key}`; this tool takes {}",
-                allowed.join(", ")
-            ),
-        )),
-        None => Ok(()),
-    }
-}
-
-fn run_tool(
-    ctx: &Context<'_>,
-    user: &str,
-    name: &str,
-    args: &Map<String, Json>,
-) -> Result<Json, ApiError> {
-    let store = TaskStore::open(ctx.db)?.with_limits(ctx.config.limits);
-    let now = ctx.now;
-    let task = |t: todo_domain::Task| json!({ "task": t.to_json() });
-    let result = match name {
-        "add_task" => {
-            let patch = TaskPatch::from_json(args)?;
-            transaction(ctx.db, || store.create(user, &patch, now)).map(task)?
-        }
-        "list_tasks" => {
-            let query = ops::list_query_from_json(args)?;
-            rest::page_json(&store.list(user, &query, now)?)
-        }
-        "get_task" => {
-            only(args, &["id"])?;
-            task(store.require(user, &task_id(args)?)?)
-        }
-        "update_task" => {
-            let id = task_id(args)?;
-            let patch = TaskPatch::from_json_allowing(args, &["id"])?;
-            if patch.is_empty() {
-                return Err(DomainError::invalid(
-                    "id",
-                    "give at least one field to change besides id",
-                )
-                .into());
+/// Splits tool arguments by where the OpenAPI document puts each one:
+/// path and query parameters as text (arrays comma-separated, as a query
+/// string carries them), everything else into the body, whose parser
+/// names any field it does not know.
+fn tool_args(operation: &Operation, arguments: &Map<String, Json>) -> Result<Args, ApiError> {
+    let locations = schemas::locations(operation.id);
+    let mut args = Args::default();
+    for (key, value) in arguments {
+        let location = locations
+            .iter()
+            .find(|(name, _)| name == key)
+            .map(|(_, l)| *l)
+            .unwrap_or(Location::Body);
+        match location {
+            Location::Body => {
+                args.body.insert(key.clone(), value.clone());
             }
-            transaction(ctx.db, || store.update(user, &id, &patch, now)).map(task)?
-        }
-        "complete_task" => {
-            only(args, &["id"])?;
-            let id = task_id(args)?;
-            transaction(ctx.db, || store.complete(user, &id, now)).map(task)?
-        }
-        "delete_task" => {
-            only(args, &["id"])?;
-            let id = task_id(args)?;
-            let deleted = transaction(ctx.db, || store.delete(user, &id, now))?;
-            json!({ "deleted": true, "id": deleted.id, "title": deleted.title })
-        }
-        "set_reminder" => {
-            let id = task_id(args)?;
-            let patch = ops::reminder_patch(args, &["id"])?;
-            transaction(ctx.db, || store.update(user, &id, &patch, now)).map(task)?
-        }
-        "share_task" => {
-            only(args, &["id", "user_id"])?;
-            let id = task_id(args)?;
-            let with = match args.get("user_id") {
-                Some(Json::String(s)) if !s.trim().is_empty() => s.trim().to_owned(),
-                _ => {
-                    return Err(DomainError::invalid(
-                        "user_id",
-                        "give the id of the user to share with",
-                    )
-                    .into())
-                }
-            };
-            transaction(ctx.db, || store.share(user, &id, &with, now)).map(task)?
-        }
-        "get_task_history" => {
-            only(args, &["id"])?;
-            crate::services::task_history(ctx, user, &task_id(args)?)?.json_body()
-        }
-        "list_notifications" => {
-            only(args, &["unread", "limit", "cursor"])?;
-            // The REST endpoint's parameters, so both validate alike.
-            let mut query = form_urlencoded::Serializer::new(String::new());
-            for (key, value) in args {
+            Location::Path => match value {
+                Json::String(s) => args.path.push((key.clone(), s.clone())),
+                _ => return Err(DomainError::invalid(key, "must be a string").into()),
+            },
+            Location::Query => {
                 let text = match value {
+                    Json::Null => continue,
                     Json::String(s) => s.clone(),
-                    other => other.to_string(),
+                    Json::Bool(b) => b.to_string(),
+                    Json::Number(n) => n.to_string(),
+                    Json::Array(items) => items
+                        .iter()
+                        .map(|i| {
+                            i.as_str()
+                                .map(str::to_owned)
+                                .unwrap_or_else(|| i.to_string())
+                        })
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    Json::Object(_) => {
+                        return Err(DomainError::invalid(
+                            key,
+                            "must be a string, number, boolean or array",
+                        )
+                        .into())
+                    }
                 };
-                query.append_pair(key, &text);
+                args.query.push((key.clone(), text));
             }
-            let request = Request {
-                query: query.finish(),
-                ..Request::default()
-            };
-            crate::services::list_notifications(ctx, &request, user)?.json_body()
         }
-        other => unreachable!("unknown tool {other} was rejected before"),
-    };
-    Ok(result)
-}
-
-pub const TOOL_NAMES: &[&str] = &[
-    "add_task",
-    "list_tasks",
-    "get_task",
-    "update_task",
-    "complete_task",
-    "delete_task",
-    "set_reminder",
-    "share_task",
-    "list_notifications",
-    "get_task_history",
-];
-
-fn date_time(description: &str) -> Json {
-    json!({"type": ["string", "null"], "format": "date-time", "description": description})
-}
-
-/// JSON Schemas of the writable task fields.
-fn task_fields() -> Map<String, Json> {
-    let fields = json!({
-        "title": {"type": "string", "minLength": 1, "maxLength": 200, "description": "Short title of the task."},
-        "description": {"type": "string", "maxLength": 5000, "description": "Longer notes."},
-        "status": {"type": "string", "enum": ["pending", "in_progress", "completed"]},
-        "priority": {"type": "string", "enum": ["low", "medium", "high", "urgent"], "description": "Defaults to medium."},
-        "due_date": date_time("When the task is due, RFC 3339 with an offset, e.g. 2026-12-01T09:00:00Z. null clears it."),
-        "tags": {"type": "array", "items": {"type": "string", "maxLength": 40}, "maxItems": 20, "description": "Replaces all tags; stored lower-case."},
-        "recurrence_pattern": {"type": ["string", "null"], "description": "daily, weekly, monthly, yearly, 'every N days|weeks|months|years', 'every monday and thursday', weekdays, or an RFC 5545 RRULE (FREQ, INTERVAL, BYDAY, BYMONTHDAY, COUNT, UNTIL). Needs a due_date."},
-        "remind_at": date_time("When to remind, RFC 3339, in the future. null removes the reminder."),
-        "remind_before_minutes": {"type": ["integer", "null"], "minimum": 0, "maximum": 525600, "description": "Remind this many minutes before the due date; follows the due date when it moves."},
-        "notification_type": {"type": "string", "enum": ["in_app", "email", "sms", "push"], "description": "How the reminder is delivered. Defaults to in_app."},
-    });
-    match fields {
-        Json::Object(map) => map,
-        _ => unreachable!(),
     }
+    Ok(args)
 }
 
-fn object_schema(properties: Map<String, Json>, required: &[&str]) -> Json {
-    json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
-}
-
-fn id_property() -> Map<String, Json> {
-    let mut map = Map::new();
-    map.insert(
-        "id".into(),
-        json!({"type": "string", "description": "The task id."}),
-    );
-    map
-}
-
-pub fn tools() -> Json {
-    let mut update = id_property();
-    update.extend(task_fields());
-    let mut reminder = id_property();
-    for key in ["remind_at", "remind_before_minutes", "notification_type"] {
-        reminder.insert(key.into(), task_fields()[key].clone());
-    }
-    let list = json!({
-        "status": {"type": "array", "items": {"type": "string", "enum": ["pending", "in_progress", "completed"]}},
-        "priority": {"type": "array", "items": {"type": "string", "enum": ["low", "medium", "high", "urgent"]}},
-        "tag": {"type": "array", "items": {"type": "string"}, "description": "Tasks carrying every one of these tags."},
-        "due_before": {"type": "string", "description": "RFC 3339 time or YYYY-MM-DD (midnight UTC); due strictly before."},
-        "due_after": {"type": "string", "description": "RFC 3339 time or YYYY-MM-DD; due at or after."},
-        "overdue": {"type": "boolean", "description": "true: open tasks past their due date."},
-        "search": {"type": "string", "description": "Text to find in title or description (case-insensitive)."},
-        "sort": {"type": "string", "enum": ["due_date", "priority", "created_at", "updated_at"], "description": "Defaults to due_date (soonest first, undated last)."},
-        "order": {"type": "string", "enum": ["asc", "desc"]},
-        "limit": {"type": "integer", "minimum": 1, "maximum": 100, "description": "Page size, default 20."},
-        "cursor": {"type": "string", "description": "next_cursor from the previous page, with the same sort and order."},
-    });
-    let list = match list {
-        Json::Object(map) => map,
-        _ => unreachable!(),
-    };
-    let mut share = id_property();
-    share.insert(
-        "user_id".into(),
-        json!({"type": "string", "description": "The user to share with."}),
-    );
-    let notifications = match json!({
-        "unread": {"type": "boolean", "description": "Only unread in-app notifications."},
-        "limit": {"type": "integer", "minimum": 1, "maximum": 100},
-        "cursor": {"type": "string", "description": "next_cursor from the previous page."},
-    }) {
-        Json::Object(map) => map,
-        _ => unreachable!(),
-    };
-    let read_only = json!({"readOnlyHint": true, "destructiveHint": false, "idempotentHint": true, "openWorldHint": false});
-    let write = json!({"readOnlyHint": false, "destructiveHint": false, "idempotentHint": true, "openWorldHint": false});
-    json!([
-        {
-            "name": "add_task",
-            "title": "Add a task",
-            "description": "Create a task on the user's todo list. Returns the task with its id.",
-            "inputSchema": object_schema(task_fields(), &["title"]),
-            "annotations": {"readOnlyHint": false, "destructiveHint": false, "idempotentHint": false, "openWorldHint": false},
-        },
-        {
-            "name": "list_tasks",
-            "title": "List tasks",
-            "description": "List the user's tasks with optional filters. Returns tasks and next_cursor (null on the last page).",
-            "inputSchema": object_schema(list, &[]),
-            "annotations": read_only,
-        },
-        {
-            "name": "get_task",
-            "title": "Get a task",
-            "description": "Fetch one task by id.",
-            "inputSchema": object_schema(id_property(), &["id"]),
-            "annotations": read_only,
-        },
-        {
-            "name": "update_task",
-            "title": "Update a task",
-            "description": "Change some fields of a task; fields not given stay as they are, null clears a field.",
-            "inputSchema": object_schema(update, &["id"]),
-            "annotations": write,
-        },
-        {
-            "name": "complete_task",
-            "title": "Complete a task",
-            "description": "Mark a task completed. Completing a recurring task schedules its next occurrence. Completing twice is harmless.",
-            "inputSchema": object_schema(id_property(), &["id"]),
-            "annotations": write,
-        },
-        {
-            "name": "delete_task",
-            "title": "Delete a task",
-            "description": "Delete a task for good, cancelling its reminder and stopping its recurrence.",
-            "inputSchema": object_schema(id_property(), &["id"]),
-            "annotations": {"readOnlyHint": false, "destructiveHint": true, "idempotentHint": false, "openWorldHint": false},
-        },
-        {
-            "name": "set_reminder",
-            "title": "Set a reminder",
-            "description": "Remind the user about a task at remind_at, or remind_before_minutes before its due date, by notification_type.",
-            "inputSchema": object_schema(reminder, &["id"]),
-            "annotations": write,
-        },
-        {
-            "name": "share_task",
-            "title": "Share a task",
-            "description": "Share one of the user's own tasks with another user, who can then see and change it (not delete or share it).",
-            "inputSchema": object_schema(share, &["id", "user_id"]),
-            "annotations": write,
-        },
-        {
-            "name": "list_notifications",
-            "title": "List notifications",
-            "description": "The user's reminders that have fired, newest first: in-app ones are unread/read; email, sms and push ones pending, delivered or failed; missed ones came too late to send.",
-            "inputSchema": object_schema(notifications, &[]),
-            "annotations": read_only,
-        },
-        {
-            "name": "get_task_history",
-            "title": "Task history",
-            "description": "Everything that happened to a task, in order: created, updated, completed, reminders, with who did it and the task as it was.",
-            "inputSchema": object_schema(id_property(), &["id"]),
-            "annotations": read_only,
-        },
-    ])
+/// Every tool, in table order, with schemas from the OpenAPI document.
+pub fn tools() -> Vec<Json> {
+    OPERATIONS
+        .iter()
+        .filter_map(|op| op.tool.as_ref().map(|tool| (op, tool)))
+        .map(|(op, tool)| {
+            let output = match tool.output {
+                Some(custom) => custom(),
+                None => schemas::success_output(op.id)
+                    .unwrap_or_else(|| panic!("{} has no success response schema", op.id)),
+            };
+            json!({
+                "name": tool.name,
+                "title": tool.title,
+                "description": tool.description,
+                "inputSchema": schemas::tool_input(op.id),
+                "outputSchema": output,
+                "annotations": {
+                    "title": tool.title,
+                    "readOnlyHint": tool.hints.read_only,
+                    "destructiveHint": tool.hints.destructive,
+                    "idempotentHint": tool.hints.idempotent,
+                    "openWorldHint": false,
+                },
+            })
+        })
+        .collect()
 }

@@ -2,7 +2,7 @@
 //! arguments and list filters.
 
 use serde_json::{Map, Value as Json};
-use todo_domain::{DomainError, ListQuery, TaskPatch};
+use todo_domain::{DomainError, TaskPatch};
 
 use crate::http::{ApiError, Request};
 
@@ -105,40 +105,4 @@ pub fn reminder_patch(
         ));
     }
     Ok(patch)
-}
-
-/// List filters from MCP tool arguments: the same names as the REST query
-/// parameters, with arrays for lists and JSON booleans and numbers.
-pub fn list_query_from_json(object: &Map<String, Json>) -> Result<ListQuery, DomainError> {
-    let mut pairs = Vec::new();
-    for (key, value) in object {
-        let name = if key == "search" {
-            "q".to_owned()
-        } else {
-            key.clone()
-        };
-        let text = match value {
-            Json::Null => continue,
-            Json::String(s) => s.clone(),
-            Json::Bool(b) => b.to_string(),
-            Json::Number(n) => n.to_string(),
-            Json::Array(items) => items
-                .iter()
-                .map(|i| {
-                    i.as_str()
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| i.to_string())
-                })
-                .collect::<Vec<_>>()
-                .join(","),
-            Json::Object(_) => {
-                return Err(DomainError::invalid(
-                    key,
-                    "must be a string, number, boolean or array",
-                ))
-            }
-        };
-        pairs.push((name, text));
-    }
-    ListQuery::from_pairs(&pairs)
 }

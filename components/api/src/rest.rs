@@ -1,23 +1,17 @@
 //! The REST API under `/api`.
 
-use serde_json::{json, Value as Json};
+use serde_json::Value as Json;
 use todo_domain::idempotency::{self, Lookup, StoredResponse};
 use todo_domain::sql::transaction;
-use todo_domain::{Page, TaskPatch, TaskStore};
+use todo_domain::TaskStore;
 
 use crate::http::{ApiError, Request, Response};
-use crate::ops;
+use crate::operations::{Args, Operation};
 use crate::router::Endpoint;
-use crate::services;
 use crate::Context;
+use crate::{ops, services};
 
-pub fn page_json(page: &Page) -> Json {
-    json!({
-        "tasks": page.tasks.iter().map(|t| t.to_json()).collect::<Vec<_>>(),
-        "next_cursor": page.next_cursor,
-    })
-}
-
+/// Serves a REST route through its operation.
 pub fn handle(
     ctx: &Context<'_>,
     endpoint: Endpoint,
@@ -25,115 +19,58 @@ pub fn handle(
     request: &Request,
     user: &str,
 ) -> Result<Response, ApiError> {
-    let store = TaskStore::open(ctx.db)?.with_limits(ctx.config.limits);
-    let id = params.first().map(String::as_str).unwrap_or_default();
-    let now = ctx.now;
-    match endpoint {
-        Endpoint::ListTasks => {
-            let query = todo_domain::ListQuery::from_pairs(&request.query_pairs())?;
-            let page = store.list(user, &query, now)?;
-            Ok(Response::json(200, &page_json(&page)))
-        }
-        Endpoint::GetTask => Ok(Response::json(200, &store.require(user, id)?.to_json())),
-        Endpoint::CreateTask => {
-            let patch = TaskPatch::from_json(&ops::json_object(request)?)?;
-            write(ctx, request, user, || {
-                let task = store.create(user, &patch, now)?;
-                Ok(Response::json(201, &task.to_json()))
-            })
-        }
-        Endpoint::UpdateTask => {
-            let patch = TaskPatch::from_json(&ops::json_object(request)?)?;
-            write(ctx, request, user, || {
-                Ok(Response::json(
-                    200,
-                    &store.update(user, id, &patch, now)?.to_json(),
-                ))
-            })
-        }
-        Endpoint::DeleteTask => write(ctx, request, user, || {
-            store.delete(user, id, now)?;
-            Ok(Response::empty(204))
-        }),
-        Endpoint::CompleteTask => {
-            ops::no_arguments(request)?;
-            write(ctx, request, user, || {
-                Ok(Response::json(
-                    200,
-                    &store.complete(user, id, now)?.to_json(),
-                ))
-            })
-        }
-        Endpoint::ReopenTask => {
-            ops::no_arguments(request)?;
-            write(ctx, request, user, || {
-                Ok(Response::json(200, &store.reopen(user, id, now)?.to_json()))
-            })
-        }
-        Endpoint::SetReminder => {
-            let patch = ops::reminder_patch(&ops::json_object(request)?, &[])?;
-            write(ctx, request, user, || {
-                Ok(Response::json(
-                    200,
-                    &store.update(user, id, &patch, now)?.to_json(),
-                ))
-            })
-        }
-        Endpoint::ClearReminder => write(ctx, request, user, || {
-            let patch = TaskPatch {
-                remind_at: Some(None),
-                ..TaskPatch::default()
-            };
-            Ok(Response::json(
-                200,
-                &store.update(user, id, &patch, now)?.to_json(),
-            ))
-        }),
-        Endpoint::ShareTask => {
-            let with = services::user_field(&ops::json_object(request)?, "user_id", false)?
-                .unwrap_or_default();
-            write(ctx, request, user, || {
-                Ok(Response::json(
-                    200,
-                    &store.share(user, id, &with, now)?.to_json(),
-                ))
-            })
-        }
-        Endpoint::UnshareTask => {
-            let with = params.get(1).cloned().unwrap_or_default();
-            // `me` (or one's own id): a recipient declines the share.
-            if with == "me" || with == user {
-                return write(ctx, request, user, || {
-                    store.leave(user, id, now)?;
-                    Ok(Response::empty(204))
-                });
-            }
-            write(ctx, request, user, || {
-                Ok(Response::json(
-                    200,
-                    &store.unshare(user, id, &with, now)?.to_json(),
-                ))
-            })
-        }
-        Endpoint::AssignTask => {
-            let assignee = services::user_field(&ops::json_object(request)?, "assignee", true)?;
-            write(ctx, request, user, || {
-                Ok(Response::json(
-                    200,
-                    &store.assign(user, id, assignee.as_deref(), now)?.to_json(),
-                ))
-            })
-        }
-        Endpoint::TaskHistory => services::task_history(ctx, user, id),
-        Endpoint::AuditTrail => services::audit_trail(ctx, request, user),
-        Endpoint::ListNotifications => services::list_notifications(ctx, request, user),
-        Endpoint::ReadNotification => services::read_notification(ctx, user, id),
-        Endpoint::SyncPoll => services::sync_poll(ctx, request, user),
-        Endpoint::EventStream => services::event_stream_once(ctx, request, user),
-        Endpoint::Healthz | Endpoint::OpenApi | Endpoint::Mcp => {
-            unreachable!("served before authentication")
-        }
+    if endpoint == Endpoint::EventStream {
+        return services::event_stream_once(ctx, request, user);
     }
+    let operation = Operation::for_endpoint(endpoint)
+        .unwrap_or_else(|| unreachable!("{endpoint:?} is served before authentication"));
+    let args = rest_args(operation, endpoint, params, request)?;
+    let run = || {
+        let reply = operation.run(ctx, user, &args)?;
+        Ok(if reply.status == 204 {
+            Response::empty(204)
+        } else {
+            Response::json(reply.status, &reply.body)
+        })
+    };
+    if operation.writes {
+        write(ctx, request, user, run)
+    } else {
+        run()
+    }
+}
+
+/// The operation's arguments from the route's `{…}` segments, the query
+/// string and, where the operation takes one, the JSON body.
+fn rest_args(
+    operation: &Operation,
+    endpoint: Endpoint,
+    params: &[String],
+    request: &Request,
+) -> Result<Args, ApiError> {
+    let pattern = crate::router::ROUTES
+        .iter()
+        .find(|r| r.endpoint == endpoint)
+        .map(|r| r.path)
+        .unwrap_or_default();
+    let names = pattern
+        .split('/')
+        .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')));
+    let path = names
+        .zip(params)
+        .map(|(n, v)| (n.to_owned(), v.clone()))
+        .collect();
+    let body = if crate::schemas::body_schema(operation.id).is_some() {
+        ops::json_object(request)?
+    } else {
+        ops::no_arguments(request)?;
+        serde_json::Map::new()
+    };
+    Ok(Args {
+        path,
+        query: request.query_pairs(),
+        body,
+    })
 }
 
 /// Runs a change in one transaction. On a POST with an `Idempotency-Key`,

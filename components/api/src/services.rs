@@ -71,19 +71,18 @@ fn open(ctx: &Context<'_>, label: &str) -> Result<Box<dyn Sql>, ApiError> {
 
 pub fn list_notifications(
     ctx: &Context<'_>,
-    request: &Request,
+    pairs: &[(String, String)],
     user: &str,
-) -> Result<Response, ApiError> {
-    let pairs = request.query_pairs();
-    only_params(&pairs, &["unread", "limit", "cursor"])?;
-    let unread = match param(&pairs, "unread") {
+) -> Result<Json, ApiError> {
+    only_params(pairs, &["unread", "limit", "cursor"])?;
+    let unread = match param(pairs, "unread") {
         None | Some("false") => false,
         Some("true") => true,
         Some(_) => return Err(DomainError::invalid("unread", "must be true or false").into()),
     };
-    let limit = limit(&pairs, 20)?;
+    let limit = limit(pairs, 20)?;
     // The same `<key>.<id>` position as a task list cursor.
-    let before = match param(&pairs, "cursor") {
+    let before = match param(pairs, "cursor") {
         None => None,
         Some(c) => {
             let position = todo_domain::query::Cursor::decode(c)?;
@@ -105,44 +104,40 @@ pub fn list_notifications(
     } else {
         None
     };
-    Ok(Response::json(
-        200,
-        &json!({
-            "notifications": items.iter().map(|n| n.to_json()).collect::<Vec<_>>(),
-            "next_cursor": next,
-        }),
-    ))
+    Ok(json!({
+        "notifications": items.iter().map(|n| n.to_json()).collect::<Vec<_>>(),
+        "next_cursor": next,
+    }))
 }
 
-pub fn read_notification(ctx: &Context<'_>, user: &str, id: &str) -> Result<Response, ApiError> {
+pub fn read_notification(ctx: &Context<'_>, user: &str, id: &str) -> Result<Json, ApiError> {
     let db = open(ctx, "reminders")?;
     reminders::open(db.as_ref())?;
-    let n = reminders::mark_read(db.as_ref(), user, id, ctx.now)?;
-    Ok(Response::json(200, &n.to_json()))
+    Ok(reminders::mark_read(db.as_ref(), user, id, ctx.now)?.to_json())
 }
 
-pub fn task_history(ctx: &Context<'_>, user: &str, task_id: &str) -> Result<Response, ApiError> {
+pub fn task_history(ctx: &Context<'_>, user: &str, task_id: &str) -> Result<Json, ApiError> {
     // Only a task the caller sees has a history here; a deleted task's
     // record stays in the audit trail (`/api/audit?task_id=`).
     TaskStore::open(ctx.db)?.require(user, task_id)?;
     let db = open(ctx, "audit")?;
     audit::open(db.as_ref())?;
     let entries = audit::history(db.as_ref(), task_id, None)?;
-    Ok(Response::json(
-        200,
-        &json!({
-            "task_id": task_id,
-            "history": entries.iter().map(|e| e.to_json()).collect::<Vec<_>>(),
-        }),
-    ))
+    Ok(json!({
+        "task_id": task_id,
+        "history": entries.iter().map(|e| e.to_json()).collect::<Vec<_>>(),
+    }))
 }
 
-pub fn audit_trail(ctx: &Context<'_>, request: &Request, user: &str) -> Result<Response, ApiError> {
-    let pairs = request.query_pairs();
-    only_params(&pairs, &["limit", "cursor", "task_id"])?;
-    let limit = limit(&pairs, 50)?;
-    let task_id = param(&pairs, "task_id");
-    let before = match param(&pairs, "cursor") {
+pub fn audit_trail(
+    ctx: &Context<'_>,
+    pairs: &[(String, String)],
+    user: &str,
+) -> Result<Json, ApiError> {
+    only_params(pairs, &["limit", "cursor", "task_id"])?;
+    let limit = limit(pairs, 50)?;
+    let task_id = param(pairs, "task_id");
+    let before = match param(pairs, "cursor") {
         None => None,
         Some(c) => Some(parse_sequence("cursor", c)?),
     };
@@ -155,13 +150,10 @@ pub fn audit_trail(ctx: &Context<'_>, request: &Request, user: &str) -> Result<R
     } else {
         None
     };
-    Ok(Response::json(
-        200,
-        &json!({
-            "entries": entries.iter().map(|e| e.to_json()).collect::<Vec<_>>(),
-            "next_cursor": next,
-        }),
-    ))
+    Ok(json!({
+        "entries": entries.iter().map(|e| e.to_json()).collect::<Vec<_>>(),
+        "next_cursor": next,
+    }))
 }
 
 /// Parses a feed cursor (`since` or `Last-Event-ID`).
@@ -173,11 +165,14 @@ pub fn parse_cursor(field: &str, text: &str) -> Result<i64, ApiError> {
 /// cursor, at once if there are any, else as soon as one arrives or `wait`
 /// (default 25, at most 30) runs out. Without `since` it answers at once
 /// with the current cursor, where a new client starts.
-pub fn sync_poll(ctx: &Context<'_>, request: &Request, user: &str) -> Result<Response, ApiError> {
-    let pairs = request.query_pairs();
-    only_params(&pairs, &["since", "wait", "limit"])?;
-    let limit = limit(&pairs, 100)?;
-    let wait = match param(&pairs, "wait") {
+pub fn sync_poll(
+    ctx: &Context<'_>,
+    pairs: &[(String, String)],
+    user: &str,
+) -> Result<Json, ApiError> {
+    only_params(pairs, &["since", "wait", "limit"])?;
+    let limit = limit(pairs, 100)?;
+    let wait = match param(pairs, "wait") {
         None => 25,
         Some(w) => w
             .parse::<u64>()
@@ -192,12 +187,9 @@ pub fn sync_poll(ctx: &Context<'_>, request: &Request, user: &str) -> Result<Res
     };
     let db = open(ctx, "sync")?;
     feed::open(db.as_ref())?;
-    let Some(since) = param(&pairs, "since") else {
+    let Some(since) = param(pairs, "since") else {
         let head = feed::head(db.as_ref(), user)?;
-        return Ok(Response::json(
-            200,
-            &json!({"changes": [], "cursor": head.to_string()}),
-        ));
+        return Ok(json!({"changes": [], "cursor": head.to_string()}));
     };
     let since = parse_cursor("since", since)?;
     let deadline = Instant::now() + Duration::from_secs(wait);
@@ -205,13 +197,10 @@ pub fn sync_poll(ctx: &Context<'_>, request: &Request, user: &str) -> Result<Res
         let changes = feed::since(db.as_ref(), user, since, limit)?;
         if !changes.is_empty() || Instant::now() >= deadline {
             let cursor = changes.last().map_or(since, |c| c.cursor);
-            return Ok(Response::json(
-                200,
-                &json!({
-                    "changes": changes.iter().map(|c| c.to_json()).collect::<Vec<_>>(),
-                    "cursor": cursor.to_string(),
-                }),
-            ));
+            return Ok(json!({
+                "changes": changes.iter().map(|c| c.to_json()).collect::<Vec<_>>(),
+                "cursor": cursor.to_string(),
+            }));
         }
         std::thread::sleep(POLL_INTERVAL);
     }

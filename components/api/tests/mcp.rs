@@ -29,7 +29,8 @@ fn call(app: &App, user: &str, tool: &str, arguments: Json) -> Json {
         json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}),
     );
     assert_eq!(status, 200, "{reply}");
-    assert_eq!(reply["id"], 7);
+    assert_eq!(reply["id"], 7, "{reply}");
+    assert!(reply.get("error").is_none(), "{reply}");
     reply["result"].clone()
 }
 
@@ -80,15 +81,29 @@ fn initialize_negotiates_the_protocol_version() {
     assert_eq!(reply, json!({"jsonrpc": "2.0", "id": "p", "result": {}}));
 }
 
+/// Every tool, following `nextCursor` page by page.
+fn all_tools(app: &App) -> (Vec<Json>, usize) {
+    let (mut tools, mut pages, mut cursor) = (Vec::new(), 0, Json::Null);
+    loop {
+        let (_, reply) = rpc(
+            app,
+            "alice",
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"cursor": cursor}}),
+        );
+        tools.extend(reply["result"]["tools"].as_array().unwrap().iter().cloned());
+        pages += 1;
+        cursor = reply["result"]["nextCursor"].clone();
+        if cursor.is_null() {
+            return (tools, pages);
+        }
+    }
+}
+
 #[test]
-fn tools_list_describes_every_tool_with_a_schema() {
+fn tools_list_describes_every_tool_with_schemas_page_by_page() {
     let app = App::new();
-    let (_, reply) = rpc(
-        &app,
-        "alice",
-        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
-    );
-    let tools = reply["result"]["tools"].as_array().unwrap();
+    let (tools, pages) = all_tools(&app);
+    assert!(pages >= 2, "tools/list is paginated");
     let names: Vec<_> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert_eq!(
         names,
@@ -98,19 +113,41 @@ fn tools_list_describes_every_tool_with_a_schema() {
             "get_task",
             "update_task",
             "complete_task",
+            "reopen_task",
             "delete_task",
             "set_reminder",
+            "clear_reminder",
             "share_task",
+            "unshare_task",
+            "assign_task",
+            "get_task_history",
+            "get_audit_trail",
             "list_notifications",
-            "get_task_history"
+            "mark_notification_read",
         ]
     );
-    for tool in tools {
-        assert_eq!(tool["inputSchema"]["type"], "object", "{}", tool["name"]);
-        assert!(tool["description"].as_str().unwrap().len() > 10);
+    for tool in &tools {
+        let name = &tool["name"];
+        assert_eq!(tool["inputSchema"]["type"], "object", "{name}");
+        assert_eq!(tool["outputSchema"]["type"], "object", "{name}");
+        assert!(
+            !tool.to_string().contains("$ref"),
+            "{name}: schemas are inlined"
+        );
+        assert!(tool["title"].as_str().unwrap().len() > 3, "{name}");
+        assert!(tool["description"].as_str().unwrap().len() > 10, "{name}");
+        for hint in ["readOnlyHint", "destructiveHint", "idempotentHint"] {
+            assert!(tool["annotations"][hint].is_boolean(), "{name} {hint}");
+        }
     }
     assert_eq!(tools[0]["inputSchema"]["required"], json!(["title"]));
     assert_eq!(tools[3]["inputSchema"]["required"], json!(["id"]));
+    let (_, bad) = rpc(
+        &app,
+        "alice",
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"cursor": "zz"}}),
+    );
+    assert_eq!(bad["error"]["code"], -32602);
 }
 
 #[test]
@@ -122,8 +159,8 @@ fn an_agent_manages_a_list_through_tools() {
         "add_task",
         json!({"title": "Water plants", "due_date": "2026-11-30T08:00:00Z", "recurrence_pattern": "every monday and thursday", "tags": ["home"]}),
     ));
-    let id = added["task"]["id"].as_str().unwrap().to_owned();
-    assert_eq!(added["task"]["series_id"], json!(id));
+    let id = added["id"].as_str().unwrap().to_owned();
+    assert_eq!(added["series_id"], json!(id));
     ok(call(
         &app,
         "alice",
@@ -143,28 +180,28 @@ fn an_agent_manages_a_list_through_tools() {
         &app,
         "alice",
         "list_tasks",
-        json!({"search": "taxes", "limit": 5}),
+        json!({"q": "taxes", "limit": 5}),
     ));
     assert_eq!(searched["tasks"][0]["title"], "File taxes");
 
     let got = ok(call(&app, "alice", "get_task", json!({"id": id})));
-    assert_eq!(got["task"]["title"], "Water plants");
+    assert_eq!(got["title"], "Water plants");
     let updated = ok(call(
         &app,
         "alice",
         "update_task",
         json!({"id": id, "priority": "high"}),
     ));
-    assert_eq!(updated["task"]["priority"], "high");
+    assert_eq!(updated["priority"], "high");
     let reminded = ok(call(
         &app,
         "alice",
         "set_reminder",
         json!({"id": id, "remind_before_minutes": 10, "notification_type": "push"}),
     ));
-    assert_eq!(reminded["task"]["remind_at"], "2026-11-30T07:50:00Z");
+    assert_eq!(reminded["remind_at"], "2026-11-30T07:50:00Z");
     let done = ok(call(&app, "alice", "complete_task", json!({"id": id})));
-    assert_eq!(done["task"]["status"], "completed");
+    assert_eq!(done["status"], "completed");
     let deleted = ok(call(&app, "alice", "delete_task", json!({"id": id})));
     assert_eq!(
         deleted,
@@ -189,7 +226,9 @@ fn tool_failures_are_tool_errors_a_model_can_act_on() {
             "colour",
         ),
         ("get_task", json!({}), "id"),
-        ("update_task", json!({"id": "x"}), "id"),
+        ("update_task", json!({"id": "x", "title": ""}), "title"),
+        ("complete_task", json!({"id": "x", "force": true}), "force"),
+        ("get_task", json!({"id": 5}), "id"),
         ("set_reminder", json!({"id": "x"}), "remind_at"),
         ("list_tasks", json!({"sort": "title"}), "sort"),
     ];
@@ -207,12 +246,7 @@ fn tool_failures_are_tool_errors_a_model_can_act_on() {
         );
     }
     let other = ok(call(&app, "bob", "add_task", json!({"title": "bob's"})));
-    let result = call(
-        &app,
-        "alice",
-        "complete_task",
-        json!({"id": other["task"]["id"]}),
-    );
+    let result = call(&app, "alice", "complete_task", json!({"id": other["id"]}));
     assert_eq!(result["structuredContent"]["error"]["code"], "not_found");
 }
 
@@ -305,16 +339,16 @@ fn an_agent_shares_tasks_and_reads_notifications_and_history() {
         "add_task",
         json!({"title": "Plan trip"}),
     ));
-    let id = added["task"]["id"].as_str().unwrap().to_owned();
+    let id = added["id"].as_str().unwrap().to_owned();
     let shared = ok(call(
         &app,
         "alice",
         "share_task",
         json!({"id": id, "user_id": "bob"}),
     ));
-    assert_eq!(shared["task"]["shared_with"], json!(["bob"]));
+    assert_eq!(shared["shared_with"], json!(["bob"]));
     assert_eq!(
-        ok(call(&app, "bob", "get_task", json!({"id": id})))["task"]["title"],
+        ok(call(&app, "bob", "get_task", json!({"id": id})))["title"],
         "Plan trip"
     );
     let refused = call(

@@ -1,0 +1,100 @@
+//! The ecosystem's own clients against the app as shipped (the real host,
+//! every component, tansu, JWT authentication): the official MCP Python SDK
+//! calls every tool, and Schemathesis checks the OpenAPI document against
+//! the server with every check and phase, for two users.
+//!
+//! The Python tools come from the virtualenv the test command prepares
+//! (`TODO_VENV`); without it the test says it was skipped.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use support::*;
+
+const SECRET: &str = "contract-test-secret";
+
+fn venv_python() -> Option<PathBuf> {
+    let venv = PathBuf::from(std::env::var_os("TODO_VENV")?);
+    let python = venv.join("bin/python");
+    python.exists().then_some(python)
+}
+
+struct App {
+    _dir: TempDir,
+    _broker: Broker,
+    host: Host,
+}
+
+fn start() -> App {
+    let broker = Broker::start();
+    broker.apply_project_topics();
+    let dir = TempDir::new("contract");
+    write_shipped_app(&dir.0);
+    let brokers = broker.address();
+    let host = Host::start_with_args(
+        &dir.0,
+        &[
+            ("SPIN_VARIABLE_KAFKA_BROKERS", brokers.as_str()),
+            ("SPIN_VARIABLE_JWT_SECRET", SECRET),
+        ],
+        &["--runtime-config-file", "runtime-config.toml"],
+    );
+    App {
+        _dir: dir,
+        _broker: broker,
+        host,
+    }
+}
+
+fn run(what: &str, command: &mut Command) {
+    eprintln!("running {what}: {command:?}");
+    let output = command.output().expect("start the Python tool");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!("{stdout}");
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+}
+
+#[test]
+fn the_official_mcp_sdk_and_schemathesis_find_nothing_wrong() {
+    let Some(python) = venv_python() else {
+        eprintln!(
+            "skipped: no TODO_VENV with the MCP SDK and Schemathesis (the test command sets it)"
+        );
+        return;
+    };
+    let app = start();
+    let base = format!("http://127.0.0.1:{}", app.host.http_port);
+    let contract = repo().join("tests/contract");
+    run(
+        "the MCP Python SDK client",
+        Command::new(&python)
+            .arg(contract.join("mcp_client.py"))
+            .arg(format!("{base}/mcp"))
+            .arg(jwt("mcp-agent", SECRET.as_bytes(), serde_json::json!({}))),
+    );
+    let st = python.with_file_name("st");
+    for user in ["alice", "bob"] {
+        let token = jwt(user, SECRET.as_bytes(), serde_json::json!({}));
+        run(
+            &format!("Schemathesis as {user}"),
+            Command::new(&st)
+                .arg("--config-file")
+                .arg(contract.join("schemathesis.toml"))
+                .arg("run")
+                .arg(format!("{base}/api/openapi.json"))
+                .arg("--header")
+                .arg(format!("Authorization: Bearer {token}"))
+                .arg("--workers")
+                .arg("1")
+                .env("NO_COLOR", "1")
+                .current_dir(&app._dir.0),
+        );
+    }
+}
