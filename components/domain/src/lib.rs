@@ -14,6 +14,7 @@ pub mod migrations;
 pub mod model;
 pub mod outbox;
 pub mod query;
+pub mod quick_add;
 pub mod recurrence;
 pub mod recurring;
 pub mod reminders;
