@@ -43,6 +43,7 @@ pub fn new_task(user_id: &str, id: String, patch: &TaskPatch, now: Timestamp) ->
         version: 0,
         shared_with: Vec::new(),
         assignee: None,
+        time_zone: crate::model::DEFAULT_TIME_ZONE.to_owned(),
     };
     let mut task = apply(&blank, patch, now)?;
     task.version = 1;
@@ -56,6 +57,9 @@ pub fn apply(old: &Task, patch: &TaskPatch, now: Timestamp) -> Result<Task> {
     let mut task = old.clone();
     if let Some(title) = &patch.title {
         task.title = title.clone();
+    }
+    if let Some(zone) = &patch.time_zone {
+        task.time_zone = zone.clone();
     }
     if let Some(description) = &patch.description {
         task.description = description.clone();
@@ -95,6 +99,7 @@ pub fn apply(old: &Task, patch: &TaskPatch, now: Timestamp) -> Result<Task> {
         // A new pattern or a moved due date starts a new series from here.
         if task.recurrence_pattern != old.recurrence_pattern
             || task.due_date != old.due_date
+            || task.time_zone != old.time_zone
             || task.series_id.is_none()
         {
             task.series_id = Some(task.id.clone());

@@ -130,6 +130,12 @@ pub fn task_from_json(value: &Json) -> Result<Task, String> {
             .get("assignee")
             .and_then(Json::as_str)
             .map(str::to_owned),
+        // Events written before zones existed carry none: UTC.
+        time_zone: value
+            .get("time_zone")
+            .and_then(Json::as_str)
+            .unwrap_or(crate::model::DEFAULT_TIME_ZONE)
+            .to_owned(),
     })
 }
 

@@ -27,6 +27,7 @@ pub const WRITABLE_FIELDS: &[&str] = &[
     "remind_at",
     "remind_before_minutes",
     "notification_type",
+    "time_zone",
 ];
 
 pub const MAX_USER_ID_CHARS: usize = 128;
@@ -75,6 +76,8 @@ pub struct TaskPatch {
     pub due_date: Option<Option<Timestamp>>,
     pub tags: Option<Vec<String>>,
     pub recurrence_pattern: Option<Option<String>>,
+    /// An IANA time zone name, checked.
+    pub time_zone: Option<String>,
     pub remind_at: Option<Option<Timestamp>>,
     pub remind_before_minutes: Option<Option<i64>>,
     pub notification_type: Option<NotificationType>,
@@ -116,6 +119,11 @@ impl TaskPatch {
                 }
                 "remind_before_minutes" => {
                     patch.remind_before_minutes = Some(nullable(value, remind_before_minutes)?)
+                }
+                "time_zone" => {
+                    let name = string("time_zone", value)?;
+                    crate::quick_add::zone("time_zone", name)?;
+                    patch.time_zone = Some(name.to_owned());
                 }
                 "notification_type" => {
                     patch.notification_type = Some(NotificationType::parse(string(

@@ -106,6 +106,17 @@ CREATE INDEX IF NOT EXISTS tasks_user_created_id ON tasks (user_id, created_ms, 
 CREATE INDEX IF NOT EXISTS tasks_user_updated_id ON tasks (user_id, updated_ms, id);
 ";
 
+/// Time zones: each task's (null in older rows means UTC) and each user's
+/// default for new tasks.
+const TASKS_V4: &str = "
+ALTER TABLE tasks ADD COLUMN time_zone TEXT;
+CREATE TABLE IF NOT EXISTS user_settings (
+    user_id    TEXT PRIMARY KEY,
+    time_zone  TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+";
+
 /// The `default` database: tasks, shares, idempotency keys and the outbox.
 pub const TASKS_DB: &[Migration] = &[
     Migration {
@@ -119,5 +130,9 @@ pub const TASKS_DB: &[Migration] = &[
     Migration {
         version: 3,
         scripts: &[TASKS_V3],
+    },
+    Migration {
+        version: 4,
+        scripts: &[TASKS_V4],
     },
 ];

@@ -98,6 +98,7 @@ pub const TASK_FIELDS: &[&str] = &[
     "occurrence",
     "version",
     "shared_with",
+    "time_zone",
     "assignee",
 ];
 
@@ -134,7 +135,14 @@ pub struct Task {
     pub shared_with: Vec<String>,
     /// Who should do it: the owner or one of `shared_with`.
     pub assignee: Option<String>,
+    /// The IANA zone the task lives in: a recurring task keeps its local
+    /// time of day across DST changes. Times are still stored and shown in
+    /// UTC.
+    pub time_zone: String,
 }
+
+/// The zone of tasks and users that never chose one.
+pub const DEFAULT_TIME_ZONE: &str = "UTC";
 
 impl Task {
     /// A reminder is live while the task is open and has a reminder time.
@@ -182,6 +190,7 @@ impl Task {
             "version": self.version,
             "shared_with": self.shared_with,
             "assignee": self.assignee,
+            "time_zone": self.time_zone,
         })
     }
 }

@@ -10,15 +10,16 @@
 //!   (the `RRULE:` prefix is optional).
 //!
 //! A series is anchored at the due date of its first task, which is
-//! occurrence 1. Occurrences keep the anchor's time of day (UTC).
+//! occurrence 1. The plain-English patterns are a layer over RFC 5545: each
+//! becomes a rule the `rrule` crate evaluates in the task's time zone, so
+//! occurrences keep the anchor's local time of day across DST changes.
 //!
-//! Month ends: plain patterns (`monthly`, `every 2 months`, `yearly`) clamp a
-//! day that a month lacks to that month's last day (Jan 31 → Feb 28/29 →
-//! Mar 31; Feb 29 → Feb 28 in common years), which is what people mean by
-//! "monthly". RRULEs follow RFC 5545 exactly: such a month is skipped, and
-//! `BYMONTHDAY=-1` asks for the last day.
+//! Month ends follow RFC 5545 for every pattern: a month without the
+//! anchor's day is skipped (monthly on the 31st: Jan 31 → Mar 31; yearly on
+//! 29 February: the next leap year); `BYMONTHDAY=-1` asks for the last day.
 
-use chrono::{Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
+use chrono::{Datelike, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
+use chrono_tz::Tz;
 
 use crate::error::{DomainError, Result};
 use crate::time::{self, Timestamp};
@@ -54,8 +55,6 @@ pub struct Recurrence {
     pub by_month_day: Vec<i8>,
     pub count: Option<u32>,
     pub until: Option<Timestamp>,
-    /// Clamp a missing day of month to the month's last day (plain patterns).
-    pub clamp_month_end: bool,
 }
 
 /// One occurrence of a series: when, and its 1-based position.
@@ -74,7 +73,6 @@ impl Recurrence {
             by_month_day: Vec::new(),
             count: None,
             until: None,
-            clamp_month_end: true,
         }
     }
 
@@ -90,34 +88,66 @@ impl Recurrence {
 
     /// The first occurrence strictly after `after` in the series whose first
     /// occurrence is `anchor`, or `None` when the series has ended
-    /// (`COUNT`, `UNTIL`).
-    pub fn next_after(&self, anchor: Timestamp, after: Timestamp) -> Option<Occurrence> {
-        let time_of_day = anchor.time();
-        let anchor_date = anchor.date_naive();
+    /// (`COUNT`, `UNTIL`). Occurrences are computed by the `rrule` crate
+    /// (RFC 5545) in `zone`, so a daily 09:00 task stays at 09:00 local time
+    /// across DST changes, a monthly task on the 31st skips shorter months
+    /// and a yearly one on 29 February waits for leap years. The anchor is
+    /// always occurrence 1 (the user's own due date); `COUNT` and `UNTIL`
+    /// are applied here so they count it.
+    pub fn next_after(&self, zone: Tz, anchor: Timestamp, after: Timestamp) -> Option<Occurrence> {
         let mut index: u32 = 1;
         if anchor > after {
             return self.within_limits(Occurrence { at: anchor, index });
         }
-        let mut seen = 0usize;
-        for period in 0u64.. {
-            let dates = self.period_dates(anchor_date, period)?;
-            for date in dates {
-                seen += 1;
-                if seen > MAX_CANDIDATES {
-                    return None;
-                }
-                let at = Utc.from_utc_datetime(&date.and_time(time_of_day));
-                if at <= anchor {
-                    continue;
-                }
-                index += 1;
-                let occurrence = self.within_limits(Occurrence { at, index })?;
-                if at > after {
-                    return Some(occurrence);
-                }
+        let rule: rrule::RRule<rrule::Unvalidated> = self.rrule_text().parse().ok()?;
+        let start = anchor.with_timezone(&rrule::Tz::from(zone));
+        let set = rule.build(start).ok()?;
+        for (seen, at) in (&set).into_iter().enumerate() {
+            if seen > MAX_CANDIDATES {
+                return None;
+            }
+            let at = at.with_timezone(&Utc);
+            if at <= anchor {
+                continue;
+            }
+            index += 1;
+            let occurrence = self.within_limits(Occurrence { at, index })?;
+            if at > after {
+                return Some(occurrence);
             }
         }
         None
+    }
+
+    /// The rule for the `rrule` crate: FREQ, INTERVAL, BYDAY, BYMONTHDAY
+    /// (COUNT and UNTIL are applied by [`Recurrence::next_after`]).
+    pub fn rrule_text(&self) -> String {
+        let freq = match self.freq {
+            Freq::Daily => "DAILY",
+            Freq::Weekly => "WEEKLY",
+            Freq::Monthly => "MONTHLY",
+            Freq::Yearly => "YEARLY",
+        };
+        let mut text = format!("FREQ={freq};INTERVAL={}", self.interval);
+        if !self.by_day.is_empty() {
+            let days: Vec<String> = self
+                .by_day
+                .iter()
+                .map(|d| {
+                    let code = &d.weekday.to_string().to_uppercase()[..2];
+                    match d.nth {
+                        Some(n) => format!("{n}{code}"),
+                        None => code.to_owned(),
+                    }
+                })
+                .collect();
+            text.push_str(&format!(";BYDAY={}", days.join(",")));
+        }
+        if !self.by_month_day.is_empty() {
+            let days: Vec<String> = self.by_month_day.iter().map(i8::to_string).collect();
+            text.push_str(&format!(";BYMONTHDAY={}", days.join(",")));
+        }
+        text
     }
 
     fn within_limits(&self, occurrence: Occurrence) -> Option<Occurrence> {
@@ -129,116 +159,6 @@ impl Recurrence {
         }
         Some(occurrence)
     }
-
-    /// The candidate dates of the `period`-th period (0 = the anchor's),
-    /// in order; `None` once dates leave the supported range.
-    fn period_dates(&self, anchor: NaiveDate, period: u64) -> Option<Vec<NaiveDate>> {
-        let step = period.checked_mul(u64::from(self.interval))?;
-        let mut dates = match self.freq {
-            Freq::Daily => {
-                let date = anchor.checked_add_days(chrono::Days::new(step))?;
-                vec![date]
-            }
-            Freq::Weekly => {
-                let monday =
-                    anchor - Duration::days(i64::from(anchor.weekday().num_days_from_monday()));
-                let week = monday.checked_add_days(chrono::Days::new(step.checked_mul(7)?))?;
-                if self.by_day.is_empty() {
-                    vec![week + Duration::days(i64::from(anchor.weekday().num_days_from_monday()))]
-                } else {
-                    let mut days: Vec<_> = self
-                        .by_day
-                        .iter()
-                        .map(|d| week + Duration::days(i64::from(d.weekday.num_days_from_monday())))
-                        .collect();
-                    days.sort();
-                    days.dedup();
-                    days
-                }
-            }
-            Freq::Monthly => {
-                let months = i64::from(anchor.month0()) + i64::try_from(step).ok()?;
-                let year = anchor.year() + i32::try_from(months / 12).ok()?;
-                let month = u32::try_from(months % 12).ok()? + 1;
-                self.month_dates(anchor, year, month)?
-            }
-            Freq::Yearly => {
-                let year = anchor.year() + i32::try_from(step).ok()?;
-                self.month_dates(anchor, year, anchor.month())?
-            }
-        };
-        if dates.first().is_some_and(|d| d.year() > 9999) {
-            return None;
-        }
-        // DAILY and WEEKLY rules narrowed by BYDAY / BYMONTHDAY.
-        if self.freq == Freq::Daily && !self.by_day.is_empty() {
-            dates.retain(|d| self.by_day.iter().any(|b| b.weekday == d.weekday()));
-        }
-        if matches!(self.freq, Freq::Daily) && !self.by_month_day.is_empty() {
-            dates.retain(|d| {
-                self.by_month_day
-                    .iter()
-                    .any(|&n| resolve_month_day(d.year(), d.month(), n) == Some(d.day()))
-            });
-        }
-        Some(dates)
-    }
-
-    /// Candidate dates in one month for MONTHLY and YEARLY rules.
-    fn month_dates(&self, anchor: NaiveDate, year: i32, month: u32) -> Option<Vec<NaiveDate>> {
-        if year > 9999 {
-            return None;
-        }
-        let last = days_in_month(year, month);
-        let mut days: Vec<u32> = if !self.by_month_day.is_empty() {
-            self.by_month_day
-                .iter()
-                .filter_map(|&n| resolve_month_day(year, month, n))
-                .collect()
-        } else if !self.by_day.is_empty() {
-            (1..=last)
-                .filter(|&day| {
-                    let date = NaiveDate::from_ymd_opt(year, month, day).expect("valid day");
-                    self.by_day.iter().any(|b| matches_by_day(b, date, last))
-                })
-                .collect()
-        } else if anchor.day() <= last {
-            vec![anchor.day()]
-        } else if self.clamp_month_end {
-            vec![last]
-        } else {
-            vec![]
-        };
-        days.sort_unstable();
-        days.dedup();
-        Some(
-            days.into_iter()
-                .filter_map(|d| NaiveDate::from_ymd_opt(year, month, d))
-                .collect(),
-        )
-    }
-}
-
-fn matches_by_day(by_day: &ByDay, date: NaiveDate, last_day: u32) -> bool {
-    if date.weekday() != by_day.weekday {
-        return false;
-    }
-    match by_day.nth {
-        None => true,
-        Some(n) if n > 0 => (date.day() - 1) / 7 + 1 == n.unsigned_abs() as u32,
-        Some(n) => (last_day - date.day()) / 7 + 1 == n.unsigned_abs() as u32,
-    }
-}
-
-/// `BYMONTHDAY` value → day of that month (negative counts from the end).
-fn resolve_month_day(year: i32, month: u32, n: i8) -> Option<u32> {
-    let last = days_in_month(year, month) as i32;
-    let day = if n > 0 {
-        i32::from(n)
-    } else {
-        last + 1 + i32::from(n)
-    };
-    (1..=last).contains(&day).then_some(day as u32)
 }
 
 pub fn days_in_month(year: i32, month: u32) -> u32 {
@@ -466,7 +386,6 @@ fn parse_rrule(rule: &str) -> Result<Recurrence> {
         by_month_day,
         count,
         until,
-        clamp_month_end: false,
     })
 }
 
@@ -544,14 +463,20 @@ mod tests {
         time::parse("t", s).unwrap()
     }
 
-    /// The next `n` occurrences after the anchor.
+    /// The next `n` occurrences after the anchor, in UTC.
     fn series(pattern: &str, anchor: &str, n: usize) -> Vec<String> {
+        series_in("UTC", pattern, anchor, n)
+    }
+
+    /// The next `n` occurrences after the anchor, in a time zone.
+    fn series_in(zone: &str, pattern: &str, anchor: &str, n: usize) -> Vec<String> {
+        let zone: Tz = zone.parse().unwrap();
         let rule = parse(pattern).unwrap();
         let anchor = ts(anchor);
         let mut out = Vec::new();
         let mut after = anchor;
         while out.len() < n {
-            match rule.next_after(anchor, after) {
+            match rule.next_after(zone, anchor, after) {
                 Some(o) => {
                     out.push(time::format(&o.at));
                     after = o.at;
@@ -626,32 +551,79 @@ mod tests {
     }
 
     #[test]
-    fn plain_monthly_clamps_to_month_end_and_keeps_the_anchor_day() {
+    fn monthly_on_the_31st_skips_shorter_months_as_rfc_5545_says() {
+        for pattern in ["monthly", "RRULE:FREQ=MONTHLY"] {
+            assert_eq!(
+                series(pattern, "2027-01-31T12:00:00Z", 4),
+                [
+                    "2027-03-31T12:00:00Z",
+                    "2027-05-31T12:00:00Z",
+                    "2027-07-31T12:00:00Z",
+                    "2027-08-31T12:00:00Z"
+                ],
+                "{pattern}"
+            );
+        }
+        // The last day of every month is asked for explicitly.
         assert_eq!(
-            series("monthly", "2027-01-31T12:00:00Z", 4),
-            [
-                "2027-02-28T12:00:00Z",
-                "2027-03-31T12:00:00Z",
-                "2027-04-30T12:00:00Z",
-                "2027-05-31T12:00:00Z"
-            ]
-        );
-        // Leap year February.
-        assert_eq!(
-            series("monthly", "2028-01-31T12:00:00Z", 1),
-            ["2028-02-29T12:00:00Z"]
+            series(
+                "RRULE:FREQ=MONTHLY;BYMONTHDAY=-1",
+                "2028-01-31T12:00:00Z",
+                2
+            ),
+            ["2028-02-29T12:00:00Z", "2028-03-31T12:00:00Z"]
         );
     }
 
     #[test]
-    fn leap_day_yearly_clamps_but_rrule_waits_for_the_next_leap_year() {
+    fn yearly_on_29_february_waits_for_leap_years() {
+        for pattern in ["yearly", "RRULE:FREQ=YEARLY"] {
+            assert_eq!(
+                series(pattern, "2028-02-29T09:00:00Z", 2),
+                ["2032-02-29T09:00:00Z", "2036-02-29T09:00:00Z"],
+                "{pattern}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_daily_0900_task_stays_at_0900_local_across_the_2026_dst_changes() {
+        // Berlin: CET (UTC+1) until 29 March 2026, CEST (UTC+2) until 25 October.
         assert_eq!(
-            series("yearly", "2028-02-29T09:00:00Z", 2),
-            ["2029-02-28T09:00:00Z", "2030-02-28T09:00:00Z"]
+            series_in("Europe/Berlin", "daily", "2026-03-27T08:00:00Z", 3),
+            [
+                "2026-03-28T08:00:00Z",
+                "2026-03-29T07:00:00Z",
+                "2026-03-30T07:00:00Z"
+            ]
         );
         assert_eq!(
-            series("RRULE:FREQ=YEARLY", "2028-02-29T09:00:00Z", 1),
-            ["2032-02-29T09:00:00Z"]
+            series_in("Europe/Berlin", "daily", "2026-10-24T07:00:00Z", 2),
+            ["2026-10-25T08:00:00Z", "2026-10-26T08:00:00Z"]
+        );
+        // New York: EST (UTC-5) until 8 March 2026, EDT (UTC-4) until 1 November.
+        assert_eq!(
+            series_in("America/New_York", "daily", "2026-03-07T14:00:00Z", 2),
+            ["2026-03-08T13:00:00Z", "2026-03-09T13:00:00Z"]
+        );
+        assert_eq!(
+            series_in(
+                "America/New_York",
+                "every monday",
+                "2026-10-26T13:00:00Z",
+                2
+            ),
+            ["2026-11-02T14:00:00Z", "2026-11-09T14:00:00Z"]
+        );
+        // A time the spring-forward skips (02:30) moves past the gap that day only.
+        assert_eq!(
+            series_in("Europe/Berlin", "daily", "2026-03-28T01:30:00Z", 2),
+            ["2026-03-29T01:30:00Z", "2026-03-30T00:30:00Z"]
+        );
+        // The same rule in UTC keeps the UTC time instead.
+        assert_eq!(
+            series("daily", "2026-03-28T08:00:00Z", 2),
+            ["2026-03-29T08:00:00Z", "2026-03-30T08:00:00Z"]
         );
     }
 
@@ -737,18 +709,25 @@ mod tests {
     fn overdue_series_jump_to_the_first_future_occurrence_and_count_what_they_skip() {
         let rule = parse("daily").unwrap();
         let anchor = ts("2026-01-01T09:00:00Z");
-        let next = rule.next_after(anchor, ts("2026-03-10T12:00:00Z")).unwrap();
+        let next = rule
+            .next_after(Tz::UTC, anchor, ts("2026-03-10T12:00:00Z"))
+            .unwrap();
         assert_eq!(time::format(&next.at), "2026-03-11T09:00:00Z");
         assert_eq!(next.index, 70);
         let limited = parse("RRULE:FREQ=DAILY;COUNT=5").unwrap();
-        assert_eq!(limited.next_after(anchor, ts("2026-03-10T12:00:00Z")), None);
+        assert_eq!(
+            limited.next_after(Tz::UTC, anchor, ts("2026-03-10T12:00:00Z")),
+            None
+        );
     }
 
     #[test]
     fn anchor_in_the_future_is_the_next_occurrence() {
         let rule = parse("weekly").unwrap();
         let anchor = ts("2027-01-01T09:00:00Z");
-        let next = rule.next_after(anchor, ts("2026-12-01T00:00:00Z")).unwrap();
+        let next = rule
+            .next_after(Tz::UTC, anchor, ts("2026-12-01T00:00:00Z"))
+            .unwrap();
         assert_eq!((next.at, next.index), (anchor, 1));
     }
 

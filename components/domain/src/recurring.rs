@@ -32,7 +32,9 @@ pub fn next_instance(completed: &Task, id: String, now: Timestamp) -> Result<Opt
         .ok_or_else(|| DomainError::invalid("due_date", "a recurring task has no due date"))?;
     let anchor = completed.series_start.unwrap_or(due);
     let done_at = completed.completed_at.unwrap_or(completed.updated_at);
-    let Some(next) = rule.next_after(anchor, due.max(done_at)) else {
+    // A zone that no longer parses (renamed in the tz database) counts as UTC.
+    let zone = completed.time_zone.parse().unwrap_or(chrono_tz::Tz::UTC);
+    let Some(next) = rule.next_after(zone, anchor, due.max(done_at)) else {
         return Ok(None);
     };
     let remind_at = match (completed.remind_before_minutes, completed.remind_at) {

@@ -16,12 +16,12 @@ use crate::time::{self, Timestamp};
 /// Columns written from a task, in [`row_values`] order after `id`.
 const COLUMNS: &str = "id, user_id, title, description, status, priority, due_ms, tags, \
     recurrence_pattern, remind_ms, remind_before_minutes, notification_type, series_id, \
-    series_start_ms, occurrence, created_ms, updated_ms, completed_ms, version, assignee";
+    series_start_ms, occurrence, created_ms, updated_ms, completed_ms, version, assignee, time_zone";
 
 /// Columns read into a task: the written ones and the users it is shared with.
 const SELECT: &str = "id, user_id, title, description, status, priority, due_ms, tags, \
     recurrence_pattern, remind_ms, remind_before_minutes, notification_type, series_id, \
-    series_start_ms, occurrence, created_ms, updated_ms, completed_ms, version, assignee, \
+    series_start_ms, occurrence, created_ms, updated_ms, completed_ms, version, assignee, time_zone, \
     (SELECT json_group_array(s.user_id) FROM task_shares s WHERE s.task_id = tasks.id) AS shared_with";
 
 /// Per-user and per-task limits. Past them a write is refused with
@@ -67,6 +67,33 @@ impl<'a> TaskStore<'a> {
     /// The same store with other limits.
     pub fn with_limits(self, limits: Limits) -> Self {
         TaskStore { limits, ..self }
+    }
+
+    /// The zone a user chose (`PUT /api/me`), if any.
+    pub fn user_time_zone(&self, user_id: &str) -> Result<Option<String>> {
+        let rows = self.db.execute(
+            "SELECT time_zone FROM user_settings WHERE user_id = ?",
+            &[Value::from(user_id)],
+        )?;
+        Ok(match rows.first() {
+            Some(row) => Some(row.str("time_zone")?.to_owned()),
+            None => None,
+        })
+    }
+
+    /// Sets the zone new tasks of the user get (existing tasks keep theirs).
+    pub fn set_user_time_zone(&self, user_id: &str, zone: &str, now: Timestamp) -> Result<()> {
+        crate::quick_add::zone("time_zone", zone)?;
+        self.db.execute(
+            "INSERT INTO user_settings (user_id, time_zone, updated_ms) VALUES (?, ?, ?) \
+             ON CONFLICT (user_id) DO UPDATE SET time_zone = excluded.time_zone, updated_ms = excluded.updated_ms",
+            &[
+                Value::from(user_id),
+                Value::from(zone),
+                Value::Integer(time::to_millis(&now)),
+            ],
+        )?;
+        Ok(())
     }
 
     pub fn db(&self) -> &'a dyn Sql {
@@ -124,7 +151,12 @@ impl<'a> TaskStore<'a> {
     }
 
     pub fn create(&self, user_id: &str, patch: &TaskPatch, now: Timestamp) -> Result<Task> {
-        let task = change::new_task(user_id, new_id(), patch, now)?;
+        // A task without its own zone lives in its owner's.
+        let mut patch = patch.clone();
+        if patch.time_zone.is_none() {
+            patch.time_zone = self.user_time_zone(user_id)?;
+        }
+        let task = change::new_task(user_id, new_id(), &patch, now)?;
         let owned = self
             .db
             .execute(
@@ -354,7 +386,7 @@ impl<'a> TaskStore<'a> {
         self.db.execute(
             &format!(
                 "INSERT INTO tasks ({COLUMNS}, priority_rank) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             ),
             &params,
         )?;
@@ -369,7 +401,7 @@ impl<'a> TaskStore<'a> {
             "UPDATE tasks SET user_id = ?, title = ?, description = ?, status = ?, priority = ?, \
              due_ms = ?, tags = ?, recurrence_pattern = ?, remind_ms = ?, remind_before_minutes = ?, \
              notification_type = ?, series_id = ?, series_start_ms = ?, occurrence = ?, \
-             created_ms = ?, updated_ms = ?, completed_ms = ?, version = ?, assignee = ?, priority_rank = ? \
+             created_ms = ?, updated_ms = ?, completed_ms = ?, version = ?, assignee = ?, time_zone = ?, priority_rank = ? \
              WHERE id = ? AND version = ?",
             &params,
         )?;
@@ -440,6 +472,7 @@ fn row_values(t: &Task) -> Vec<Value> {
         ms(&t.completed_at),
         Value::Integer(t.version),
         Value::from(t.assignee.clone()),
+        Value::from(t.time_zone.as_str()),
         Value::Integer(t.priority.rank()),
     ]
 }
@@ -480,5 +513,9 @@ fn task_from_row(row: Row<'_>) -> Result<Task> {
             users
         },
         assignee: row.opt_str("assignee")?.map(str::to_owned),
+        time_zone: row
+            .opt_str("time_zone")?
+            .unwrap_or(crate::model::DEFAULT_TIME_ZONE)
+            .to_owned(),
     })
 }

@@ -424,3 +424,49 @@ fn reminder_events_apply_in_commit_order_not_timestamp_order() {
     let fired = reminders::fire_due(&rdb, at("2026-12-01T09:00:00.100Z"), 60_000).unwrap();
     assert_eq!(fired.fired, 1, "the reminder the task has fires");
 }
+
+/// A user in Berlin: new tasks take the user's zone, the event carries it,
+/// and the recurring service keeps 09:00 local through the change to
+/// summer time (08:00Z before 29 March 2026, 07:00Z after).
+#[test]
+fn a_users_daily_0900_task_renews_at_0900_local_across_dst() {
+    let db = NativeDb::open_in_memory().unwrap();
+    let store = TaskStore::open(&db).unwrap();
+    let now = at("2026-03-28T07:00:00Z");
+    store
+        .set_user_time_zone("alice", "Europe/Berlin", now)
+        .unwrap();
+    let t = store
+        .create(
+            "alice",
+            &patch(json!({"title": "Standup", "due_date": "2026-03-28T08:00:00Z", "recurrence_pattern": "daily"})),
+            now,
+        )
+        .unwrap();
+    assert_eq!(t.time_zone, "Europe/Berlin");
+    assert!(store.set_user_time_zone("alice", "Mars/Base", now).is_err());
+    store.complete("alice", &t.id, now).unwrap();
+    let completed = outbox_events(&db, events::TASK_EVENTS)
+        .into_iter()
+        .find(|e| e.event_type == "task_completed")
+        .unwrap();
+    assert_eq!(completed.payload["task_data"]["time_zone"], "Europe/Berlin");
+    let task = todo_domain::incoming::task_from_json(&completed.payload["task_data"]).unwrap();
+    let Outcome::Created(next) = recurring::on_completed(&store, &task, now).unwrap() else {
+        panic!("created")
+    };
+    assert_eq!(
+        time::format(&next.due_date.unwrap()),
+        "2026-03-29T07:00:00Z"
+    );
+    assert_eq!(next.time_zone, "Europe/Berlin");
+    // A task given its own zone keeps it.
+    let ny = store
+        .create(
+            "alice",
+            &patch(json!({"title": "Call", "due_date": "2026-03-07T14:00:00Z", "time_zone": "America/New_York"})),
+            now,
+        )
+        .unwrap();
+    assert_eq!(ny.time_zone, "America/New_York");
+}
