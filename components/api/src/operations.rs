@@ -7,7 +7,7 @@
 //! [`crate::schemas`]), so the three cannot drift apart.
 
 use serde_json::{json, Map, Value as Json};
-use todo_domain::{DomainError, ListQuery, TaskPatch, TaskStore};
+use todo_domain::{quick_add, DomainError, ListQuery, TaskPatch, TaskStore};
 
 use crate::http::ApiError;
 use crate::router::Endpoint;
@@ -301,6 +301,75 @@ fn sync_poll(ctx: &Context<'_>, user: &str, args: &Args) -> Result<Reply, ApiErr
     services::sync_poll(ctx, &args.query, user).map(Reply::ok)
 }
 
+/// The caller's settings.
+fn me_json(ctx: &Context<'_>, user: &str) -> Result<Json, ApiError> {
+    let zone = store(ctx)?
+        .user_time_zone(user)?
+        .unwrap_or_else(|| todo_domain::model::DEFAULT_TIME_ZONE.to_owned());
+    Ok(json!({"user_id": user, "time_zone": zone}))
+}
+
+fn get_me(ctx: &Context<'_>, user: &str, args: &Args) -> Result<Reply, ApiError> {
+    args.no_body()?;
+    me_json(ctx, user).map(Reply::ok)
+}
+
+fn update_me(ctx: &Context<'_>, user: &str, args: &Args) -> Result<Reply, ApiError> {
+    only_fields(&args.body, &["time_zone"])?;
+    let zone = required_text(&args.body, "time_zone")?;
+    store(ctx)?.set_user_time_zone(user, &zone, ctx.now)?;
+    me_json(ctx, user).map(Reply::ok)
+}
+
+fn only_fields(body: &Map<String, Json>, allowed: &[&str]) -> Result<(), ApiError> {
+    match body.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(key) => Err(ApiError::new(
+            400,
+            "bad_request",
+            format!(
+                "unknown field `{key}`; this operation takes {}",
+                allowed.join(", ")
+            ),
+        )
+        .with_field(key.clone())),
+        None => Ok(()),
+    }
+}
+
+fn required_text(body: &Map<String, Json>, field: &str) -> Result<String, ApiError> {
+    match body.get(field) {
+        Some(Json::String(s)) => Ok(s.clone()),
+        Some(_) => Err(DomainError::invalid(field, "must be a string").into()),
+        None => Err(DomainError::invalid(field, "is required").into()),
+    }
+}
+
+/// `POST /api/tasks/quick`: one line of English to a task, in the zone the
+/// request names, else the user's, else UTC.
+fn quick_add(ctx: &Context<'_>, user: &str, args: &Args) -> Result<Reply, ApiError> {
+    only_fields(&args.body, &["text", "time_zone"])?;
+    let text = required_text(&args.body, "text")?;
+    let store = store(ctx)?;
+    let zone_name = match args.body.get("time_zone") {
+        None | Some(Json::Null) => store
+            .user_time_zone(user)?
+            .unwrap_or_else(|| todo_domain::model::DEFAULT_TIME_ZONE.to_owned()),
+        Some(_) => required_text(&args.body, "time_zone")?,
+    };
+    let zone = quick_add::zone("time_zone", &zone_name)?;
+    let parsed = quick_add::parse(&text, zone, ctx.now)?;
+    let mut fields = parsed.fields.clone();
+    fields.insert("time_zone".into(), json!(zone_name));
+    let task = store.create(user, &TaskPatch::from_json(&fields)?, ctx.now)?;
+    Ok(Reply {
+        status: 201,
+        body: json!({
+            "task": task.to_json(),
+            "understood": parsed.spans.iter().map(|s| s.to_json()).collect::<Vec<_>>(),
+        }),
+    })
+}
+
 fn deleted_output() -> Json {
     json!({
         "type": "object",
@@ -340,6 +409,19 @@ pub const OPERATIONS: &[Operation] = &[
             name: "add_task",
             title: "Add a task",
             description: "Create a task on the user's todo list. Times are RFC 3339 with an offset. Returns the task with its id.",
+            hints: CREATE,
+            output: None,
+        }),
+    },
+    Operation {
+        id: "quickAdd",
+        endpoint: Endpoint::QuickAdd,
+        writes: true,
+        handler: quick_add,
+        tool: Some(Tool {
+            name: "quick_add",
+            title: "Quick add",
+            description: "Create a task from one line of English as the user typed it, e.g. \"pay rent on the 1st every month 9am remind me the day before #home p1\": dates and times (in the user's time zone), priority p1-p4, #tags, recurrence, reminders. Returns the task and the phrases understood; anything ambiguous stays in the title.",
             hints: CREATE,
             output: None,
         }),
@@ -535,6 +617,32 @@ pub const OPERATIONS: &[Operation] = &[
             name: "mark_notification_read",
             title: "Mark a notification read",
             description: "Mark one in-app notification read (notification_id from list_notifications).",
+            hints: WRITE,
+            output: None,
+        }),
+    },
+    Operation {
+        id: "getMe",
+        endpoint: Endpoint::GetMe,
+        writes: false,
+        handler: get_me,
+        tool: Some(Tool {
+            name: "get_profile",
+            title: "Get the user's settings",
+            description: "The user's id and time zone (the zone new tasks and Quick Add use).",
+            hints: READ,
+            output: None,
+        }),
+    },
+    Operation {
+        id: "updateMe",
+        endpoint: Endpoint::UpdateMe,
+        writes: true,
+        handler: update_me,
+        tool: Some(Tool {
+            name: "set_time_zone",
+            title: "Set the user's time zone",
+            description: "Set the user's IANA time zone (e.g. Europe/Berlin). New tasks and Quick Add use it; a recurring task keeps its local time across DST changes.",
             hints: WRITE,
             output: None,
         }),

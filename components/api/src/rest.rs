@@ -129,7 +129,7 @@ fn refuse_replay_of_deleted(
         return Ok(());
     }
     let body: Json = serde_json::from_str(&stored.body).unwrap_or(Json::Null);
-    let Some(id) = body.get("id").and_then(Json::as_str) else {
+    let Some(id) = created_id(&body) else {
         return Ok(());
     };
     if TaskStore::open(ctx.db)?.get(user, id)?.is_some() {
@@ -144,12 +144,20 @@ fn refuse_replay_of_deleted(
     .into())
 }
 
+/// The id of the task a 201 body created: the task itself, or Quick Add's
+/// `{"task": …}`.
+fn created_id(body: &Json) -> Option<&str> {
+    body.get("id")
+        .or_else(|| body.pointer("/task/id"))
+        .and_then(Json::as_str)
+}
+
 /// `201 Created` responses point at the new task.
 pub fn with_location(response: Response) -> Response {
     if response.status != 201 || response.header("location").is_some() {
         return response;
     }
-    match response.json_body().get("id").and_then(Json::as_str) {
+    match created_id(&response.json_body()) {
         Some(id) => {
             let location = format!("/api/tasks/{id}");
             response.with_header("location", location)

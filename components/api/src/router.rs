@@ -7,6 +7,9 @@ pub enum Endpoint {
     OpenApi,
     ListTasks,
     CreateTask,
+    QuickAdd,
+    GetMe,
+    UpdateMe,
     GetTask,
     UpdateTask,
     DeleteTask,
@@ -53,6 +56,12 @@ pub const ROUTES: &[Route] = &[
         method: "POST",
         path: "/api/tasks",
         endpoint: Endpoint::CreateTask,
+    },
+    // Before `/api/tasks/{id}`, which would take `quick` for an id.
+    Route {
+        method: "POST",
+        path: "/api/tasks/quick",
+        endpoint: Endpoint::QuickAdd,
     },
     Route {
         method: "GET",
@@ -108,6 +117,16 @@ pub const ROUTES: &[Route] = &[
         method: "GET",
         path: "/api/tasks/{id}/history",
         endpoint: Endpoint::TaskHistory,
+    },
+    Route {
+        method: "GET",
+        path: "/api/me",
+        endpoint: Endpoint::GetMe,
+    },
+    Route {
+        method: "PUT",
+        path: "/api/me",
+        endpoint: Endpoint::UpdateMe,
     },
     Route {
         method: "GET",

@@ -30,6 +30,14 @@ fn inline(value: &Json) -> Json {
     match value {
         Json::Object(map) => {
             if let Some(Json::String(target)) = map.get("$ref") {
+                // ~600 zone names would cost a model's context in every
+                // tool that takes one; the server names the field if wrong.
+                if target == "#/components/schemas/TimeZone" {
+                    return json!({
+                        "type": "string",
+                        "description": "An IANA time zone name, e.g. Europe/Berlin, America/New_York or UTC.",
+                    });
+                }
                 let pointer = target.trim_start_matches('#');
                 let resolved = document()
                     .pointer(pointer)

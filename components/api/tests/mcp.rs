@@ -109,6 +109,7 @@ fn tools_list_describes_every_tool_with_schemas_page_by_page() {
         names,
         [
             "add_task",
+            "quick_add",
             "list_tasks",
             "get_task",
             "update_task",
@@ -124,6 +125,8 @@ fn tools_list_describes_every_tool_with_schemas_page_by_page() {
             "get_audit_trail",
             "list_notifications",
             "mark_notification_read",
+            "get_profile",
+            "set_time_zone",
         ]
     );
     for tool in &tools {
@@ -141,7 +144,7 @@ fn tools_list_describes_every_tool_with_schemas_page_by_page() {
         }
     }
     assert_eq!(tools[0]["inputSchema"]["required"], json!(["title"]));
-    assert_eq!(tools[3]["inputSchema"]["required"], json!(["id"]));
+    assert_eq!(tools[4]["inputSchema"]["required"], json!(["id"]));
     let (_, bad) = rpc(
         &app,
         "alice",

@@ -122,3 +122,15 @@ fn tools_take_exactly_what_the_rest_operation_takes() {
         }
     }
 }
+
+#[test]
+fn the_time_zone_enum_is_the_servers_zone_list() {
+    let doc: Json = serde_json::from_str(OPENAPI).unwrap();
+    let documented: Vec<&str> = doc["components"]["schemas"]["TimeZone"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(documented, todo_domain::quick_add::zone_names());
+}

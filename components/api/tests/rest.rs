@@ -577,3 +577,78 @@ fn replaying_the_creation_of_a_deleted_task_is_a_conflict() {
     assert_eq!(error["error"]["field"], "Idempotency-Key");
     assert_eq!(app.count("tasks"), 0);
 }
+
+/// Quick Add over REST in the user's zone, and `/api/me`.
+#[test]
+fn quick_add_reads_the_line_in_the_users_time_zone() {
+    let app = App::new();
+    let me = app.call("alice", "GET", "/api/me", None);
+    assert_eq!(
+        me.json_body(),
+        json!({"user_id": "alice", "time_zone": "UTC"})
+    );
+    let set = app.call(
+        "alice",
+        "PUT",
+        "/api/me",
+        Some(json!({"time_zone": "Europe/Berlin"})),
+    );
+    assert_eq!(set.json_body()["time_zone"], "Europe/Berlin");
+    let bad = assert_error(
+        &app.call(
+            "alice",
+            "PUT",
+            "/api/me",
+            Some(json!({"time_zone": "Berlin"})),
+        ),
+        422,
+        "validation_failed",
+    );
+    assert_eq!(bad["error"]["field"], "time_zone");
+    let created = app.call(
+        "alice",
+        "POST",
+        "/api/tasks/quick",
+        Some(json!({"text": "Dentist 2027-01-15 at 9am remind me 1 hour before #health p2"})),
+    );
+    assert_eq!(created.status, 201, "{:?}", created.json_body());
+    let body = created.json_body();
+    let task = &body["task"];
+    assert_eq!(task["title"], "Dentist");
+    assert_eq!(task["due_date"], "2027-01-15T08:00:00Z", "09:00 in Berlin");
+    assert_eq!(task["time_zone"], "Europe/Berlin");
+    assert_eq!(task["remind_before_minutes"], 60);
+    assert_eq!(task["tags"], json!(["health"]));
+    assert_eq!(task["priority"], "high");
+    let fields: Vec<&str> = body["understood"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        ["due_date", "due_date", "reminder", "tags", "priority"]
+    );
+    let location = format!("/api/tasks/{}", task["id"].as_str().unwrap());
+    assert_eq!(created.header("location"), Some(location.as_str()));
+    // A zone in the request wins over the user's.
+    let ny = app
+        .call(
+            "alice",
+            "POST",
+            "/api/tasks/quick",
+            Some(json!({"text": "call 2027-01-15 9am", "time_zone": "America/New_York"})),
+        )
+        .json_body();
+    assert_eq!(ny["task"]["due_date"], "2027-01-15T14:00:00Z");
+    for (body, field) in [
+        (json!({}), "text"),
+        (json!({"text": "x", "time_zone": "Nowhere"}), "time_zone"),
+        (json!({"text": "x", "colour": 1}), "colour"),
+    ] {
+        let response = app.call("alice", "POST", "/api/tasks/quick", Some(body));
+        assert!(matches!(response.status, 400 | 422));
+        assert_eq!(response.json_body()["error"]["field"], field);
+    }
+}

@@ -35,6 +35,12 @@ pub struct QuickAdd {
     pub spans: Vec<Span>,
 }
 
+/// Every zone name the server knows (chrono-tz's IANA database); the
+/// OpenAPI `TimeZone` enum lists exactly these (a test checks).
+pub fn zone_names() -> Vec<&'static str> {
+    chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()).collect()
+}
+
 /// Parses a time zone name (IANA, e.g. `Europe/Berlin`).
 pub fn zone(field: &str, name: &str) -> Result<Tz> {
     name.parse::<Tz>().map_err(|_| {
@@ -587,6 +593,11 @@ pub fn parse(text: &str, tz: Tz, now: Timestamp) -> Result<QuickAdd> {
     let mut i = 0;
     while i < w.len() {
         match parser.phrase(i) {
+            // Tags past the limit stay words of the title.
+            Some((_, "tags", _)) if found.tags.len() >= crate::input::MAX_TAGS => {
+                title_words.push(i);
+                i += 1;
+            }
             Some((n, field, effect)) => {
                 effect(&mut found);
                 let (start, end) = (w[i].start, w[i + n - 1].end);
@@ -613,12 +624,13 @@ pub fn parse(text: &str, tz: Tz, now: Timestamp) -> Result<QuickAdd> {
         .trim_end_matches([',', '-', ':'])
         .trim()
         .to_owned();
-    if title.is_empty() {
-        return Err(DomainError::invalid(
-            "text",
-            "no title is left once the dates, tags and other phrases are taken out",
-        ));
-    }
+    // Nothing left for a title: the user's words are the title, so none
+    // are lost (the fields are still set).
+    let title = if title.is_empty() {
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    } else {
+        title
+    };
     let mut fields = Map::new();
     fields.insert("title".into(), json!(title));
     let local_now = now.with_timezone(&tz).time();
@@ -683,16 +695,19 @@ pub fn parse(text: &str, tz: Tz, now: Timestamp) -> Result<QuickAdd> {
                 json!(time::format(&resolve(tz, day, t))),
             );
         }
+        // `remind me … before` with no due date means nothing: its words go
+        // back to the title instead of being guessed at.
         (Some(_), _, None) => {
-            return Err(DomainError::invalid(
-                "text",
-                "`remind me … before` needs a due date in the text",
-            ))
+            if let Some(k) = spans.iter().position(|s| s.field == "reminder") {
+                let span = spans.remove(k);
+                let title = format!("{} {}", fields["title"].as_str().unwrap_or(""), span.text);
+                fields.insert("title".into(), json!(title.trim()));
+            }
         }
         _ => {}
     }
     Ok(QuickAdd {
-        title,
+        title: fields["title"].as_str().unwrap_or_default().to_owned(),
         fields,
         spans,
     })

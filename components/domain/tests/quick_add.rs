@@ -724,14 +724,25 @@ fn the_phrase_table() {
 fn nothing_left_for_a_title_and_unknown_zones_name_the_field() {
     let now = time::parse("now", NOW).unwrap();
     let utc = zone("time_zone", "UTC").unwrap();
-    for text in ["", "   ", "tomorrow 5pm", "#home p1"] {
+    for text in ["", "   "] {
         let err = quick_add::parse(text, utc, now).unwrap_err();
         assert_eq!(err.field(), Some("text"), "{text:?}");
     }
+    // Nothing left for a title: the words are the title, the fields set.
+    let all = quick_add::parse("tomorrow  5pm", utc, now).unwrap();
+    assert_eq!(all.fields["title"], "tomorrow 5pm");
+    assert_eq!(all.fields["due_date"], "2026-11-30T17:00:00Z");
     let err = zone("time_zone", "Mars/Olympus").unwrap_err();
     assert_eq!(err.field(), Some("time_zone"));
-    let err = quick_add::parse("call remind me 5 min before", utc, now).unwrap_err();
-    assert_eq!(err.field(), Some("text"));
+    // A relative reminder without a due date is not guessed at.
+    let no_due = quick_add::parse("call remind me 5 min before", utc, now).unwrap();
+    assert_eq!(no_due.fields["title"], "call remind me 5 min before");
+    assert!(no_due.fields.get("remind_before_minutes").is_none());
+    // Tags past twenty stay in the title.
+    let many: Vec<String> = (0..22).map(|i| format!("#t{i}")).collect();
+    let tagged = quick_add::parse(&format!("x {}", many.join(" ")), utc, now).unwrap();
+    assert_eq!(tagged.fields["tags"].as_array().unwrap().len(), 20);
+    assert_eq!(tagged.fields["title"], "x #t20 #t21");
 }
 
 fn due(text: &str, zone_name: &str, now: &str) -> String {
