@@ -204,17 +204,23 @@ pub fn route(method: &str, path: &str) -> Match {
     } else {
         path
     };
+    // A literal segment beats a `{…}` one: `/api/tasks/quick` is Quick Add,
+    // never a task with the id `quick`, for dispatch and for `Allow` alike.
+    let matching: Vec<(&Route, Vec<String>)> = ROUTES
+        .iter()
+        .filter_map(|r| match_path(r.path, path).map(|params| (r, params)))
+        .collect();
+    let literals = |r: &Route| r.path.split('/').filter(|s| !s.starts_with('{')).count();
+    let best = matching.iter().map(|(r, _)| literals(r)).max().unwrap_or(0);
     let mut allow = Vec::new();
-    for route in ROUTES {
-        if let Some(params) = match_path(route.path, path) {
-            if route.method.eq_ignore_ascii_case(method) {
-                return Match::Found {
-                    endpoint: route.endpoint,
-                    params,
-                };
-            }
-            allow.push(route.method);
+    for (route, params) in matching.into_iter().filter(|(r, _)| literals(r) == best) {
+        if route.method.eq_ignore_ascii_case(method) {
+            return Match::Found {
+                endpoint: route.endpoint,
+                params,
+            };
         }
+        allow.push(route.method);
     }
     if allow.is_empty() {
         Match::NotFound
@@ -258,6 +264,20 @@ mod tests {
             }
         );
         assert_eq!(route("GET", "/api/tasks//complete"), Match::NotFound);
+        // The literal route wins over `{id}`, in `Allow` too.
+        assert_eq!(
+            route("OPTIONS", "/api/tasks/quick"),
+            Match::MethodNotAllowed {
+                allow: vec!["POST"]
+            }
+        );
+        assert_eq!(
+            route("POST", "/api/tasks/quick"),
+            Match::Found {
+                endpoint: Endpoint::QuickAdd,
+                params: vec![]
+            }
+        );
         assert_eq!(
             route("POST", "/api/tasks/a%20b/complete"),
             Match::Found {

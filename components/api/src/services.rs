@@ -6,8 +6,11 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value as Json};
+use todo_audit_store::read as audit;
 use todo_domain::sql::Sql;
-use todo_domain::{audit, feed, reminders, DomainError, TaskStore};
+use todo_domain::{DomainError, TaskStore};
+use todo_reminder_store::read as reminders;
+use todo_sync_store::read as feed;
 
 use crate::http::{ApiError, Request, Response};
 use crate::Context;

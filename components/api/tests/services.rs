@@ -5,10 +5,12 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value as Json};
+use todo_audit_store as audit;
 use todo_domain::incoming::IncomingEvent;
 use todo_domain::native::NativeDb;
 use todo_domain::sql::Sql;
-use todo_domain::{audit, feed, reminders};
+use todo_reminder_store as reminders;
+use todo_sync_store as feed;
 
 fn events(app: &App, topic: &str) -> Vec<IncomingEvent> {
     app.db

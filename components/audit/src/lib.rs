@@ -24,8 +24,8 @@ impl Guest for Audit {
             .find(|h| h.key == "ce_actor")
             .map(|h| String::from_utf8_lossy(&h.value).into_owned());
         let db = SpinDb::open("audit").map_err(|e| Error::Retryable(e.to_string()))?;
-        todo_domain::audit::open(&db).map_err(|e| Error::Retryable(e.to_string()))?;
-        todo_domain::audit::record(
+        todo_audit_store::open(&db).map_err(|e| Error::Retryable(e.to_string()))?;
+        todo_audit_store::record(
             &db,
             &message.topic,
             &event,

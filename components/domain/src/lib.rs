@@ -2,11 +2,9 @@
 //! the events they produce, and a store that writes both in one transaction.
 //! Every component uses it; it runs natively (rusqlite) and in Wasm (Spin).
 
-pub mod audit;
 pub mod change;
 pub mod error;
 pub mod events;
-pub mod feed;
 pub mod idempotency;
 pub mod incoming;
 pub mod input;
@@ -17,7 +15,6 @@ pub mod query;
 pub mod quick_add;
 pub mod recurrence;
 pub mod recurring;
-pub mod reminders;
 pub mod sql;
 pub mod store;
 pub mod time;

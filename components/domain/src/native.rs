@@ -97,3 +97,39 @@ impl Sql for NativeDb {
         execute(&self.conn, sql, params)
     }
 }
+
+/// Shared by the services' store tests: a time, a create request, the
+/// events a store change wrote to the outbox, and a COUNT(*).
+pub mod testing {
+    use crate::incoming::IncomingEvent;
+    use crate::sql::Sql;
+    use crate::time::{self, Timestamp};
+    use crate::TaskPatch;
+
+    pub fn at(s: &str) -> Timestamp {
+        time::parse("t", s).unwrap()
+    }
+
+    pub fn patch(v: serde_json::Value) -> TaskPatch {
+        TaskPatch::from_json(v.as_object().unwrap()).unwrap()
+    }
+
+    /// The events a store change wrote to the outbox, decoded.
+    pub fn outbox_events(db: &dyn Sql, topic: &str) -> Vec<IncomingEvent> {
+        db.execute(
+            "SELECT payload FROM outbox WHERE topic = ? ORDER BY seq",
+            &[topic.into()],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| IncomingEvent::decode(Some(r.str("payload").unwrap().as_bytes())).unwrap())
+        .collect()
+    }
+
+    pub fn count(db: &dyn Sql, sql: &str) -> i64 {
+        match &db.execute(sql, &[]).unwrap().rows[0][0] {
+            crate::sql::Value::Integer(n) => *n,
+            other => panic!("not a count: {other:?}"),
+        }
+    }
+}

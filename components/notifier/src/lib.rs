@@ -14,8 +14,8 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use spin_sdk::wit::wasi::http0_2_0::{outgoing_handler, types};
-use todo_domain::reminders::{self, Notification};
 use todo_domain::spin::SpinDb;
+use todo_reminder_store::{self as reminders, Notification};
 
 spin_sdk::wit_bindgen::generate!({
     world: "fermyon:spin-cron/spin-cron",

@@ -13,8 +13,8 @@
 #![allow(clippy::too_many_arguments)]
 
 use todo_domain::incoming::IncomingEvent;
-use todo_domain::reminders;
 use todo_domain::spin::SpinDb;
+use todo_reminder_store as reminders;
 
 spin_sdk::wit_bindgen::generate!({
     world: "todo-chatbot:kafka-trigger/kafka-and-cron-handler",

@@ -18,8 +18,8 @@ impl Guest for Sync {
     fn handle_message(message: Message) -> Result<(), Error> {
         let event = IncomingEvent::decode(message.value.as_deref()).map_err(Error::Permanent)?;
         let db = SpinDb::open("sync").map_err(|e| Error::Retryable(e.to_string()))?;
-        todo_domain::feed::open(&db).map_err(|e| Error::Retryable(e.to_string()))?;
-        todo_domain::feed::append(&db, &event, todo_domain::time::now())
+        todo_sync_store::open(&db).map_err(|e| Error::Retryable(e.to_string()))?;
+        todo_sync_store::append(&db, &event, todo_domain::time::now())
             .map_err(|e| Error::Retryable(e.to_string()))?;
         Ok(())
     }

@@ -1,42 +1,15 @@
-//! The event services' domain logic against real SQLite: reminders,
-//! recurring tasks, the audit trail and the change feed. Every handler is
-//! fed redeliveries and out-of-order events.
+//! The reminder store against real SQLite: schedules kept from events in
+//! commit order, due reminders fired once, missed ones recorded, webhook
+//! deliveries claimed before they are sent.
 
 use serde_json::json;
 use todo_domain::events;
 use todo_domain::incoming::IncomingEvent;
+use todo_domain::native::testing::{at, outbox_events, patch};
 use todo_domain::native::NativeDb;
-use todo_domain::recurring::{self, Outcome};
 use todo_domain::sql::Sql;
-use todo_domain::time::{self, Timestamp};
-use todo_domain::{audit, feed, reminders, Status, TaskPatch, TaskStore};
-
-fn at(s: &str) -> Timestamp {
-    time::parse("t", s).unwrap()
-}
-
-fn patch(v: serde_json::Value) -> TaskPatch {
-    TaskPatch::from_json(v.as_object().unwrap()).unwrap()
-}
-
-/// The events a store change wrote to the outbox, decoded.
-fn outbox_events(db: &dyn Sql, topic: &str) -> Vec<IncomingEvent> {
-    db.execute(
-        "SELECT payload FROM outbox WHERE topic = ? ORDER BY seq",
-        &[topic.into()],
-    )
-    .unwrap()
-    .iter()
-    .map(|r| IncomingEvent::decode(Some(r.str("payload").unwrap().as_bytes())).unwrap())
-    .collect()
-}
-
-fn count(db: &dyn Sql, sql: &str) -> i64 {
-    match &db.execute(sql, &[]).unwrap().rows[0][0] {
-        todo_domain::sql::Value::Integer(n) => *n,
-        other => panic!("not a count: {other:?}"),
-    }
-}
+use todo_domain::TaskStore;
+use todo_reminder_store as reminders;
 
 #[test]
 fn a_reminder_fires_once_and_never_after_cancellation_or_reschedule() {
@@ -229,141 +202,6 @@ fn a_delivery_attempt_is_recorded_before_it_is_sent() {
     assert_eq!((n.status.as_str(), n.attempts), ("failed", 5));
 }
 
-#[test]
-fn completing_a_daily_task_twice_delivered_creates_one_next_instance() {
-    let db = NativeDb::open_in_memory().unwrap();
-    let store = TaskStore::open(&db).unwrap();
-    let now = at("2026-12-01T08:00:00Z");
-    let t = store.create("alice", &patch(json!({"title": "Standup", "due_date": "2026-12-01T09:00:00Z", "recurrence_pattern": "daily"})), now).unwrap();
-    store.complete("alice", &t.id, now).unwrap();
-    let completed = outbox_events(&db, events::TASK_EVENTS)
-        .into_iter()
-        .find(|e| e.event_type == "task_completed")
-        .unwrap();
-    let task = todo_domain::incoming::task_from_json(&completed.payload["task_data"]).unwrap();
-    let Outcome::Created(next) = recurring::on_completed(&store, &task, now).unwrap() else {
-        panic!("created")
-    };
-    assert_eq!(
-        time::format(&next.due_date.unwrap()),
-        "2026-12-02T09:00:00Z"
-    );
-    assert_eq!(
-        recurring::on_completed(&store, &task, now).unwrap(),
-        Outcome::Skipped("next instance exists")
-    );
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM tasks"), 2);
-    let created: Vec<_> = outbox_events(&db, events::TASK_EVENTS)
-        .into_iter()
-        .filter(|e| e.event_type == "task_created")
-        .collect();
-    assert_eq!(created.len(), 2, "the next instance was announced once");
-}
-
-#[test]
-fn a_series_with_count_three_stops_and_deleting_stops_it_too() {
-    let db = NativeDb::open_in_memory().unwrap();
-    let store = TaskStore::open(&db).unwrap();
-    let mut now = at("2026-12-01T08:00:00Z");
-    let mut current = store.create("alice", &patch(json!({"title": "Pill", "due_date": "2026-12-01T09:00:00Z", "recurrence_pattern": "RRULE:FREQ=DAILY;COUNT=3"})), now).unwrap();
-    let mut made = 1;
-    loop {
-        let done = store.complete("alice", &current.id, now).unwrap();
-        match recurring::on_completed(&store, &done, now).unwrap() {
-            Outcome::Created(next) => {
-                made += 1;
-                current = *next;
-                now += chrono::Duration::days(1);
-            }
-            Outcome::Skipped(reason) => {
-                assert_eq!(reason, "series ended");
-                break;
-            }
-        }
-    }
-    assert_eq!(made, 3);
-    let t = store.create("alice", &patch(json!({"title": "Gym", "due_date": "2026-12-01T09:00:00Z", "recurrence_pattern": "weekly"})), now).unwrap();
-    let done = store.complete("alice", &t.id, now).unwrap();
-    store.delete("alice", &t.id, now).unwrap();
-    assert_eq!(
-        recurring::on_completed(&store, &done, now).unwrap(),
-        Outcome::Skipped("task deleted")
-    );
-    assert_eq!(done.status, Status::Completed);
-}
-
-#[test]
-fn the_audit_trail_has_one_row_per_event_in_order() {
-    let tasks = NativeDb::open_in_memory().unwrap();
-    let store = TaskStore::open(&tasks).unwrap();
-    let adb = NativeDb::open_in_memory().unwrap();
-    audit::open(&adb).unwrap();
-    let now = at("2026-12-01T08:00:00Z");
-    let t = store
-        .create("alice", &patch(json!({"title": "Report"})), now)
-        .unwrap();
-    store
-        .update(
-            "alice",
-            &t.id,
-            &patch(json!({"priority": "high"})),
-            now + chrono::Duration::seconds(1),
-        )
-        .unwrap();
-    store
-        .complete("alice", &t.id, now + chrono::Duration::seconds(2))
-        .unwrap();
-    let events = outbox_events(&tasks, events::TASK_EVENTS);
-    for e in events.iter().chain(events.iter()) {
-        audit::record(&adb, events::TASK_EVENTS, e, Some("alice"), now).unwrap();
-    }
-    let history = audit::history(&adb, &t.id, None).unwrap();
-    let actions: Vec<_> = history.iter().map(|e| e.action.as_str()).collect();
-    assert_eq!(actions, ["task_created", "task_updated", "task_completed"]);
-    assert_eq!(history[1].snapshot["priority"], "high");
-    assert_eq!(audit::trail(&adb, "alice", None, None, 2).unwrap().len(), 2);
-    assert!(audit::trail(&adb, "bob", None, None, 10)
-        .unwrap()
-        .is_empty());
-}
-
-#[test]
-fn the_feed_reaches_everyone_who_sees_the_task_once() {
-    let tasks = NativeDb::open_in_memory().unwrap();
-    let store = TaskStore::open(&tasks).unwrap();
-    let fdb = NativeDb::open_in_memory().unwrap();
-    feed::open(&fdb).unwrap();
-    let now = at("2026-12-01T08:00:00Z");
-    let t = store
-        .create("alice", &patch(json!({"title": "Trip"})), now)
-        .unwrap();
-    store.share("alice", &t.id, "bob", now).unwrap();
-    store
-        .update("bob", &t.id, &patch(json!({"title": "Trip to Oslo"})), now)
-        .unwrap();
-    let events = outbox_events(&tasks, events::TASK_UPDATES);
-    for e in events.iter().chain(events.iter()) {
-        feed::append(&fdb, e, now).unwrap();
-    }
-    let alice = feed::since(&fdb, "alice", 0, 100).unwrap();
-    let bob = feed::since(&fdb, "bob", 0, 100).unwrap();
-    assert_eq!(alice.len(), 3);
-    assert_eq!(
-        bob.iter()
-            .map(|c| c.event_type.as_str())
-            .collect::<Vec<_>>(),
-        ["task_shared", "task_updated"]
-    );
-    assert_eq!(
-        feed::since(&fdb, "alice", alice[1].cursor, 100)
-            .unwrap()
-            .len(),
-        1
-    );
-    assert_eq!(feed::head(&fdb, "bob").unwrap(), bob[1].cursor);
-    assert_eq!(bob[1].update_data["task"]["title"], "Trip to Oslo");
-}
-
 /// Two edits of one task race: the one stamped later commits first. The
 /// schedule must follow commit order (the outbox sequence), not the
 /// timestamps: the reminder the task ends up with is the one that fires.
@@ -423,50 +261,4 @@ fn reminder_events_apply_in_commit_order_not_timestamp_order() {
     }
     let fired = reminders::fire_due(&rdb, at("2026-12-01T09:00:00.100Z"), 60_000).unwrap();
     assert_eq!(fired.fired, 1, "the reminder the task has fires");
-}
-
-/// A user in Berlin: new tasks take the user's zone, the event carries it,
-/// and the recurring service keeps 09:00 local through the change to
-/// summer time (08:00Z before 29 March 2026, 07:00Z after).
-#[test]
-fn a_users_daily_0900_task_renews_at_0900_local_across_dst() {
-    let db = NativeDb::open_in_memory().unwrap();
-    let store = TaskStore::open(&db).unwrap();
-    let now = at("2026-03-28T07:00:00Z");
-    store
-        .set_user_time_zone("alice", "Europe/Berlin", now)
-        .unwrap();
-    let t = store
-        .create(
-            "alice",
-            &patch(json!({"title": "Standup", "due_date": "2026-03-28T08:00:00Z", "recurrence_pattern": "daily"})),
-            now,
-        )
-        .unwrap();
-    assert_eq!(t.time_zone, "Europe/Berlin");
-    assert!(store.set_user_time_zone("alice", "Mars/Base", now).is_err());
-    store.complete("alice", &t.id, now).unwrap();
-    let completed = outbox_events(&db, events::TASK_EVENTS)
-        .into_iter()
-        .find(|e| e.event_type == "task_completed")
-        .unwrap();
-    assert_eq!(completed.payload["task_data"]["time_zone"], "Europe/Berlin");
-    let task = todo_domain::incoming::task_from_json(&completed.payload["task_data"]).unwrap();
-    let Outcome::Created(next) = recurring::on_completed(&store, &task, now).unwrap() else {
-        panic!("created")
-    };
-    assert_eq!(
-        time::format(&next.due_date.unwrap()),
-        "2026-03-29T07:00:00Z"
-    );
-    assert_eq!(next.time_zone, "Europe/Berlin");
-    // A task given its own zone keeps it.
-    let ny = store
-        .create(
-            "alice",
-            &patch(json!({"title": "Call", "due_date": "2026-03-07T14:00:00Z", "time_zone": "America/New_York"})),
-            now,
-        )
-        .unwrap();
-    assert_eq!(ny.time_zone, "America/New_York");
 }

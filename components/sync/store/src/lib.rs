@@ -4,11 +4,11 @@
 
 use serde_json::{json, Value as Json};
 
-use crate::error::Result;
-use crate::incoming::IncomingEvent;
-use crate::migrations::Migration;
-use crate::sql::{Row, Sql, Value};
-use crate::time::{self, Timestamp};
+use todo_domain::error::Result;
+use todo_domain::incoming::IncomingEvent;
+use todo_domain::migrations::Migration;
+use todo_domain::sql::{Row, Sql, Value};
+use todo_domain::time::{self, Timestamp};
 
 /// Changes older than this are pruned; a client further behind re-lists.
 pub const RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
@@ -43,7 +43,7 @@ pub const DB: &[Migration] = &[
 ];
 
 pub fn open(db: &dyn Sql) -> Result<()> {
-    crate::migrations::apply(db, DB)?;
+    todo_domain::migrations::apply(db, DB)?;
     Ok(())
 }
 
@@ -64,7 +64,7 @@ pub fn append(db: &dyn Sql, event: &IncomingEvent, now: Timestamp) -> Result<usi
         audience.push(event.user_id.clone());
     }
     let mut added = 0;
-    crate::sql::transaction(db, || {
+    todo_domain::sql::transaction(db, || {
         for user in &audience {
             let rows = db.execute(
                 "INSERT OR IGNORE INTO changes (user_id, event_id, task_id, event_type, update_data, occurred_ms)
@@ -84,7 +84,7 @@ pub fn append(db: &dyn Sql, event: &IncomingEvent, now: Timestamp) -> Result<usi
             "DELETE FROM changes WHERE occurred_ms < ?",
             &[Value::Integer(time::to_millis(&now) - RETENTION_MS)],
         )?;
-        Ok::<_, crate::DomainError>(())
+        Ok::<_, todo_domain::DomainError>(())
     })?;
     Ok(added)
 }
@@ -149,4 +149,10 @@ pub fn head(db: &dyn Sql, user_id: &str) -> Result<i64> {
         .map(|r| r.i64("head"))
         .transpose()?
         .unwrap_or(0))
+}
+
+/// What other services (the API) may do with this store: read a user's
+/// feed. Only the sync service writes it.
+pub mod read {
+    pub use super::{head, open, since, Change};
 }

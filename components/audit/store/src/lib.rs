@@ -3,11 +3,11 @@
 
 use serde_json::{json, Value as Json};
 
-use crate::error::Result;
-use crate::incoming::IncomingEvent;
-use crate::migrations::Migration;
-use crate::sql::{Row, Sql, Value};
-use crate::time::{self, Timestamp};
+use todo_domain::error::Result;
+use todo_domain::incoming::IncomingEvent;
+use todo_domain::migrations::Migration;
+use todo_domain::sql::{Row, Sql, Value};
+use todo_domain::time::{self, Timestamp};
 
 const V1: &str = "
 CREATE TABLE IF NOT EXISTS audit_log (
@@ -57,7 +57,7 @@ pub const DB: &[Migration] = &[
 ];
 
 pub fn open(db: &dyn Sql) -> Result<()> {
-    crate::migrations::apply(db, DB)?;
+    todo_domain::migrations::apply(db, DB)?;
     Ok(())
 }
 
@@ -92,7 +92,7 @@ pub fn record(
     actor: Option<&str>,
     now: Timestamp,
 ) -> Result<bool> {
-    crate::sql::transaction(db, || {
+    todo_domain::sql::transaction(db, || {
         let rows = db.execute(
             "INSERT OR IGNORE INTO audit_log (event_id, user_id, actor, task_id, topic, action, occurred_ms, snapshot, recorded_ms)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
@@ -238,4 +238,10 @@ pub fn trail(
         ],
     )?;
     rows.iter().map(entry).collect()
+}
+
+/// What other services (the API) may do with this store: read a task's
+/// history and a user's trail. Only the audit service writes it.
+pub mod read {
+    pub use super::{history, open, trail, Entry};
 }

@@ -13,13 +13,13 @@
 
 use serde_json::json;
 
-use crate::error::{DomainError, Result};
-use crate::events::{Event, REMINDERS};
-use crate::incoming::IncomingEvent;
-use crate::migrations::Migration;
-use crate::model::NotificationType;
-use crate::sql::{transaction, Row, Sql, Value};
-use crate::time::{self, Timestamp};
+use todo_domain::error::{DomainError, Result};
+use todo_domain::events::{Event, REMINDERS};
+use todo_domain::incoming::IncomingEvent;
+use todo_domain::migrations::Migration;
+use todo_domain::model::NotificationType;
+use todo_domain::sql::{transaction, Row, Sql, Value};
+use todo_domain::time::{self, Timestamp};
 
 pub const SOURCE: &str = "/todo-chatbot/reminders";
 pub const ACTOR: &str = "system:reminders";
@@ -68,7 +68,7 @@ const V2: &str = "ALTER TABLE schedules ADD COLUMN event_seq INTEGER;";
 pub const DB: &[Migration] = &[
     Migration {
         version: 1,
-        scripts: &[V1, crate::outbox::SCHEMA],
+        scripts: &[V1, todo_domain::outbox::SCHEMA],
     },
     Migration {
         version: 2,
@@ -96,7 +96,7 @@ pub mod status {
 }
 
 pub fn open(db: &dyn Sql) -> Result<()> {
-    crate::migrations::apply(db, DB)?;
+    todo_domain::migrations::apply(db, DB)?;
     Ok(())
 }
 
@@ -229,7 +229,7 @@ pub fn fire_due(db: &dyn Sql, now: Timestamp, grace_ms: i64) -> Result<Fired> {
                 "INSERT OR IGNORE INTO notifications (id, user_id, task_id, title, channel, remind_ms, due_ms, status, next_attempt_ms, created_ms)
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 &[
-                    Value::Text(crate::store::new_id()),
+                    Value::Text(todo_domain::store::new_id()),
                     Value::from(row.str("user_id")?),
                     Value::from(task_id),
                     Value::from(row.str("title")?),
@@ -244,7 +244,7 @@ pub fn fire_due(db: &dyn Sql, now: Timestamp, grace_ms: i64) -> Result<Fired> {
             if missed {
                 result.missed += 1;
             } else {
-                crate::outbox::enqueue(db, &triggered_event(&row, now)?)?;
+                todo_domain::outbox::enqueue(db, &triggered_event(&row, now)?)?;
                 result.fired += 1;
             }
         }
@@ -474,4 +474,11 @@ pub fn webhook_body(n: &Notification) -> serde_json::Value {
         "remind_at": time::format(&n.remind_at),
         "due_at": n.due_at.as_ref().map(time::format),
     })
+}
+
+/// What other services (the API) may do with this store: list a user's
+/// notifications and mark one read. Schedules and deliveries are the
+/// reminder and notifier services' own.
+pub mod read {
+    pub use super::{list, mark_read, open, Notification};
 }

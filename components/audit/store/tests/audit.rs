@@ -1,0 +1,43 @@
+//! The audit store against real SQLite: one row per event, in order.
+
+use serde_json::json;
+use todo_audit_store as audit;
+use todo_domain::events;
+use todo_domain::native::testing::{at, outbox_events, patch};
+use todo_domain::native::NativeDb;
+use todo_domain::TaskStore;
+
+#[test]
+fn the_audit_trail_has_one_row_per_event_in_order() {
+    let tasks = NativeDb::open_in_memory().unwrap();
+    let store = TaskStore::open(&tasks).unwrap();
+    let adb = NativeDb::open_in_memory().unwrap();
+    audit::open(&adb).unwrap();
+    let now = at("2026-12-01T08:00:00Z");
+    let t = store
+        .create("alice", &patch(json!({"title": "Report"})), now)
+        .unwrap();
+    store
+        .update(
+            "alice",
+            &t.id,
+            &patch(json!({"priority": "high"})),
+            now + chrono::Duration::seconds(1),
+        )
+        .unwrap();
+    store
+        .complete("alice", &t.id, now + chrono::Duration::seconds(2))
+        .unwrap();
+    let events = outbox_events(&tasks, events::TASK_EVENTS);
+    for e in events.iter().chain(events.iter()) {
+        audit::record(&adb, events::TASK_EVENTS, e, Some("alice"), now).unwrap();
+    }
+    let history = audit::history(&adb, &t.id, None).unwrap();
+    let actions: Vec<_> = history.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["task_created", "task_updated", "task_completed"]);
+    assert_eq!(history[1].snapshot["priority"], "high");
+    assert_eq!(audit::trail(&adb, "alice", None, None, 2).unwrap().len(), 2);
+    assert!(audit::trail(&adb, "bob", None, None, 10)
+        .unwrap()
+        .is_empty());
+}

@@ -1,0 +1,120 @@
+//! The recurring service's rule against real SQLite: one next instance per
+//! completed occurrence whatever the redeliveries, series that end, and
+//! local times kept across DST.
+
+use serde_json::json;
+use todo_domain::events;
+use todo_domain::native::testing::{at, count, outbox_events, patch};
+use todo_domain::native::NativeDb;
+use todo_domain::recurring::{self, Outcome};
+use todo_domain::time;
+use todo_domain::{Status, TaskStore};
+
+#[test]
+fn completing_a_daily_task_twice_delivered_creates_one_next_instance() {
+    let db = NativeDb::open_in_memory().unwrap();
+    let store = TaskStore::open(&db).unwrap();
+    let now = at("2026-12-01T08:00:00Z");
+    let t = store.create("alice", &patch(json!({"title": "Standup", "due_date": "2026-12-01T09:00:00Z", "recurrence_pattern": "daily"})), now).unwrap();
+    store.complete("alice", &t.id, now).unwrap();
+    let completed = outbox_events(&db, events::TASK_EVENTS)
+        .into_iter()
+        .find(|e| e.event_type == "task_completed")
+        .unwrap();
+    let task = todo_domain::incoming::task_from_json(&completed.payload["task_data"]).unwrap();
+    let Outcome::Created(next) = recurring::on_completed(&store, &task, now).unwrap() else {
+        panic!("created")
+    };
+    assert_eq!(
+        time::format(&next.due_date.unwrap()),
+        "2026-12-02T09:00:00Z"
+    );
+    assert_eq!(
+        recurring::on_completed(&store, &task, now).unwrap(),
+        Outcome::Skipped("next instance exists")
+    );
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM tasks"), 2);
+    let created: Vec<_> = outbox_events(&db, events::TASK_EVENTS)
+        .into_iter()
+        .filter(|e| e.event_type == "task_created")
+        .collect();
+    assert_eq!(created.len(), 2, "the next instance was announced once");
+}
+
+#[test]
+fn a_series_with_count_three_stops_and_deleting_stops_it_too() {
+    let db = NativeDb::open_in_memory().unwrap();
+    let store = TaskStore::open(&db).unwrap();
+    let mut now = at("2026-12-01T08:00:00Z");
+    let mut current = store.create("alice", &patch(json!({"title": "Pill", "due_date": "2026-12-01T09:00:00Z", "recurrence_pattern": "RRULE:FREQ=DAILY;COUNT=3"})), now).unwrap();
+    let mut made = 1;
+    loop {
+        let done = store.complete("alice", &current.id, now).unwrap();
+        match recurring::on_completed(&store, &done, now).unwrap() {
+            Outcome::Created(next) => {
+                made += 1;
+                current = *next;
+                now += chrono::Duration::days(1);
+            }
+            Outcome::Skipped(reason) => {
+                assert_eq!(reason, "series ended");
+                break;
+            }
+        }
+    }
+    assert_eq!(made, 3);
+    let t = store.create("alice", &patch(json!({"title": "Gym", "due_date": "2026-12-01T09:00:00Z", "recurrence_pattern": "weekly"})), now).unwrap();
+    let done = store.complete("alice", &t.id, now).unwrap();
+    store.delete("alice", &t.id, now).unwrap();
+    assert_eq!(
+        recurring::on_completed(&store, &done, now).unwrap(),
+        Outcome::Skipped("task deleted")
+    );
+    assert_eq!(done.status, Status::Completed);
+}
+
+/// A user in Berlin: new tasks take the user's zone, the event carries it,
+/// and the recurring service keeps 09:00 local through the change to
+/// summer time (08:00Z before 29 March 2026, 07:00Z after).
+#[test]
+fn a_users_daily_0900_task_renews_at_0900_local_across_dst() {
+    let db = NativeDb::open_in_memory().unwrap();
+    let store = TaskStore::open(&db).unwrap();
+    let now = at("2026-03-28T07:00:00Z");
+    store
+        .set_user_time_zone("alice", "Europe/Berlin", now)
+        .unwrap();
+    let t = store
+        .create(
+            "alice",
+            &patch(json!({"title": "Standup", "due_date": "2026-03-28T08:00:00Z", "recurrence_pattern": "daily"})),
+            now,
+        )
+        .unwrap();
+    assert_eq!(t.time_zone, "Europe/Berlin");
+    assert!(store.set_user_time_zone("alice", "Mars/Base", now).is_err());
+    store.complete("alice", &t.id, now).unwrap();
+    let completed = outbox_events(&db, events::TASK_EVENTS)
+        .into_iter()
+        .find(|e| e.event_type == "task_completed")
+        .unwrap();
+    assert_eq!(completed.payload["task_data"]["time_zone"], "Europe/Berlin");
+    let task = todo_domain::incoming::task_from_json(&completed.payload["task_data"]).unwrap();
+    let Outcome::Created(next) = recurring::on_completed(&store, &task, now).unwrap() else {
+        panic!("created")
+    };
+    assert_eq!(
+        time::format(&next.due_date.unwrap()),
+        "2026-03-29T07:00:00Z"
+    );
+    assert_eq!(next.time_zone, "Europe/Berlin");
+    // A task given its own zone keeps it.
+    let ny = store
+        .create(
+            "alice",
+            &patch(json!({"title": "Call", "due_date": "2026-03-07T14:00:00Z", "time_zone": "America/New_York"})),
+            now,
+        )
+        .unwrap();
+    assert_eq!(ny.time_zone, "America/New_York");
+}

@@ -1,0 +1,46 @@
+//! The change feed against real SQLite: each change reaches everyone who
+//! sees the task, once.
+
+use serde_json::json;
+use todo_domain::events;
+use todo_domain::native::testing::{at, outbox_events, patch};
+use todo_domain::native::NativeDb;
+use todo_domain::TaskStore;
+use todo_sync_store as feed;
+
+#[test]
+fn the_feed_reaches_everyone_who_sees_the_task_once() {
+    let tasks = NativeDb::open_in_memory().unwrap();
+    let store = TaskStore::open(&tasks).unwrap();
+    let fdb = NativeDb::open_in_memory().unwrap();
+    feed::open(&fdb).unwrap();
+    let now = at("2026-12-01T08:00:00Z");
+    let t = store
+        .create("alice", &patch(json!({"title": "Trip"})), now)
+        .unwrap();
+    store.share("alice", &t.id, "bob", now).unwrap();
+    store
+        .update("bob", &t.id, &patch(json!({"title": "Trip to Oslo"})), now)
+        .unwrap();
+    let events = outbox_events(&tasks, events::TASK_UPDATES);
+    for e in events.iter().chain(events.iter()) {
+        feed::append(&fdb, e, now).unwrap();
+    }
+    let alice = feed::since(&fdb, "alice", 0, 100).unwrap();
+    let bob = feed::since(&fdb, "bob", 0, 100).unwrap();
+    assert_eq!(alice.len(), 3);
+    assert_eq!(
+        bob.iter()
+            .map(|c| c.event_type.as_str())
+            .collect::<Vec<_>>(),
+        ["task_shared", "task_updated"]
+    );
+    assert_eq!(
+        feed::since(&fdb, "alice", alice[1].cursor, 100)
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(feed::head(&fdb, "bob").unwrap(), bob[1].cursor);
+    assert_eq!(bob[1].update_data["task"]["title"], "Trip to Oslo");
+}
