@@ -351,7 +351,8 @@ fn quick_add(ctx: &Context<'_>, user: &str, args: &Args) -> Result<Reply, ApiErr
     let text = required_text(&args.body, "text")?;
     let store = store(ctx)?;
     let zone_name = match args.body.get("time_zone") {
-        None | Some(Json::Null) => store
+        // Absent means the user's zone; null is not a zone (the schema says so).
+        None => store
             .user_time_zone(user)?
             .unwrap_or_else(|| todo_domain::model::DEFAULT_TIME_ZONE.to_owned()),
         Some(_) => required_text(&args.body, "time_zone")?,

@@ -645,6 +645,7 @@ fn quick_add_reads_the_line_in_the_users_time_zone() {
     for (body, field) in [
         (json!({}), "text"),
         (json!({"text": "x", "time_zone": "Nowhere"}), "time_zone"),
+        (json!({"text": "x", "time_zone": null}), "time_zone"),
         (json!({"text": "x", "colour": 1}), "colour"),
     ] {
         let response = app.call("alice", "POST", "/api/tasks/quick", Some(body));

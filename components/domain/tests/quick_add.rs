@@ -724,7 +724,8 @@ fn the_phrase_table() {
 fn nothing_left_for_a_title_and_unknown_zones_name_the_field() {
     let now = time::parse("now", NOW).unwrap();
     let utc = zone("time_zone", "UTC").unwrap();
-    for text in ["", "   "] {
+    let long = "x".repeat(201);
+    for text in ["", "   ", "a\u{c}b", "tab\there", long.as_str()] {
         let err = quick_add::parse(text, utc, now).unwrap_err();
         assert_eq!(err.field(), Some("text"), "{text:?}");
     }
