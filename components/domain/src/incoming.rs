@@ -3,7 +3,7 @@
 
 use serde_json::Value as Json;
 
-use crate::model::{NotificationType, Priority, Status, Task};
+use crate::model::Task;
 use crate::time::{self, Timestamp};
 
 /// An event as a consumer sees it. `payload` is the whole JSON value.
@@ -69,74 +69,10 @@ impl IncomingEvent {
     }
 }
 
-/// The strings of an array field (empty when absent).
-fn strings(value: &Json, field: &str) -> Vec<String> {
-    value
-        .get(field)
-        .and_then(Json::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|t| t.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Rebuilds a task from its JSON form (`task_data`, or the task in
-/// `update_data`), as written by [`Task::to_json`].
+/// `update_data`), as [`Task::to_json`] writes it.
 pub fn task_from_json(value: &Json) -> Result<Task, String> {
-    let status = Status::parse(text(value, "status")?).map_err(|e| e.to_string())?;
-    let priority = Priority::parse(text(value, "priority")?).map_err(|e| e.to_string())?;
-    let notification_type = NotificationType::parse(
-        value
-            .get("notification_type")
-            .and_then(Json::as_str)
-            .unwrap_or("in_app"),
-    )
-    .map_err(|e| e.to_string())?;
-    let created_at = opt_time(value, "created_at")?.ok_or("missing `created_at`")?;
-    Ok(Task {
-        id: text(value, "id")?.to_owned(),
-        user_id: text(value, "user_id")?.to_owned(),
-        title: text(value, "title")?.to_owned(),
-        description: value
-            .get("description")
-            .and_then(Json::as_str)
-            .unwrap_or("")
-            .to_owned(),
-        status,
-        priority,
-        due_date: opt_time(value, "due_date")?,
-        tags: strings(value, "tags"),
-        recurrence_pattern: value
-            .get("recurrence_pattern")
-            .and_then(Json::as_str)
-            .map(str::to_owned),
-        remind_at: opt_time(value, "remind_at")?,
-        remind_before_minutes: value.get("remind_before_minutes").and_then(Json::as_i64),
-        notification_type,
-        series_id: value
-            .get("series_id")
-            .and_then(Json::as_str)
-            .map(str::to_owned),
-        series_start: opt_time(value, "series_start")?,
-        occurrence: value.get("occurrence").and_then(Json::as_i64).unwrap_or(1),
-        created_at,
-        updated_at: opt_time(value, "updated_at")?.unwrap_or(created_at),
-        completed_at: opt_time(value, "completed_at")?,
-        version: value.get("version").and_then(Json::as_i64).unwrap_or(1),
-        shared_with: strings(value, "shared_with"),
-        assignee: value
-            .get("assignee")
-            .and_then(Json::as_str)
-            .map(str::to_owned),
-        // Events written before zones existed carry none: UTC.
-        time_zone: value
-            .get("time_zone")
-            .and_then(Json::as_str)
-            .unwrap_or(crate::model::DEFAULT_TIME_ZONE)
-            .to_owned(),
-    })
+    serde_json::from_value(value.clone()).map_err(|e| format!("bad task: {e}"))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The task and its small enumerations.
 
-use serde_json::{json, Value as Json};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value as Json;
 
 use crate::error::{DomainError, Result};
 use crate::time::{self, Timestamp};
@@ -30,6 +31,19 @@ macro_rules! string_enum {
 
             pub fn names() -> Vec<&'static str> {
                 Self::ALL.iter().map(|v| v.as_str()).collect()
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                let text = String::deserialize(d)?;
+                $name::parse(&text).map_err(serde::de::Error::custom)
             }
         }
     };
@@ -102,43 +116,74 @@ pub const TASK_FIELDS: &[&str] = &[
     "assignee",
 ];
 
-/// A user's task, as stored and as carried in `task_data`.
-#[derive(Debug, Clone, PartialEq)]
+/// A user's task, as stored and as carried in `task_data`. Its JSON form
+/// (the REST body, MCP results, `task_data`) is serde's, both ways; fields
+/// added later have defaults, so older events still read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {
     pub id: String,
     pub user_id: String,
     pub title: String,
+    #[serde(default)]
     pub description: String,
     pub status: Status,
     pub priority: Priority,
+    #[serde(with = "time::rfc3339::option", default)]
     pub due_date: Option<Timestamp>,
+    #[serde(default)]
     pub tags: Vec<String>,
+    #[serde(default)]
     pub recurrence_pattern: Option<String>,
     /// When the reminder fires. Derived from `due_date` when
     /// `remind_before_minutes` is set, otherwise set directly.
+    #[serde(with = "time::rfc3339::option", default)]
     pub remind_at: Option<Timestamp>,
+    #[serde(default)]
     pub remind_before_minutes: Option<i64>,
+    #[serde(default = "in_app")]
     pub notification_type: NotificationType,
     /// The first task of a recurring series (its own id for the first one).
+    #[serde(default)]
     pub series_id: Option<String>,
     /// The due date of the series' first occurrence: the anchor from which
     /// every later occurrence is computed (so month ends do not drift).
+    #[serde(with = "time::rfc3339::option", default)]
     pub series_start: Option<Timestamp>,
     /// 1-based position in the series; counts toward an RRULE `COUNT`.
+    #[serde(default = "one")]
     pub occurrence: i64,
+    #[serde(with = "time::rfc3339")]
     pub created_at: Timestamp,
+    #[serde(with = "time::rfc3339")]
     pub updated_at: Timestamp,
+    #[serde(with = "time::rfc3339::option", default)]
     pub completed_at: Option<Timestamp>,
     /// Bumped on every change; lets consumers drop out-of-date events.
+    #[serde(default = "one")]
     pub version: i64,
     /// Other users who may see and change the task (not delete or share it).
+    #[serde(default)]
     pub shared_with: Vec<String>,
     /// Who should do it: the owner or one of `shared_with`.
+    #[serde(default)]
     pub assignee: Option<String>,
     /// The IANA zone the task lives in: a recurring task keeps its local
     /// time of day across DST changes. Times are still stored and shown in
     /// UTC.
+    #[serde(default = "default_time_zone")]
     pub time_zone: String,
+}
+
+fn in_app() -> NotificationType {
+    NotificationType::InApp
+}
+
+fn one() -> i64 {
+    1
+}
+
+fn default_time_zone() -> String {
+    DEFAULT_TIME_ZONE.to_owned()
 }
 
 /// The zone of tasks and users that never chose one.
@@ -168,30 +213,7 @@ impl Task {
 
     /// The JSON form used by the REST API, MCP results and `task_data`.
     pub fn to_json(&self) -> Json {
-        json!({
-            "id": self.id,
-            "title": self.title,
-            "description": self.description,
-            "status": self.status.as_str(),
-            "priority": self.priority.as_str(),
-            "due_date": self.due_date.as_ref().map(time::format),
-            "created_at": time::format(&self.created_at),
-            "updated_at": time::format(&self.updated_at),
-            "completed_at": self.completed_at.as_ref().map(time::format),
-            "tags": self.tags,
-            "user_id": self.user_id,
-            "recurrence_pattern": self.recurrence_pattern,
-            "remind_at": self.remind_at.as_ref().map(time::format),
-            "remind_before_minutes": self.remind_before_minutes,
-            "notification_type": self.notification_type.as_str(),
-            "series_id": self.series_id,
-            "series_start": self.series_start.as_ref().map(time::format),
-            "occurrence": self.occurrence,
-            "version": self.version,
-            "shared_with": self.shared_with,
-            "assignee": self.assignee,
-            "time_zone": self.time_zone,
-        })
+        serde_json::to_value(self).expect("a task serialises")
     }
 }
 

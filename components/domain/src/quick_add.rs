@@ -580,10 +580,16 @@ pub fn parse(text: &str, tz: Tz, now: Timestamp) -> Result<QuickAdd> {
     }
     // The title comes from these words, so the title's rules apply.
     if text.chars().count() > 200 {
-        return Err(DomainError::invalid("text", "must be at most 200 characters"));
+        return Err(DomainError::invalid(
+            "text",
+            "must be at most 200 characters",
+        ));
     }
     if text.chars().any(char::is_control) {
-        return Err(DomainError::invalid("text", "must not contain control characters"));
+        return Err(DomainError::invalid(
+            "text",
+            "must not contain control characters",
+        ));
     }
     let w = words(text);
     let today = now.with_timezone(&tz).date_naive();

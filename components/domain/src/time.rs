@@ -60,6 +60,46 @@ fn check_range(field: &str, ts: Timestamp) -> Result<Timestamp> {
     Ok(ts)
 }
 
+/// Serde for timestamps as [`format`] writes them and [`parse`] reads them
+/// (`#[serde(with = "time::rfc3339")]`).
+pub mod rfc3339 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::Timestamp;
+
+    pub fn serialize<S: Serializer>(ts: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format(ts))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse("time", &text).map_err(serde::de::Error::custom)
+    }
+
+    /// The same for `Option<Timestamp>` (`null` is `None`).
+    pub mod option {
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        use crate::time::Timestamp;
+
+        pub fn serialize<S: Serializer>(ts: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+            match ts {
+                Some(ts) => s.serialize_str(&crate::time::format(ts)),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
+            match Option::<String>::deserialize(d)? {
+                Some(text) => crate::time::parse("time", &text)
+                    .map(Some)
+                    .map_err(serde::de::Error::custom),
+                None => Ok(None),
+            }
+        }
+    }
+}
+
 pub fn truncate_to_millis(ts: Timestamp) -> Timestamp {
     from_millis(ts.timestamp_millis())
 }
