@@ -118,6 +118,11 @@ pub fn locations(id: &str) -> Vec<(String, Location)> {
 /// A query parameter's schema as a JSON argument: the "empty value means
 /// absent" alternative is a query-string matter, not a JSON one.
 fn argument_schema(schema: &Json) -> Json {
+    if let Some(items) = schema.get("items") {
+        let mut array = schema.clone();
+        array["items"] = argument_schema(items);
+        return array;
+    }
     let Some(options) = schema.get("anyOf").and_then(Json::as_array) else {
         return schema.clone();
     };

@@ -66,6 +66,68 @@ pub enum Command {
     /// Topic tooling.
     #[command(subcommand)]
     Topics(TopicsCommand),
+    /// Dead letters: list them, replay them to their topics once each.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Show a dead-letter topic: reason, kind, attempts, origin, age, key.
+    List(DlqListArgs),
+    /// Republish dead letters to their original topic with their key and headers
+    /// (plus `dlq-replayed`), exactly once each even if interrupted.
+    Replay(DlqReplayArgs),
+}
+
+/// Where the brokers are: the manifest's `[application.trigger.kafka]`, or `--brokers`.
+#[derive(Debug, Args)]
+pub struct BrokerArgs {
+    /// The manifest whose `[application.trigger.kafka]` names the brokers and security settings.
+    #[arg(
+        short = 'f',
+        long = "from",
+        alias = "file",
+        default_value = "spin.toml"
+    )]
+    pub manifest: PathBuf,
+    /// Brokers (host:port,...); overrides the manifest.
+    #[arg(long)]
+    pub brokers: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DlqListArgs {
+    /// The dead-letter topic (`task-events.dlq`), or the topic whose twin it is (`task-events`).
+    pub topic: String,
+    #[command(flatten)]
+    pub brokers: BrokerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DlqReplayArgs {
+    /// The dead-letter topic (`task-events.dlq`), or the topic whose twin it is (`task-events`).
+    pub topic: String,
+    /// Only dead letters that failed at or after this RFC 3339 time.
+    #[arg(long, value_parser = parse_rfc3339)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only dead letters with this key.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Say what would be replayed; send nothing, record nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Where replay progress is kept (one file per dead-letter topic).
+    #[arg(long, default_value = ".spin/dlq-replay")]
+    pub state_dir: PathBuf,
+    #[command(flatten)]
+    pub brokers: BrokerArgs,
+}
+
+fn parse_rfc3339(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("`{text}` is not an RFC 3339 time (2026-11-29T09:00:00Z): {e}"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,17 +141,8 @@ pub struct TopicsApplyArgs {
     /// Topic definitions.
     #[arg(short = 't', long = "topics", default_value = "kafka/topics.toml")]
     pub topics_file: PathBuf,
-    /// The manifest whose `[application.trigger.kafka]` names the brokers and security settings.
-    #[arg(
-        short = 'f',
-        long = "from",
-        alias = "file",
-        default_value = "spin.toml"
-    )]
-    pub manifest: PathBuf,
-    /// Brokers (host:port,...); overrides the manifest.
-    #[arg(long)]
-    pub brokers: Option<String>,
+    #[command(flatten)]
+    pub brokers: BrokerArgs,
     /// How long to wait for the brokers, in seconds.
     #[arg(long = "wait-secs", default_value_t = 30)]
     pub wait_secs: u64,

@@ -7,6 +7,7 @@ mod app;
 mod bindings;
 mod cli;
 mod cron_trigger;
+mod dlq;
 mod engine;
 mod host;
 mod http_trigger;
@@ -30,7 +31,9 @@ use clap::Parser;
 use tokio::sync::watch;
 
 use crate::app::App;
-use crate::cli::{Cli, Command, PluginRole, TopicsApplyArgs, TopicsCommand, TriggerArgs};
+use crate::cli::{
+    Cli, Command, DlqCommand, PluginRole, TopicsApplyArgs, TopicsCommand, TriggerArgs,
+};
 use crate::engine::Runtime;
 use crate::kafka_client::KafkaSettings;
 use crate::metrics::Metrics;
@@ -88,6 +91,26 @@ fn main() {
         .expect("tokio runtime");
     let result = match cli.command {
         Some(Command::Topics(TopicsCommand::Apply(args))) => runtime.block_on(apply_topics(args)),
+        Some(Command::Dlq(DlqCommand::List(args))) => {
+            broker_config(&args.brokers).and_then(|config| dlq::list(&config, &args.topic))
+        }
+        Some(Command::Dlq(DlqCommand::Replay(args))) => {
+            broker_config(&args.brokers).and_then(|config| {
+                let filter = dlq::ReplayFilter {
+                    since: args.since,
+                    key: args.key.clone(),
+                };
+                runtime
+                    .block_on(dlq::replay(
+                        &config,
+                        &args.topic,
+                        &filter,
+                        &args.state_dir,
+                        args.dry_run,
+                    ))
+                    .map(|_| ())
+            })
+        }
         Some(Command::Up(up)) => {
             let up = *up;
             let launch = Launch {
@@ -197,8 +220,9 @@ fn load(launch: &Launch) -> Result<(App, Roles)> {
 
 /// `topics apply`: brokers and security from the manifest (if any), with
 /// `--brokers` taking precedence.
-async fn apply_topics(args: TopicsApplyArgs) -> Result<()> {
-    let topics = topics::load(&args.topics_file)?;
+/// Client settings for the tools: brokers and security from the manifest
+/// (with its variables), `--brokers` overriding the brokers.
+fn broker_config(args: &cli::BrokerArgs) -> Result<rdkafka::ClientConfig> {
     let settings = if args.manifest.exists() {
         let app = manifest::load(&args.manifest)?;
         let resolver = variables::Resolver::from_env(&app)?;
@@ -211,7 +235,18 @@ async fn apply_topics(args: TopicsApplyArgs) -> Result<()> {
         (None, Some(s)) => s.brokers.clone(),
         (None, None) => bail!("give --brokers, or run where spin.toml names them"),
     };
-    let config = settings.map(|s| s.client_config()).unwrap_or_default();
+    let mut config = settings.map(|s| s.client_config()).unwrap_or_default();
+    config.set("bootstrap.servers", brokers);
+    Ok(config)
+}
+
+async fn apply_topics(args: TopicsApplyArgs) -> Result<()> {
+    let topics = topics::load(&args.topics_file)?;
+    let config = broker_config(&args.brokers)?;
+    let brokers = config
+        .get("bootstrap.servers")
+        .unwrap_or_default()
+        .to_owned();
     let wait = std::time::Duration::from_secs(args.wait_secs);
     topics::apply(&topics, &brokers, config, wait).await
 }

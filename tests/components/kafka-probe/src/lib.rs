@@ -4,6 +4,8 @@
 //! - `ok`: record the delivery (and when) in the `handled` table of `default`;
 //! - `retry:N`: fail with a retryable error on attempts 1..=N, then record;
 //! - `permanent`: fail permanently; `trap`: panic;
+//! - `broken`: fail permanently unless the environment has `PROBE_FIXED`
+//!   (a bug fixed by a redeploy), then record;
 //! - `sleep:MS`: sleep, then record;
 //! - `open:LABEL`, `kv:LABEL`, `http:URL`: try a database, store or host and
 //!   record what happened in `note`;
@@ -88,6 +90,10 @@ impl Guest for Probe {
         let (verb, arg) = action.split_once(':').unwrap_or((action.as_str(), ""));
         match verb {
             "ok" => record(&message, &id, ""),
+            "broken" if std::env::var("PROBE_FIXED").is_err() => Err(Error::Permanent(
+                "a bug: this handler cannot take it yet".into(),
+            )),
+            "broken" => record(&message, &id, "fixed"),
             "retry" => {
                 let failures: u32 = arg.parse().unwrap_or(1);
                 if message.attempt <= failures {
