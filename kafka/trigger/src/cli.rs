@@ -444,7 +444,30 @@ mod tests {
         let Some(Command::Topics(TopicsCommand::Apply(apply))) = topics.command else {
             panic!("topics apply")
         };
-        assert_eq!(apply.brokers.as_deref(), Some("b:1"));
+        assert_eq!(apply.brokers.brokers.as_deref(), Some("b:1"));
+        let replay = parse(&[
+            "dlq",
+            "replay",
+            "jobs",
+            "--since",
+            "2026-11-29T09:00:00+01:00",
+            "--key",
+            "u1",
+            "--dry-run",
+        ])
+        .unwrap();
+        let Some(Command::Dlq(DlqCommand::Replay(replay))) = replay.command else {
+            panic!("dlq replay")
+        };
+        assert_eq!(
+            (replay.topic.as_str(), replay.key.as_deref(), replay.dry_run),
+            ("jobs", Some("u1"), true)
+        );
+        assert_eq!(
+            replay.since.unwrap().to_rfc3339(),
+            "2026-11-29T08:00:00+00:00"
+        );
+        assert!(parse(&["dlq", "replay", "jobs", "--since", "yesterday"]).is_err());
     }
 
     #[test]
