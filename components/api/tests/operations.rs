@@ -134,3 +134,41 @@ fn the_time_zone_enum_is_the_servers_zone_list() {
         .collect();
     assert_eq!(documented, todo_domain::quick_add::zone_names());
 }
+
+/// An empty query value means the parameter is absent (`?sort=`), so every
+/// optional query parameter's schema admits the empty string: otherwise a
+/// contract fuzzer rightly reports the server accepting what the schema
+/// forbids.
+#[test]
+fn every_optional_query_parameter_admits_an_empty_value() {
+    fn admits_empty(schema: &Json) -> bool {
+        if let Some(options) = schema["anyOf"].as_array() {
+            return options.iter().any(admits_empty);
+        }
+        if schema["type"] == "array" {
+            return true;
+        }
+        schema["type"] == "string"
+            && schema.get("enum").is_none()
+            && schema.get("pattern").is_none()
+            && schema["minLength"].as_u64().unwrap_or(0) == 0
+            || schema["maxLength"] == 0
+            || schema["pattern"]
+                .as_str()
+                .is_some_and(|p| p.ends_with(")?$") && p.starts_with("^("))
+    }
+    let doc: Json = serde_json::from_str(OPENAPI).unwrap();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                if p["in"] == "query" && p["required"] != true {
+                    assert!(
+                        admits_empty(&p["schema"]),
+                        "{method} {path} ?{}=",
+                        p["name"]
+                    );
+                }
+            }
+        }
+    }
+}

@@ -95,6 +95,9 @@ pub struct KafkaTrigger {
     /// because some brokers (tansu) hold every fetch this long.
     #[serde(default = "default_fetch_wait_max_ms")]
     pub fetch_wait_max_ms: u64,
+    /// Records that do not pass are committed without running the component.
+    #[serde(default)]
+    pub filters: Vec<crate::filters::Filter>,
 }
 
 impl KafkaTrigger {
@@ -160,6 +163,14 @@ impl App {
                         "a kafka trigger for `{}` lists no topics",
                         trigger.component
                     );
+                }
+                for (i, filter) in trigger.filters.iter().enumerate() {
+                    filter.validate().with_context(|| {
+                        format!(
+                            "`[[trigger.kafka]]` for `{}`: filters[{i}]",
+                            trigger.component
+                        )
+                    })?;
                 }
                 self.kafka_triggers.push(trigger);
             }

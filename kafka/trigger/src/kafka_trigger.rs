@@ -596,6 +596,24 @@ impl KafkaRunner {
         shutdown: &watch::Receiver<bool>,
     ) -> Outcome {
         let component = self.trigger.component.as_str();
+        let candidate = crate::filters::Candidate {
+            key: record.key.as_deref(),
+            headers: &record.headers,
+            value: record.value.as_deref(),
+        };
+        if !crate::filters::passes(&self.trigger.filters, &candidate) {
+            // Committed like a success; no instance is created.
+            self.metrics.inc(
+                "trigger_kafka_messages_total",
+                &[
+                    ("component", component),
+                    ("topic", &record.topic),
+                    ("outcome", "filtered"),
+                ],
+                1,
+            );
+            return Outcome::Handled;
+        }
         let mut attempt: u32 = 1;
         loop {
             let started = Instant::now();

@@ -144,7 +144,13 @@ pub fn load(locked_url: &str, app_dir: Option<&Path>) -> Result<App> {
         );
     }
     for trigger in locked.triggers {
-        app.add_trigger(&trigger.trigger_type, trigger.trigger_config)?;
+        app.add_trigger(&trigger.trigger_type, trigger.trigger_config)
+            .with_context(|| {
+                format!(
+                    "{} (as locked by spin up)",
+                    app.dir.join("spin.toml").display()
+                )
+            })?;
     }
     app.validate()?;
     Ok(app)

@@ -9,6 +9,7 @@ mod cli;
 mod cron_trigger;
 mod dlq;
 mod engine;
+mod filters;
 mod host;
 mod http_trigger;
 mod kafka_client;

@@ -122,7 +122,8 @@ pub fn load(path: &Path) -> Result<App> {
     }
     for (trigger_type, triggers) in manifest.trigger {
         for trigger in triggers {
-            app.add_trigger(&trigger_type, serde_json::to_value(trigger)?)?;
+            app.add_trigger(&trigger_type, serde_json::to_value(trigger)?)
+                .with_context(|| format!("{}", path.display()))?;
         }
     }
     app.validate()?;

@@ -44,7 +44,7 @@ const HELP: &[(&str, &str, &str)] = &[
     (
         "trigger_kafka_messages_total",
         "counter",
-        "Kafka messages handled, by outcome (ok, retried, dead_lettered).",
+        "Kafka messages handled, by outcome (ok, retried, dead_lettered, filtered).",
     ),
     (
         "trigger_kafka_handler_duration_seconds",

@@ -575,3 +575,75 @@ fn storage_failures_pause_the_partition_instead_of_dead_lettering() {
     let (_, body) = http(host.admin_port, "GET", "/healthz", &[], None);
     assert!(body.contains("\"status\":\"ok\""), "{body}");
 }
+
+/// Filters run in the host: records that do not pass are committed without
+/// an instance (the guest records nothing for them) and counted; a filter
+/// that cannot work stops the host at start, naming the manifest.
+#[test]
+fn filtered_records_never_reach_the_component() {
+    let broker = Broker::start();
+    broker.create_topics("filtered", 1);
+    let app = ProbeApp::new(
+        &broker,
+        "filtered",
+        r#"filters = [{ on = "header:ce_type", equals = ["keep", "also"] }, { on = "/kind", prefix = "job." }]"#,
+        "",
+    );
+    let producer = broker.producer();
+    let send = |id: &str, ce_type: Option<&str>, kind: &str| {
+        let value = format!(r#"{{"id": "{id}", "action": "ok", "kind": "{kind}"}}"#);
+        let mut record = rdkafka::producer::BaseRecord::to("filtered")
+            .key("k")
+            .payload(&value);
+        if let Some(t) = ce_type {
+            record = record.headers(headers(&[("ce_type", t)]));
+        }
+        producer.send(record).unwrap();
+    };
+    send("kept-1", Some("keep"), "job.a");
+    send("wrong-type", Some("drop"), "job.a");
+    send("no-header", None, "job.a");
+    send("wrong-kind", Some("keep"), "other");
+    send("kept-2", Some("also"), "job.b");
+    send("last", Some("keep"), "job.z");
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10)).unwrap();
+    let host = Host::start(&app.dir.0, &[]);
+    wait_for("the last kept record", LONG, || {
+        (count(&app.db(), "SELECT COUNT(*) FROM handled WHERE id = 'last'") == 1).then_some(())
+    });
+    assert_eq!(
+        query(&app.db(), "SELECT id FROM handled ORDER BY rowid"),
+        vec![
+            vec!["kept-1".to_owned()],
+            vec!["kept-2".to_owned()],
+            vec!["last".to_owned()]
+        ]
+    );
+    let metrics = host.metrics();
+    assert!(
+        metrics.contains(r#"outcome="filtered",topic="filtered"} 3"#)
+            || metrics.contains(r#"outcome="filtered"} 3"#),
+        "{metrics}"
+    );
+    drop(host);
+
+    let bad = ProbeApp::new(
+        &broker,
+        "filtered",
+        r#"filters = [{ on = "body", equals = ["x"] }]"#,
+        "",
+    );
+    let output = std::process::Command::new(host_bin())
+        .args(["up", "--listen", "127.0.0.1:0"])
+        .current_dir(&bad.dir.0)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("spin.toml")
+            && stderr.contains("filters[0]")
+            && stderr.contains("`on` must be"),
+        "{stderr}"
+    );
+}
