@@ -576,6 +576,18 @@ mod tests {
     }
 
     #[test]
+    fn far_future_and_millisecond_anchors_work() {
+        assert_eq!(
+            series("daily", "2099-03-01T09:00:00Z", 2),
+            ["2099-03-02T09:00:00Z", "2099-03-03T09:00:00Z"]
+        );
+        assert_eq!(
+            series("daily", "2026-11-29T19:03:06.440Z", 1),
+            ["2026-11-30T19:03:06Z"]
+        );
+    }
+
+    #[test]
     fn yearly_on_29_february_waits_for_leap_years() {
         for pattern in ["yearly", "RRULE:FREQ=YEARLY"] {
             assert_eq!(
