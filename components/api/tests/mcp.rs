@@ -277,6 +277,23 @@ fn protocol_errors_are_json_rpc_errors() {
         (status, reply["error"]["code"].clone()),
         (400, json!(-32600))
     );
+    // An id past 64 bits is outside the documented schema: a 400.
+    let huge = app.request(request(
+        "POST",
+        "/mcp",
+        vec![
+            auth("alice"),
+            ("content-type".into(), "application/json".into()),
+        ],
+        br#"{"jsonrpc": "2.0", "id": -3526686572177338460478111744, "method": "ping"}"#.to_vec(),
+    ));
+    assert_eq!(huge.status, 400);
+    let (_, reply) = rpc(
+        &app,
+        "alice",
+        json!({"jsonrpc": "2.0", "id": u64::MAX, "method": "ping"}),
+    );
+    assert_eq!(reply["id"], json!(u64::MAX));
     let (status, reply) = rpc(
         &app,
         "alice",

@@ -256,12 +256,12 @@ pub fn tags(value: &Json) -> Result<Vec<String>> {
 }
 
 pub fn normalize_tag(raw: &str) -> Result<String> {
-    let tag = raw
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase();
-    if tag.is_empty() || tag.chars().count() > MAX_TAG_CHARS {
+    let collapsed = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+    // Length is checked before lower-casing, as the OpenAPI `maxLength`
+    // counts what was sent: `İ` lower-cases to two characters.
+    let too_long = collapsed.chars().count() > MAX_TAG_CHARS;
+    let tag = collapsed.to_lowercase();
+    if tag.is_empty() || too_long {
         return Err(DomainError::invalid(
             "tags",
             format!("each tag must be 1 to {MAX_TAG_CHARS} characters"),
@@ -307,6 +307,15 @@ fn remind_before_minutes(value: &Json) -> Result<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tag_length_counts_what_was_sent_not_its_lower_case() {
+        // 40 characters sent; lower-cased, `İ` becomes `i̇` (two).
+        let tag = format!("{}{}", "İ", "a".repeat(39));
+        assert_eq!(tag.chars().count(), 40);
+        assert!(normalize_tag(&tag).is_ok());
+        assert!(normalize_tag(&"a".repeat(41)).is_err());
+    }
     use serde_json::json;
 
     fn patch(value: Json) -> Result<TaskPatch> {
