@@ -120,6 +120,9 @@ pub struct Operation {
     /// Changes state: run in one transaction (with `Idempotency-Key` on
     /// REST POSTs).
     pub writes: bool,
+    /// Takes a JSON body (the OpenAPI `requestBody`; a test checks they
+    /// agree), so REST need not read the document on every request.
+    pub takes_body: bool,
     pub handler: Handler,
     /// `None` where a chat client has no use for it (long-poll, streams).
     pub tool: Option<Tool>,
@@ -405,6 +408,7 @@ pub const OPERATIONS: &[Operation] = &[
         id: "createTask",
         endpoint: Endpoint::CreateTask,
         writes: true,
+        takes_body: true,
         handler: create_task,
         tool: Some(Tool {
             name: "add_task",
@@ -418,6 +422,7 @@ pub const OPERATIONS: &[Operation] = &[
         id: "quickAdd",
         endpoint: Endpoint::QuickAdd,
         writes: true,
+        takes_body: true,
         handler: quick_add,
         tool: Some(Tool {
             name: "quick_add",
@@ -431,6 +436,7 @@ pub const OPERATIONS: &[Operation] = &[
         id: "listTasks",
         endpoint: Endpoint::ListTasks,
         writes: false,
+        takes_body: false,
         handler: list_tasks,
         tool: Some(Tool {
             name: "list_tasks",
@@ -444,6 +450,7 @@ pub const OPERATIONS: &[Operation] = &[
         id: "getTask",
         endpoint: Endpoint::GetTask,
         writes: false,
+        takes_body: false,
         handler: get_task,
         tool: Some(Tool {
             name: "get_task",
@@ -457,6 +464,7 @@ pub const OPERATIONS: &[Operation] = &[
         id: "updateTask",
         endpoint: Endpoint::UpdateTask,
         writes: true,
+        takes_body: true,
         handler: update_task,
         tool: Some(Tool {
             name: "update_task",
@@ -470,6 +478,7 @@ pub const OPERATIONS: &[Operation] = &[
         id: "completeTask",
         endpoint: Endpoint::CompleteTask,
         writes: true,
+        takes_body: false,
         handler: complete_task,
         tool: Some(Tool {
             name: "complete_task",
@@ -483,6 +492,7 @@ pub const OPERATIONS: &[Operation] = &[
         id: "reopenTask",
         endpoint: Endpoint::ReopenTask,
         writes: true,
+        takes_body: false,
         handler: reopen_task,
         tool: Some(Tool {
             name: "reopen_task",
@@ -496,6 +506,7 @@ pub const OPERATIONS: &[Operation] = &[
         id: "deleteTask",
         endpoint: Endpoint::DeleteTask,
         writes: true,
+        takes_body: false,
         handler: delete_task,
         tool: Some(Tool {
             name: "delete_task",
@@ -509,6 +520,7 @@ pub const OPERATIONS: &[Operation] = &[
         id: "setReminder",
         endpoint: Endpoint::SetReminder,
         writes: true,
+        takes_body: true,
         handler: set_reminder,
         tool: Some(Tool {
             name: "set_reminder",
@@ -522,6 +534,7 @@ pub const OPERATIONS: &[Operation] = &[
         id: "clearReminder",
         endpoint: Endpoint::ClearReminder,
         writes: true,
+        takes_body: false,
         handler: clear_reminder,
         tool: Some(Tool {
             name: "clear_reminder",
@@ -535,6 +548,7 @@ pub const OPERATIONS: &[Operation] = &[
         id: "shareTask",
         endpoint: Endpoint::ShareTask,
         writes: true,
+        takes_body: true,
         handler: share_task,
         tool: Some(Tool {
             name: "share_task",
@@ -548,6 +562,7 @@ pub const OPERATIONS: &[Operation] = &[
         id: "unshareTask",
         endpoint: Endpoint::UnshareTask,
         writes: true,
+        takes_body: false,
         handler: unshare_task,
         tool: Some(Tool {
             name: "unshare_task",
@@ -561,6 +576,7 @@ pub const OPERATIONS: &[Operation] = &[
         id: "assignTask",
         endpoint: Endpoint::AssignTask,
         writes: true,
+        takes_body: true,
         handler: assign_task,
         tool: Some(Tool {
             name: "assign_task",
@@ -574,6 +590,7 @@ pub const OPERATIONS: &[Operation] = &[
         id: "taskHistory",
         endpoint: Endpoint::TaskHistory,
         writes: false,
+        takes_body: false,
         handler: task_history,
         tool: Some(Tool {
             name: "get_task_history",
@@ -587,6 +604,7 @@ pub const OPERATIONS: &[Operation] = &[
         id: "auditTrail",
         endpoint: Endpoint::AuditTrail,
         writes: false,
+        takes_body: false,
         handler: audit_trail,
         tool: Some(Tool {
             name: "get_audit_trail",
@@ -600,6 +618,7 @@ pub const OPERATIONS: &[Operation] = &[
         id: "listNotifications",
         endpoint: Endpoint::ListNotifications,
         writes: false,
+        takes_body: false,
         handler: list_notifications,
         tool: Some(Tool {
             name: "list_notifications",
@@ -613,6 +632,7 @@ pub const OPERATIONS: &[Operation] = &[
         id: "readNotification",
         endpoint: Endpoint::ReadNotification,
         writes: true,
+        takes_body: false,
         handler: read_notification,
         tool: Some(Tool {
             name: "mark_notification_read",
@@ -626,6 +646,7 @@ pub const OPERATIONS: &[Operation] = &[
         id: "getMe",
         endpoint: Endpoint::GetMe,
         writes: false,
+        takes_body: false,
         handler: get_me,
         tool: Some(Tool {
             name: "get_profile",
@@ -639,6 +660,7 @@ pub const OPERATIONS: &[Operation] = &[
         id: "updateMe",
         endpoint: Endpoint::UpdateMe,
         writes: true,
+        takes_body: true,
         handler: update_me,
         tool: Some(Tool {
             name: "set_time_zone",
@@ -652,6 +674,7 @@ pub const OPERATIONS: &[Operation] = &[
         id: "syncPoll",
         endpoint: Endpoint::SyncPoll,
         writes: false,
+        takes_body: false,
         handler: sync_poll,
         tool: None,
     },

@@ -60,7 +60,7 @@ fn rest_args(
         .zip(params)
         .map(|(n, v)| (n.to_owned(), v.clone()))
         .collect();
-    let body = if crate::schemas::body_schema(operation.id).is_some() {
+    let body = if operation.takes_body {
         ops::json_object(request)?
     } else {
         ops::no_arguments(request)?;

@@ -64,6 +64,12 @@ fn every_openapi_operation_is_routed() {
 fn tools_take_exactly_what_the_rest_operation_takes() {
     let tools = mcp::tools();
     for op in OPERATIONS {
+        assert_eq!(
+            op.takes_body,
+            schemas::body_schema(op.id).is_some(),
+            "{}: takes_body and the OpenAPI requestBody agree",
+            op.id
+        );
         let Some(tool) = &op.tool else {
             assert_eq!(
                 op.endpoint,
