@@ -8,20 +8,11 @@ use serde_json::{json, Value as Json};
 use todo_audit_store as audit;
 use todo_domain::incoming::IncomingEvent;
 use todo_domain::native::NativeDb;
-use todo_domain::sql::Sql;
 use todo_reminder_store as reminders;
 use todo_sync_store as feed;
 
 fn events(app: &App, topic: &str) -> Vec<IncomingEvent> {
-    app.db
-        .execute(
-            "SELECT payload FROM outbox WHERE topic = ? ORDER BY seq",
-            &[topic.into()],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| IncomingEvent::decode(Some(r.str("payload").unwrap().as_bytes())).unwrap())
-        .collect()
+    todo_domain::native::testing::outbox_events(&app.db, topic)
 }
 
 fn service_db(app: &App, label: &str) -> NativeDb {
