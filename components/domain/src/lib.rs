@@ -19,6 +19,8 @@ pub mod sql;
 pub mod store;
 pub mod time;
 
+#[cfg(feature = "kafka-handler")]
+mod kafka_handler;
 #[cfg(feature = "native")]
 pub mod native;
 #[cfg(feature = "spin")]

@@ -16,19 +16,12 @@ use sha2::Sha256;
 use spin_sdk::wit::wasi::http0_2_0::{outgoing_handler, types};
 use todo_domain::spin::SpinDb;
 use todo_reminder_store::{self as reminders, Notification};
-
-spin_sdk::wit_bindgen::generate!({
-    world: "fermyon:spin-cron/spin-cron",
-    path: "../../kafka/wit",
-    runtime_path: "spin_sdk::wit_bindgen::rt",
-});
+use trigger_kafka_sdk::{cron, cron_component};
 
 /// Deliveries per timer run.
 const DELIVERIES_PER_RUN: i64 = 20;
 const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
 const DEFAULT_RESPONSE_TIMEOUT_MS: u64 = 5_000;
-
-struct Notifier;
 
 fn variable(name: &str) -> Option<String> {
     spin_sdk::variables::get(name)
@@ -161,52 +154,45 @@ fn finish(response: types::FutureIncomingResponse) -> Result<(), String> {
     }
 }
 
-impl Guest for Notifier {
-    fn handle_cron_event(_metadata: Metadata) -> Result<(), Error> {
-        let fail = |e: todo_domain::DomainError| Error::Other(e.to_string());
-        let db = SpinDb::open("reminders").map_err(|e| Error::Other(e.to_string()))?;
-        reminders::open(&db).map_err(fail)?;
-        let now = todo_domain::time::now();
-        reminders::fail_abandoned(&db, now).map_err(fail)?;
-        let pending = reminders::pending_deliveries(&db, now, DELIVERIES_PER_RUN).map_err(fail)?;
-        if pending.is_empty() {
-            return Ok(());
-        }
-        let url = variable("notification_webhook_url");
-        let secret = variable("notification_webhook_secret");
-        let timeouts = (
-            millis(
-                "notification_connect_timeout_ms",
-                DEFAULT_CONNECT_TIMEOUT_MS,
-            ),
-            millis("notification_timeout_ms", DEFAULT_RESPONSE_TIMEOUT_MS),
-        );
-        let target = url.as_deref().map(target);
-        let mut started = Vec::new();
-        for notification in pending {
-            // Counted before it is sent.
-            if !reminders::claim_delivery(&db, &notification.id, now).map_err(fail)? {
-                continue;
-            }
-            let attempt = match &target {
-                Some(Ok(target)) => start(target, secret.as_deref(), &notification, timeouts),
-                Some(Err(e)) => Err(e.clone()),
-                None => {
-                    Err("no notification webhook is configured (notification_webhook_url)".into())
-                }
-            };
-            started.push((notification.id, attempt));
-        }
-        for (id, attempt) in started {
-            let outcome = attempt.and_then(finish);
-            if let Err(e) = &outcome {
-                eprintln!("reminders: delivery of {id} failed: {e}");
-            }
-            reminders::record_delivery(&db, &id, outcome, todo_domain::time::now())
-                .map_err(fail)?;
-        }
-        Ok(())
+#[cron_component]
+fn tick(_metadata: cron::Metadata) -> Result<(), todo_domain::DomainError> {
+    let db = SpinDb::open("reminders")?;
+    reminders::open(&db)?;
+    let now = todo_domain::time::now();
+    reminders::fail_abandoned(&db, now)?;
+    let pending = reminders::pending_deliveries(&db, now, DELIVERIES_PER_RUN)?;
+    if pending.is_empty() {
+        return Ok(());
     }
+    let url = variable("notification_webhook_url");
+    let secret = variable("notification_webhook_secret");
+    let timeouts = (
+        millis(
+            "notification_connect_timeout_ms",
+            DEFAULT_CONNECT_TIMEOUT_MS,
+        ),
+        millis("notification_timeout_ms", DEFAULT_RESPONSE_TIMEOUT_MS),
+    );
+    let target = url.as_deref().map(target);
+    let mut started = Vec::new();
+    for notification in pending {
+        // Counted before it is sent.
+        if !reminders::claim_delivery(&db, &notification.id, now)? {
+            continue;
+        }
+        let attempt = match &target {
+            Some(Ok(target)) => start(target, secret.as_deref(), &notification, timeouts),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err("no notification webhook is configured (notification_webhook_url)".into()),
+        };
+        started.push((notification.id, attempt));
+    }
+    for (id, attempt) in started {
+        let outcome = attempt.and_then(finish);
+        if let Err(e) = &outcome {
+            eprintln!("reminders: delivery of {id} failed: {e}");
+        }
+        reminders::record_delivery(&db, &id, outcome, todo_domain::time::now())?;
+    }
+    Ok(())
 }
-
-export!(Notifier);

@@ -10,17 +10,11 @@
 //!   and push notifications are delivered by the `notifier` component on
 //!   its own timer, so firing never waits on a webhook.
 #![cfg(target_arch = "wasm32")]
-#![allow(clippy::too_many_arguments)]
 
 use todo_domain::incoming::IncomingEvent;
 use todo_domain::spin::SpinDb;
 use todo_reminder_store as reminders;
-
-spin_sdk::wit_bindgen::generate!({
-    world: "todo-chatbot:kafka-trigger/kafka-and-cron-handler",
-    path: "../../kafka/wit",
-    runtime_path: "spin_sdk::wit_bindgen::rt",
-});
+use trigger_kafka_sdk::{cron, cron_component, kafka_component, Error, Message};
 
 /// Reminders due longer ago than this when the timer sees them (the service
 /// was down) are recorded as missed, not sent late.
@@ -29,65 +23,54 @@ const DEFAULT_GRACE_SECONDS: i64 = 300;
 /// at their own time (the next tick takes over after).
 const LOOK_AHEAD_MS: i64 = 950;
 
-struct Reminder;
-
 fn variable(name: &str) -> Option<String> {
     spin_sdk::variables::get(name)
         .ok()
         .filter(|v| !v.trim().is_empty())
 }
 
-fn open() -> Result<SpinDb, String> {
-    let db = SpinDb::open("reminders").map_err(|e| e.to_string())?;
-    reminders::open(&db).map_err(|e| e.to_string())?;
+fn open() -> Result<SpinDb, todo_domain::DomainError> {
+    let db = SpinDb::open("reminders")?;
+    reminders::open(&db)?;
     Ok(db)
 }
 
-impl Guest for Reminder {
-    fn handle_message(message: Message) -> Result<(), Error> {
-        let event = IncomingEvent::decode(message.value.as_deref()).map_err(Error::Permanent)?;
-        let db = open().map_err(Error::Retryable)?;
-        let sequence = reminders::sequence_header(
-            message
-                .headers
-                .iter()
-                .map(|h| (h.key.as_str(), h.value.as_slice())),
-        );
-        reminders::apply_event(&db, &event, sequence, todo_domain::time::now()).map_err(|e| {
-            if e.is_transient() {
-                Error::Retryable(e.to_string())
-            } else {
-                Error::Permanent(e.to_string())
-            }
-        })?;
-        Ok(())
-    }
-
-    fn handle_cron_event(metadata: Metadata) -> Result<(), CronError> {
-        let db = open().map_err(CronError::Other)?;
-        let grace = variable("reminder_grace_seconds")
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or(DEFAULT_GRACE_SECONDS);
-        let fail = |e: todo_domain::DomainError| CronError::Other(e.to_string());
-        // Ticks come once a second; reminders due before the next tick are
-        // fired at their own time within this one.
-        let horizon_ms = metadata.timestamp as i64 * 1000 + LOOK_AHEAD_MS;
-        loop {
-            let now = todo_domain::time::now();
-            let fired = reminders::fire_due(&db, now, grace * 1000).map_err(fail)?;
-            if fired.fired + fired.missed > 0 {
-                println!("reminders: fired {}, missed {}", fired.fired, fired.missed);
-            }
-            let now_ms = todo_domain::time::to_millis(&now);
-            match reminders::next_due_ms(&db, now_ms, horizon_ms).map_err(fail)? {
-                Some(next_ms) => std::thread::sleep(std::time::Duration::from_millis(
-                    (next_ms - now_ms).max(0) as u64,
-                )),
-                None => break,
-            }
-        }
-        Ok(())
-    }
+#[kafka_component]
+fn handle(message: Message) -> Result<(), Error> {
+    let event = IncomingEvent::decode(message.value.as_deref()).map_err(Error::permanent)?;
+    let db = open()?;
+    let sequence = reminders::sequence_header(
+        message
+            .headers
+            .iter()
+            .map(|h| (h.key.as_str(), h.value.as_slice())),
+    );
+    reminders::apply_event(&db, &event, sequence, todo_domain::time::now())?;
+    Ok(())
 }
 
-export!(Reminder);
+#[cron_component]
+fn tick(metadata: cron::Metadata) -> Result<(), todo_domain::DomainError> {
+    let db = open()?;
+    let grace = variable("reminder_grace_seconds")
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(DEFAULT_GRACE_SECONDS);
+    // Ticks come once a second; reminders due before the next tick are
+    // fired at their own time within this one.
+    let horizon_ms = metadata.timestamp as i64 * 1000 + LOOK_AHEAD_MS;
+    loop {
+        let now = todo_domain::time::now();
+        let fired = reminders::fire_due(&db, now, grace * 1000)?;
+        if fired.fired + fired.missed > 0 {
+            println!("reminders: fired {}, missed {}", fired.fired, fired.missed);
+        }
+        let now_ms = todo_domain::time::to_millis(&now);
+        match reminders::next_due_ms(&db, now_ms, horizon_ms)? {
+            Some(next_ms) => std::thread::sleep(std::time::Duration::from_millis(
+                (next_ms - now_ms).max(0) as u64,
+            )),
+            None => break,
+        }
+    }
+    Ok(())
+}

@@ -88,9 +88,23 @@ pub struct KafkaTrigger {
     /// A handler running longer than this is stopped (a trap: dead-lettered).
     #[serde(default = "default_handler_timeout_ms")]
     pub handler_timeout_ms: u64,
-    /// Where a new group starts: `earliest` (default) or `latest`.
+    /// Where a group with no committed offset starts: `earliest`
+    /// (default), `latest`, or an RFC 3339 time (the first record at or
+    /// after it). `start_from` is its earlier name.
+    #[serde(default, alias = "start_from")]
+    pub starting_position: StartingPosition,
+    /// Messages per invocation of a `handle-batch` component (default 100);
+    /// a `handle-message` component takes one at a time.
     #[serde(default)]
-    pub start_from: Option<String>,
+    pub batch_size: Option<usize>,
+    /// How long a batch waits to fill up after its first message; 0 (the
+    /// default) takes what is already there.
+    #[serde(default)]
+    pub batch_window_ms: u64,
+    /// Records older than this (by their timestamp) go to the dead-letter
+    /// topic with the kind `expired` instead of reaching the component.
+    #[serde(default)]
+    pub max_record_age_s: Option<u64>,
     /// Longest the broker may hold a fetch when there is nothing new. Low,
     /// because some brokers (tansu) hold every fetch this long.
     #[serde(default = "default_fetch_wait_max_ms")]
@@ -100,7 +114,78 @@ pub struct KafkaTrigger {
     pub filters: Vec<crate::filters::Filter>,
 }
 
+/// Limits checked at start.
+pub const MAX_BATCH_SIZE: usize = 10_000;
+pub const MAX_BATCH_WINDOW_MS: u64 = 300_000;
+/// A `handle-batch` component's batch size when the manifest gives none.
+pub const DEFAULT_BATCH_SIZE: usize = 100;
+
+/// `starting_position`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum StartingPosition {
+    #[default]
+    Earliest,
+    Latest,
+    /// Unix milliseconds.
+    At(i64),
+}
+
+impl TryFrom<String> for StartingPosition {
+    type Error = String;
+
+    fn try_from(value: String) -> std::result::Result<Self, String> {
+        match value.as_str() {
+            "earliest" => Ok(StartingPosition::Earliest),
+            "latest" => Ok(StartingPosition::Latest),
+            time => chrono::DateTime::parse_from_rfc3339(time)
+                .map(|t| StartingPosition::At(t.timestamp_millis()))
+                .map_err(|_| {
+                    format!("starting_position must be `earliest`, `latest` or an RFC 3339 time, not `{time}`")
+                }),
+        }
+    }
+}
+
 impl KafkaTrigger {
+    /// Settings that parse but cannot work; each error names its field.
+    pub fn validate(&self) -> Result<()> {
+        if self.concurrency == 0 {
+            bail!("concurrency must be at least 1");
+        }
+        if let Some(size) = self.batch_size {
+            if !(1..=MAX_BATCH_SIZE).contains(&size) {
+                bail!("batch_size must be between 1 and {MAX_BATCH_SIZE}, not {size}");
+            }
+        }
+        if self.batch_window_ms > MAX_BATCH_WINDOW_MS {
+            bail!(
+                "batch_window_ms must be at most {MAX_BATCH_WINDOW_MS}, not {}",
+                self.batch_window_ms
+            );
+        }
+        if self.max_record_age_s == Some(0) {
+            bail!("max_record_age_s must be at least 1 (leave it out for no limit)");
+        }
+        if self.retry_backoff_ms == 0 {
+            bail!("retry_backoff_ms must be at least 1");
+        }
+        if self.retry_backoff_max_ms < self.retry_backoff_ms {
+            bail!(
+                "retry_backoff_max_ms ({}) must be at least retry_backoff_ms ({})",
+                self.retry_backoff_max_ms,
+                self.retry_backoff_ms
+            );
+        }
+        if self.handler_timeout_ms == 0 {
+            bail!("handler_timeout_ms must be at least 1");
+        }
+        for (i, filter) in self.filters.iter().enumerate() {
+            filter.validate().with_context(|| format!("filters[{i}]"))?;
+        }
+        Ok(())
+    }
+
     pub fn dead_letter_topic(&self, topic: &str) -> String {
         self.dead_letter_topic
             .as_deref()
@@ -164,14 +249,9 @@ impl App {
                         trigger.component
                     );
                 }
-                for (i, filter) in trigger.filters.iter().enumerate() {
-                    filter.validate().with_context(|| {
-                        format!(
-                            "`[[trigger.kafka]]` for `{}`: filters[{i}]",
-                            trigger.component
-                        )
-                    })?;
-                }
+                trigger
+                    .validate()
+                    .with_context(|| format!("`[[trigger.kafka]]` for `{}`", trigger.component))?;
                 self.kafka_triggers.push(trigger);
             }
             "cron" => {

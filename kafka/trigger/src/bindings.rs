@@ -26,6 +26,18 @@ pub mod kafka {
     });
 }
 
+/// The Kafka batch handler world (export `handle-batch`), on the same types.
+pub mod kafka_batch {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "todo-chatbot:kafka-trigger/kafka-batch-handler",
+        exports: { default: async },
+        with: {
+            "todo-chatbot:kafka-trigger/types": crate::bindings::kafka::todo_chatbot::kafka_trigger::types,
+        },
+    });
+}
+
 /// Spin's cron trigger world (export `handle-cron-event`).
 pub mod cron {
     wasmtime::component::bindgen!({

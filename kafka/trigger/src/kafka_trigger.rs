@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -26,12 +26,13 @@ use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::ClientContext;
 use tokio::sync::{mpsc, watch, Semaphore};
 
-use crate::app::KafkaTrigger;
+use crate::app::{KafkaTrigger, StartingPosition, DEFAULT_BATCH_SIZE};
 use crate::bindings::kafka::todo_chatbot::kafka_trigger::types::Error as HandlerError;
 use crate::bindings::kafka::todo_chatbot::kafka_trigger::types::{
     Header as WitHeader, Message as WitMessage,
 };
 use crate::bindings::kafka::KafkaHandlerPre;
+use crate::bindings::kafka_batch::KafkaBatchHandlerPre;
 use crate::engine::Runtime;
 use crate::host::HostState;
 use crate::kafka_client::KafkaSettings;
@@ -69,23 +70,32 @@ pub struct Record {
     pub timestamp: Option<i64>,
 }
 
-/// How one message ended.
-#[derive(Debug, Clone, PartialEq)]
-enum Outcome {
-    Handled,
-    DeadLettered,
-    /// Shutdown or revocation interrupted it; it will be delivered again.
-    Abandoned,
-}
-
-/// What happened in one invocation.
-enum Invocation {
-    Ok,
-    Retryable(String),
-    Permanent(String),
+/// What one invocation said about the messages it was given.
+enum Verdict {
+    /// All handled.
+    Done,
+    /// The messages before `index` were handled; the one at `index` failed
+    /// (those after it are delivered again).
+    Failed { index: usize, error: HandlerError },
+    /// The guest trapped or ran out of time: no message is known handled.
     Trap(String),
     /// The host failed, not the handler: retried without limit.
     Infrastructure(String),
+}
+
+/// A record on its way through the handler, with what happened to it so far.
+struct Delivery {
+    record: Record,
+    /// Times it was given to the handler (the message's `attempt`).
+    deliveries: u32,
+    /// Times the handler failed it as retryable (spends `max_retries`).
+    failures: u32,
+}
+
+/// The component's export.
+enum Handler {
+    Single(KafkaHandlerPre<HostState>),
+    Batch(KafkaBatchHandlerPre<HostState>),
 }
 
 struct PartitionState {
@@ -114,11 +124,105 @@ pub struct TriggerContext {
     backlog: Arc<Mutex<Backlog>>,
     metrics: Arc<Metrics>,
     group: String,
+    /// `starting_position` as a time (Unix ms).
+    start_at: Option<i64>,
 }
 
 impl ClientContext for TriggerContext {}
 
+impl TriggerContext {
+    /// Partitions the group has no committed offset for start at the first
+    /// record at or after `start_at` (the end when there is none); the
+    /// others resume where the group left off.
+    fn position_new_partitions(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        start_at: i64,
+        assigned: &mut TopicPartitionList,
+    ) {
+        let timeout = Duration::from_secs(10);
+        let committed = match consumer.committed_offsets(assigned.clone(), timeout) {
+            Ok(committed) => committed,
+            Err(e) => {
+                tracing::warn!(group = %self.group, error = %e, "committed offsets unknown; starting_position not applied");
+                return;
+            }
+        };
+        let mut query = TopicPartitionList::new();
+        for element in committed.elements() {
+            if element.offset().to_raw().is_none_or(|o| o < 0) {
+                let _ = query.add_partition_offset(
+                    element.topic(),
+                    element.partition(),
+                    rdkafka::Offset::Offset(start_at),
+                );
+            }
+        }
+        if query.count() == 0 {
+            return;
+        }
+        match consumer.offsets_for_times(query, timeout) {
+            Ok(found) => {
+                for element in found.elements() {
+                    let offset = match element.offset() {
+                        rdkafka::Offset::Offset(n) if n >= 0 => rdkafka::Offset::Offset(n),
+                        _ => rdkafka::Offset::End,
+                    };
+                    let _ =
+                        assigned.set_partition_offset(element.topic(), element.partition(), offset);
+                    tracing::info!(group = %self.group, topic = element.topic(), partition = element.partition(), ?offset, "new partition starts at starting_position");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(group = %self.group, error = %e, "offsets for starting_position unknown; starting at the earliest")
+            }
+        }
+    }
+}
+
 impl ConsumerContext for TriggerContext {
+    /// rdkafka's own rebalance, with the offsets of new partitions set when
+    /// `starting_position` is a time.
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: rdkafka::types::RDKafkaRespErr,
+        list: &mut TopicPartitionList,
+    ) {
+        use rdkafka::consumer::RebalanceProtocol;
+        use rdkafka::types::RDKafkaRespErr as Code;
+        let assign = err == Code::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+        if assign {
+            if let Some(start_at) = self.start_at {
+                self.position_new_partitions(consumer, start_at, list);
+            }
+        }
+        let rebalance = match err {
+            Code::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => Rebalance::Assign(list),
+            Code::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Rebalance::Revoke(list),
+            other => {
+                let code: rdkafka::error::RDKafkaErrorCode = other.into();
+                tracing::warn!(group = %self.group, error = %code, "rebalance error");
+                Rebalance::Error(rdkafka::error::KafkaError::Rebalance(code))
+            }
+        };
+        self.pre_rebalance(consumer, &rebalance);
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let result = match (assign, cooperative) {
+            (true, true) => consumer.incremental_assign(list),
+            (true, false) => consumer.assign(list),
+            (false, true) => consumer.incremental_unassign(list),
+            (false, false) => consumer.unassign(),
+        };
+        if let Err(e) = result {
+            tracing::warn!(group = %self.group, error = %e, "applying a rebalance");
+        }
+        self.post_rebalance(consumer, &rebalance);
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
             let revoked: Vec<(String, i32)> = list
@@ -168,7 +272,9 @@ impl ConsumerContext for TriggerContext {
 pub struct KafkaRunner {
     runtime: Arc<Runtime>,
     trigger: KafkaTrigger,
-    pre: KafkaHandlerPre<HostState>,
+    handler: Handler,
+    /// Messages per invocation (1 for a `handle-message` component).
+    batch_size: usize,
     producer: FutureProducer,
     metrics: Arc<Metrics>,
     permits: Arc<Semaphore>,
@@ -247,14 +353,39 @@ impl KafkaRunner {
         producer: FutureProducer,
         metrics: Arc<Metrics>,
     ) -> Result<KafkaRunner> {
-        let pre = KafkaHandlerPre::new(runtime.instance_pre(&trigger.component)?.clone())
-            .map_err(anyhow::Error::from)
-            .with_context(|| {
-                format!(
-                    "component `{}` does not export handle-message",
+        let instance_pre = runtime.instance_pre(&trigger.component)?.clone();
+        let where_ = || {
+            format!(
+                "`[[trigger.kafka]]` for `{}` in {}",
+                trigger.component,
+                runtime.app.dir.display()
+            )
+        };
+        // A component exporting `handle-batch` is given batches.
+        let (handler, batch_size) = match KafkaBatchHandlerPre::new(instance_pre.clone()) {
+            Ok(pre) => (
+                Handler::Batch(pre),
+                trigger.batch_size.unwrap_or(DEFAULT_BATCH_SIZE),
+            ),
+            Err(batch_error) => match KafkaHandlerPre::new(instance_pre) {
+                Ok(pre) => {
+                    if trigger.batch_size.is_some_and(|size| size > 1) {
+                        anyhow::bail!(
+                            "{}: batch_size is {} but component `{}` exports handle-message, not handle-batch (build it with #[kafka_batch_component], or leave batch_size out)",
+                            where_(),
+                            trigger.batch_size.unwrap_or(1),
+                            trigger.component
+                        );
+                    }
+                    (Handler::Single(pre), 1)
+                }
+                Err(single_error) => anyhow::bail!(
+                    "{}: component `{}` exports neither handle-message ({single_error:#}) nor handle-batch ({batch_error:#})",
+                    where_(),
                     trigger.component
-                )
-            })?;
+                ),
+            },
+        };
         let group = trigger
             .group_id
             .clone()
@@ -263,7 +394,8 @@ impl KafkaRunner {
             permits: Arc::new(Semaphore::new(trigger.concurrency.max(1))),
             runtime,
             trigger,
-            pre,
+            handler,
+            batch_size,
             producer,
             metrics,
             group,
@@ -284,6 +416,10 @@ impl KafkaRunner {
             backlog: backlog.clone(),
             metrics: self.metrics.clone(),
             group: self.group.clone(),
+            start_at: match self.trigger.starting_position {
+                StartingPosition::At(ms) => Some(ms),
+                _ => None,
+            },
         };
         let mut config = settings.client_config();
         config
@@ -291,9 +427,14 @@ impl KafkaRunner {
             .set("enable.auto.commit", "true")
             .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
+            // A time is applied on assignment (`TriggerContext::rebalance`);
+            // partitions it cannot place start at the earliest.
             .set(
                 "auto.offset.reset",
-                self.trigger.start_from.as_deref().unwrap_or("earliest"),
+                match self.trigger.starting_position {
+                    StartingPosition::Latest => "latest",
+                    _ => "earliest",
+                },
             )
             .set("enable.partition.eof", "false")
             // Static membership: a process that comes back (restarted,
@@ -460,7 +601,8 @@ impl KafkaRunner {
             let sender = {
                 let mut map = workers.lock().expect("workers");
                 let worker = map.entry(key.clone()).or_insert_with(|| {
-                    let (sender, receiver) = mpsc::channel(PARTITION_BUFFER);
+                    let (sender, receiver) =
+                        mpsc::channel(PARTITION_BUFFER.max(2 * self.batch_size));
                     let state = Arc::new(PartitionState {
                         in_flight: Mutex::new(false),
                         idle: Condvar::new(),
@@ -563,165 +705,277 @@ impl KafkaRunner {
         consumer: Arc<BaseConsumer<TriggerContext>>,
         shutdown: watch::Receiver<bool>,
     ) {
-        while let Some(record) = receiver.recv().await {
+        while let Some(first) = receiver.recv().await {
             if state.revoked.load(Ordering::SeqCst) || *shutdown.borrow() {
                 break;
             }
+            let batch = self.fill_batch(first, &mut receiver).await;
             *state.in_flight.lock().expect("partition state") = true;
-            let outcome = self.process(&record, &state, &shutdown).await;
-            if outcome != Outcome::Abandoned {
+            let store = |record: &Record| {
                 if let Err(e) =
                     consumer.store_offset(&record.topic, record.partition, record.offset)
                 {
                     tracing::debug!(error = %e, "offset not stored (partition revoked?)");
                 }
-            }
+            };
+            let finished = self.process(batch, &state, &shutdown, &store).await;
             *state.in_flight.lock().expect("partition state") = false;
             state.idle.notify_all();
-            if outcome == Outcome::Abandoned {
+            if !finished {
                 break;
             }
         }
+    }
+
+    /// The batch that starts with `first`: what is already queued for the
+    /// partition, waiting up to `batch_window_ms` for more, up to `batch_size`.
+    async fn fill_batch(
+        &self,
+        first: Record,
+        receiver: &mut mpsc::Receiver<Record>,
+    ) -> Vec<Record> {
+        let mut batch = vec![first];
+        let deadline = Instant::now() + Duration::from_millis(self.trigger.batch_window_ms);
+        while batch.len() < self.batch_size {
+            match receiver.try_recv() {
+                Ok(record) => batch.push(record),
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    match tokio::time::timeout(left, receiver.recv()).await {
+                        Ok(Some(record)) => batch.push(record),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+            }
+        }
+        batch
     }
 
     fn stopping(state: &PartitionState, shutdown: &watch::Receiver<bool>) -> bool {
         *shutdown.borrow() || state.revoked.load(Ordering::SeqCst)
     }
 
-    /// Handles one message: retries with backoff, dead-letters when it must.
-    async fn process(
-        &self,
-        record: &Record,
-        state: &PartitionState,
-        shutdown: &watch::Receiver<bool>,
-    ) -> Outcome {
-        let component = self.trigger.component.as_str();
-        let candidate = crate::filters::Candidate {
-            key: record.key.as_deref(),
-            headers: &record.headers,
-            value: record.value.as_deref(),
-        };
-        if !crate::filters::passes(&self.trigger.filters, &candidate) {
-            // Committed like a success; no instance is created.
+    fn count(&self, topic: &str, outcome: &str, by: usize) {
+        if by > 0 {
             self.metrics.inc(
                 "trigger_kafka_messages_total",
                 &[
-                    ("component", component),
-                    ("topic", &record.topic),
-                    ("outcome", "filtered"),
+                    ("component", &self.trigger.component),
+                    ("topic", topic),
+                    ("outcome", outcome),
                 ],
-                1,
+                by as u64,
             );
-            return Outcome::Handled;
         }
-        let mut attempt: u32 = 1;
-        loop {
+    }
+
+    /// How much older than `max_record_age_s` a record is, if it is.
+    fn expired(&self, record: &Record) -> Option<Duration> {
+        let max_age_ms = self.trigger.max_record_age_s? as i64 * 1000;
+        let age_ms = chrono::Utc::now().timestamp_millis() - record.timestamp?;
+        (age_ms > max_age_ms).then(|| Duration::from_millis(age_ms as u64))
+    }
+
+    /// Sleeps `delay` unless the partition stops first (then false).
+    async fn pause(
+        state: &PartitionState,
+        shutdown: &watch::Receiver<bool>,
+        delay: Duration,
+    ) -> bool {
+        let deadline = Instant::now() + delay;
+        while Instant::now() < deadline {
+            if Self::stopping(state, shutdown) {
+                return false;
+            }
+            tokio::time::sleep((deadline - Instant::now()).min(Duration::from_millis(50))).await;
+        }
+        true
+    }
+
+    /// Takes a batch of one partition (one record for a `handle-message`
+    /// component) through filters, the handler, retries and the dead-letter
+    /// topic, storing offsets as the records before each point are done.
+    /// Returns false when shutdown or revocation interrupted it (what was
+    /// not stored is delivered again).
+    async fn process(
+        &self,
+        records: Vec<Record>,
+        state: &PartitionState,
+        shutdown: &watch::Receiver<bool>,
+        store: &(dyn Fn(&Record) + Sync),
+    ) -> bool {
+        let component = self.trigger.component.as_str();
+        let Some(last) = records.last().cloned() else {
+            return true;
+        };
+        let topic = last.topic.clone();
+        let total = records.len();
+        // Filtered records are committed like successes; no instance is made.
+        let mut pending: VecDeque<Delivery> = records
+            .into_iter()
+            .filter(|record| {
+                crate::filters::passes(
+                    &self.trigger.filters,
+                    &crate::filters::Candidate {
+                        key: record.key.as_deref(),
+                        headers: &record.headers,
+                        value: record.value.as_deref(),
+                    },
+                )
+            })
+            .map(|record| Delivery {
+                record,
+                deliveries: 0,
+                failures: 0,
+            })
+            .collect();
+        self.count(&topic, "filtered", total - pending.len());
+        // How many to deliver at once: halved after a trap until the record
+        // at fault is found alone.
+        let mut limit = self.batch_size;
+        while !pending.is_empty() {
+            if Self::stopping(state, shutdown) {
+                return false;
+            }
+            if let Some(age) = self.expired(&pending[0].record) {
+                let reason = format!(
+                    "the record is {} s old, older than max_record_age_s ({} s)",
+                    age.as_secs(),
+                    self.trigger.max_record_age_s.unwrap_or_default()
+                );
+                let front = pending.pop_front().expect("not empty");
+                if !self
+                    .give_up(&front, "expired", &reason, state, shutdown)
+                    .await
+                {
+                    return false;
+                }
+                store(&front.record);
+                continue;
+            }
+            let take = pending
+                .iter()
+                .take(limit)
+                .take_while(|d| self.expired(&d.record).is_none())
+                .count();
+            for delivery in pending.iter_mut().take(take) {
+                delivery.deliveries += 1;
+            }
+            let batch: Vec<&Delivery> = pending.iter().take(take).collect();
             let started = Instant::now();
-            let result = self.invoke(record, attempt).await;
+            let verdict = self.invoke(&batch).await;
             self.metrics.observe(
                 "trigger_kafka_handler_duration_seconds",
                 &[("component", component)],
                 started.elapsed(),
             );
-            if !matches!(result, Invocation::Infrastructure(_)) {
+            let partition = pending[0].record.partition;
+            if !matches!(verdict, Verdict::Infrastructure(_)) {
                 self.metrics
-                    .set_stalled(&self.group, &record.topic, record.partition, None);
+                    .set_stalled(&self.group, &topic, partition, None);
             }
-            let (kind, reason) = match result {
-                Invocation::Ok => {
-                    self.metrics.inc(
-                        "trigger_kafka_messages_total",
-                        &[
-                            ("component", component),
-                            ("topic", &record.topic),
-                            ("outcome", "ok"),
-                        ],
-                        1,
-                    );
-                    return Outcome::Handled;
+            match verdict {
+                Verdict::Done => {
+                    let done: Vec<Delivery> = pending.drain(..take).collect();
+                    self.count(&topic, "ok", done.len());
+                    store(&done[done.len() - 1].record);
                 }
-                Invocation::Retryable(reason) if attempt <= self.trigger.max_retries => {
-                    self.metrics.inc(
-                        "trigger_kafka_messages_total",
-                        &[
-                            ("component", component),
-                            ("topic", &record.topic),
-                            ("outcome", "retried"),
-                        ],
-                        1,
-                    );
-                    let delay = self.backoff(attempt);
-                    tracing::info!(component, topic = %record.topic, partition = record.partition, offset = record.offset, attempt, ?delay, %reason, "retryable failure; retrying");
-                    let deadline = Instant::now() + delay;
-                    while Instant::now() < deadline {
-                        if Self::stopping(state, shutdown) {
-                            return Outcome::Abandoned;
-                        }
-                        tokio::time::sleep(
-                            (deadline - Instant::now()).min(Duration::from_millis(50)),
-                        )
-                        .await;
+                Verdict::Failed { index, error } => {
+                    let done: Vec<Delivery> = pending.drain(..index).collect();
+                    self.count(&topic, "ok", done.len());
+                    if let Some(last_done) = done.last() {
+                        store(&last_done.record);
                     }
-                    attempt += 1;
-                    continue;
+                    let failed = &mut pending[0];
+                    let record = &failed.record;
+                    let (kind, reason) = match error {
+                        HandlerError::Retryable(reason)
+                            if failed.failures < self.trigger.max_retries =>
+                        {
+                            failed.failures += 1;
+                            self.count(&topic, "retried", 1);
+                            let delay = self.backoff(failed.failures);
+                            tracing::info!(component, topic = %record.topic, partition = record.partition, offset = record.offset, attempt = failed.deliveries, ?delay, %reason, "retryable failure; retrying");
+                            if !Self::pause(state, shutdown, delay).await {
+                                return false;
+                            }
+                            continue;
+                        }
+                        HandlerError::Retryable(reason) => ("retries_exhausted", reason),
+                        HandlerError::Permanent(reason) => ("permanent", reason),
+                    };
+                    let front = pending.pop_front().expect("not empty");
+                    if !self.give_up(&front, kind, &reason, state, shutdown).await {
+                        return false;
+                    }
+                    store(&front.record);
                 }
-                Invocation::Infrastructure(reason) => {
-                    // Not the message's fault: wait it out, however long,
-                    // without spending the handler's retry budget.
+                Verdict::Trap(reason) if take > 1 => {
+                    // Which record made it trap is unknown: deliver the
+                    // first half alone, then the rest, down to one record.
+                    limit = take / 2;
+                    tracing::warn!(component, topic = %topic, partition, batch = take, %reason, "the handler trapped on a batch; bisecting it");
+                }
+                Verdict::Trap(reason) => {
+                    let front = pending.pop_front().expect("not empty");
+                    if !self.give_up(&front, "trap", &reason, state, shutdown).await {
+                        return false;
+                    }
+                    store(&front.record);
+                    // Found it: full batches again.
+                    limit = self.batch_size;
+                }
+                Verdict::Infrastructure(reason) => {
+                    // Not the records' fault: wait it out, however long,
+                    // without spending their retry budget.
+                    for delivery in pending.iter_mut().take(take) {
+                        delivery.deliveries -= 1;
+                    }
                     self.metrics.inc(
                         "trigger_kafka_infrastructure_retries_total",
-                        &[("component", component), ("topic", &record.topic)],
+                        &[("component", component), ("topic", &topic)],
                         1,
                     );
-                    self.metrics.set_stalled(
-                        &self.group,
-                        &record.topic,
-                        record.partition,
-                        Some(&reason),
-                    );
+                    self.metrics
+                        .set_stalled(&self.group, &topic, partition, Some(&reason));
                     let delay = Duration::from_millis(self.trigger.retry_backoff_max_ms.min(5_000));
-                    tracing::warn!(component, topic = %record.topic, partition = record.partition, offset = record.offset, ?delay, %reason, "host failure; the partition waits and retries");
-                    let deadline = Instant::now() + delay;
-                    while Instant::now() < deadline {
-                        if Self::stopping(state, shutdown) {
-                            self.metrics.set_stalled(
-                                &self.group,
-                                &record.topic,
-                                record.partition,
-                                None,
-                            );
-                            return Outcome::Abandoned;
-                        }
-                        tokio::time::sleep(
-                            (deadline - Instant::now()).min(Duration::from_millis(50)),
-                        )
-                        .await;
+                    tracing::warn!(component, topic = %topic, partition, offset = pending[0].record.offset, ?delay, %reason, "host failure; the partition waits and retries");
+                    if !Self::pause(state, shutdown, delay).await {
+                        self.metrics
+                            .set_stalled(&self.group, &topic, partition, None);
+                        return false;
                     }
-                    continue;
                 }
-                Invocation::Retryable(reason) => ("retries_exhausted", reason),
-                Invocation::Permanent(reason) => ("permanent", reason),
-                Invocation::Trap(reason) => ("trap", reason),
-            };
-            tracing::warn!(component, topic = %record.topic, partition = record.partition, offset = record.offset, attempt, kind, %reason, "dead-lettering message");
-            return if self
-                .dead_letter(record, kind, &reason, attempt, state, shutdown)
-                .await
-            {
-                self.metrics.inc(
-                    "trigger_kafka_messages_total",
-                    &[
-                        ("component", component),
-                        ("topic", &record.topic),
-                        ("outcome", "dead_lettered"),
-                    ],
-                    1,
-                );
-                Outcome::DeadLettered
-            } else {
-                Outcome::Abandoned
-            };
+            }
         }
+        // Filtered records after the last delivered one are done too.
+        store(&last);
+        true
+    }
+
+    /// Dead-letters a record (counted); false if shutdown came first.
+    async fn give_up(
+        &self,
+        delivery: &Delivery,
+        kind: &str,
+        reason: &str,
+        state: &PartitionState,
+        shutdown: &watch::Receiver<bool>,
+    ) -> bool {
+        let record = &delivery.record;
+        tracing::warn!(component = %self.trigger.component, topic = %record.topic, partition = record.partition, offset = record.offset, attempts = delivery.deliveries, kind, %reason, "dead-lettering message");
+        if !self
+            .dead_letter(record, kind, reason, delivery.deliveries, state, shutdown)
+            .await
+        {
+            return false;
+        }
+        self.count(&record.topic, "dead_lettered", 1);
+        true
     }
 
     /// Exponential backoff with jitter, capped.
@@ -739,14 +993,9 @@ impl KafkaRunner {
         Duration::from_millis(capped - capped / 10 + jitter)
     }
 
-    async fn invoke(&self, record: &Record, attempt: u32) -> Invocation {
-        let _permit = self.permits.acquire().await.expect("semaphore open");
-        let timeout = Duration::from_millis(self.trigger.handler_timeout_ms);
-        let mut store = match self.runtime.store(&self.trigger.component, timeout) {
-            Ok(store) => store,
-            Err(e) => return Invocation::Infrastructure(format!("host: {e:#}")),
-        };
-        let message = WitMessage {
+    fn wit_message(delivery: &Delivery) -> WitMessage {
+        let record = &delivery.record;
+        WitMessage {
             topic: record.topic.clone(),
             partition: record.partition,
             offset: record.offset,
@@ -761,33 +1010,74 @@ impl KafkaRunner {
                 })
                 .collect(),
             timestamp: record.timestamp,
-            attempt,
+            attempt: delivery.deliveries,
+        }
+    }
+
+    /// One instance, one call: `handle-message` with the first record, or
+    /// `handle-batch` with them all.
+    async fn invoke(&self, batch: &[&Delivery]) -> Verdict {
+        let _permit = self.permits.acquire().await.expect("semaphore open");
+        let timeout = Duration::from_millis(self.trigger.handler_timeout_ms);
+        let mut store = match self.runtime.store(&self.trigger.component, timeout) {
+            Ok(store) => store,
+            Err(e) => return Verdict::Infrastructure(format!("host: {e:#}")),
+        };
+        let messages: Vec<WitMessage> = batch.iter().map(|d| Self::wit_message(d)).collect();
+        let instantiated = || {
+            self.metrics.inc(
+                "trigger_kafka_instantiations_total",
+                &[("component", &self.trigger.component)],
+                1,
+            )
         };
         // The epoch deadline stops a guest that computes too long; this one
         // also counts time spent waiting in host calls (storage, HTTP).
         let call = async {
-            let handler = match self.pre.instantiate_async(&mut store).await {
-                Ok(handler) => handler,
-                Err(e) => {
-                    return Invocation::Infrastructure(format!("instantiation failed: {e:#}"))
-                }
+            let result: wasmtime::Result<Option<(usize, HandlerError)>> = match &self.handler {
+                Handler::Single(pre) => match pre.instantiate_async(&mut store).await {
+                    Ok(handler) => {
+                        instantiated();
+                        handler
+                            .call_handle_message(&mut store, &messages[0])
+                            .await
+                            .map(|r| r.err().map(|e| (0, e)))
+                    }
+                    Err(e) => {
+                        return Verdict::Infrastructure(format!("instantiation failed: {e:#}"))
+                    }
+                },
+                Handler::Batch(pre) => match pre.instantiate_async(&mut store).await {
+                    Ok(handler) => {
+                        instantiated();
+                        handler
+                            .call_handle_batch(&mut store, &messages)
+                            .await
+                            .and_then(|failures| first_failure(failures, messages.len()))
+                    }
+                    Err(e) => {
+                        return Verdict::Infrastructure(format!("instantiation failed: {e:#}"))
+                    }
+                },
             };
-            let result = handler.call_handle_message(&mut store, &message).await;
             // A guest that failed because storage failed is not at fault.
             let host_failure = store.data_mut().take_infrastructure_error();
             match (result, host_failure) {
-                (Ok(Ok(())), _) => Invocation::Ok,
-                (Ok(Err(HandlerError::Permanent(reason))), _) => Invocation::Permanent(reason),
-                (Ok(Err(HandlerError::Retryable(_))) | Err(_), Some(host)) => {
-                    Invocation::Infrastructure(host)
+                (Ok(None), _) => Verdict::Done,
+                (Ok(Some((index, HandlerError::Permanent(reason)))), _) => Verdict::Failed {
+                    index,
+                    error: HandlerError::Permanent(reason),
+                },
+                (Ok(Some((_, HandlerError::Retryable(_)))) | Err(_), Some(host)) => {
+                    Verdict::Infrastructure(host)
                 }
-                (Ok(Err(HandlerError::Retryable(reason))), None) => Invocation::Retryable(reason),
-                (Err(trap), None) => Invocation::Trap(format!("{:#}", anyhow::Error::from(trap))),
+                (Ok(Some((index, error))), None) => Verdict::Failed { index, error },
+                (Err(trap), None) => Verdict::Trap(format!("{trap:#}")),
             }
         };
         match tokio::time::timeout(timeout + crate::engine::EPOCH_TICK * 10, call).await {
-            Ok(invocation) => invocation,
-            Err(_) => Invocation::Trap(format!(
+            Ok(verdict) => verdict,
+            Err(_) => Verdict::Trap(format!(
                 "the handler did not finish within handler_timeout_ms ({} ms)",
                 self.trigger.handler_timeout_ms
             )),
@@ -856,6 +1146,22 @@ impl KafkaRunner {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
+}
+
+/// The first failure a `handle-batch` reported; an index outside the batch
+/// is the guest's bug, handled like a trap.
+fn first_failure(
+    failures: Vec<crate::bindings::kafka::todo_chatbot::kafka_trigger::types::BatchItemFailure>,
+    size: usize,
+) -> wasmtime::Result<Option<(usize, HandlerError)>> {
+    let Some(first) = failures.into_iter().min_by_key(|f| f.index) else {
+        return Ok(None);
+    };
+    let index = first.index as usize;
+    if index >= size {
+        wasmtime::bail!("handle-batch reported a failure at index {index} of a batch of {size}");
+    }
+    Ok(Some((index, first.error)))
 }
 
 async fn wait_for_stop(state: &PartitionState, mut shutdown: watch::Receiver<bool>) {

@@ -47,6 +47,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "Kafka messages handled, by outcome (ok, retried, dead_lettered, filtered).",
     ),
     (
+        "trigger_kafka_instantiations_total",
+        "counter",
+        "Component instances created for Kafka messages: one per invocation, shared by a batch; none for a filtered record.",
+    ),
+    (
         "trigger_kafka_handler_duration_seconds",
         "histogram",
         "Time a Kafka handler invocation took.",

@@ -625,6 +625,11 @@ fn filtered_records_never_reach_the_component() {
             || metrics.contains(r#"outcome="filtered"} 3"#),
         "{metrics}"
     );
+    // Three instances for six records: the filtered ones made none.
+    assert!(
+        metrics.contains(r#"trigger_kafka_instantiations_total{component="probe"} 3"#),
+        "{metrics}"
+    );
     drop(host);
 
     let bad = ProbeApp::new(
