@@ -31,8 +31,9 @@ pub mod wit {
     #![allow(missing_docs)]
     spin_sdk::wit_bindgen::generate!({
         world: "todo-chatbot:kafka-trigger/sdk-types",
-        path: "../wit",
+        path: "wit",
         runtime_path: "spin_sdk::wit_bindgen::rt",
+        additional_derives: [PartialEq, Eq],
     });
 }
 

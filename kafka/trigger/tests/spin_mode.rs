@@ -744,3 +744,77 @@ from_flag = "{{{{ from_flag }}}}"
         "--state-dir replaces <app>/.spin"
     );
 }
+
+/// The `kafka-rust` template as a Spin user meets it: installed from this
+/// repository, `spin new` with the defaults (and this checkout's SDK, as
+/// it is not on crates.io), `spin build`, then `spin up` with the plugin
+/// against tansu, handling a message.
+#[test]
+fn a_project_from_the_kafka_rust_template_builds_and_handles_a_message() {
+    let Some(spin) = spin_or_skip("kafka-rust template") else {
+        return;
+    };
+    let (ok, text) = output(spin.command().current_dir(repo()).args([
+        "templates",
+        "install",
+        "--dir",
+        ".",
+        "--update",
+    ]));
+    assert!(ok && text.contains("kafka-rust"), "{text}");
+    let broker = Broker::start();
+    broker.create_topics("events", 1);
+    let work = TempDir::new("template");
+    let (ok, text) = output(spin.command().current_dir(&work.0).args([
+        "new",
+        "-t",
+        "kafka-rust",
+        "hello-kafka",
+        "--accept-defaults",
+        "--value",
+        &format!("kafka-brokers={}", broker.address()),
+        "--value",
+        &format!("sdk-path={}", repo().join("kafka/sdk").display()),
+    ]));
+    assert!(ok, "spin new failed:\n{text}");
+    let project = work.0.join("hello-kafka");
+    let manifest = std::fs::read_to_string(project.join("spin.toml")).unwrap();
+    assert!(manifest.contains("[[trigger.kafka]]") && manifest.contains(r#"topics = ["events"]"#));
+    // The project's own target directory, kept between runs (dependencies
+    // compile once): a link, so `spin.toml`'s source path holds.
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kafka-rust-template-target");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::os::unix::fs::symlink(&cache, project.join("target")).unwrap();
+    let (ok, text) = output(
+        spin.command()
+            .current_dir(&project)
+            .env_remove("CARGO_TARGET_DIR")
+            .arg("build"),
+    );
+    assert!(ok, "spin build failed:\n{text}");
+    let up = SpinUp::start_waiting_for(
+        &project,
+        &[],
+        &[],
+        Ready {
+            http: false,
+            kafka: true,
+            cron: false,
+        },
+    );
+    broker.send(
+        "events",
+        &[("greeting", "hello from the template".to_owned())],
+    );
+    let stdout = project.join(".spin/logs/hello-kafka_stdout.txt");
+    wait_for(
+        "the template's handler output",
+        Duration::from_secs(60),
+        || {
+            let logged = std::fs::read_to_string(&stdout).unwrap_or_default() + &up.logs();
+            logged
+                .contains("events/0@0 key=greeting value=hello from the template")
+                .then_some(())
+        },
+    );
+}

@@ -7,8 +7,9 @@
 use proc_macro::TokenStream;
 use quote::quote;
 
-/// The WIT of trigger-kafka (the `kafka/wit` folder of this repository).
-const WIT_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../wit");
+/// The WIT of trigger-kafka, in the crate
+/// (`wit` links to `kafka/wit`; `cargo package` copies what it points to.)
+const WIT_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/wit");
 
 /// Checks the handler's shape: one argument, no generics, no `self`.
 fn handler(item: TokenStream, what: &str) -> Result<syn::ItemFn, syn::Error> {
