@@ -88,7 +88,7 @@ pub async fn serve(
                 let metrics = metrics.clone();
                 async move {
                     let (status, content_type, body) = match req.uri().path() {
-                        "/metrics" => (200, "text/plain; version=0.0.4", metrics.render()),
+                        "/metrics" => (200, crate::metrics::CONTENT_TYPE, metrics.render()),
                         "/healthz" => {
                             let (status, body) = metrics.health(kafka);
                             (status, "application/json", body.to_string())

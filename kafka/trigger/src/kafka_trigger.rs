@@ -978,18 +978,15 @@ impl KafkaRunner {
         true
     }
 
-    /// Exponential backoff with jitter, capped.
+    /// Exponential backoff, capped, with ±10 % jitter so partitions that
+    /// failed together do not retry in step.
     fn backoff(&self, attempt: u32) -> Duration {
         let base = self
             .trigger
             .retry_backoff_ms
             .saturating_mul(1u64 << (attempt - 1).min(20));
         let capped = base.min(self.trigger.retry_backoff_max_ms);
-        let jitter = (std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0) as u64)
-            % (capped / 5 + 1);
+        let jitter = fastrand::u64(0..=capped / 5);
         Duration::from_millis(capped - capped / 10 + jitter)
     }
 

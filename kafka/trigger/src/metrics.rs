@@ -1,32 +1,55 @@
-//! Prometheus metrics in the text exposition format. A small registry of
-//! counters, gauges and histograms keyed by label sets.
+//! Prometheus metrics on `prometheus-client`: one family per metric name,
+//! labels given at each update, exposed in the OpenMetrics text format.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 /// Seconds; from a fast handler to a slow retry.
 const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-type Labels = Vec<(&'static str, String)>;
+/// The content type of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-#[derive(Default)]
-struct Histogram {
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
+/// Label pairs in the order given (the order they are rendered in).
+type Labels = Vec<(String, String)>;
+
+/// Histograms are made with the shared buckets.
+type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
+
+fn histogram() -> Histogram {
+    Histogram::new(BUCKETS.iter().copied())
 }
 
-#[derive(Default)]
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    /// Whole numbers (lag, rows, 0/1 states).
+    Gauge,
+    /// Fractional values (ages in seconds).
+    FloatGauge,
+    Histogram,
+}
+
 pub struct Metrics {
-    counters: Mutex<BTreeMap<(&'static str, Labels), u64>>,
-    gauges: Mutex<BTreeMap<(&'static str, Labels), f64>>,
-    histograms: Mutex<BTreeMap<(&'static str, Labels), Histogram>>,
+    registry: Registry,
+    counters: HashMap<&'static str, Family<Labels, Counter>>,
+    gauges: HashMap<&'static str, Family<Labels, Gauge>>,
+    float_gauges: HashMap<&'static str, Family<Labels, Gauge<f64, AtomicU64>>>,
+    histograms: HashMap<&'static str, HistogramFamily>,
     broker_up: AtomicBool,
+    /// `trigger_kafka_broker_up`, the one metric without labels.
+    broker_up_gauge: Gauge,
     health: Mutex<Health>,
 }
 
@@ -40,168 +63,205 @@ struct Health {
     stalled: BTreeMap<(String, String, i32), String>,
 }
 
-const HELP: &[(&str, &str, &str)] = &[
+/// Every metric: name, kind, help.
+const HELP: &[(&str, Kind, &str)] = &[
     (
         "trigger_kafka_messages_total",
-        "counter",
+        Kind::Counter,
         "Kafka messages handled, by outcome (ok, retried, dead_lettered, filtered).",
     ),
     (
         "trigger_kafka_instantiations_total",
-        "counter",
+        Kind::Counter,
         "Component instances created for Kafka messages: one per invocation, shared by a batch; none for a filtered record.",
     ),
     (
         "trigger_kafka_handler_duration_seconds",
-        "histogram",
+        Kind::Histogram,
         "Time a Kafka handler invocation took.",
     ),
     (
         "trigger_kafka_consumer_lag",
-        "gauge",
+        Kind::Gauge,
         "Messages between the group's committed offset and the partition's high-water mark, read from the broker.",
     ),
     (
         "trigger_kafka_outbox_backlog",
-        "gauge",
+        Kind::Gauge,
         "Outbox rows not yet published.",
     ),
     (
         "trigger_kafka_outbox_dead",
-        "gauge",
+        Kind::Gauge,
         "Outbox rows the broker refused for good (too large, not allowed); they wait for an operator.",
     ),
     (
         "trigger_kafka_outbox_dead_total",
-        "counter",
+        Kind::Counter,
         "Outbox rows marked dead.",
     ),
     (
         "trigger_kafka_outbox_oldest_unsent_seconds",
-        "gauge",
+        Kind::FloatGauge,
         "Age of the oldest outbox row not yet published.",
     ),
     (
         "trigger_kafka_partition_stalled",
-        "gauge",
+        Kind::Gauge,
         "1 while a partition waits out an infrastructure failure (its messages are retried without limit).",
     ),
     (
         "trigger_kafka_partition_paused",
-        "gauge",
+        Kind::Gauge,
         "1 while a partition's fetching is paused because its worker is behind.",
     ),
     (
         "trigger_kafka_infrastructure_retries_total",
-        "counter",
+        Kind::Counter,
         "Invocations retried because the host, not the handler, failed (storage busy or full, no instance).",
     ),
     (
         "trigger_kafka_partitions_assigned",
-        "gauge",
+        Kind::Gauge,
         "Partitions assigned to this member, by group and topic.",
     ),
     (
         "trigger_kafka_partitions_unassigned",
-        "gauge",
+        Kind::Gauge,
         "Partitions of a subscribed topic assigned to no member of this process, by group and topic.",
     ),
     (
         "trigger_kafka_group_rejoins_total",
-        "counter",
+        Kind::Counter,
         "Times a consumer left and rejoined its group after holding no partitions too long.",
     ),
     (
         "trigger_kafka_outbox_published_total",
-        "counter",
+        Kind::Counter,
         "Outbox rows published and acknowledged.",
     ),
     (
         "trigger_kafka_relay_latency_seconds",
-        "histogram",
+        Kind::Histogram,
         "From an outbox row being written to the broker acknowledging it.",
     ),
     (
         "trigger_kafka_http_requests_total",
-        "counter",
+        Kind::Counter,
         "HTTP requests served, by component and status.",
     ),
     (
         "trigger_kafka_http_request_duration_seconds",
-        "histogram",
+        Kind::Histogram,
         "HTTP request handling time.",
     ),
     (
         "trigger_kafka_http_rejected_total",
-        "counter",
+        Kind::Counter,
         "HTTP connections or requests turned away with a 503, by reason (connections, instances).",
     ),
     (
         "trigger_kafka_cron_runs_total",
-        "counter",
+        Kind::Counter,
         "Timer trigger invocations, by outcome.",
     ),
     (
         "trigger_kafka_broker_up",
-        "gauge",
+        Kind::Gauge,
         "1 when the broker answered the last health probe.",
     ),
 ];
 
 fn labels(pairs: &[(&'static str, &str)]) -> Labels {
-    pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
-fn render_labels(labels: &Labels, extra: Option<(&str, String)>) -> String {
-    let mut parts: Vec<String> = labels
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
-        .collect();
-    if let Some((k, v)) = extra {
-        parts.push(format!("{k}=\"{v}\""));
-    }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("{{{}}}", parts.join(","))
+impl Default for Metrics {
+    fn default() -> Metrics {
+        let mut metrics = Metrics {
+            registry: Registry::default(),
+            counters: HashMap::new(),
+            gauges: HashMap::new(),
+            float_gauges: HashMap::new(),
+            histograms: HashMap::new(),
+            broker_up: AtomicBool::new(false),
+            broker_up_gauge: Gauge::default(),
+            health: Mutex::default(),
+        };
+        for (name, kind, help) in HELP {
+            // prometheus-client ends help with a period and counters with `_total`.
+            let help = help.trim_end_matches('.');
+            match kind {
+                Kind::Counter => {
+                    let family = Family::default();
+                    let short = name.strip_suffix("_total").unwrap_or(name);
+                    metrics.registry.register(short, help, family.clone());
+                    metrics.counters.insert(name, family);
+                }
+                Kind::Gauge if *name == "trigger_kafka_broker_up" => {
+                    let gauge = metrics.broker_up_gauge.clone();
+                    metrics.registry.register(*name, help, gauge);
+                }
+                Kind::Gauge => {
+                    let family = Family::default();
+                    metrics.registry.register(*name, help, family.clone());
+                    metrics.gauges.insert(name, family);
+                }
+                Kind::FloatGauge => {
+                    let family = Family::default();
+                    metrics.registry.register(*name, help, family.clone());
+                    metrics.float_gauges.insert(name, family);
+                }
+                Kind::Histogram => {
+                    let family: HistogramFamily = Family::new_with_constructor(histogram);
+                    metrics.registry.register(*name, help, family.clone());
+                    metrics.histograms.insert(name, family);
+                }
+            }
+        }
+        metrics.set_broker_up(false);
+        metrics
     }
 }
 
 impl Metrics {
+    /// Adds to a counter. Names come from `HELP`; a name not there is a bug.
     pub fn inc(&self, name: &'static str, pairs: &[(&'static str, &str)], by: u64) {
-        *self
-            .counters
-            .lock()
-            .expect("metrics")
-            .entry((name, labels(pairs)))
-            .or_default() += by;
+        match self.counters.get(name) {
+            Some(family) => {
+                family.get_or_create(&labels(pairs)).inc_by(by);
+            }
+            None => debug_assert!(false, "unregistered counter {name}"),
+        }
     }
 
     pub fn set(&self, name: &'static str, pairs: &[(&'static str, &str)], value: f64) {
-        self.gauges
-            .lock()
-            .expect("metrics")
-            .insert((name, labels(pairs)), value);
+        if let Some(family) = self.gauges.get(name) {
+            family
+                .get_or_create(&labels(pairs))
+                .set(value.round() as i64);
+        } else if let Some(family) = self.float_gauges.get(name) {
+            family.get_or_create(&labels(pairs)).set(value);
+        } else {
+            debug_assert!(false, "unregistered gauge {name}");
+        }
     }
 
     pub fn observe(&self, name: &'static str, pairs: &[(&'static str, &str)], value: Duration) {
-        let seconds = value.as_secs_f64();
-        let mut histograms = self.histograms.lock().expect("metrics");
-        let h = histograms.entry((name, labels(pairs))).or_default();
-        if h.counts.is_empty() {
-            h.counts = vec![0; BUCKETS.len()];
+        match self.histograms.get(name) {
+            Some(family) => family
+                .get_or_create(&labels(pairs))
+                .observe(value.as_secs_f64()),
+            None => debug_assert!(false, "unregistered histogram {name}"),
         }
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            if seconds <= *bound {
-                h.counts[i] += 1;
-            }
-        }
-        h.sum += seconds;
-        h.count += 1;
     }
 
     pub fn set_broker_up(&self, up: bool) {
         self.broker_up.store(up, Ordering::Relaxed);
+        self.broker_up_gauge.set(i64::from(up));
     }
 
     pub fn broker_up(&self) -> bool {
@@ -282,42 +342,10 @@ impl Metrics {
         );
     }
 
-    /// The whole registry in Prometheus text format.
+    /// The whole registry in the OpenMetrics text format ([`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters = self.counters.lock().expect("metrics");
-        let gauges = self.gauges.lock().expect("metrics");
-        let histograms = self.histograms.lock().expect("metrics");
-        for (name, kind, help) in HELP {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            if *name == "trigger_kafka_broker_up" {
-                let _ = writeln!(out, "{name} {}", u8::from(self.broker_up()));
-                continue;
-            }
-            for ((n, l), v) in counters.iter().filter(|((n, _), _)| n == name) {
-                let _ = writeln!(out, "{n}{} {v}", render_labels(l, None));
-            }
-            for ((n, l), v) in gauges.iter().filter(|((n, _), _)| n == name) {
-                let _ = writeln!(out, "{n}{} {v}", render_labels(l, None));
-            }
-            for ((n, l), h) in histograms.iter().filter(|((n, _), _)| n == name) {
-                for (bound, count) in BUCKETS.iter().zip(&h.counts) {
-                    let _ = writeln!(
-                        out,
-                        "{n}_bucket{} {count}",
-                        render_labels(l, Some(("le", bound.to_string())))
-                    );
-                }
-                let _ = writeln!(
-                    out,
-                    "{n}_bucket{} {}",
-                    render_labels(l, Some(("le", "+Inf".into()))),
-                    h.count
-                );
-                let _ = writeln!(out, "{n}_sum{} {}", render_labels(l, None), h.sum);
-                let _ = writeln!(out, "{n}_count{} {}", render_labels(l, None), h.count);
-            }
-        }
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
 }
@@ -348,11 +376,13 @@ mod tests {
         assert!(text.contains("trigger_kafka_messages_total{component=\"audit\",outcome=\"ok\"} 2"));
         assert!(text.contains("trigger_kafka_consumer_lag{topic=\"t\",partition=\"0\"} 3"));
         assert!(text.contains(
-            "trigger_kafka_handler_duration_seconds_bucket{component=\"audit\",le=\"0.005\"} 1"
+            "trigger_kafka_handler_duration_seconds_bucket{le=\"0.005\",component=\"audit\"} 1"
         ));
         assert!(
             text.contains("trigger_kafka_handler_duration_seconds_count{component=\"audit\"} 1")
         );
         assert!(text.contains("trigger_kafka_broker_up 0"));
+        assert!(text.contains("# TYPE trigger_kafka_messages counter"));
+        assert!(text.ends_with("# EOF\n"));
     }
 }
