@@ -17,7 +17,7 @@ step "Checking formatting"
 
 step "Linting (clippy, warnings are errors)"
 (cd "$ROOT" && cargo clippy --release --workspace --all-targets --features todo-domain/native -- -D warnings)
-(cd "$ROOT" && cargo clippy --release --target wasm32-wasip2 "${WASM_ARGS[@]}" -- -D warnings)
+(cd "$ROOT" && cargo clippy --release --target wasm32-wasip2 "${WASM_ARGS[@]}" -p trigger-kafka-sdk -- -D warnings)
 
 # The tests build trigger-kafka themselves (CARGO_BIN_EXE), with the same
 # features as the test build: building it separately would compile Wasmtime twice.
