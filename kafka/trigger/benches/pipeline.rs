@@ -2,8 +2,11 @@
 //! baseline measured in the same run (these machines are noisy, so the
 //! ratio is the figure to read):
 //!
-//! 1. throughput: messages/s through a no-op Wasm handler in trigger-kafka
-//!    vs a native rdkafka consumer reading the same topic;
+//! 1. throughput on the same broker and messages: a native rdkafka consumer
+//!    (measured before and after the others; their mean is the baseline),
+//!    a no-op `handle-message` component, a no-op `handle-batch` component
+//!    (batch_size 100), and a stream the trigger's filters drop (no
+//!    instance at all); plus the mean instantiation cost per invocation;
 //! 2. latency: from an API write (POST /api/tasks) to a Kafka handler seeing
 //!    its `task_created` event, Wasm handler vs native consumer.
 //!
@@ -36,8 +39,8 @@ fn native_consumer(broker: &Broker, group: &str, topic: &str) -> BaseConsumer {
 }
 
 /// Native baseline: time from the first to the last of `n` messages.
-fn native_rate(broker: &Broker, topic: &str, n: usize) -> f64 {
-    let consumer = native_consumer(broker, "native-bench", topic);
+fn native_rate(broker: &Broker, topic: &str, n: usize, group: &str) -> f64 {
+    let consumer = native_consumer(broker, group, topic);
     let mut seen = 0;
     let mut first = None;
     while seen < n {
@@ -49,16 +52,49 @@ fn native_rate(broker: &Broker, topic: &str, n: usize) -> f64 {
     (n - 1) as f64 / first.unwrap().elapsed().as_secs_f64()
 }
 
-fn handled_ok(host: &Host) -> usize {
+/// A metric's value (summed over its label sets) from the host's `/metrics`.
+fn metric_sum(host: &Host, prefix: &str, label: &str) -> f64 {
     host.metrics()
         .lines()
-        .find(|l| l.starts_with("trigger_kafka_messages_total") && l.contains("outcome=\"ok\""))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+        .filter(|l| l.starts_with(prefix) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
-fn wasm_rate(broker: &Broker, topic: &str, n: usize) -> f64 {
+/// Messages handled or filtered so far.
+fn done(host: &Host) -> usize {
+    (metric_sum(host, "trigger_kafka_messages_total", "outcome=\"ok\"")
+        + metric_sum(host, "trigger_kafka_messages_total", "outcome=\"filtered\"")) as usize
+}
+
+/// One way of running the no-op handler.
+struct Variant {
+    name: &'static str,
+    wasm: &'static str,
+    settings: &'static str,
+}
+
+const VARIANTS: &[Variant] = &[
+    Variant {
+        name: "handle-message, no-op",
+        wasm: "kafka_probe.wasm",
+        settings: "",
+    },
+    Variant {
+        name: "handle-batch (100), no-op",
+        wasm: "kafka_batch_probe.wasm",
+        settings: "batch_size = 100",
+    },
+    Variant {
+        name: "filtered out by the host",
+        wasm: "kafka_probe.wasm",
+        settings: r#"filters = [{ on = "key", equals = ["nobody"] }]"#,
+    },
+];
+
+/// Messages/s from the first to the last message, and the mean
+/// instantiation time in µs.
+fn wasm_rate(broker: &Broker, topic: &str, n: usize, variant: &Variant, run: usize) -> (f64, f64) {
     let dir = TempDir::new("bench");
     std::fs::write(
         dir.0.join("spin.toml"),
@@ -71,25 +107,35 @@ brokers = "{brokers}"
 [[trigger.kafka]]
 component = "noop"
 topics = ["{topic}"]
-group_id = "wasm-bench"
+group_id = "wasm-bench-{run}"
+{settings}
 [component.noop]
 source = "{wasm}"
 environment = {{ PROBE_MODE = "noop" }}
 "#,
             brokers = broker.address(),
-            wasm = wasm("kafka_probe.wasm").display()
+            settings = variant.settings,
+            wasm = wasm(variant.wasm).display()
         ),
     )
     .unwrap();
     let host = Host::start(&dir.0, &[("TRIGGER_KAFKA_LOG", "info")]);
     let (start_count, started) = wait_for("the first message", Duration::from_secs(60), || {
-        let c = handled_ok(&host);
+        let c = done(&host);
         (c > 0).then(|| (c, Instant::now()))
     });
     wait_for("every message", Duration::from_secs(600), || {
-        (handled_ok(&host) >= n).then_some(())
+        (done(&host) >= n).then_some(())
     });
-    (n - start_count) as f64 / started.elapsed().as_secs_f64()
+    let rate = (n - start_count) as f64 / started.elapsed().as_secs_f64();
+    let instantiations = metric_sum(&host, "trigger_kafka_instantiation_seconds_count", "");
+    let seconds = metric_sum(&host, "trigger_kafka_instantiation_seconds_sum", "");
+    let micros = if instantiations > 0.0 {
+        seconds / instantiations * 1e6
+    } else {
+        0.0
+    };
+    (rate, micros)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -120,7 +166,7 @@ component = "api"
 component = "probe"
 topics = ["task-events"]
 group_id = "latency-probe"
-start_from = "latest"
+starting_position = "latest"
 [component.api]
 source = "{api}"
 sqlite_databases = ["default"]
@@ -209,14 +255,31 @@ fn main() {
         .collect();
     broker.send("bench", &refs);
 
-    let native = native_rate(&broker, "bench", MESSAGES);
-    let wasm = wasm_rate(&broker, "bench", MESSAGES);
+    let native_before = native_rate(&broker, "bench", MESSAGES, "native-before");
+    let results: Vec<(f64, f64)> = VARIANTS
+        .iter()
+        .enumerate()
+        .map(|(run, variant)| wasm_rate(&broker, "bench", MESSAGES, variant, run))
+        .collect();
+    let native_after = native_rate(&broker, "bench", MESSAGES, "native-after");
+    let native = (native_before + native_after) / 2.0;
     println!("throughput ({MESSAGES} messages of ~120 B, 3 partitions, tansu):");
-    println!("  native rdkafka consumer   {native:>10.0} msg/s");
     println!(
-        "  trigger-kafka no-op Wasm  {wasm:>10.0} msg/s   ratio {:.2}x of native",
-        wasm / native
+        "  {:<28}{native:>10.0} msg/s   (before {native_before:.0}, after {native_after:.0})",
+        "native rdkafka consumer"
     );
+    for (variant, (rate, micros)) in VARIANTS.iter().zip(&results) {
+        let instantiation = if *micros > 0.0 {
+            format!("   instantiation {micros:.0} µs")
+        } else {
+            String::new()
+        };
+        println!(
+            "  {:<28}{rate:>10.0} msg/s   ratio {:.2}x of native{instantiation}",
+            variant.name,
+            rate / native
+        );
+    }
 
     let (wasm_lat, native_lat) = latency(&broker);
     println!(

@@ -1016,17 +1016,19 @@ impl KafkaRunner {
     async fn invoke(&self, batch: &[&Delivery]) -> Verdict {
         let _permit = self.permits.acquire().await.expect("semaphore open");
         let timeout = Duration::from_millis(self.trigger.handler_timeout_ms);
+        // Instantiation time counts the store (WASI context, limits) too.
+        let started = Instant::now();
         let mut store = match self.runtime.store(&self.trigger.component, timeout) {
             Ok(store) => store,
             Err(e) => return Verdict::Infrastructure(format!("host: {e:#}")),
         };
         let messages: Vec<WitMessage> = batch.iter().map(|d| Self::wit_message(d)).collect();
-        let instantiated = || {
-            self.metrics.inc(
-                "trigger_kafka_instantiations_total",
-                &[("component", &self.trigger.component)],
-                1,
-            )
+        let instantiated = |took: Duration| {
+            let labels = [("component", self.trigger.component.as_str())];
+            self.metrics
+                .inc("trigger_kafka_instantiations_total", &labels, 1);
+            self.metrics
+                .observe("trigger_kafka_instantiation_seconds", &labels, took);
         };
         // The epoch deadline stops a guest that computes too long; this one
         // also counts time spent waiting in host calls (storage, HTTP).
@@ -1034,7 +1036,7 @@ impl KafkaRunner {
             let result: wasmtime::Result<Option<(usize, HandlerError)>> = match &self.handler {
                 Handler::Single(pre) => match pre.instantiate_async(&mut store).await {
                     Ok(handler) => {
-                        instantiated();
+                        instantiated(started.elapsed());
                         handler
                             .call_handle_message(&mut store, &messages[0])
                             .await
@@ -1046,7 +1048,7 @@ impl KafkaRunner {
                 },
                 Handler::Batch(pre) => match pre.instantiate_async(&mut store).await {
                     Ok(handler) => {
-                        instantiated();
+                        instantiated(started.elapsed());
                         handler
                             .call_handle_batch(&mut store, &messages)
                             .await

@@ -76,6 +76,11 @@ const HELP: &[(&str, Kind, &str)] = &[
         "Component instances created for Kafka messages: one per invocation, shared by a batch; none for a filtered record.",
     ),
     (
+        "trigger_kafka_instantiation_seconds",
+        Kind::Histogram,
+        "Time to create a component instance for a Kafka invocation.",
+    ),
+    (
         "trigger_kafka_handler_duration_seconds",
         Kind::Histogram,
         "Time a Kafka handler invocation took.",
