@@ -23,7 +23,14 @@ use rdkafka::message::Message;
 use rdkafka::ClientConfig;
 use support::*;
 
-const MESSAGES: usize = 20_000;
+/// Messages per throughput run (`BENCH_MESSAGES` for longer runs, e.g.
+/// under `perf`).
+fn messages() -> usize {
+    std::env::var("BENCH_MESSAGES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20_000)
+}
 
 fn native_consumer(broker: &Broker, group: &str, topic: &str) -> BaseConsumer {
     let consumer: BaseConsumer = ClientConfig::new()
@@ -104,17 +111,21 @@ fn wasm_rate(broker: &Broker, topic: &str, n: usize, variant: &Variant, run: usi
 name = "bench"
 [application.trigger.kafka]
 brokers = "{brokers}"
+{app_extra}
 [[trigger.kafka]]
 component = "noop"
 topics = ["{topic}"]
 group_id = "wasm-bench-{run}"
 {settings}
+{extra}
 [component.noop]
 source = "{wasm}"
 environment = {{ PROBE_MODE = "noop" }}
 "#,
             brokers = broker.address(),
             settings = variant.settings,
+            extra = std::env::var("BENCH_TRIGGER_SETTINGS").unwrap_or_default(),
+            app_extra = std::env::var("BENCH_APP_SETTINGS").unwrap_or_default(),
             wasm = wasm(variant.wasm).display()
         ),
     )
@@ -124,10 +135,16 @@ environment = {{ PROBE_MODE = "noop" }}
         let c = done(&host);
         (c > 0).then(|| (c, Instant::now()))
     });
+    let trace = std::env::var_os("BENCH_TRACE").is_some();
     wait_for("every message", Duration::from_secs(600), || {
-        (done(&host) >= n).then_some(())
+        let d = done(&host);
+        if trace {
+            eprintln!("{:>6} ms {d}", started.elapsed().as_millis());
+        }
+        (d >= n).then_some(())
     });
     let rate = (n - start_count) as f64 / started.elapsed().as_secs_f64();
+
     let instantiations = metric_sum(&host, "trigger_kafka_instantiation_seconds_count", "");
     let seconds = metric_sum(&host, "trigger_kafka_instantiation_seconds_sum", "");
     let micros = if instantiations > 0.0 {
@@ -191,7 +208,12 @@ environment = {{ PROBE_DB = "probe" }}
     .unwrap();
     let host = Host::start_with_args(&dir.0, &[], &["--runtime-config-file", "rc.toml"]);
     let native = native_consumer(broker, "latency-native", "task-events");
-    std::thread::sleep(Duration::from_secs(4)); // both groups joined
+    // Both groups joined: with `latest`, what is written before the
+    // assignment is never seen.
+    wait_for("the probe's partitions", Duration::from_secs(60), || {
+        host.logs().contains("partitions assigned").then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
     while native.poll(Duration::from_millis(100)).is_some() {}
     let probe_db = dir.0.join("probe.db");
     let (mut wasm, mut native_ms) = (Vec::new(), Vec::new());
@@ -241,7 +263,8 @@ fn main() {
     let broker = Broker::start();
     broker.create_topics("bench", 3);
     let payload = "x".repeat(100);
-    let messages: Vec<(String, String)> = (0..MESSAGES)
+    let count = messages();
+    let messages: Vec<(String, String)> = (0..count)
         .map(|i| {
             (
                 format!("user-{}", i % 97),
@@ -255,15 +278,15 @@ fn main() {
         .collect();
     broker.send("bench", &refs);
 
-    let native_before = native_rate(&broker, "bench", MESSAGES, "native-before");
+    let native_before = native_rate(&broker, "bench", count, "native-before");
     let results: Vec<(f64, f64)> = VARIANTS
         .iter()
         .enumerate()
-        .map(|(run, variant)| wasm_rate(&broker, "bench", MESSAGES, variant, run))
+        .map(|(run, variant)| wasm_rate(&broker, "bench", count, variant, run))
         .collect();
-    let native_after = native_rate(&broker, "bench", MESSAGES, "native-after");
+    let native_after = native_rate(&broker, "bench", count, "native-after");
     let native = (native_before + native_after) / 2.0;
-    println!("throughput ({MESSAGES} messages of ~120 B, 3 partitions, tansu):");
+    println!("throughput ({count} messages of ~120 B, 3 partitions, tansu):");
     println!(
         "  {:<28}{native:>10.0} msg/s   (before {native_before:.0}, after {native_after:.0})",
         "native rdkafka consumer"
@@ -281,6 +304,9 @@ fn main() {
         );
     }
 
+    if std::env::var_os("BENCH_SKIP_LATENCY").is_some() {
+        return;
+    }
     let (wasm_lat, native_lat) = latency(&broker);
     println!(
         "latency API write -> handler (ms, {} writes, relay poll 100 ms + change signal):",

@@ -56,6 +56,9 @@ fn default_concurrency() -> usize {
 fn default_handler_timeout_ms() -> u64 {
     30_000
 }
+fn default_max_buffered_messages() -> usize {
+    100_000
+}
 fn default_fetch_wait_max_ms() -> u64 {
     100
 }
@@ -109,6 +112,10 @@ pub struct KafkaTrigger {
     /// because some brokers (tansu) hold every fetch this long.
     #[serde(default = "default_fetch_wait_max_ms")]
     pub fetch_wait_max_ms: u64,
+    /// Messages fetched for one partition and waiting for its worker before
+    /// fetching from it is paused.
+    #[serde(default = "default_max_buffered_messages")]
+    pub max_buffered_messages: usize,
     /// Records that do not pass are committed without running the component.
     #[serde(default)]
     pub filters: Vec<crate::filters::Filter>,
@@ -162,6 +169,12 @@ impl KafkaTrigger {
             bail!(
                 "batch_window_ms must be at most {MAX_BATCH_WINDOW_MS}, not {}",
                 self.batch_window_ms
+            );
+        }
+        if !(1..=1_000_000).contains(&self.max_buffered_messages) {
+            bail!(
+                "max_buffered_messages must be between 1 and 1000000, not {}",
+                self.max_buffered_messages
             );
         }
         if self.max_record_age_s == Some(0) {

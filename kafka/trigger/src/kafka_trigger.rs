@@ -38,8 +38,11 @@ use crate::host::HostState;
 use crate::kafka_client::KafkaSettings;
 use crate::metrics::Metrics;
 
-/// Messages buffered per partition before the poll loop waits.
+/// Messages queued for a partition's worker; more wait in the backlog.
 const PARTITION_BUFFER: usize = 256;
+/// Bytes waiting for one partition's worker before its fetching is
+/// paused, whatever `max_buffered_messages` says (large records).
+const MAX_BUFFERED_BYTES: usize = 32 << 20;
 /// Longest a rebalance waits for an in-flight message to finish (a message
 /// still running after it is not committed: the next owner handles it
 /// again, and handlers are idempotent).
@@ -112,11 +115,41 @@ struct Worker {
 type Workers = Arc<Mutex<HashMap<(String, i32), Worker>>>;
 
 /// Messages polled for partitions whose worker is full, in order, and the
-/// partitions paused for it.
+/// partitions paused for it. A partition is paused only once its waiting
+/// messages pass `max_buffered_messages` (or [`MAX_BUFFERED_BYTES`]), and
+/// resumed when half of that is free. Pausing is kept for a handler that
+/// is really behind: it drops what librdkafka prefetched for the partition,
+/// and with tansu every pause stalled the whole consumer for about 600 ms,
+/// so pausing at every full worker queue (as this host first did) cut
+/// throughput tenfold.
 #[derive(Default)]
 struct Backlog {
-    waiting: HashMap<(String, i32), VecDeque<Record>>,
+    waiting: HashMap<(String, i32), Waiting>,
     paused: HashSet<(String, i32)>,
+}
+
+#[derive(Default)]
+struct Waiting {
+    queue: VecDeque<Record>,
+    bytes: usize,
+}
+
+impl Waiting {
+    fn push(&mut self, record: Record) {
+        self.bytes += record.size();
+        self.queue.push_back(record);
+    }
+
+    fn pop(&mut self) -> Option<Record> {
+        let record = self.queue.pop_front()?;
+        self.bytes -= record.size();
+        Some(record)
+    }
+
+    fn unpop(&mut self, record: Record) {
+        self.bytes += record.size();
+        self.queue.push_front(record);
+    }
 }
 
 pub struct TriggerContext {
@@ -129,6 +162,20 @@ pub struct TriggerContext {
 }
 
 impl ClientContext for TriggerContext {}
+
+impl Record {
+    /// Roughly what it holds in memory.
+    fn size(&self) -> usize {
+        self.key.as_ref().map_or(0, Vec::len)
+            + self.value.as_ref().map_or(0, Vec::len)
+            + self
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+            + 64
+    }
+}
 
 impl TriggerContext {
     /// Partitions the group has no committed offset for start at the first
@@ -588,8 +635,16 @@ impl KafkaRunner {
     ) {
         let mut tasks = Vec::new();
         while !*shutdown.borrow() {
-            self.drain_backlog(&consumer, &workers, &backlog);
-            let message = match consumer.poll(Duration::from_millis(100)) {
+            // While messages wait for a worker, poll briefly so they are
+            // handed over as soon as it has room: a worker handles a full
+            // queue in well under the idle poll's 100 ms, and waiting that
+            // long capped each partition at one queue per 100 ms.
+            let wait = if self.drain_backlog(&consumer, &workers, &backlog) {
+                Duration::from_millis(1)
+            } else {
+                Duration::from_millis(100)
+            };
+            let message = match consumer.poll(wait) {
                 None => continue,
                 Some(Err(e)) => {
                     tracing::warn!(group = %self.group, error = %e, "consumer error");
@@ -621,30 +676,32 @@ impl KafkaRunner {
             };
             let mut backlog = backlog.lock().expect("backlog");
             // Behind earlier waiting messages of its partition, in order.
-            if let Some(waiting) = backlog.waiting.get_mut(&key) {
-                if !waiting.is_empty() {
-                    waiting.push_back(message);
-                    continue;
+            let message = match backlog.waiting.get_mut(&key) {
+                Some(waiting) if !waiting.queue.is_empty() => {
+                    waiting.push(message);
+                    None
                 }
-            }
-            match sender.try_send(message) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(message)) => {
-                    backlog
-                        .waiting
-                        .entry(key.clone())
-                        .or_default()
-                        .push_back(message);
-                    if backlog.paused.insert(key.clone()) {
-                        if let Err(e) = consumer.pause(&partition_list(&key.0, key.1)) {
-                            tracing::debug!(error = %e, "pausing a partition");
-                        }
-                        set_paused(&self.metrics, &self.group, &key, true);
+                _ => match sender.try_send(message) {
+                    Ok(()) => continue,
+                    Err(mpsc::error::TrySendError::Full(message)) => Some(message),
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        tracing::debug!("partition worker gone; the message will be redelivered");
+                        continue;
                     }
+                },
+            };
+            let Backlog { waiting, paused } = &mut *backlog;
+            let waiting = waiting.entry(key.clone()).or_default();
+            if let Some(message) = message {
+                waiting.push(message);
+            }
+            let full = waiting.queue.len() >= self.trigger.max_buffered_messages
+                || waiting.bytes >= MAX_BUFFERED_BYTES;
+            if full && paused.insert(key.clone()) {
+                if let Err(e) = consumer.pause(&partition_list(&key.0, key.1)) {
+                    tracing::debug!(error = %e, "pausing a partition");
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    tracing::debug!("partition worker gone; the message will be redelivered");
-                }
+                set_paused(&self.metrics, &self.group, &key, true);
             }
         }
         // Shutdown: close every queue, let each worker finish the message it
@@ -661,16 +718,17 @@ impl KafkaRunner {
     }
 
     /// Hands waiting messages to workers that have room again, and resumes
-    /// fetching for partitions whose backlog is gone.
+    /// fetching for partitions whose backlog is gone. Returns whether
+    /// messages still wait.
     fn drain_backlog(
         &self,
         consumer: &BaseConsumer<TriggerContext>,
         workers: &Workers,
         backlog: &Mutex<Backlog>,
-    ) {
+    ) -> bool {
         let mut backlog = backlog.lock().expect("backlog");
         if backlog.waiting.is_empty() {
-            return;
+            return false;
         }
         let workers = workers.lock().expect("workers");
         let Backlog { waiting, paused } = &mut *backlog;
@@ -678,24 +736,29 @@ impl KafkaRunner {
             let Some(worker) = workers.get(key) else {
                 return false;
             };
-            while let Some(message) = queue.pop_front() {
+            while let Some(message) = queue.pop() {
                 match worker.sender.try_send(message) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(message)) => {
-                        queue.push_front(message);
-                        return true;
+                        queue.unpop(message);
+                        break;
                     }
                     Err(mpsc::error::TrySendError::Closed(_)) => return false,
                 }
             }
-            if paused.remove(key) {
+            // Fetching resumes once half the allowance is free, so what
+            // still waits covers the broker's answer to the first fetch.
+            let low = queue.queue.len() <= self.trigger.max_buffered_messages / 2
+                && queue.bytes <= MAX_BUFFERED_BYTES / 2;
+            if low && paused.remove(key) {
                 if let Err(e) = consumer.resume(&partition_list(&key.0, key.1)) {
                     tracing::debug!(error = %e, "resuming a partition");
                 }
                 set_paused(&self.metrics, &self.group, key, false);
             }
-            false
+            !queue.queue.is_empty()
         });
+        !waiting.is_empty()
     }
 
     async fn partition_worker(

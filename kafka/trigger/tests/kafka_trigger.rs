@@ -468,7 +468,7 @@ fn a_missing_dead_letter_topic_is_refused_at_start() {
 fn a_slow_partition_is_paused_and_the_others_keep_flowing() {
     let broker = Broker::start();
     broker.create_topics("mixed", 2);
-    let app = ProbeApp::new(&broker, "mixed", "", "");
+    let app = ProbeApp::new(&broker, "mixed", "max_buffered_messages = 256", "");
     let host = Host::start(&app.dir.0, &[]);
     let slow: Vec<(&str, String)> = (0..700)
         .map(|i| {
