@@ -7,10 +7,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter;
+pub use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
+pub use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 /// Seconds; from a fast handler to a slow retry.
@@ -262,6 +262,23 @@ impl Metrics {
                 .observe(value.as_secs_f64()),
             None => debug_assert!(false, "unregistered histogram {name}"),
         }
+    }
+
+    /// A counter's handle, for hot paths that update it without building
+    /// labels each time.
+    pub fn counter(&self, name: &'static str, pairs: &[(&'static str, &str)]) -> Counter {
+        self.counters
+            .get(name)
+            .map(|family| family.get_or_create(&labels(pairs)).clone())
+            .unwrap_or_default()
+    }
+
+    /// A histogram's handle (see [`Metrics::counter`]).
+    pub fn histogram(&self, name: &'static str, pairs: &[(&'static str, &str)]) -> Histogram {
+        self.histograms
+            .get(name)
+            .map(|family| family.get_or_create(&labels(pairs)).clone())
+            .unwrap_or_else(histogram)
     }
 
     pub fn set_broker_up(&self, up: bool) {
