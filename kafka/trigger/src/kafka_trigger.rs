@@ -1171,7 +1171,7 @@ impl KafkaRunner {
                     Ok(handler) => {
                         instantiated(started.elapsed());
                         handler
-                            .call_handle_batch(&mut store, &messages)
+                            .call_handle_batch(&mut store, messages)
                             .await
                             .and_then(|failures| first_failure(failures, messages.len()))
                     }
