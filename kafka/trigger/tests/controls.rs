@@ -323,6 +323,11 @@ fn settings_that_cannot_work_are_refused_at_start() {
         ),
         (
             "kafka_probe.wasm",
+            "max_buffered_messages = 0",
+            "max_buffered_messages must be between 1 and 1000000",
+        ),
+        (
+            "kafka_probe.wasm",
             "retry_backoff_ms = 500\nretry_backoff_max_ms = 100",
             "retry_backoff_max_ms (100) must be at least retry_backoff_ms (500)",
         ),
