@@ -4,7 +4,9 @@
 //!
 //! 1. throughput on the same broker and messages: a native rdkafka consumer
 //!    (measured before and after the others; their mean is the baseline),
-//!    a no-op `handle-message` component, a no-op `handle-batch` component
+//!    a no-op `handle-message` component (the probe, which imports SQLite,
+//!    key-value, HTTP and variables), an empty one (`kafka-noop`: the SDK
+//!    alone), a no-op `handle-batch` component
 //!    (batch_size 100), and a stream the trigger's filters drop (no
 //!    instance at all); plus the mean instantiation cost per invocation;
 //! 2. latency: from an API write (POST /api/tasks) to a Kafka handler seeing
@@ -86,6 +88,11 @@ const VARIANTS: &[Variant] = &[
     Variant {
         name: "handle-message, no-op",
         wasm: "kafka_probe.wasm",
+        settings: "",
+    },
+    Variant {
+        name: "handle-message, empty",
+        wasm: "kafka_noop.wasm",
         settings: "",
     },
     Variant {

@@ -7,9 +7,45 @@
 use proc_macro::TokenStream;
 use quote::quote;
 
-/// The WIT of trigger-kafka, in the crate
-/// (`wit` links to `kafka/wit`; `cargo package` copies what it points to.)
-const WIT_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/wit");
+// The WIT of trigger-kafka (`wit` links to `kafka/wit`), embedded when
+// this crate is compiled and handed to `generate!` inline: a path would be
+// read again in every crate that uses a macro, from wherever this crate
+// was first built (a deleted checkout, with a shared target directory).
+const MAIN_WIT: &str = include_str!("../wit/kafka-trigger.wit");
+const SPIN_WIT: [&str; 3] = [
+    include_str!("../wit/deps/spin/sqlite.wit"),
+    include_str!("../wit/deps/spin/key-value.wit"),
+    include_str!("../wit/deps/spin/variables.wit"),
+];
+const CRON_WIT: &str = include_str!("../wit/deps/spin-cron/cron.wit");
+
+/// Files of one package as a nested `package a:b@v { … }` block.
+fn nested(files: &[&str]) -> String {
+    let mut name = None;
+    let mut body = String::new();
+    for file in files {
+        for line in file.lines() {
+            match line.trim().strip_prefix("package ") {
+                Some(id) if id.ends_with(';') => {
+                    name.get_or_insert_with(|| id.trim_end_matches(';').to_owned());
+                }
+                _ => {
+                    body.push_str(line);
+                    body.push('\n');
+                }
+            }
+        }
+    }
+    format!(
+        "package {} {{\n{body}}}\n",
+        name.expect("a WIT file declares its package")
+    )
+}
+
+/// The whole WIT, dependencies nested.
+fn wit() -> String {
+    format!("{MAIN_WIT}\n{}\n{}", nested(&SPIN_WIT), nested(&[CRON_WIT]))
+}
 
 /// Checks the handler's shape: one argument, no generics, no `self`.
 fn handler(item: TokenStream, what: &str) -> Result<syn::ItemFn, syn::Error> {
@@ -31,6 +67,7 @@ fn handler(item: TokenStream, what: &str) -> Result<syn::ItemFn, syn::Error> {
 
 /// Bindings of `world` with its `export!`, in a module of the component.
 fn bindings(world: &str, shared_types: bool) -> proc_macro2::TokenStream {
+    let wit = wit();
     let with = shared_types.then(
         || quote!(with: { "todo-chatbot:kafka-trigger/types@0.1.0": ::trigger_kafka_sdk::types },),
     );
@@ -40,7 +77,7 @@ fn bindings(world: &str, shared_types: bool) -> proc_macro2::TokenStream {
         mod bindings {
             ::trigger_kafka_sdk::wit_bindgen::generate!({
                 world: #world,
-                path: #WIT_PATH,
+                inline: #wit,
                 runtime_path: "::trigger_kafka_sdk::wit_bindgen::rt",
                 #with
             });
