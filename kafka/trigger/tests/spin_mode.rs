@@ -381,8 +381,14 @@ fn the_container_command_line_runs_the_app_as_the_image_would() {
         let page: Json = serde_json::from_str(&body).ok()?;
         (page["notifications"].as_array()?.len() == 1).then_some(())
     });
+    // Each service creates its database when it handles its first event;
+    // a consumer group may still be joining when the reminder fires.
     for file in ["sqlite_db.db", "reminders.db", "audit.db", "sync.db"] {
-        assert!(data.join(file).exists(), "{file} on the volume");
+        wait_for(
+            &format!("{file} on the volume"),
+            Duration::from_secs(60),
+            || data.join(file).exists().then_some(()),
+        );
     }
     assert!(
         !app.join(".spin/sqlite_db.db").exists(),
