@@ -923,7 +923,16 @@ impl KafkaRunner {
         store: &(dyn Fn(&Record) + Sync),
     ) -> bool {
         let component = self.trigger.component.as_str();
-        let Some(last) = records.last().cloned() else {
+        // Where the batch ends (for storing its offset), without its bytes.
+        let Some(last) = records.last().map(|r| Record {
+            topic: r.topic.clone(),
+            partition: r.partition,
+            offset: r.offset,
+            key: None,
+            value: None,
+            headers: Vec::new(),
+            timestamp: None,
+        }) else {
             return true;
         };
         let topic = last.topic.clone();
@@ -948,6 +957,9 @@ impl KafkaRunner {
             })
             .collect();
         self.count(&topic, "filtered", total - pending.len());
+        // Whether the batch ends in filtered records, whose offset no
+        // delivery below stores.
+        let ends_filtered = pending.back().map(|d| d.record.offset) != Some(last.offset);
         // How many to deliver at once: halved after a trap until the record
         // at fault is found alone.
         let mut limit = self.batch_size;
@@ -1068,7 +1080,9 @@ impl KafkaRunner {
             }
         }
         // Filtered records after the last delivered one are done too.
-        store(&last);
+        if ends_filtered {
+            store(&last);
+        }
         true
     }
 
