@@ -48,18 +48,42 @@ fn native_consumer(broker: &Broker, group: &str, topic: &str) -> BaseConsumer {
     consumer
 }
 
+/// What one throughput run measured.
+struct Run {
+    /// Messages per second, first to last message.
+    rate: f64,
+    /// Mean instantiation time per invocation, in µs (0 when none).
+    instantiation_us: f64,
+    /// CPU the consumer (this process, or the host) used per message, µs.
+    consumer_cpu_us: f64,
+    /// CPU the broker used per message, µs.
+    broker_cpu_us: f64,
+}
+
+/// CPU used per message between two readings, in µs.
+fn per_message(before: Duration, after: Duration, messages: usize) -> f64 {
+    (after.saturating_sub(before)).as_secs_f64() * 1e6 / messages.max(1) as f64
+}
+
 /// Native baseline: time from the first to the last of `n` messages.
-fn native_rate(broker: &Broker, topic: &str, n: usize, group: &str) -> f64 {
+fn native_rate(broker: &Broker, topic: &str, n: usize, group: &str) -> Run {
     let consumer = native_consumer(broker, group, topic);
+    let (me, broker_pid) = (std::process::id(), broker.pid());
     let mut seen = 0;
     let mut first = None;
     while seen < n {
         if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
-            first.get_or_insert_with(Instant::now);
+            first.get_or_insert_with(|| (Instant::now(), cpu_of(me), cpu_of(broker_pid)));
             seen += 1;
         }
     }
-    (n - 1) as f64 / first.unwrap().elapsed().as_secs_f64()
+    let (started, my_cpu, broker_cpu) = first.unwrap();
+    Run {
+        rate: (n - 1) as f64 / started.elapsed().as_secs_f64(),
+        instantiation_us: 0.0,
+        consumer_cpu_us: per_message(my_cpu, cpu_of(me), n - 1),
+        broker_cpu_us: per_message(broker_cpu, cpu_of(broker_pid), n - 1),
+    }
 }
 
 /// A metric's value (summed over its label sets) from the host's `/metrics`.
@@ -107,9 +131,8 @@ const VARIANTS: &[Variant] = &[
     },
 ];
 
-/// Messages/s from the first to the last message, and the mean
-/// instantiation time in µs.
-fn wasm_rate(broker: &Broker, topic: &str, n: usize, variant: &Variant, run: usize) -> (f64, f64) {
+/// Throughput, instantiation and CPU of one variant.
+fn wasm_rate(broker: &Broker, topic: &str, n: usize, variant: &Variant, run: usize) -> Run {
     let dir = TempDir::new("bench");
     std::fs::write(
         dir.0.join("spin.toml"),
@@ -139,10 +162,11 @@ environment = {{ PROBE_MODE = "noop" }}
     )
     .unwrap();
     let host = Host::start(&dir.0, &[("TRIGGER_KAFKA_LOG", "info")]);
-    let (start_count, started) = wait_for("the first message", Duration::from_secs(60), || {
-        let c = done(&host);
-        (c > 0).then(|| (c, Instant::now()))
-    });
+    let (start_count, started, host_cpu, broker_cpu) =
+        wait_for("the first message", Duration::from_secs(60), || {
+            let c = done(&host);
+            (c > 0).then(|| (c, Instant::now(), host.cpu(), cpu_of(broker.pid())))
+        });
     let trace = std::env::var_os("BENCH_TRACE").is_some();
     wait_for("every message", Duration::from_secs(600), || {
         let d = done(&host);
@@ -152,15 +176,22 @@ environment = {{ PROBE_MODE = "noop" }}
         (d >= n).then_some(())
     });
     let rate = (n - start_count) as f64 / started.elapsed().as_secs_f64();
+    let consumer_cpu_us = per_message(host_cpu, host.cpu(), n - start_count);
+    let broker_cpu_us = per_message(broker_cpu, cpu_of(broker.pid()), n - start_count);
 
     let instantiations = metric_sum(&host, "trigger_kafka_instantiation_seconds_count", "");
     let seconds = metric_sum(&host, "trigger_kafka_instantiation_seconds_sum", "");
-    let micros = if instantiations > 0.0 {
+    let instantiation_us = if instantiations > 0.0 {
         seconds / instantiations * 1e6
     } else {
         0.0
     };
-    (rate, micros)
+    Run {
+        rate,
+        instantiation_us,
+        consumer_cpu_us,
+        broker_cpu_us,
+    }
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -286,29 +317,47 @@ fn main() {
         .collect();
     broker.send("bench", &refs);
 
+    // `BENCH_ONLY=batch` runs only the variants whose name contains it.
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let native_before = native_rate(&broker, "bench", count, "native-before");
-    let results: Vec<(f64, f64)> = VARIANTS
+    let results: Vec<(&Variant, Run)> = VARIANTS
         .iter()
         .enumerate()
-        .map(|(run, variant)| wasm_rate(&broker, "bench", count, variant, run))
+        .filter(|(_, variant)| variant.name.contains(only.as_str()))
+        .map(|(run, variant)| (variant, wasm_rate(&broker, "bench", count, variant, run)))
         .collect();
     let native_after = native_rate(&broker, "bench", count, "native-after");
-    let native = (native_before + native_after) / 2.0;
+    let native = (native_before.rate + native_after.rate) / 2.0;
     println!("throughput ({count} messages of ~120 B, 3 partitions, tansu):");
     println!(
-        "  {:<28}{native:>10.0} msg/s   (before {native_before:.0}, after {native_after:.0})",
-        "native rdkafka consumer"
+        "  {:<28}{native:>10.0} msg/s   (before {:.0}, after {:.0})",
+        "native rdkafka consumer", native_before.rate, native_after.rate
     );
-    for (variant, (rate, micros)) in VARIANTS.iter().zip(&results) {
-        let instantiation = if *micros > 0.0 {
-            format!("   instantiation {micros:.0} µs")
+    for (variant, run) in &results {
+        println!(
+            "  {:<28}{:>10.0} msg/s   ratio {:.2}x of native",
+            variant.name,
+            run.rate,
+            run.rate / native
+        );
+    }
+    println!("CPU per message (µs; the consumer process, then the broker):");
+    let natives = [
+        ("native, before", &native_before),
+        ("native, after", &native_after),
+    ];
+    for (name, run) in natives
+        .into_iter()
+        .chain(results.iter().map(|(v, r)| (v.name, r)))
+    {
+        let instantiation = if run.instantiation_us > 0.0 {
+            format!("   instantiation {:.1} µs", run.instantiation_us)
         } else {
             String::new()
         };
         println!(
-            "  {:<28}{rate:>10.0} msg/s   ratio {:.2}x of native{instantiation}",
-            variant.name,
-            rate / native
+            "  {name:<28}consumer {:>5.1}   broker {:>5.1}{instantiation}",
+            run.consumer_cpu_us, run.broker_cpu_us
         );
     }
 

@@ -151,6 +151,10 @@ impl Broker {
         format!("127.0.0.1:{}", self.port)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     pub fn resume(&mut self) {
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let log = std::fs::OpenOptions::new()
@@ -428,6 +432,11 @@ impl Host {
         self.child.as_ref().expect("running").id()
     }
 
+    /// CPU time the host process has used (user + system).
+    pub fn cpu(&self) -> Duration {
+        cpu_of(self.pid())
+    }
+
     /// Resident memory of the host process, in bytes.
     pub fn rss(&self) -> u64 {
         rss_of(self.pid())
@@ -570,6 +579,27 @@ pub fn rss_of(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
+}
+
+/// CPU time (user + system) process `pid` has used, from `/proc`.
+pub fn cpu_of(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of the whole line.
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Duration::from_secs_f64((ticks(11) + ticks(12)) as f64 / per_second)
 }
 
 /// An HS256 JWT for `sub`, valid for an hour, with extra claims.
