@@ -60,6 +60,14 @@ struct Run {
     broker_cpu_us: f64,
 }
 
+/// One reading during a run.
+struct Sample {
+    at: std::time::SystemTime,
+    done: usize,
+    host_cpu: Duration,
+    broker_cpu: Duration,
+}
+
 /// CPU used per message between two readings, in µs.
 fn per_message(before: Duration, after: Duration, messages: usize) -> f64 {
     (after.saturating_sub(before)).as_secs_f64() * 1e6 / messages.max(1) as f64
@@ -162,27 +170,69 @@ environment = {{ PROBE_MODE = "noop" }}
     )
     .unwrap();
     let host = Host::start(&dir.0, &[("TRIGGER_KAFKA_LOG", "info")]);
-    let (start_count, started, host_cpu, broker_cpu) =
-        wait_for("the first message", Duration::from_secs(60), || {
-            let c = done(&host);
-            (c > 0).then(|| (c, Instant::now(), host.cpu(), cpu_of(broker.pid())))
-        });
+    // Every 10 ms: messages done, and the CPU the host and the broker have
+    // used, so the window can start where the first record was taken.
     let trace = std::env::var_os("BENCH_TRACE").is_some();
-    wait_for("every message", Duration::from_secs(600), || {
-        let d = done(&host);
-        if trace {
-            eprintln!("{:>6} ms {d}", started.elapsed().as_millis());
+    let launched = Instant::now();
+    let mut samples: Vec<Sample> = Vec::new();
+    loop {
+        let sample = Sample {
+            at: std::time::SystemTime::now(),
+            done: done(&host),
+            host_cpu: host.cpu(),
+            broker_cpu: cpu_of(broker.pid()),
+        };
+        if trace && samples.len().is_multiple_of(5) {
+            eprintln!("{:>6} ms {}", launched.elapsed().as_millis(), sample.done);
         }
-        (d >= n).then_some(())
-    });
-    let rate = (n - start_count) as f64 / started.elapsed().as_secs_f64();
-    let consumer_cpu_us = per_message(host_cpu, host.cpu(), n - start_count);
-    let broker_cpu_us = per_message(broker_cpu, cpu_of(broker.pid()), n - start_count);
+        let finished = sample.done >= n;
+        samples.push(sample);
+        if finished {
+            break;
+        }
+        assert!(
+            launched.elapsed() < Duration::from_secs(600),
+            "{} did not finish",
+            variant.name
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The host logs when each partition's first record is taken; the
+    // earliest of those is where the run starts, as the native consumer's
+    // starts at its first message.
+    let first_taken = host
+        .logs()
+        .lines()
+        .filter(|l| l.contains("consuming the partition from this offset"))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter_map(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| std::time::SystemTime::from(t.with_timezone(&chrono::Utc)))
+        .min()
+        .expect("the host logged the first record it took");
+    let end = samples.last().unwrap();
+    let start = samples
+        .iter()
+        .rev()
+        .find(|s| s.at <= first_taken)
+        .unwrap_or(&samples[0]);
+    let seconds = end
+        .at
+        .duration_since(first_taken)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let rate = (n - 1) as f64 / seconds;
+    let consumer_cpu_us = per_message(start.host_cpu, end.host_cpu, n);
+    let broker_cpu_us = per_message(start.broker_cpu, end.broker_cpu, n);
+    if trace {
+        for line in host.logs().lines().filter(|l| !l.contains(" INFO ")) {
+            eprintln!("host: {line}");
+        }
+    }
 
     let instantiations = metric_sum(&host, "trigger_kafka_instantiation_seconds_count", "");
-    let seconds = metric_sum(&host, "trigger_kafka_instantiation_seconds_sum", "");
+    let instantiation_total = metric_sum(&host, "trigger_kafka_instantiation_seconds_sum", "");
     let instantiation_us = if instantiations > 0.0 {
-        seconds / instantiations * 1e6
+        instantiation_total / instantiations * 1e6
     } else {
         0.0
     };
