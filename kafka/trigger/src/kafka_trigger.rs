@@ -901,6 +901,8 @@ impl KafkaRunner {
         // How many to deliver at once: halved after a trap until the record
         // at fault is found alone.
         let mut limit = self.batch_size;
+        // Whether this partition is marked stalled (a host failure).
+        let mut stalled = false;
         while !pending.is_empty() {
             if Self::stopping(state, shutdown) {
                 return false;
@@ -939,20 +941,21 @@ impl KafkaRunner {
                 .handler_seconds
                 .observe(started.elapsed().as_secs_f64());
             let partition = pending[0].record.partition;
-            if !matches!(verdict, Verdict::Infrastructure(_)) {
+            if stalled && !matches!(verdict, Verdict::Infrastructure(_)) {
+                stalled = false;
                 self.metrics
                     .set_stalled(&self.group, &topic, partition, None);
             }
             match verdict {
                 Verdict::Done => {
-                    let done: Vec<Delivery> = pending.drain(..take).collect();
-                    self.count(&topic, "ok", done.len());
-                    store(&done[done.len() - 1].record);
+                    self.count(&topic, "ok", take);
+                    if let Some(last_done) = pending.drain(..take).last() {
+                        store(&last_done.record);
+                    }
                 }
                 Verdict::Failed { index, error } => {
-                    let done: Vec<Delivery> = pending.drain(..index).collect();
-                    self.count(&topic, "ok", done.len());
-                    if let Some(last_done) = done.last() {
+                    self.count(&topic, "ok", index);
+                    if let Some(last_done) = pending.drain(..index).last() {
                         store(&last_done.record);
                     }
                     let failed = &mut pending[0];
@@ -1005,6 +1008,7 @@ impl KafkaRunner {
                         &[("component", component), ("topic", &topic)],
                         1,
                     );
+                    stalled = true;
                     self.metrics
                         .set_stalled(&self.group, &topic, partition, Some(&reason));
                     let delay = Duration::from_millis(self.trigger.retry_backoff_max_ms.min(5_000));

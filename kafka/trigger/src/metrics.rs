@@ -131,11 +131,6 @@ const HELP: &[(&str, Kind, &str)] = &[
         "Partitions of a subscribed topic assigned to no member of this process, by group and topic.",
     ),
     (
-        "trigger_kafka_group_rejoins_total",
-        Kind::Counter,
-        "Times a consumer left and rejoined its group after holding no partitions too long.",
-    ),
-    (
         "trigger_kafka_outbox_published_total",
         Kind::Counter,
         "Outbox rows published and acknowledged.",
