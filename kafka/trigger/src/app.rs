@@ -112,8 +112,8 @@ pub struct KafkaTrigger {
     /// because some brokers (tansu) hold every fetch this long.
     #[serde(default = "default_fetch_wait_max_ms")]
     pub fetch_wait_max_ms: u64,
-    /// Messages librdkafka fetches ahead for one partition: a partition
-    /// whose worker is behind is not fetched past this (`queued.min.messages`).
+    /// Messages fetched for one partition and waiting for its worker before
+    /// fetching from it is paused.
     #[serde(default = "default_max_buffered_messages")]
     pub max_buffered_messages: usize,
     /// Records that do not pass are committed without running the component.

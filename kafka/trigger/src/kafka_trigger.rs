@@ -4,16 +4,9 @@
 //! or the message was dead-lettered, committed every second, on rebalance
 //! and at shutdown.
 //!
-//! Each assigned partition has its own librdkafka queue (split from the
-//! consumer's before the partition is assigned), read by its worker alone.
-//! librdkafka stops fetching a partition whose queue holds
-//! `max_buffered_messages` (or 32 MiB), so a partition whose handler is
-//! behind waits in its own queue while the others keep flowing, and the
-//! poll loop, which only serves the group's callbacks, never waits on a
-//! handler: the consumer keeps its place in the group. A worker takes
-//! every message already queued in one go, so a busy partition costs no
-//! wake-up per message.
-//!
+//! The poll loop never blocks on a worker: a partition whose worker is
+//! behind is paused (its messages wait, in order, until it catches up) and
+//! the others keep flowing, so the consumer keeps its place in the group.
 //! A handler's own answer (`retryable`, `permanent`, a trap) is retried
 //! within its budget and then dead-lettered; a failure of the host instead
 //! (storage busy or full, no instance to run it in) is nobody's verdict on
@@ -22,18 +15,16 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use rdkafka::consumer::{
-    base_consumer::PartitionQueue, BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance,
-};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::ClientContext;
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::app::{KafkaTrigger, StartingPosition, DEFAULT_BATCH_SIZE};
 use crate::bindings::kafka::todo_chatbot::kafka_trigger::types::Error as HandlerError;
@@ -47,13 +38,11 @@ use crate::host::HostState;
 use crate::kafka_client::KafkaSettings;
 use crate::metrics::{Counter, Histogram, Metrics};
 
-/// Records a `handle-message` worker takes from its queue at once (each is
-/// still handled alone, in order): one wake-up, one offset store for a run
-/// of filtered records, at most this many copied out of librdkafka.
-const SINGLE_CHUNK: usize = 256;
-/// Bytes librdkafka holds for one partition before it stops fetching it,
-/// whatever `max_buffered_messages` says (large records).
-const MAX_BUFFERED_KBYTES: usize = 32 << 10;
+/// Messages queued for a partition's worker; more wait in the backlog.
+const PARTITION_BUFFER: usize = 256;
+/// Bytes waiting for one partition's worker before its fetching is
+/// paused, whatever `max_buffered_messages` says (large records).
+const MAX_BUFFERED_BYTES: usize = 32 << 20;
 /// Longest a rebalance waits for an in-flight message to finish (a message
 /// still running after it is not committed: the next owner handles it
 /// again, and handlers are idempotent).
@@ -64,14 +53,11 @@ const REVOKE_WAIT: Duration = Duration::from_secs(10);
 /// partitions that long, because with static membership (below) its
 /// restart takes its place at once. A rebalance waits up to
 /// `max.poll.interval.ms` for members to rejoin, and some coordinators
-/// (tansu) wait for dead members that long: the poll loop never blocks on
-/// a handler, so it can be short.
+/// (tansu) wait for dead members that long: the poll loop never blocks
+/// (slow partitions are paused), so it can be short.
 const SESSION_TIMEOUT_MS: &str = "45000";
 const HEARTBEAT_INTERVAL_MS: &str = "3000";
 const MAX_POLL_INTERVAL_MS: &str = "60000";
-/// How soon librdkafka looks again at a partition whose queue was full
-/// (its default, 1 s, would leave a fast handler idle after catching up).
-const FETCH_QUEUE_BACKOFF_MS: &str = "100";
 /// How often lag and assignment are read from the broker.
 const LAG_EVERY: Duration = Duration::from_secs(5);
 
@@ -115,33 +101,81 @@ enum Handler {
     Batch(KafkaBatchHandlerPre<HostState>),
 }
 
-/// What a partition's worker shares with the poll loop.
 struct PartitionState {
     in_flight: Mutex<bool>,
     idle: Condvar,
     revoked: AtomicBool,
-    /// Woken when the partition's queue gets messages, and to stop.
-    wake: Notify,
 }
 
 struct Worker {
+    sender: mpsc::Sender<Record>,
     state: Arc<PartitionState>,
-    task: tokio::task::JoinHandle<()>,
+}
+
+type Workers = Arc<Mutex<HashMap<(String, i32), Worker>>>;
+
+/// Messages polled for partitions whose worker is full, in order, and the
+/// partitions paused for it. A partition is paused only once its waiting
+/// messages pass `max_buffered_messages` (or [`MAX_BUFFERED_BYTES`]), and
+/// resumed when half of that is free. Pausing is kept for a handler that
+/// is really behind: it drops what librdkafka prefetched for the partition,
+/// and with tansu every pause stalled the whole consumer for about 600 ms,
+/// so pausing at every full worker queue (as this host first did) cut
+/// throughput tenfold.
+#[derive(Default)]
+struct Backlog {
+    waiting: HashMap<(String, i32), Waiting>,
+    paused: HashSet<(String, i32)>,
+}
+
+#[derive(Default)]
+struct Waiting {
+    queue: VecDeque<Record>,
+    bytes: usize,
+}
+
+impl Waiting {
+    fn push(&mut self, record: Record) {
+        self.bytes += record.size();
+        self.queue.push_back(record);
+    }
+
+    fn pop(&mut self) -> Option<Record> {
+        let record = self.queue.pop_front()?;
+        self.bytes -= record.size();
+        Some(record)
+    }
+
+    fn unpop(&mut self, record: Record) {
+        self.bytes += record.size();
+        self.queue.push_front(record);
+    }
 }
 
 pub struct TriggerContext {
-    runner: Arc<KafkaRunner>,
-    /// The consumer this is the context of (set right after it is made):
-    /// queues are split from it while partitions are assigned.
-    consumer: OnceLock<Weak<BaseConsumer<TriggerContext>>>,
-    workers: Mutex<HashMap<(String, i32), Worker>>,
-    handle: tokio::runtime::Handle,
-    shutdown: watch::Receiver<bool>,
+    workers: Workers,
+    backlog: Arc<Mutex<Backlog>>,
+    metrics: Arc<Metrics>,
+    group: String,
     /// `starting_position` as a time (Unix ms).
     start_at: Option<i64>,
 }
 
 impl ClientContext for TriggerContext {}
+
+impl Record {
+    /// Roughly what it holds in memory.
+    fn size(&self) -> usize {
+        self.key.as_ref().map_or(0, Vec::len)
+            + self.value.as_ref().map_or(0, Vec::len)
+            + self
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+            + 64
+    }
+}
 
 impl TriggerContext {
     /// Partitions the group has no committed offset for start at the first
@@ -157,7 +191,7 @@ impl TriggerContext {
         let committed = match consumer.committed_offsets(assigned.clone(), timeout) {
             Ok(committed) => committed,
             Err(e) => {
-                tracing::warn!(group = %self.runner.group, error = %e, "committed offsets unknown; starting_position not applied");
+                tracing::warn!(group = %self.group, error = %e, "committed offsets unknown; starting_position not applied");
                 return;
             }
         };
@@ -183,11 +217,11 @@ impl TriggerContext {
                     };
                     let _ =
                         assigned.set_partition_offset(element.topic(), element.partition(), offset);
-                    tracing::info!(group = %self.runner.group, topic = element.topic(), partition = element.partition(), ?offset, "new partition starts at starting_position");
+                    tracing::info!(group = %self.group, topic = element.topic(), partition = element.partition(), ?offset, "new partition starts at starting_position");
                 }
             }
             Err(e) => {
-                tracing::warn!(group = %self.runner.group, error = %e, "offsets for starting_position unknown; starting at the earliest")
+                tracing::warn!(group = %self.group, error = %e, "offsets for starting_position unknown; starting at the earliest")
             }
         }
     }
@@ -215,7 +249,7 @@ impl ConsumerContext for TriggerContext {
             Code::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Rebalance::Revoke(list),
             other => {
                 let code: rdkafka::error::RDKafkaErrorCode = other.into();
-                tracing::warn!(group = %self.runner.group, error = %code, "rebalance error");
+                tracing::warn!(group = %self.group, error = %code, "rebalance error");
                 Rebalance::Error(rdkafka::error::KafkaError::Rebalance(code))
             }
         };
@@ -231,101 +265,53 @@ impl ConsumerContext for TriggerContext {
             (false, false) => consumer.unassign(),
         };
         if let Err(e) = result {
-            tracing::warn!(group = %self.runner.group, error = %e, "applying a rebalance");
+            tracing::warn!(group = %self.group, error = %e, "applying a rebalance");
         }
         self.post_rebalance(consumer, &rebalance);
     }
 
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(list) => self.start_workers(list),
-            Rebalance::Revoke(list) => {
-                let revoked: Vec<(String, i32)> = list
-                    .elements()
-                    .iter()
-                    .map(|e| (e.topic().to_owned(), e.partition()))
-                    .collect();
-                self.stop_workers(&revoked);
-                if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-                    tracing::debug!(error = %e, "commit on revoke (nothing to commit?)");
+        if let Rebalance::Revoke(list) = rebalance {
+            let revoked: Vec<(String, i32)> = list
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect();
+            let removed: Vec<Worker> = {
+                let mut workers = self.workers.lock().expect("workers");
+                revoked.iter().filter_map(|k| workers.remove(k)).collect()
+            };
+            {
+                // Whoever gets these partitions reads them from the
+                // committed offset; what waited here is not ours any more.
+                let mut backlog = self.backlog.lock().expect("backlog");
+                for key in &revoked {
+                    backlog.waiting.remove(key);
+                    if backlog.paused.remove(key) {
+                        set_paused(&self.metrics, &self.group, key, false);
+                    }
                 }
-                tracing::info!(group = %self.runner.group, partitions = revoked.len(), "partitions revoked");
             }
-            Rebalance::Error(_) => {}
+            // Let the message each worker is on finish, then commit what
+            // finished, before another member takes the partitions.
+            for worker in &removed {
+                worker.state.revoked.store(true, Ordering::SeqCst);
+                let guard = worker.state.in_flight.lock().expect("partition state");
+                let _ = worker
+                    .state
+                    .idle
+                    .wait_timeout_while(guard, REVOKE_WAIT, |busy| *busy);
+            }
+            if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+                tracing::debug!(error = %e, "commit on revoke (nothing to commit?)");
+            }
+            tracing::info!(group = %self.group, partitions = revoked.len(), "partitions revoked");
         }
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(list) = rebalance {
-            tracing::info!(group = %self.runner.group, partitions = list.count(), "partitions assigned");
-        }
-    }
-}
-
-impl TriggerContext {
-    /// A worker with its own queue for every partition being assigned.
-    /// This runs before the assignment takes effect: a queue split then is
-    /// never forwarded to the consumer's queue (librdkafka keeps an
-    /// application's forwarding), so no message of the partition can reach
-    /// the poll loop, before or after the split.
-    fn start_workers(&self, list: &TopicPartitionList) {
-        let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) else {
-            return;
-        };
-        let mut workers = self.workers.lock().expect("workers");
-        for element in list.elements() {
-            let key = (element.topic().to_owned(), element.partition());
-            if let Some(stale) = workers.remove(&key) {
-                // Assigned again without a revoke in between: the old
-                // worker's queue is not read any more.
-                stale.state.revoked.store(true, Ordering::SeqCst);
-                stale.state.wake.notify_one();
-            }
-            let Some(mut queue) = consumer.split_partition_queue(&key.0, key.1) else {
-                tracing::error!(group = %self.runner.group, topic = %key.0, partition = key.1, "no queue for an assigned partition; it is not consumed");
-                continue;
-            };
-            let state = Arc::new(PartitionState {
-                in_flight: Mutex::new(false),
-                idle: Condvar::new(),
-                revoked: AtomicBool::new(false),
-                wake: Notify::new(),
-            });
-            queue.set_nonempty_callback({
-                let state = state.clone();
-                move || state.wake.notify_one()
-            });
-            let task = self.handle.spawn(self.runner.clone().partition_worker(
-                queue,
-                state.clone(),
-                consumer.clone(),
-                self.shutdown.clone(),
-            ));
-            workers.insert(key, Worker { state, task });
-        }
-    }
-
-    /// Stops the workers of `partitions`: each finishes the records it is
-    /// on (up to [`REVOKE_WAIT`]) so what finished can be committed before
-    /// another member takes them.
-    fn stop_workers(&self, partitions: &[(String, i32)]) {
-        let removed: Vec<Worker> = {
-            let mut workers = self.workers.lock().expect("workers");
-            partitions
-                .iter()
-                .filter_map(|k| workers.remove(k))
-                .collect()
-        };
-        for worker in &removed {
-            worker.state.revoked.store(true, Ordering::SeqCst);
-            worker.state.wake.notify_one();
-        }
-        for worker in &removed {
-            let guard = worker.state.in_flight.lock().expect("partition state");
-            let _ = worker
-                .state
-                .idle
-                .wait_timeout_while(guard, REVOKE_WAIT, |busy| *busy);
+            tracing::info!(group = %self.group, partitions = list.count(), "partitions assigned");
         }
     }
 }
@@ -402,6 +388,25 @@ fn instance_id(group: &str, app_dir: &std::path::Path) -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".into());
     format!("{group}@{host}:{}", app_dir.display())
+}
+
+fn set_paused(metrics: &Metrics, group: &str, (topic, partition): &(String, i32), paused: bool) {
+    let partition = partition.to_string();
+    metrics.set(
+        "trigger_kafka_partition_paused",
+        &[
+            ("group", group),
+            ("topic", topic),
+            ("partition", &partition),
+        ],
+        if paused { 1.0 } else { 0.0 },
+    );
+}
+
+fn partition_list(topic: &str, partition: i32) -> TopicPartitionList {
+    let mut list = TopicPartitionList::new();
+    list.add_partition(topic, partition);
+    list
 }
 
 fn record_of(message: &rdkafka::message::BorrowedMessage<'_>) -> Record {
@@ -493,12 +498,13 @@ impl KafkaRunner {
         settings: &KafkaSettings,
         shutdown: watch::Receiver<bool>,
     ) -> Result<std::thread::JoinHandle<()>> {
+        let workers: Workers = Arc::default();
+        let backlog: Arc<Mutex<Backlog>> = Arc::default();
         let context = TriggerContext {
-            runner: self.clone(),
-            consumer: OnceLock::new(),
-            workers: Mutex::default(),
-            handle: tokio::runtime::Handle::current(),
-            shutdown: shutdown.clone(),
+            workers: workers.clone(),
+            backlog: backlog.clone(),
+            metrics: self.metrics.clone(),
+            group: self.group.clone(),
             start_at: match self.trigger.starting_position {
                 StartingPosition::At(ms) => Some(ms),
                 _ => None,
@@ -530,28 +536,19 @@ impl KafkaRunner {
             .set("session.timeout.ms", SESSION_TIMEOUT_MS)
             .set("heartbeat.interval.ms", HEARTBEAT_INTERVAL_MS)
             .set("max.poll.interval.ms", MAX_POLL_INTERVAL_MS)
-            // What librdkafka fetches ahead for each partition (each has a
-            // queue of its own): a partition whose handler is behind is not
-            // fetched past this.
-            .set(
-                "queued.min.messages",
-                self.trigger.max_buffered_messages.to_string(),
-            )
-            .set(
-                "queued.max.messages.kbytes",
-                MAX_BUFFERED_KBYTES.to_string(),
-            )
-            .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)
+            // What librdkafka prefetches per partition; a paused partition's
+            // prefetched messages wait in memory, so keep it modest.
+            .set("queued.max.messages.kbytes", "16384")
             .set(
                 "fetch.wait.max.ms",
                 self.trigger.fetch_wait_max_ms.to_string(),
             );
-        let consumer: Arc<BaseConsumer<TriggerContext>> =
-            Arc::new(config.create_with_context(context)?);
-        let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
+        let consumer: BaseConsumer<TriggerContext> = config.create_with_context(context)?;
         self.check_topics(&consumer)?;
         let topics: Vec<&str> = self.trigger.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
+        let consumer = Arc::new(consumer);
+        let handle = tokio::runtime::Handle::current();
         tracing::info!(component = %self.trigger.component, group = %self.group, topics = ?self.trigger.topics, "kafka trigger started");
         // Lag and assignment are read over a client of their own: a query
         // stuck behind the consumer's fetches would time out and make
@@ -567,7 +564,7 @@ impl KafkaRunner {
             })?;
         Ok(std::thread::Builder::new()
             .name(format!("kafka-{}", self.trigger.component))
-            .spawn(move || self.poll_loop(consumer, shutdown))?)
+            .spawn(move || self.poll_loop(consumer, workers, backlog, handle, shutdown))?)
     }
 
     /// Every topic and its dead-letter topic must exist: consuming a topic
@@ -670,35 +667,90 @@ impl KafkaRunner {
         }
     }
 
-    /// Serves the group (rebalances, commits, errors) until shutdown, then
-    /// lets every worker finish what it is on and commits.
     fn poll_loop(
         self: Arc<Self>,
         consumer: Arc<BaseConsumer<TriggerContext>>,
+        workers: Workers,
+        backlog: Arc<Mutex<Backlog>>,
+        handle: tokio::runtime::Handle,
         shutdown: watch::Receiver<bool>,
     ) {
+        let mut tasks = Vec::new();
         while !*shutdown.borrow() {
-            match consumer.poll(Duration::from_millis(100)) {
-                None => {}
+            // While messages wait for a worker, poll briefly so they are
+            // handed over as soon as it has room: a worker handles a full
+            // queue in well under the idle poll's 100 ms, and waiting that
+            // long capped each partition at one queue per 100 ms.
+            let wait = if self.drain_backlog(&consumer, &workers, &backlog) {
+                Duration::from_millis(1)
+            } else {
+                Duration::from_millis(100)
+            };
+            let message = match consumer.poll(wait) {
+                None => continue,
                 Some(Err(e)) => {
-                    tracing::warn!(group = %self.group, error = %e, "consumer error")
+                    tracing::warn!(group = %self.group, error = %e, "consumer error");
+                    continue;
                 }
-                // Every assigned partition's queue is split before it is
-                // assigned, so this does not happen; if it did, the record
-                // is not stored and is delivered again after a restart.
-                Some(Ok(message)) => {
-                    tracing::error!(group = %self.group, topic = message.topic(), partition = message.partition(), offset = message.offset(), "a record reached the consumer's own queue; it is left for redelivery")
+                Some(Ok(message)) => record_of(&message),
+            };
+            let key = (message.topic.clone(), message.partition);
+            let sender = {
+                let mut map = workers.lock().expect("workers");
+                let worker = map.entry(key.clone()).or_insert_with(|| {
+                    let (sender, receiver) =
+                        mpsc::channel(PARTITION_BUFFER.max(2 * self.batch_size));
+                    let state = Arc::new(PartitionState {
+                        in_flight: Mutex::new(false),
+                        idle: Condvar::new(),
+                        revoked: AtomicBool::new(false),
+                    });
+                    let task = handle.spawn(self.clone().partition_worker(
+                        receiver,
+                        state.clone(),
+                        consumer.clone(),
+                        shutdown.clone(),
+                    ));
+                    tasks.push(task);
+                    Worker { sender, state }
+                });
+                worker.sender.clone()
+            };
+            let mut backlog = backlog.lock().expect("backlog");
+            // Behind earlier waiting messages of its partition, in order.
+            let message = match backlog.waiting.get_mut(&key) {
+                Some(waiting) if !waiting.queue.is_empty() => {
+                    waiting.push(message);
+                    None
                 }
+                _ => match sender.try_send(message) {
+                    Ok(()) => continue,
+                    Err(mpsc::error::TrySendError::Full(message)) => Some(message),
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        tracing::debug!("partition worker gone; the message will be redelivered");
+                        continue;
+                    }
+                },
+            };
+            let Backlog { waiting, paused } = &mut *backlog;
+            let waiting = waiting.entry(key.clone()).or_default();
+            if let Some(message) = message {
+                waiting.push(message);
+            }
+            let full = waiting.queue.len() >= self.trigger.max_buffered_messages
+                || waiting.bytes >= MAX_BUFFERED_BYTES;
+            if full && paused.insert(key.clone()) {
+                if let Err(e) = consumer.pause(&partition_list(&key.0, key.1)) {
+                    tracing::debug!(error = %e, "pausing a partition");
+                }
+                set_paused(&self.metrics, &self.group, &key, true);
             }
         }
-        let workers: Vec<Worker> = {
-            let mut workers = consumer.context().workers.lock().expect("workers");
-            workers.drain().map(|(_, worker)| worker).collect()
-        };
-        let handle = &consumer.context().handle;
-        for worker in workers {
-            worker.state.wake.notify_one();
-            let _ = handle.block_on(worker.task);
+        // Shutdown: close every queue, let each worker finish the message it
+        // is on, then commit what finished.
+        workers.lock().expect("workers").clear();
+        for task in tasks {
+            let _ = handle.block_on(task);
         }
         if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
             tracing::debug!(error = %e, "final commit (nothing to commit?)");
@@ -707,50 +759,76 @@ impl KafkaRunner {
         tracing::info!(component = %self.trigger.component, "kafka trigger stopped");
     }
 
-    /// Reads one partition's queue: every record already there (up to a
-    /// batch, or [`SINGLE_CHUNK`]) is taken at once and processed in order.
+    /// Hands waiting messages to workers that have room again, and resumes
+    /// fetching for partitions whose backlog is gone. Returns whether
+    /// messages still wait.
+    fn drain_backlog(
+        &self,
+        consumer: &BaseConsumer<TriggerContext>,
+        workers: &Workers,
+        backlog: &Mutex<Backlog>,
+    ) -> bool {
+        let mut backlog = backlog.lock().expect("backlog");
+        if backlog.waiting.is_empty() {
+            return false;
+        }
+        let workers = workers.lock().expect("workers");
+        let Backlog { waiting, paused } = &mut *backlog;
+        waiting.retain(|key, queue| {
+            let Some(worker) = workers.get(key) else {
+                return false;
+            };
+            while let Some(message) = queue.pop() {
+                match worker.sender.try_send(message) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(message)) => {
+                        queue.unpop(message);
+                        break;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                }
+            }
+            // Fetching resumes once half the allowance is free, so what
+            // still waits covers the broker's answer to the first fetch.
+            let low = queue.queue.len() <= self.trigger.max_buffered_messages / 2
+                && queue.bytes <= MAX_BUFFERED_BYTES / 2;
+            if low && paused.remove(key) {
+                if let Err(e) = consumer.resume(&partition_list(&key.0, key.1)) {
+                    tracing::debug!(error = %e, "resuming a partition");
+                }
+                set_paused(&self.metrics, &self.group, key, false);
+            }
+            !queue.queue.is_empty()
+        });
+        !waiting.is_empty()
+    }
+
     async fn partition_worker(
         self: Arc<Self>,
-        queue: PartitionQueue<TriggerContext>,
+        mut receiver: mpsc::Receiver<Record>,
         state: Arc<PartitionState>,
         consumer: Arc<BaseConsumer<TriggerContext>>,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: watch::Receiver<bool>,
     ) {
-        let chunk = match self.handler {
-            Handler::Single(_) => SINGLE_CHUNK,
-            Handler::Batch(_) => self.batch_size,
-        };
-        let store = |record: &Record| {
-            if let Err(e) = consumer.store_offset(&record.topic, record.partition, record.offset) {
-                tracing::debug!(error = %e, "offset not stored (partition revoked?)");
-            }
-        };
-        let mut records = Vec::with_capacity(chunk);
         let mut started = false;
-        loop {
-            if Self::stopping(&state, &shutdown) {
+        while let Some(first) = receiver.recv().await {
+            if !started {
+                started = true;
+                tracing::info!(component = %self.trigger.component, topic = %first.topic, partition = first.partition, offset = first.offset, "consuming the partition from this offset");
+            }
+            if state.revoked.load(Ordering::SeqCst) || *shutdown.borrow() {
                 break;
             }
-            self.take_queued(&queue, &mut records, chunk);
-            if !started && !records.is_empty() {
-                started = true;
-                tracing::info!(component = %self.trigger.component, topic = %records[0].topic, partition = records[0].partition, offset = records[0].offset, "consuming the partition from this offset");
-            }
-            if records.is_empty() {
-                // The queue's callback wakes this once it has records.
-                tokio::select! {
-                    _ = state.wake.notified() => {}
-                    changed = shutdown.changed() => if changed.is_err() { break },
-                }
-                continue;
-            }
-            if matches!(self.handler, Handler::Batch(_)) {
-                self.fill_batch(&queue, &state, &mut records, chunk).await;
-            }
+            let batch = self.fill_batch(first, &mut receiver).await;
             *state.in_flight.lock().expect("partition state") = true;
-            let finished = self
-                .process(std::mem::take(&mut records), &state, &shutdown, &store)
-                .await;
+            let store = |record: &Record| {
+                if let Err(e) =
+                    consumer.store_offset(&record.topic, record.partition, record.offset)
+                {
+                    tracing::debug!(error = %e, "offset not stored (partition revoked?)");
+                }
+            };
+            let finished = self.process(batch, &state, &shutdown, &store).await;
             *state.in_flight.lock().expect("partition state") = false;
             state.idle.notify_all();
             if !finished {
@@ -759,43 +837,32 @@ impl KafkaRunner {
         }
     }
 
-    /// Moves the records already in `queue` into `records`, up to `limit`.
-    fn take_queued(
-        &self,
-        queue: &PartitionQueue<TriggerContext>,
-        records: &mut Vec<Record>,
-        limit: usize,
-    ) {
-        while records.len() < limit {
-            match queue.poll(Duration::ZERO) {
-                Some(Ok(message)) => records.push(record_of(&message)),
-                Some(Err(e)) => {
-                    tracing::warn!(group = %self.group, error = %e, "partition queue error")
-                }
-                None => break,
-            }
-        }
-    }
-
-    /// Waits up to `batch_window_ms` for a batch to fill to `batch_size`.
+    /// The batch that starts with `first`: what is already queued for the
+    /// partition, waiting up to `batch_window_ms` for more, up to `batch_size`.
     async fn fill_batch(
         &self,
-        queue: &PartitionQueue<TriggerContext>,
-        state: &PartitionState,
-        records: &mut Vec<Record>,
-        limit: usize,
-    ) {
-        let deadline =
-            tokio::time::Instant::now() + Duration::from_millis(self.trigger.batch_window_ms);
-        while records.len() < limit && !state.revoked.load(Ordering::SeqCst) {
-            if tokio::time::timeout_at(deadline, state.wake.notified())
-                .await
-                .is_err()
-            {
-                break;
+        first: Record,
+        receiver: &mut mpsc::Receiver<Record>,
+    ) -> Vec<Record> {
+        let mut batch = vec![first];
+        let deadline = Instant::now() + Duration::from_millis(self.trigger.batch_window_ms);
+        while batch.len() < self.batch_size {
+            match receiver.try_recv() {
+                Ok(record) => batch.push(record),
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    match tokio::time::timeout(left, receiver.recv()).await {
+                        Ok(Some(record)) => batch.push(record),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
             }
-            self.take_queued(queue, records, limit);
         }
+        batch
     }
 
     fn stopping(state: &PartitionState, shutdown: &watch::Receiver<bool>) -> bool {
@@ -949,13 +1016,13 @@ impl KafkaRunner {
             match verdict {
                 Verdict::Done => {
                     self.count(&topic, "ok", take);
-                    if let Some(last_done) = pending.drain(..take).last() {
+                    if let Some(last_done) = pending.drain(..take).next_back() {
                         store(&last_done.record);
                     }
                 }
                 Verdict::Failed { index, error } => {
                     self.count(&topic, "ok", index);
-                    if let Some(last_done) = pending.drain(..index).last() {
+                    if let Some(last_done) = pending.drain(..index).next_back() {
                         store(&last_done.record);
                     }
                     let failed = &mut pending[0];

@@ -116,6 +116,11 @@ const HELP: &[(&str, Kind, &str)] = &[
         "1 while a partition waits out an infrastructure failure (its messages are retried without limit).",
     ),
     (
+        "trigger_kafka_partition_paused",
+        Kind::Gauge,
+        "1 while a partition's fetching is paused because its worker is behind.",
+    ),
+    (
         "trigger_kafka_infrastructure_retries_total",
         Kind::Counter,
         "Invocations retried because the host, not the handler, failed (storage busy or full, no instance).",

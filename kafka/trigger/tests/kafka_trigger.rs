@@ -461,11 +461,11 @@ fn a_missing_dead_letter_topic_is_refused_at_start() {
     );
 }
 
-/// A partition whose handler is slow fills its own queue (librdkafka stops
-/// fetching it at `max_buffered_messages`); the other partitions' messages
-/// are handled at once instead of waiting behind it.
+/// A partition whose handler is slow fills its queue; the consumer pauses
+/// that partition and keeps polling, so the other partitions' messages are
+/// handled at once instead of waiting behind it.
 #[test]
-fn a_slow_partition_does_not_hold_up_the_others() {
+fn a_slow_partition_is_paused_and_the_others_keep_flowing() {
     let broker = Broker::start();
     broker.create_topics("mixed", 2);
     let app = ProbeApp::new(&broker, "mixed", "max_buffered_messages = 256", "");
@@ -506,6 +506,12 @@ fn a_slow_partition_does_not_hold_up_the_others() {
     assert!(
         slow_done < 500,
         "the fast partition waited for the slow one ({slow_done})"
+    );
+    assert!(
+        host.metrics().contains(
+            "trigger_kafka_partition_paused{group=\"probe\",topic=\"mixed\",partition=\"0\"}"
+        ),
+        "the slow partition was paused"
     );
     wait_for("everything", LONG, || (app.distinct() == 750).then_some(()));
     assert_eq!(app.handled(), 750, "nothing twice");
