@@ -8,12 +8,19 @@
 //!    key-value, HTTP and variables), an empty one (`kafka-noop`: the SDK
 //!    alone), a no-op `handle-batch` component
 //!    (batch_size 100), and a stream the trigger's filters drop (no
-//!    instance at all); plus the mean instantiation cost per invocation;
+//!    instance at all); plus the mean instantiation cost per invocation
+//!    and the CPU the consumer process and the broker used per record.
+//!    Every consumer is timed from its first record to its last (the host
+//!    from the first record it logs taking, to the first 10 ms sample with
+//!    all done): tansu answers fetches in bursts of ~40 000 records, so a
+//!    clock started at the first sample with anything done would skip one;
 //! 2. latency: from an API write (POST /api/tasks) to a Kafka handler seeing
 //!    its `task_created` event, Wasm handler vs native consumer.
 //!
 //! Run: `cargo bench -p trigger-kafka --bench pipeline` after building the
-//! components (`./scripts/test.sh` or `./scripts/bench.sh`).
+//! components (`./scripts/test.sh` or `./scripts/bench.sh`). Knobs:
+//! `BENCH_MESSAGES`, `BENCH_ONLY` (variants whose name contains it),
+//! `BENCH_SKIP_LATENCY`, `BENCH_TRACE` (progress and the host's warnings).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
