@@ -275,7 +275,7 @@ fn nothing_is_lost_or_duplicated_through_kills_and_broker_restarts() {
     // leader (every SyncGroup then fails with REBALANCE_IN_PROGRESS) or
     // answers the leader's SyncGroup with an empty assignment, and the
     // group holds no partitions until the coordinator's in-memory state is
-    // gone (librdkafka's `debug=cgrp` logs show both; see the README). A
+    // gone (librdkafka's `debug=cgrp` logs showed both; see the README). A
     // group stranded for 30 s after the chaos gets one more broker restart,
     // counted and printed; nothing below is relaxed by it.
     let mut stranded_since: Option<Instant> = None;
