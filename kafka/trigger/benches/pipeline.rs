@@ -10,10 +10,12 @@
 //!    (batch_size 100), and a stream the trigger's filters drop (no
 //!    instance at all); plus the mean instantiation cost per invocation
 //!    and the CPU the consumer process and the broker used per record.
-//!    Every consumer is timed from its first record to its last (the host
-//!    from the first record it logs taking, to the first 10 ms sample with
-//!    all done): tansu answers fetches in bursts of ~40 000 records, so a
-//!    clock started at the first sample with anything done would skip one;
+//!    Every consumer is timed from the moment it has its partitions to its
+//!    last record (the host from its "partitions assigned" log line to the
+//!    first 10 ms sample with all done). tansu answers fetches in bursts
+//!    of ~40 000 records about a second apart: a clock started at the
+//!    first record would leave out the wait for the first burst but count
+//!    its records, so the figure swung with that burst's size;
 //! 2. latency: from an API write (POST /api/tasks) to a Kafka handler seeing
 //!    its `task_created` event, Wasm handler vs native consumer.
 //!
@@ -27,9 +29,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message;
-use rdkafka::ClientConfig;
+use rdkafka::{ClientConfig, ClientContext};
 use support::*;
 
 /// Messages per throughput run (`BENCH_MESSAGES`). Runs of 20 000 took
@@ -42,14 +44,42 @@ fn messages() -> usize {
         .unwrap_or(150_000)
 }
 
-fn native_consumer(broker: &Broker, group: &str, topic: &str) -> BaseConsumer {
-    let consumer: BaseConsumer = ClientConfig::new()
+/// Notes when the native consumer gets its partitions, with the CPU the
+/// bench and the broker had used by then: the run starts there, as the
+/// host's starts at its "partitions assigned" line.
+struct AssignClock {
+    broker_pid: u32,
+    at: std::sync::Mutex<Option<(Instant, Duration, Duration)>>,
+}
+
+impl ClientContext for AssignClock {}
+
+impl ConsumerContext for AssignClock {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            if list.count() > 0 {
+                let reading = (
+                    Instant::now(),
+                    cpu_of(std::process::id()),
+                    cpu_of(self.broker_pid),
+                );
+                *self.at.lock().unwrap() = Some(reading);
+            }
+        }
+    }
+}
+
+fn native_consumer(broker: &Broker, group: &str, topic: &str) -> BaseConsumer<AssignClock> {
+    let consumer: BaseConsumer<AssignClock> = ClientConfig::new()
         .set("bootstrap.servers", broker.address())
         .set("group.id", group)
         .set("auto.offset.reset", "earliest")
         // The same fetch wait trigger-kafka uses, so latencies compare.
         .set("fetch.wait.max.ms", "100")
-        .create()
+        .create_with_context(AssignClock {
+            broker_pid: broker.pid(),
+            at: Default::default(),
+        })
         .unwrap();
     consumer.subscribe(&[topic]).unwrap();
     consumer
@@ -61,6 +91,8 @@ struct Run {
     rate: f64,
     /// Mean instantiation time per invocation, in µs (0 when none).
     instantiation_us: f64,
+    /// Records per invocation (0 when none).
+    per_invocation: f64,
     /// CPU the consumer (this process, or the host) used per message, µs.
     consumer_cpu_us: f64,
     /// CPU the broker used per message, µs.
@@ -80,7 +112,8 @@ fn per_message(before: Duration, after: Duration, messages: usize) -> f64 {
     (after.saturating_sub(before)).as_secs_f64() * 1e6 / messages.max(1) as f64
 }
 
-/// Native baseline: time from the first to the last of `n` messages.
+/// Native baseline: time from getting the partitions to the last of `n`
+/// messages.
 fn native_rate(broker: &Broker, topic: &str, n: usize, group: &str) -> Run {
     let consumer = native_consumer(broker, group, topic);
     let (me, broker_pid) = (std::process::id(), broker.pid());
@@ -88,16 +121,29 @@ fn native_rate(broker: &Broker, topic: &str, n: usize, group: &str) -> Run {
     let mut first = None;
     while seen < n {
         if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
-            first.get_or_insert_with(|| (Instant::now(), cpu_of(me), cpu_of(broker_pid)));
+            first.get_or_insert_with(Instant::now);
             seen += 1;
         }
     }
-    let (started, my_cpu, broker_cpu) = first.unwrap();
+    let (assigned, my_cpu, broker_cpu) = consumer
+        .context()
+        .at
+        .lock()
+        .unwrap()
+        .expect("assigned before the first message");
+    if std::env::var_os("BENCH_TRACE").is_some() {
+        let wait = first.unwrap().duration_since(assigned);
+        eprintln!(
+            "{group}: first record {} ms after the assignment",
+            wait.as_millis()
+        );
+    }
     Run {
-        rate: (n - 1) as f64 / started.elapsed().as_secs_f64(),
+        rate: n as f64 / assigned.elapsed().as_secs_f64(),
         instantiation_us: 0.0,
-        consumer_cpu_us: per_message(my_cpu, cpu_of(me), n - 1),
-        broker_cpu_us: per_message(broker_cpu, cpu_of(broker_pid), n - 1),
+        per_invocation: 0.0,
+        consumer_cpu_us: per_message(my_cpu, cpu_of(me), n),
+        broker_cpu_us: per_message(broker_cpu, cpu_of(broker_pid), n),
     }
 }
 
@@ -178,7 +224,7 @@ environment = {{ PROBE_MODE = "noop" }}
     .unwrap();
     let host = Host::start(&dir.0, &[("TRIGGER_KAFKA_LOG", "info")]);
     // Every 10 ms: messages done, and the CPU the host and the broker have
-    // used, so the window can start where the first record was taken.
+    // used, so the window can start where the partitions were assigned.
     let trace = std::env::var_os("BENCH_TRACE").is_some();
     let launched = Instant::now();
     let mut samples: Vec<Sample> = Vec::new();
@@ -204,30 +250,47 @@ environment = {{ PROBE_MODE = "noop" }}
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    // The host logs when each partition's first record is taken; the
-    // earliest of those is where the run starts, as the native consumer's
-    // starts at its first message.
-    let first_taken = host
-        .logs()
-        .lines()
-        .filter(|l| l.contains("consuming the partition from this offset"))
-        .filter_map(|l| l.split_whitespace().next())
-        .filter_map(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| std::time::SystemTime::from(t.with_timezone(&chrono::Utc)))
+    // The run starts where the host got its partitions (the last
+    // assignment before it took its first record), as the native
+    // consumer's does: fetching the first records is part of the work.
+    let logs = host.logs();
+    let logged = |what: &str| -> Vec<std::time::SystemTime> {
+        logs.lines()
+            .filter(|l| l.contains(what))
+            .filter_map(|l| l.split_whitespace().next())
+            .filter_map(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| std::time::SystemTime::from(t.with_timezone(&chrono::Utc)))
+            .collect()
+    };
+    let first_taken = logged("consuming the partition from this offset")
+        .into_iter()
         .min()
         .expect("the host logged the first record it took");
+    let assigned = logged("partitions assigned")
+        .into_iter()
+        .filter(|t| *t <= first_taken)
+        .max()
+        .expect("the host logged its assignment");
     let end = samples.last().unwrap();
     let start = samples
         .iter()
         .rev()
-        .find(|s| s.at <= first_taken)
+        .find(|s| s.at <= assigned)
         .unwrap_or(&samples[0]);
     let seconds = end
         .at
-        .duration_since(first_taken)
+        .duration_since(assigned)
         .unwrap_or_default()
         .as_secs_f64();
-    let rate = (n - 1) as f64 / seconds;
+    let rate = n as f64 / seconds;
+    if trace {
+        let wait = first_taken.duration_since(assigned).unwrap_or_default();
+        eprintln!(
+            "{}: first record {} ms after the assignment",
+            variant.name,
+            wait.as_millis()
+        );
+    }
     let consumer_cpu_us = per_message(start.host_cpu, end.host_cpu, n);
     let broker_cpu_us = per_message(start.broker_cpu, end.broker_cpu, n);
     if trace {
@@ -246,6 +309,11 @@ environment = {{ PROBE_MODE = "noop" }}
     Run {
         rate,
         instantiation_us,
+        per_invocation: if instantiations > 0.0 {
+            n as f64 / instantiations
+        } else {
+            0.0
+        },
         consumer_cpu_us,
         broker_cpu_us,
     }
@@ -408,7 +476,10 @@ fn main() {
         .chain(results.iter().map(|(v, r)| (v.name, r)))
     {
         let instantiation = if run.instantiation_us > 0.0 {
-            format!("   instantiation {:.1} µs", run.instantiation_us)
+            format!(
+                "   instantiation {:.1} µs, {:.0} records per call",
+                run.instantiation_us, run.per_invocation
+            )
         } else {
             String::new()
         };

@@ -15,6 +15,9 @@
 //! header, key or pointer never matches. JSON strings compare by their
 //! text, other JSON values by their JSON form (`true`, `3`).
 
+use std::borrow::Cow;
+use std::cell::OnceCell;
+
 use anyhow::{bail, Result};
 use serde::Deserialize;
 use serde_json::Value as Json;
@@ -30,10 +33,12 @@ pub struct Filter {
     pub prefix: Option<String>,
 }
 
-/// What a record offers a filter.
+/// What a record offers a filter: borrowed, so the poll loop can filter a
+/// record before copying it out of librdkafka.
 pub struct Candidate<'a> {
     pub key: Option<&'a [u8]>,
-    pub headers: &'a [(String, Vec<u8>)],
+    /// The value of the first header with this name (any case), if any.
+    pub header: &'a dyn Fn(&str) -> Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
 }
 
@@ -61,25 +66,29 @@ impl Filter {
         }
     }
 
-    fn selected(&self, record: &Candidate<'_>, value: &mut Option<Option<Json>>) -> Option<String> {
-        if self.on == "key" {
-            return record.key.map(|k| String::from_utf8_lossy(k).into_owned());
-        }
-        if let Some(name) = self.on.strip_prefix("header:") {
-            return record
-                .headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
-        }
-        // The value is parsed once per record, whatever the filters.
-        let parsed =
-            value.get_or_insert_with(|| record.value.and_then(|v| serde_json::from_slice(v).ok()));
-        match parsed.as_ref()?.pointer(&self.on)? {
-            Json::String(s) => Some(s.clone()),
-            Json::Null => None,
-            other => Some(other.to_string()),
-        }
+    /// Whether the record's selected text matches; the value is parsed
+    /// at most once per record, whatever the filters.
+    fn accepts(&self, record: &Candidate<'_>, value: &OnceCell<Option<Json>>) -> bool {
+        let text: Cow<'_, str> = if self.on == "key" {
+            match record.key {
+                Some(key) => String::from_utf8_lossy(key),
+                None => return false,
+            }
+        } else if let Some(name) = self.on.strip_prefix("header:") {
+            match (record.header)(name) {
+                Some(header) => String::from_utf8_lossy(header),
+                None => return false,
+            }
+        } else {
+            let parsed =
+                value.get_or_init(|| record.value.and_then(|v| serde_json::from_slice(v).ok()));
+            match parsed.as_ref().and_then(|json| json.pointer(&self.on)) {
+                Some(Json::String(s)) => Cow::Borrowed(s.as_str()),
+                None | Some(Json::Null) => return false,
+                Some(other) => Cow::Owned(other.to_string()),
+            }
+        };
+        self.matches(&text)
     }
 
     fn matches(&self, text: &str) -> bool {
@@ -90,13 +99,21 @@ impl Filter {
     }
 }
 
+/// The value of the first header named `name`, in any case (header names
+/// are not case-sensitive in CloudEvents' Kafka binding).
+pub fn find_header<'a>(
+    mut headers: impl Iterator<Item = (&'a str, &'a [u8])>,
+    name: &str,
+) -> Option<&'a [u8]> {
+    headers
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
 /// Whether the record passes every filter.
 pub fn passes(filters: &[Filter], record: &Candidate<'_>) -> bool {
-    let mut value = None;
-    filters.iter().all(|f| {
-        f.selected(record, &mut value)
-            .is_some_and(|text| f.matches(&text))
-    })
+    let value = OnceCell::new();
+    filters.iter().all(|f| f.accepts(record, &value))
 }
 
 #[cfg(test)]
@@ -113,10 +130,11 @@ mod tests {
 
     #[test]
     fn all_filters_must_match_and_missing_never_does() {
-        let headers = vec![("ce_type".to_owned(), b"task_completed".to_vec())];
+        let headers = [("ce_type", &b"task_completed"[..])];
+        let header = |name: &str| find_header(headers.iter().copied(), name);
         let record = Candidate {
             key: Some(b"alice"),
-            headers: &headers,
+            header: &header,
             value: Some(br#"{"task_data": {"status": "completed", "n": 3}}"#),
         };
         let on_type = filter("header:CE_TYPE", &["task_completed", "task_deleted"], None);
@@ -138,7 +156,7 @@ mod tests {
         assert!(!passes(&[filter("/nope", &["x"], None)], &record));
         let not_json = Candidate {
             key: None,
-            headers: &[],
+            header: &|_| None,
             value: Some(b"not json"),
         };
         assert!(!passes(&[on_status], &not_json));

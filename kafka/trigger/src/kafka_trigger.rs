@@ -14,7 +14,7 @@
 //! metrics and `/healthz`, and no good message is dead-lettered for it.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -101,15 +101,42 @@ enum Handler {
     Batch(KafkaBatchHandlerPre<HostState>),
 }
 
+#[derive(Default)]
 struct PartitionState {
     in_flight: Mutex<bool>,
     idle: Condvar,
     revoked: AtomicBool,
+    /// Records the poll loop handed to this worker or its backlog, and
+    /// records the worker has finished (offset stored): when they are
+    /// equal nothing of the partition is pending, and the poll loop may
+    /// store a filtered record's offset itself.
+    accepted: AtomicU64,
+    finished: AtomicU64,
+    /// Records of the partition waiting in the backlog.
+    waiting: AtomicUsize,
+}
+
+impl PartitionState {
+    /// Nothing the poll loop handed over is still pending.
+    fn caught_up(&self) -> bool {
+        self.finished.load(Ordering::Acquire) == self.accepted.load(Ordering::Relaxed)
+    }
 }
 
 struct Worker {
     sender: mpsc::Sender<Record>,
     state: Arc<PartitionState>,
+}
+
+/// The poll thread's own handle on a partition's worker, so the path each
+/// record takes builds no key and hashes nothing. Valid for one
+/// [`TriggerContext::generation`].
+struct Route {
+    topic: String,
+    partition: i32,
+    sender: mpsc::Sender<Record>,
+    state: Arc<PartitionState>,
+    filtered: Counter,
 }
 
 type Workers = Arc<Mutex<HashMap<(String, i32), Worker>>>;
@@ -159,6 +186,8 @@ pub struct TriggerContext {
     group: String,
     /// `starting_position` as a time (Unix ms).
     start_at: Option<i64>,
+    /// Counts rebalances: the poll loop's routes are dropped when it moves.
+    generation: AtomicU64,
 }
 
 impl ClientContext for TriggerContext {}
@@ -238,6 +267,7 @@ impl ConsumerContext for TriggerContext {
     ) {
         use rdkafka::consumer::RebalanceProtocol;
         use rdkafka::types::RDKafkaRespErr as Code;
+        self.generation.fetch_add(1, Ordering::SeqCst);
         let assign = err == Code::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
         if assign {
             if let Some(start_at) = self.start_at {
@@ -340,6 +370,8 @@ struct HotMetrics {
 }
 
 const OUTCOMES: [&str; 4] = ["ok", "retried", "dead_lettered", "filtered"];
+/// Where `filtered` is in [`OUTCOMES`].
+const FILTERED: usize = 3;
 
 impl HotMetrics {
     fn new(metrics: &Metrics, component: &str, topics: &[String]) -> HotMetrics {
@@ -509,6 +541,7 @@ impl KafkaRunner {
                 StartingPosition::At(ms) => Some(ms),
                 _ => None,
             },
+            generation: AtomicU64::new(0),
         };
         let mut config = settings.client_config();
         config
@@ -676,6 +709,8 @@ impl KafkaRunner {
         shutdown: watch::Receiver<bool>,
     ) {
         let mut tasks = Vec::new();
+        let mut routes: Vec<Route> = Vec::new();
+        let mut generation = 0;
         while !*shutdown.borrow() {
             // While messages wait for a worker, poll briefly so they are
             // handed over as soon as it has room: a worker handles a full
@@ -692,51 +727,62 @@ impl KafkaRunner {
                     tracing::warn!(group = %self.group, error = %e, "consumer error");
                     continue;
                 }
-                Some(Ok(message)) => record_of(&message),
+                Some(Ok(message)) => message,
             };
-            let key = (message.topic.clone(), message.partition);
-            let sender = {
-                let mut map = workers.lock().expect("workers");
-                let worker = map.entry(key.clone()).or_insert_with(|| {
-                    let (sender, receiver) =
-                        mpsc::channel(PARTITION_BUFFER.max(2 * self.batch_size));
-                    let state = Arc::new(PartitionState {
-                        in_flight: Mutex::new(false),
-                        idle: Condvar::new(),
-                        revoked: AtomicBool::new(false),
-                    });
-                    let task = handle.spawn(self.clone().partition_worker(
-                        receiver,
-                        state.clone(),
-                        consumer.clone(),
-                        shutdown.clone(),
-                    ));
-                    tasks.push(task);
-                    Worker { sender, state }
-                });
-                worker.sender.clone()
-            };
-            let mut backlog = backlog.lock().expect("backlog");
-            // Behind earlier waiting messages of its partition, in order.
-            let message = match backlog.waiting.get_mut(&key) {
-                Some(waiting) if !waiting.queue.is_empty() => {
-                    waiting.push(message);
-                    None
+            // A rebalance (run inside `poll`) may have replaced workers.
+            let now = consumer.context().generation.load(Ordering::SeqCst);
+            if now != generation {
+                routes.clear();
+                generation = now;
+            }
+            let (topic, partition) = (message.topic(), message.partition());
+            let at = match routes
+                .iter()
+                .position(|r| r.partition == partition && r.topic == topic)
+            {
+                Some(at) => at,
+                None => {
+                    let route = self.route(
+                        &workers, &consumer, &message, &handle, &shutdown, &mut tasks,
+                    );
+                    routes.push(route);
+                    routes.len() - 1
                 }
-                _ => match sender.try_send(message) {
+            };
+            let route = &routes[at];
+            // A record the filters drop, with nothing of its partition
+            // pending, is done here: no copy, no worker, no instance.
+            if !self.trigger.filters.is_empty()
+                && route.state.caught_up()
+                && !Self::passes_filters(&self.trigger.filters, &message)
+            {
+                if let Err(e) = consumer.store_offset_from_message(&message) {
+                    tracing::debug!(error = %e, "offset not stored (partition revoked?)");
+                }
+                route.filtered.inc();
+                continue;
+            }
+            let record = record_of(&message);
+            route.state.accepted.fetch_add(1, Ordering::Relaxed);
+            // Behind earlier waiting messages of its partition, in order.
+            let record = if route.state.waiting.load(Ordering::Relaxed) > 0 {
+                record
+            } else {
+                match route.sender.try_send(record) {
                     Ok(()) => continue,
-                    Err(mpsc::error::TrySendError::Full(message)) => Some(message),
+                    Err(mpsc::error::TrySendError::Full(record)) => record,
                     Err(mpsc::error::TrySendError::Closed(_)) => {
                         tracing::debug!("partition worker gone; the message will be redelivered");
                         continue;
                     }
-                },
+                }
             };
+            let key = (route.topic.clone(), route.partition);
+            let mut backlog = backlog.lock().expect("backlog");
             let Backlog { waiting, paused } = &mut *backlog;
             let waiting = waiting.entry(key.clone()).or_default();
-            if let Some(message) = message {
-                waiting.push(message);
-            }
+            waiting.push(record);
+            route.state.waiting.fetch_add(1, Ordering::Relaxed);
             let full = waiting.queue.len() >= self.trigger.max_buffered_messages
                 || waiting.bytes >= MAX_BUFFERED_BYTES;
             if full && paused.insert(key.clone()) {
@@ -748,6 +794,7 @@ impl KafkaRunner {
         }
         // Shutdown: close every queue, let each worker finish the message it
         // is on, then commit what finished.
+        routes.clear();
         workers.lock().expect("workers").clear();
         for task in tasks {
             let _ = handle.block_on(task);
@@ -757,6 +804,73 @@ impl KafkaRunner {
         }
         consumer.unsubscribe();
         tracing::info!(component = %self.trigger.component, "kafka trigger stopped");
+    }
+
+    /// The route to the worker of `message`'s partition, starting the
+    /// worker if the partition has none yet.
+    fn route(
+        self: &Arc<Self>,
+        workers: &Workers,
+        consumer: &Arc<BaseConsumer<TriggerContext>>,
+        message: &rdkafka::message::BorrowedMessage<'_>,
+        handle: &tokio::runtime::Handle,
+        shutdown: &watch::Receiver<bool>,
+        tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+    ) -> Route {
+        let (topic, partition) = (message.topic(), message.partition());
+        let mut map = workers.lock().expect("workers");
+        let worker = map.entry((topic.to_owned(), partition)).or_insert_with(|| {
+            tracing::info!(component = %self.trigger.component, topic, partition, offset = message.offset(), "consuming the partition from this offset");
+            let (sender, receiver) = mpsc::channel(PARTITION_BUFFER.max(2 * self.batch_size));
+            let state = Arc::new(PartitionState::default());
+            tasks.push(handle.spawn(self.clone().partition_worker(
+                receiver,
+                state.clone(),
+                consumer.clone(),
+                shutdown.clone(),
+            )));
+            Worker { sender, state }
+        });
+        let filtered = match self.hot.messages.get(topic) {
+            Some(counters) => counters[FILTERED].clone(),
+            None => self.metrics.counter(
+                "trigger_kafka_messages_total",
+                &[
+                    ("component", &self.trigger.component),
+                    ("topic", topic),
+                    ("outcome", "filtered"),
+                ],
+            ),
+        };
+        Route {
+            topic: topic.to_owned(),
+            partition,
+            sender: worker.sender.clone(),
+            state: worker.state.clone(),
+            filtered,
+        }
+    }
+
+    /// The filters, on the record as librdkafka holds it.
+    fn passes_filters(
+        filters: &[crate::filters::Filter],
+        message: &rdkafka::message::BorrowedMessage<'_>,
+    ) -> bool {
+        let header = |name: &str| {
+            let headers = message.headers()?;
+            crate::filters::find_header(
+                headers.iter().map(|h| (h.key, h.value.unwrap_or_default())),
+                name,
+            )
+        };
+        crate::filters::passes(
+            filters,
+            &crate::filters::Candidate {
+                key: message.key(),
+                header: &header,
+                value: message.payload(),
+            },
+        )
     }
 
     /// Hands waiting messages to workers that have room again, and resumes
@@ -780,7 +894,9 @@ impl KafkaRunner {
             };
             while let Some(message) = queue.pop() {
                 match worker.sender.try_send(message) {
-                    Ok(()) => {}
+                    Ok(()) => {
+                        worker.state.waiting.fetch_sub(1, Ordering::Relaxed);
+                    }
                     Err(mpsc::error::TrySendError::Full(message)) => {
                         queue.unpop(message);
                         break;
@@ -810,16 +926,12 @@ impl KafkaRunner {
         consumer: Arc<BaseConsumer<TriggerContext>>,
         shutdown: watch::Receiver<bool>,
     ) {
-        let mut started = false;
         while let Some(first) = receiver.recv().await {
-            if !started {
-                started = true;
-                tracing::info!(component = %self.trigger.component, topic = %first.topic, partition = first.partition, offset = first.offset, "consuming the partition from this offset");
-            }
             if state.revoked.load(Ordering::SeqCst) || *shutdown.borrow() {
                 break;
             }
             let batch = self.fill_batch(first, &mut receiver).await;
+            let taken = batch.len() as u64;
             *state.in_flight.lock().expect("partition state") = true;
             let store = |record: &Record| {
                 if let Err(e) =
@@ -834,6 +946,7 @@ impl KafkaRunner {
             if !finished {
                 break;
             }
+            state.finished.fetch_add(taken, Ordering::Release);
         }
     }
 
@@ -946,11 +1059,18 @@ impl KafkaRunner {
         let mut pending: VecDeque<Delivery> = records
             .into_iter()
             .filter(|record| {
+                let header = |name: &str| {
+                    let headers = record.headers.iter();
+                    crate::filters::find_header(
+                        headers.map(|(k, v)| (k.as_str(), v.as_slice())),
+                        name,
+                    )
+                };
                 crate::filters::passes(
                     &self.trigger.filters,
                     &crate::filters::Candidate {
                         key: record.key.as_deref(),
-                        headers: &record.headers,
+                        header: &header,
                         value: record.value.as_deref(),
                     },
                 )

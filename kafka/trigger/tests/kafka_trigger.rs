@@ -576,6 +576,51 @@ fn storage_failures_pause_the_partition_instead_of_dead_lettering() {
     assert!(body.contains("\"status\":\"ok\""), "{body}");
 }
 
+/// The poll loop commits a filtered record itself only when nothing before
+/// it in its partition is pending. Records filtered while an earlier one
+/// is still in the handler wait their turn, so a host killed then loses
+/// nothing: the earlier record is delivered again after the restart.
+#[test]
+fn filtered_records_never_commit_past_a_record_in_the_handler() {
+    let broker = Broker::start();
+    broker.create_topics("in-flight", 1);
+    let app = ProbeApp::new(
+        &broker,
+        "in-flight",
+        r#"filters = [{ on = "key", equals = ["keep"] }]"#,
+        "",
+    );
+    broker.send(
+        "in-flight",
+        &[
+            ("drop", r#"{"id": "dropped-first"}"#.to_owned()),
+            ("keep", r#"{"id": "first", "action": "ok"}"#.to_owned()),
+            ("keep", r#"{"id": "slow", "action": "sleep:6000"}"#.to_owned()),
+        ],
+    );
+    let mut host = Host::start(&app.dir.0, &[]);
+    wait_for("the first kept record", LONG, || {
+        (app.handled() == 1).then_some(())
+    });
+    // Filtered records arrive while `slow` is in the handler; offsets are
+    // committed every second: let two commits pass before the kill.
+    let dropped: Vec<(&str, String)> = (0..50)
+        .map(|i| ("drop", format!(r#"{{"id": "dropped-{i}"}}"#)))
+        .collect();
+    broker.send("in-flight", &dropped);
+    std::thread::sleep(Duration::from_millis(2500));
+    host.kill();
+    assert_eq!(app.handled(), 1, "killed while `slow` was in the handler");
+    host.restart();
+    wait_for("`slow` again after the restart", LONG, || {
+        (count(&app.db(), "SELECT COUNT(*) FROM handled WHERE id = 'slow'") == 1).then_some(())
+    });
+    assert_eq!(
+        query(&app.db(), "SELECT id FROM handled ORDER BY rowid"),
+        vec![vec!["first".to_owned()], vec!["slow".to_owned()]]
+    );
+}
+
 /// Filters run in the host: records that do not pass are committed without
 /// an instance (the guest records nothing for them) and counted; a filter
 /// that cannot work stops the host at start, naming the manifest.
