@@ -595,7 +595,10 @@ fn filtered_records_never_commit_past_a_record_in_the_handler() {
         &[
             ("drop", r#"{"id": "dropped-first"}"#.to_owned()),
             ("keep", r#"{"id": "first", "action": "ok"}"#.to_owned()),
-            ("keep", r#"{"id": "slow", "action": "sleep:6000"}"#.to_owned()),
+            (
+                "keep",
+                r#"{"id": "slow", "action": "sleep:6000"}"#.to_owned(),
+            ),
         ],
     );
     let mut host = Host::start(&app.dir.0, &[]);
