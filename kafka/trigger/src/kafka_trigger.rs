@@ -7,6 +7,9 @@
 //! The poll loop never blocks on a worker: a partition whose worker is
 //! behind is paused (its messages wait, in order, until it catches up) and
 //! the others keep flowing, so the consumer keeps its place in the group.
+//! Filters run in the poll loop on librdkafka's copy of a record; one they
+//! drop is committed there when nothing earlier of its partition is still
+//! with the worker, and otherwise goes through the worker in its turn.
 //! A handler's own answer (`retryable`, `permanent`, a trap) is retried
 //! within its budget and then dead-lettered; a failure of the host instead
 //! (storage busy or full, no instance to run it in) is nobody's verdict on
