@@ -115,8 +115,14 @@ struct PartitionState {
     /// store a filtered record's offset itself.
     accepted: AtomicU64,
     finished: AtomicU64,
-    /// Records of the partition waiting in the backlog.
+    /// Records of the partition waiting in `backlog` (read without its lock).
     waiting: AtomicUsize,
+    /// Records polled while the worker's queue was full, in order. Only the
+    /// poll thread (and the rebalance callback, which runs on it) touches
+    /// it, so its lock is never contended.
+    backlog: Mutex<Waiting>,
+    /// Whether fetching is paused for the backlog.
+    paused: AtomicBool,
 }
 
 impl PartitionState {
@@ -144,20 +150,14 @@ struct Route {
 
 type Workers = Arc<Mutex<HashMap<(String, i32), Worker>>>;
 
-/// Messages polled for partitions whose worker is full, in order, and the
-/// partitions paused for it. A partition is paused only once its waiting
-/// messages pass `max_buffered_messages` (or [`MAX_BUFFERED_BYTES`]), and
-/// resumed when half of that is free. Pausing is kept for a handler that
-/// is really behind: it drops what librdkafka prefetched for the partition,
-/// and with tansu every pause stalled the whole consumer for about 600 ms,
-/// so pausing at every full worker queue (as this host first did) cut
+/// Messages polled for a partition whose worker is full, in order. A
+/// partition is paused only once its waiting messages pass
+/// `max_buffered_messages` (or [`MAX_BUFFERED_BYTES`]), and resumed when
+/// half of that is free. Pausing is kept for a handler that is really
+/// behind: it drops what librdkafka prefetched for the partition, and with
+/// tansu every pause stalled the whole consumer for about 600 ms, so
+/// pausing at every full worker queue (as this host first did) cut
 /// throughput tenfold.
-#[derive(Default)]
-struct Backlog {
-    waiting: HashMap<(String, i32), Waiting>,
-    paused: HashSet<(String, i32)>,
-}
-
 #[derive(Default)]
 struct Waiting {
     queue: VecDeque<Record>,
@@ -184,7 +184,6 @@ impl Waiting {
 
 pub struct TriggerContext {
     workers: Workers,
-    backlog: Arc<Mutex<Backlog>>,
     metrics: Arc<Metrics>,
     group: String,
     /// `starting_position` as a time (Unix ms).
@@ -310,24 +309,25 @@ impl ConsumerContext for TriggerContext {
                 .iter()
                 .map(|e| (e.topic().to_owned(), e.partition()))
                 .collect();
-            let removed: Vec<Worker> = {
+            let removed: Vec<(&(String, i32), Worker)> = {
                 let mut workers = self.workers.lock().expect("workers");
-                revoked.iter().filter_map(|k| workers.remove(k)).collect()
+                revoked
+                    .iter()
+                    .filter_map(|k| workers.remove(k).map(|w| (k, w)))
+                    .collect()
             };
-            {
-                // Whoever gets these partitions reads them from the
-                // committed offset; what waited here is not ours any more.
-                let mut backlog = self.backlog.lock().expect("backlog");
-                for key in &revoked {
-                    backlog.waiting.remove(key);
-                    if backlog.paused.remove(key) {
-                        set_paused(&self.metrics, &self.group, key, false);
-                    }
+            // Whoever gets these partitions reads them from the committed
+            // offset; what waited here is not ours any more.
+            for (key, worker) in &removed {
+                *worker.state.backlog.lock().expect("backlog") = Waiting::default();
+                worker.state.waiting.store(0, Ordering::Relaxed);
+                if worker.state.paused.swap(false, Ordering::Relaxed) {
+                    set_paused(&self.metrics, &self.group, key, false);
                 }
             }
             // Let the message each worker is on finish, then commit what
             // finished, before another member takes the partitions.
-            for worker in &removed {
+            for (_, worker) in &removed {
                 worker.state.revoked.store(true, Ordering::SeqCst);
                 let guard = worker.state.in_flight.lock().expect("partition state");
                 let _ = worker
@@ -534,10 +534,8 @@ impl KafkaRunner {
         shutdown: watch::Receiver<bool>,
     ) -> Result<std::thread::JoinHandle<()>> {
         let workers: Workers = Arc::default();
-        let backlog: Arc<Mutex<Backlog>> = Arc::default();
         let context = TriggerContext {
             workers: workers.clone(),
-            backlog: backlog.clone(),
             metrics: self.metrics.clone(),
             group: self.group.clone(),
             start_at: match self.trigger.starting_position {
@@ -600,7 +598,7 @@ impl KafkaRunner {
             })?;
         Ok(std::thread::Builder::new()
             .name(format!("kafka-{}", self.trigger.component))
-            .spawn(move || self.poll_loop(consumer, workers, backlog, handle, shutdown))?)
+            .spawn(move || self.poll_loop(consumer, workers, handle, shutdown))?)
     }
 
     /// Every topic and its dead-letter topic must exist: consuming a topic
@@ -707,7 +705,6 @@ impl KafkaRunner {
         self: Arc<Self>,
         consumer: Arc<BaseConsumer<TriggerContext>>,
         workers: Workers,
-        backlog: Arc<Mutex<Backlog>>,
         handle: tokio::runtime::Handle,
         shutdown: watch::Receiver<bool>,
     ) {
@@ -719,7 +716,7 @@ impl KafkaRunner {
             // handed over as soon as it has room: a worker handles a full
             // queue in well under the idle poll's 100 ms, and waiting that
             // long capped each partition at one queue per 100 ms.
-            let wait = if self.drain_backlog(&consumer, &workers, &backlog) {
+            let wait = if self.drain_backlog(&consumer, &routes) {
                 Duration::from_millis(1)
             } else {
                 Duration::from_millis(100)
@@ -732,10 +729,11 @@ impl KafkaRunner {
                 }
                 Some(Ok(message)) => message,
             };
-            // A rebalance (run inside `poll`) may have replaced workers.
+            // A rebalance (run inside `poll`) may have replaced workers:
+            // route to those there are now (some may have a backlog).
             let now = consumer.context().generation.load(Ordering::SeqCst);
             if now != generation {
-                routes.clear();
+                routes = self.routes(&workers);
                 generation = now;
             }
             let (topic, partition) = (message.topic(), message.partition());
@@ -780,18 +778,16 @@ impl KafkaRunner {
                     }
                 }
             };
-            let key = (route.topic.clone(), route.partition);
-            let mut backlog = backlog.lock().expect("backlog");
-            let Backlog { waiting, paused } = &mut *backlog;
-            let waiting = waiting.entry(key.clone()).or_default();
+            let mut waiting = route.state.backlog.lock().expect("backlog");
             waiting.push(record);
             route.state.waiting.fetch_add(1, Ordering::Relaxed);
             let full = waiting.queue.len() >= self.trigger.max_buffered_messages
                 || waiting.bytes >= MAX_BUFFERED_BYTES;
-            if full && paused.insert(key.clone()) {
-                if let Err(e) = consumer.pause(&partition_list(&key.0, key.1)) {
+            if full && !route.state.paused.swap(true, Ordering::Relaxed) {
+                if let Err(e) = consumer.pause(&partition_list(&route.topic, route.partition)) {
                     tracing::debug!(error = %e, "pausing a partition");
                 }
+                let key = (route.topic.clone(), route.partition);
                 set_paused(&self.metrics, &self.group, &key, true);
             }
         }
@@ -834,6 +830,18 @@ impl KafkaRunner {
             )));
             Worker { sender, state }
         });
+        self.route_to(topic, partition, worker)
+    }
+
+    /// Routes to every worker there is.
+    fn routes(&self, workers: &Workers) -> Vec<Route> {
+        let map = workers.lock().expect("workers");
+        map.iter()
+            .map(|((topic, partition), worker)| self.route_to(topic, *partition, worker))
+            .collect()
+    }
+
+    fn route_to(&self, topic: &str, partition: i32, worker: &Worker) -> Route {
         let filtered = match self.hot.messages.get(topic) {
             Some(counters) => counters[FILTERED].clone(),
             None => self.metrics.counter(
@@ -879,47 +887,43 @@ impl KafkaRunner {
     /// Hands waiting messages to workers that have room again, and resumes
     /// fetching for partitions whose backlog is gone. Returns whether
     /// messages still wait.
-    fn drain_backlog(
-        &self,
-        consumer: &BaseConsumer<TriggerContext>,
-        workers: &Workers,
-        backlog: &Mutex<Backlog>,
-    ) -> bool {
-        let mut backlog = backlog.lock().expect("backlog");
-        if backlog.waiting.is_empty() {
-            return false;
-        }
-        let workers = workers.lock().expect("workers");
-        let Backlog { waiting, paused } = &mut *backlog;
-        waiting.retain(|key, queue| {
-            let Some(worker) = workers.get(key) else {
-                return false;
-            };
+    fn drain_backlog(&self, consumer: &BaseConsumer<TriggerContext>, routes: &[Route]) -> bool {
+        let mut still_waiting = false;
+        for route in routes {
+            let state = &route.state;
+            if state.waiting.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            let mut queue = state.backlog.lock().expect("backlog");
             while let Some(message) = queue.pop() {
-                match worker.sender.try_send(message) {
-                    Ok(()) => {
-                        worker.state.waiting.fetch_sub(1, Ordering::Relaxed);
-                    }
+                match route.sender.try_send(message) {
+                    Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(message)) => {
                         queue.unpop(message);
                         break;
                     }
-                    Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                    // The worker is gone (revoked): these are not ours.
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        *queue = Waiting::default();
+                        break;
+                    }
                 }
             }
+            state.waiting.store(queue.queue.len(), Ordering::Relaxed);
             // Fetching resumes once half the allowance is free, so what
             // still waits covers the broker's answer to the first fetch.
             let low = queue.queue.len() <= self.trigger.max_buffered_messages / 2
                 && queue.bytes <= MAX_BUFFERED_BYTES / 2;
-            if low && paused.remove(key) {
-                if let Err(e) = consumer.resume(&partition_list(&key.0, key.1)) {
+            if low && state.paused.swap(false, Ordering::Relaxed) {
+                if let Err(e) = consumer.resume(&partition_list(&route.topic, route.partition)) {
                     tracing::debug!(error = %e, "resuming a partition");
                 }
-                set_paused(&self.metrics, &self.group, key, false);
+                let key = (route.topic.clone(), route.partition);
+                set_paused(&self.metrics, &self.group, &key, false);
             }
-            !queue.queue.is_empty()
-        });
-        !waiting.is_empty()
+            still_waiting |= !queue.queue.is_empty();
+        }
+        still_waiting
     }
 
     async fn partition_worker(
