@@ -3,7 +3,8 @@
 //! ratio is the figure to read):
 //!
 //! 1. throughput on the same broker and messages: a native rdkafka consumer
-//!    (measured before and after the others; their mean is the baseline),
+//!    (measured before each round of the others and once after; their mean
+//!    is the baseline),
 //!    a no-op `handle-message` component (the probe, which imports SQLite,
 //!    key-value, HTTP and variables), an empty one (`kafka-noop`: the SDK
 //!    alone), a no-op `handle-batch` component
@@ -22,8 +23,9 @@
 //!
 //! Run: `cargo bench -p trigger-kafka --bench pipeline` after building the
 //! components (`./scripts/test.sh` or `./scripts/bench.sh`). Knobs:
-//! `BENCH_MESSAGES`, `BENCH_ONLY` (variants whose name contains it),
-//! `BENCH_SKIP_LATENCY`, `BENCH_TRACE` (progress and the host's warnings).
+//! `BENCH_MESSAGES`, `BENCH_ROUNDS`, `BENCH_ONLY` (variants whose name
+//! contains it), `BENCH_SKIP_LATENCY`, `BENCH_TRACE` (progress and the
+//! host's warnings).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -84,6 +86,22 @@ fn native_consumer(broker: &Broker, group: &str, topic: &str) -> BaseConsumer<As
         .unwrap();
     consumer.subscribe(&[topic]).unwrap();
     consumer
+}
+
+/// Rounds of every variant (`BENCH_ROUNDS`). One round's ratios moved by
+/// about ±5 % from run to run (the native runs of one bench differed by up
+/// to 10 %); two rounds halve the spread's effect on the mean.
+fn rounds() -> usize {
+    std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(2)
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> f64 {
+    let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    sum / n.max(1) as f64
 }
 
 /// What one throughput run measured.
@@ -450,48 +468,72 @@ fn main() {
 
     // `BENCH_ONLY=batch` runs only the variants whose name contains it.
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
-    let native_before = native_rate(&broker, "bench", count, "native-before");
-    let results: Vec<(&Variant, Run)> = VARIANTS
+    let variants: Vec<&Variant> = VARIANTS
         .iter()
-        .enumerate()
-        .filter(|(_, variant)| variant.name.contains(only.as_str()))
-        .map(|(run, variant)| (variant, wasm_rate(&broker, "bench", count, variant, run)))
+        .filter(|variant| variant.name.contains(only.as_str()))
         .collect();
-    let native_after = native_rate(&broker, "bench", count, "native-after");
-    let native = (native_before.rate + native_after.rate) / 2.0;
-    println!("throughput ({count} messages of ~120 B, 3 partitions, tansu):");
+    // Rounds of native, then every variant, then native once more: a
+    // variant's ratio is its mean rate over the mean of all native runs.
+    let rounds = rounds();
+    let mut natives: Vec<Run> = Vec::new();
+    let mut runs: Vec<Vec<Run>> = variants.iter().map(|_| Vec::new()).collect();
+    for round in 0..rounds {
+        natives.push(native_rate(
+            &broker,
+            "bench",
+            count,
+            &format!("native-{round}"),
+        ));
+        for (i, variant) in variants.iter().enumerate() {
+            let group = round * VARIANTS.len() + i;
+            runs[i].push(wasm_rate(&broker, "bench", count, variant, group));
+        }
+    }
+    natives.push(native_rate(&broker, "bench", count, "native-last"));
+    let native = mean(natives.iter().map(|r| r.rate));
+    let each = |rates: &mut dyn Iterator<Item = f64>| {
+        rates
+            .map(|rate| format!("{rate:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("throughput ({count} messages of ~120 B, 3 partitions, tansu, {rounds} rounds):");
     println!(
-        "  {:<28}{native:>10.0} msg/s   (before {:.0}, after {:.0})",
-        "native rdkafka consumer", native_before.rate, native_after.rate
+        "  {:<28}{native:>10.0} msg/s   (runs: {})",
+        "native rdkafka consumer",
+        each(&mut natives.iter().map(|r| r.rate))
     );
-    for (variant, run) in &results {
+    for (variant, runs) in variants.iter().zip(&runs) {
+        let rate = mean(runs.iter().map(|r| r.rate));
+        let ratios: Vec<String> = runs
+            .iter()
+            .map(|r| format!("{:.2}", r.rate / native))
+            .collect();
         println!(
-            "  {:<28}{:>10.0} msg/s   ratio {:.2}x of native",
+            "  {:<28}{rate:>10.0} msg/s   ratio {:.2}x of native (rounds: {})",
             variant.name,
-            run.rate,
-            run.rate / native
+            rate / native,
+            ratios.join(", ")
         );
     }
-    println!("CPU per message (µs; the consumer process, then the broker):");
-    let natives = [
-        ("native, before", &native_before),
-        ("native, after", &native_after),
-    ];
-    for (name, run) in natives
-        .into_iter()
-        .chain(results.iter().map(|(v, r)| (v.name, r)))
-    {
-        let instantiation = if run.instantiation_us > 0.0 {
+    println!("CPU per message (µs, mean of the runs; the consumer process, then the broker):");
+    let rows = std::iter::once(("native rdkafka consumer", &natives[..]))
+        .chain(variants.iter().zip(&runs).map(|(v, r)| (v.name, &r[..])));
+    for (name, runs) in rows {
+        let instantiation_us = mean(runs.iter().map(|r| r.instantiation_us));
+        let instantiation = if instantiation_us > 0.0 {
             format!(
                 "   instantiation {:.1} µs, {:.0} records per call",
-                run.instantiation_us, run.per_invocation
+                instantiation_us,
+                mean(runs.iter().map(|r| r.per_invocation))
             )
         } else {
             String::new()
         };
         println!(
             "  {name:<28}consumer {:>5.1}   broker {:>5.1}{instantiation}",
-            run.consumer_cpu_us, run.broker_cpu_us
+            mean(runs.iter().map(|r| r.consumer_cpu_us)),
+            mean(runs.iter().map(|r| r.broker_cpu_us))
         );
     }
 
