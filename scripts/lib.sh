@@ -10,7 +10,7 @@ TOOLS="$CACHE/tools"
 TANSU="$TOOLS/bin/tansu"
 TANSU_VERSION="0.6.0"
 HOST_BIN="$CARGO_TARGET_DIR/release/trigger-kafka"
-WASM_COMPONENTS=(todo-api todo-reminder todo-notifier todo-recurring todo-audit todo-sync kafka-probe kafka-batch-probe kafka-noop cron-probe spin-probe)
+WASM_COMPONENTS=(todo-api todo-reminder todo-notifier todo-recurring todo-audit todo-sync kafka-probe kafka-batch-probe kafka-noop kafka-batch-noop cron-probe spin-probe)
 WASM_ARGS=()
 for c in "${WASM_COMPONENTS[@]}"; do WASM_ARGS+=(-p "$c"); done
 

@@ -7,10 +7,11 @@
 //!    is the baseline),
 //!    a no-op `handle-message` component (the probe, which imports SQLite,
 //!    key-value, HTTP and variables), an empty one (`kafka-noop`: the SDK
-//!    alone), a no-op `handle-batch` component
-//!    (batch_size 100), and a stream the trigger's filters drop (no
-//!    instance at all); plus the mean instantiation cost per invocation
-//!    and the CPU the consumer process and the broker used per record.
+//!    alone), a no-op `handle-batch` component (the batch probe) and an
+//!    empty one (`kafka-batch-noop`), both with batch_size 100, and a
+//!    stream the trigger's filters drop (no instance at all); plus the
+//!    mean instantiation cost per invocation and the CPU the consumer
+//!    process and the broker used per record.
 //!    Every consumer is timed from the moment it has its partitions to its
 //!    last record (the host from its "partitions assigned" log line to the
 //!    first sample with all done; samples are 10 ms apart near the end).
@@ -202,6 +203,11 @@ const VARIANTS: &[Variant] = &[
     Variant {
         name: "handle-batch (100), no-op",
         wasm: "kafka_batch_probe.wasm",
+        settings: "batch_size = 100",
+    },
+    Variant {
+        name: "handle-batch (100), empty",
+        wasm: "kafka_batch_noop.wasm",
         settings: "batch_size = 100",
     },
     Variant {
