@@ -74,6 +74,9 @@ pub struct Record {
     pub value: Option<Vec<u8>>,
     pub headers: Vec<(String, Vec<u8>)>,
     pub timestamp: Option<i64>,
+    /// The trigger's filters drop it (decided once, in the poll loop): it
+    /// is only committed in its turn, and its bytes were not copied.
+    pub dropped: bool,
 }
 
 /// What one invocation said about the messages it was given.
@@ -322,7 +325,7 @@ impl ConsumerContext for TriggerContext {
                 *worker.state.backlog.lock().expect("backlog") = Waiting::default();
                 worker.state.waiting.store(0, Ordering::Relaxed);
                 if worker.state.paused.swap(false, Ordering::Relaxed) {
-                    set_paused(&self.metrics, &self.group, key, false);
+                    set_paused(&self.metrics, &self.group, &key.0, key.1, false);
                 }
             }
             // Let the message each worker is on finish, then commit what
@@ -425,7 +428,7 @@ fn instance_id(group: &str, app_dir: &std::path::Path) -> String {
     format!("{group}@{host}:{}", app_dir.display())
 }
 
-fn set_paused(metrics: &Metrics, group: &str, (topic, partition): &(String, i32), paused: bool) {
+fn set_paused(metrics: &Metrics, group: &str, topic: &str, partition: i32, paused: bool) {
     let partition = partition.to_string();
     metrics.set(
         "trigger_kafka_partition_paused",
@@ -444,7 +447,20 @@ fn partition_list(topic: &str, partition: i32) -> TopicPartitionList {
     list
 }
 
-fn record_of(message: &rdkafka::message::BorrowedMessage<'_>) -> Record {
+/// The record, detached; one the filters drop keeps only its place.
+fn record_of(message: &rdkafka::message::BorrowedMessage<'_>, dropped: bool) -> Record {
+    if dropped {
+        return Record {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: None,
+            value: None,
+            headers: Vec::new(),
+            timestamp: None,
+            dropped,
+        };
+    }
     let headers = message
         .headers()
         .map(|h| {
@@ -466,6 +482,7 @@ fn record_of(message: &rdkafka::message::BorrowedMessage<'_>) -> Record {
         value: message.payload().map(<[u8]>::to_vec),
         headers,
         timestamp: message.timestamp().to_millis(),
+        dropped,
     }
 }
 
@@ -753,17 +770,16 @@ impl KafkaRunner {
             let route = &routes[at];
             // A record the filters drop, with nothing of its partition
             // pending, is done here: no copy, no worker, no instance.
-            if !self.trigger.filters.is_empty()
-                && route.state.caught_up()
-                && !Self::passes_filters(&self.trigger.filters, &message)
-            {
+            let dropped = !self.trigger.filters.is_empty()
+                && !Self::passes_filters(&self.trigger.filters, &message);
+            if dropped && route.state.caught_up() {
                 if let Err(e) = consumer.store_offset_from_message(&message) {
                     tracing::debug!(error = %e, "offset not stored (partition revoked?)");
                 }
                 route.filtered.inc();
                 continue;
             }
-            let record = record_of(&message);
+            let record = record_of(&message, dropped);
             route.state.accepted.fetch_add(1, Ordering::Relaxed);
             // Behind earlier waiting messages of its partition, in order.
             let record = if route.state.waiting.load(Ordering::Relaxed) > 0 {
@@ -787,8 +803,13 @@ impl KafkaRunner {
                 if let Err(e) = consumer.pause(&partition_list(&route.topic, route.partition)) {
                     tracing::debug!(error = %e, "pausing a partition");
                 }
-                let key = (route.topic.clone(), route.partition);
-                set_paused(&self.metrics, &self.group, &key, true);
+                set_paused(
+                    &self.metrics,
+                    &self.group,
+                    &route.topic,
+                    route.partition,
+                    true,
+                );
             }
         }
         // Shutdown: close every queue, let each worker finish the message it
@@ -918,8 +939,13 @@ impl KafkaRunner {
                 if let Err(e) = consumer.resume(&partition_list(&route.topic, route.partition)) {
                     tracing::debug!(error = %e, "resuming a partition");
                 }
-                let key = (route.topic.clone(), route.partition);
-                set_paused(&self.metrics, &self.group, &key, false);
+                set_paused(
+                    &self.metrics,
+                    &self.group,
+                    &route.topic,
+                    route.partition,
+                    false,
+                );
             }
             still_waiting |= !queue.queue.is_empty();
         }
@@ -1057,6 +1083,7 @@ impl KafkaRunner {
             value: None,
             headers: Vec::new(),
             timestamp: None,
+            dropped: r.dropped,
         }) else {
             return true;
         };
@@ -1065,23 +1092,7 @@ impl KafkaRunner {
         // Filtered records are committed like successes; no instance is made.
         let mut pending: VecDeque<Delivery> = records
             .into_iter()
-            .filter(|record| {
-                let header = |name: &str| {
-                    let headers = record.headers.iter();
-                    crate::filters::find_header(
-                        headers.map(|(k, v)| (k.as_str(), v.as_slice())),
-                        name,
-                    )
-                };
-                crate::filters::passes(
-                    &self.trigger.filters,
-                    &crate::filters::Candidate {
-                        key: record.key.as_deref(),
-                        header: &header,
-                        value: record.value.as_deref(),
-                    },
-                )
-            })
+            .filter(|record| !record.dropped)
             .map(|record| Delivery {
                 record,
                 deliveries: 0,
