@@ -137,6 +137,14 @@ def main():
     check("the guide builds the executor image", f"-t {image} " in guide, image)
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     check("the Dockerfile puts the app where the SpinApp points", spec["image"] == "/app/spin.toml" and "COPY spin.toml /app/spin.toml" in dockerfile)
+    # The admin listeners (metrics, health) stay on loopback unless built
+    # otherwise: the probes use the app's port, and /metrics is no public page.
+    admin_default = re.search(r"^ARG ADMIN_HOST=(\S+)$", dockerfile, re.M)
+    check("the Dockerfile binds the admin listeners to loopback by default",
+          admin_default is not None and admin_default.group(1) == "127.0.0.1"
+          and "ADMIN_LISTEN=0.0.0.0" not in dockerfile
+          and all(probe["httpGet"]["path"] == "/healthz" and "port" not in probe["httpGet"]
+                  for probe in spec["checks"].values()))
 
     secrets = set()
     for v in spec.get("variables", []):

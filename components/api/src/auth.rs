@@ -181,19 +181,32 @@ pub fn verify_jwt(token: &str, secret: &[u8], now_secs: i64) -> Result<Json, Api
     mac.verify_slice(&signature)
         .map_err(|_| unauthorized("the token's signature is not valid"))?;
     let claims = decode_part(payload, "payload")?;
-    let exp = claims
-        .get("exp")
-        .and_then(Json::as_i64)
+    let exp = numeric_date(&claims, "exp")?
         .ok_or_else(|| unauthorized("the token has no numeric `exp` claim"))?;
-    if now_secs > exp + LEEWAY_SECS {
+    let now = now_secs as f64;
+    if now > exp + LEEWAY_SECS as f64 {
         return Err(unauthorized("the token has expired"));
     }
-    if let Some(nbf) = claims.get("nbf").and_then(Json::as_i64) {
-        if now_secs + LEEWAY_SECS < nbf {
+    // A `nbf` that is present but unreadable fails closed, never ignored.
+    if let Some(nbf) = numeric_date(&claims, "nbf")? {
+        if now + (LEEWAY_SECS as f64) < nbf {
             return Err(unauthorized("the token is not valid yet (`nbf`)"));
         }
     }
     Ok(claims)
+}
+
+/// A NumericDate claim (RFC 7519: seconds, fractions allowed): `None` when
+/// absent, an error when present but not a finite number.
+fn numeric_date(claims: &Json, name: &str) -> Result<Option<f64>, ApiError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(value) => value
+            .as_f64()
+            .filter(|n| n.is_finite())
+            .map(Some)
+            .ok_or_else(|| unauthorized(format!("the token's `{name}` is not a NumericDate"))),
+    }
 }
 
 /// Signs an HS256 JWT; used by tests and the README's token helper.
@@ -233,6 +246,15 @@ mod tests {
     #[test]
     fn accepts_a_valid_token() {
         let token = sign_jwt(&json!({"sub": "alice", "exp": NOW + 60}), SECRET);
+        assert_eq!(
+            authenticate(&bearer(&token), &config(), NOW).unwrap(),
+            "alice"
+        );
+        // NumericDates may carry fractions (RFC 7519).
+        let token = sign_jwt(
+            &json!({"sub": "alice", "exp": NOW as f64 + 60.5, "nbf": NOW as f64 - 0.5}),
+            SECRET,
+        );
         assert_eq!(
             authenticate(&bearer(&token), &config(), NOW).unwrap(),
             "alice"
@@ -333,6 +355,20 @@ mod tests {
             sign_jwt(&json!({"exp": NOW + 60}), SECRET),
             sign_jwt(
                 &json!({"sub": "alice", "exp": NOW + 60, "nbf": NOW + 600}),
+                SECRET,
+            ),
+            // Not yet valid, with a fractional or non-numeric `nbf`: both
+            // were once ignored (an unreadable `nbf` must fail closed).
+            sign_jwt(
+                &json!({"sub": "alice", "exp": NOW + 60, "nbf": (NOW + 600) as f64 + 0.5}),
+                SECRET,
+            ),
+            sign_jwt(
+                &json!({"sub": "alice", "exp": NOW + 60, "nbf": "tomorrow"}),
+                SECRET,
+            ),
+            sign_jwt(
+                &json!({"sub": "alice", "exp": NOW + 60, "nbf": null}),
                 SECRET,
             ),
             sign_jwt(&json!({"sub": "alice", "exp": NOW + 60}), b"other-secret"),

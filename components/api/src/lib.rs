@@ -14,6 +14,7 @@ pub mod rest;
 pub mod router;
 pub mod schemas;
 pub mod services;
+pub mod streams;
 
 #[cfg(target_arch = "wasm32")]
 mod spin_entry;
@@ -44,13 +45,27 @@ pub struct Context<'a> {
 
 /// Serves one request.
 pub fn handle(ctx: &Context<'_>, request: &Request) -> Response {
-    match serve(ctx, request) {
+    match admit(ctx, request).and_then(|admitted| dispatch(ctx, request, admitted)) {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
 }
 
-fn serve(ctx: &Context<'_>, request: &Request) -> Result<Response, ApiError> {
+/// A request past the gate: answered already, or a caller and a route.
+pub enum Admitted {
+    /// Served without a caller (`/healthz`, the OpenAPI document).
+    Answered(Response),
+    Caller {
+        endpoint: Endpoint,
+        params: Vec<String>,
+        user: String,
+    },
+}
+
+/// The one gate every route goes through, streams included: routing, the
+/// body limit, the development-mode Host check, MCP's Origin and version
+/// checks, authentication and migrations.
+pub fn admit(ctx: &Context<'_>, request: &Request) -> Result<Admitted, ApiError> {
     let (endpoint, params) = match router::route(&request.method, &request.path) {
         Match::Found { endpoint, params } => (endpoint, params),
         Match::MethodNotAllowed { allow } => {
@@ -86,12 +101,15 @@ fn serve(ctx: &Context<'_>, request: &Request) -> Result<Response, ApiError> {
     match endpoint {
         Endpoint::Healthz => {
             ctx.db.execute("SELECT 1", &[])?;
-            return Ok(Response::json(200, &json!({"status": "ok"})));
+            return Ok(Admitted::Answered(Response::json(
+                200,
+                &json!({"status": "ok"}),
+            )));
         }
         Endpoint::OpenApi => {
             let mut response = Response::json(200, &json!(null));
             response.body = OPENAPI.as_bytes().to_vec();
-            return Ok(response);
+            return Ok(Admitted::Answered(response));
         }
         _ => {}
     }
@@ -103,8 +121,31 @@ fn serve(ctx: &Context<'_>, request: &Request) -> Result<Response, ApiError> {
     let user = auth::authenticate(request, ctx.config, ctx.now.timestamp())?;
     // Migrations run in their own transaction, so before any operation's.
     todo_domain::TaskStore::open(ctx.db)?;
-    if endpoint == Endpoint::Mcp {
-        return Ok(mcp::handle(ctx, request, &user));
+    Ok(Admitted::Caller {
+        endpoint,
+        params,
+        user,
+    })
+}
+
+/// Serves an admitted request (an event stream as the frames available now;
+/// the Spin entry point streams it instead).
+pub fn dispatch(
+    ctx: &Context<'_>,
+    request: &Request,
+    admitted: Admitted,
+) -> Result<Response, ApiError> {
+    match admitted {
+        Admitted::Answered(response) => Ok(response),
+        Admitted::Caller {
+            endpoint: Endpoint::Mcp,
+            user,
+            ..
+        } => Ok(mcp::handle(ctx, request, &user)),
+        Admitted::Caller {
+            endpoint,
+            params,
+            user,
+        } => rest::handle(ctx, endpoint, &params, request, &user),
     }
-    rest::handle(ctx, endpoint, &params, request, &user)
 }

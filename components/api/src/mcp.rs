@@ -159,8 +159,10 @@ fn initialize(params: &Json) -> Json {
     })
 }
 
-/// Tools per `tools/list` page; a client follows `nextCursor`.
-pub const TOOLS_PAGE: usize = 8;
+/// Tools per `tools/list` page. Larger than the tool count, so every tool
+/// comes in the first page: many clients never follow `nextCursor`. A
+/// cursor (the index of the first tool wanted) is still honoured.
+pub const TOOLS_PAGE: usize = 100;
 
 fn list_tools(id: &Json, params: &Json) -> Json {
     let all = tools();

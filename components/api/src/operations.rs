@@ -255,8 +255,12 @@ fn unshare_task(ctx: &Context<'_>, user: &str, args: &Args) -> Result<Reply, Api
             DomainError::invalid("user", "give the collaborator to remove, or `me`").into(),
         );
     }
-    // `me` (or one's own id): a recipient declines the share.
-    if with == "me" || with == user {
+    // One's own id, or `me` from a recipient: declining the share. To the
+    // owner, who cannot decline their own task, `me` is the collaborator
+    // whose id is literally `me`.
+    let declines =
+        with == user || (with == "me" && store(ctx)?.require(user, &id)?.user_id != user);
+    if declines {
         store(ctx)?.leave(user, &id, ctx.now)?;
         return Ok(Reply {
             status: 204,
@@ -280,7 +284,7 @@ fn assign_task(ctx: &Context<'_>, user: &str, args: &Args) -> Result<Reply, ApiE
 
 fn task_history(ctx: &Context<'_>, user: &str, args: &Args) -> Result<Reply, ApiError> {
     args.no_body()?;
-    services::task_history(ctx, user, &args.id()?).map(Reply::ok)
+    services::task_history(ctx, &args.query, user, &args.id()?).map(Reply::ok)
 }
 
 fn audit_trail(ctx: &Context<'_>, user: &str, args: &Args) -> Result<Reply, ApiError> {
@@ -595,7 +599,7 @@ pub const OPERATIONS: &[Operation] = &[
         tool: Some(Tool {
             name: "get_task_history",
             title: "Task history",
-            description: "Everything that happened to a task, in order: created, updated, completed, reminders, with who did it and the task as it was.",
+            description: "Everything that happened to a task, in order: created, updated, completed, reminders, with who did it and the task as it was. Paged: pass next_cursor back as cursor for more.",
             hints: READ,
             output: None,
         }),

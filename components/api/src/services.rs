@@ -119,16 +119,52 @@ pub fn read_notification(ctx: &Context<'_>, user: &str, id: &str) -> Result<Json
     Ok(reminders::mark_read(db.as_ref(), user, id, ctx.now)?.to_json())
 }
 
-pub fn task_history(ctx: &Context<'_>, user: &str, task_id: &str) -> Result<Json, ApiError> {
+/// A task's history in order, paged like the other lists: `limit`
+/// (default 50, at most 100) and `cursor` (`<occurred_ms>.<seq>` of the
+/// last entry of the previous page).
+pub fn task_history(
+    ctx: &Context<'_>,
+    pairs: &[(String, String)],
+    user: &str,
+    task_id: &str,
+) -> Result<Json, ApiError> {
+    only_params(pairs, &["limit", "cursor"])?;
+    let limit = limit(pairs, 50)?;
+    let after = match param(pairs, "cursor") {
+        None => None,
+        Some(c) => {
+            let position = todo_domain::query::Cursor::decode(c)?;
+            let seq = todo_domain::query::parse_clamped(&position.id).ok_or_else(|| {
+                DomainError::bad_request(
+                    Some("cursor"),
+                    "is not a cursor: give next_cursor from the previous page",
+                )
+            })?;
+            Some((position.key, seq))
+        }
+    };
     // Only a task the caller sees has a history here; a deleted task's
     // record stays in the audit trail (`/api/audit?task_id=`).
     TaskStore::open(ctx.db)?.require(user, task_id)?;
     let db = open(ctx, "audit")?;
     audit::open(db.as_ref())?;
-    let entries = audit::history(db.as_ref(), task_id, None)?;
+    let mut entries = audit::history(db.as_ref(), task_id, after, limit + 1)?;
+    let next = if entries.len() as i64 > limit {
+        entries.truncate(limit as usize);
+        entries.last().map(|e| {
+            todo_domain::query::Cursor {
+                key: todo_domain::time::to_millis(&e.occurred_at),
+                id: e.seq.to_string(),
+            }
+            .encode()
+        })
+    } else {
+        None
+    };
     Ok(json!({
         "task_id": task_id,
         "history": entries.iter().map(|e| e.to_json()).collect::<Vec<_>>(),
+        "next_cursor": next,
     }))
 }
 

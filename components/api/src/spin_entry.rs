@@ -9,7 +9,7 @@ use todo_domain::spin::SpinDb;
 
 use crate::config::Config;
 use crate::http::{ApiError, Request, Response};
-use crate::router::{Endpoint, Match};
+use crate::router::Endpoint;
 use crate::Context;
 
 /// An event stream lasts this long; the browser's EventSource reconnects
@@ -136,26 +136,39 @@ async fn handle(incoming: IncomingRequest, out: ResponseOutparam) {
         config: &config,
         now: todo_domain::time::now(),
     };
-    if let Match::Found {
-        endpoint: Endpoint::EventStream,
-        ..
-    } = crate::router::route(&request.method, &request.path)
-    {
-        return stream_events(&ctx, &request, out).await;
+    // Streams pass the same gate as every other route.
+    match crate::admit(&ctx, &request) {
+        Err(error) => respond(out, error.into_response()),
+        Ok(crate::Admitted::Caller {
+            endpoint: Endpoint::EventStream,
+            user,
+            ..
+        }) => stream_events(&ctx, &request, user, out).await,
+        Ok(admitted) => respond(
+            out,
+            crate::dispatch(&ctx, &request, admitted).unwrap_or_else(ApiError::into_response),
+        ),
     }
-    respond(out, crate::handle(&ctx, &request));
 }
 
-/// `GET /api/events`: Server-Sent Events from the caller's change feed.
-async fn stream_events(ctx: &Context<'_>, request: &Request, out: ResponseOutparam) {
-    let started = match crate::auth::authenticate(request, ctx.config, ctx.now.timestamp())
-        .and_then(|user| {
-            crate::services::stream_start(ctx, request, &user).map(|start| (user, start))
-        }) {
-        Ok(started) => started,
+/// `GET /api/events`: Server-Sent Events from the caller's change feed,
+/// under a stream lease (see `streams`).
+async fn stream_events(ctx: &Context<'_>, request: &Request, user: String, out: ResponseOutparam) {
+    let start = match crate::services::stream_start(ctx, request, &user) {
+        Ok(start) => start,
         Err(error) => return respond(out, error.into_response()),
     };
-    let (user, start) = started;
+    let now_ms = todo_domain::time::to_millis(&ctx.now);
+    let lease =
+        match crate::streams::acquire(ctx.db, &user, now_ms, start.window.as_millis() as i64) {
+            Ok(lease) => lease,
+            Err(error) => return respond(out, error.into_response()),
+        };
+    send_events(&user, start, out).await;
+    crate::streams::release(ctx.db, &lease);
+}
+
+async fn send_events(user: &str, start: crate::services::StreamStart, out: ResponseOutparam) {
     let (db, mut cursor) = (start.db, start.cursor);
     let headers = Fields::from_list(&[
         ("content-type".to_owned(), b"text/event-stream".to_vec()),
@@ -171,7 +184,7 @@ async fn stream_events(ctx: &Context<'_>, request: &Request, out: ResponseOutpar
     let deadline = Instant::now() + start.window;
     let mut last_write = Instant::now();
     while Instant::now() < deadline {
-        match crate::services::stream_frames(db.as_ref(), &user, cursor) {
+        match crate::services::stream_frames(db.as_ref(), user, cursor) {
             Ok((frames, next)) if !frames.is_empty() => {
                 cursor = next;
                 if body.send(frames.into_bytes()).await.is_err() {

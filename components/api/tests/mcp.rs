@@ -100,10 +100,11 @@ fn all_tools(app: &App) -> (Vec<Json>, usize) {
 }
 
 #[test]
-fn tools_list_describes_every_tool_with_schemas_page_by_page() {
+fn tools_list_describes_every_tool_with_schemas_in_one_page() {
     let app = App::new();
     let (tools, pages) = all_tools(&app);
-    assert!(pages >= 2, "tools/list is paginated");
+    // Clients that read only the first page must see every tool.
+    assert_eq!(pages, 1, "every tool in the first page");
     let names: Vec<_> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert_eq!(
         names,
@@ -145,6 +146,15 @@ fn tools_list_describes_every_tool_with_schemas_page_by_page() {
     }
     assert_eq!(tools[0]["inputSchema"]["required"], json!(["title"]));
     assert_eq!(tools[4]["inputSchema"]["required"], json!(["id"]));
+    // Pagination stays supported: a cursor is the index of the first tool.
+    let (_, rest) = rpc(
+        &app,
+        "alice",
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"cursor": "8"}}),
+    );
+    assert_eq!(rest["result"]["tools"][0]["name"], "set_reminder");
+    assert_eq!(rest["result"]["tools"].as_array().unwrap().len(), 11);
+    assert!(rest["result"].get("nextCursor").is_none());
     let (_, bad) = rpc(
         &app,
         "alice",

@@ -176,6 +176,83 @@ fn notifications_are_listed_paged_and_marked_read() {
     );
 }
 
+/// Issue 21 item 5: a task with many changes gets its history a page at a
+/// time (it was returned whole, every snapshot at once).
+#[test]
+fn a_long_history_is_paged_in_order() {
+    let app = App::new();
+    let id = create(&app, "alice", json!({"title": "Busy"}));
+    for n in 0..250 {
+        let r = app.call(
+            "alice",
+            "PATCH",
+            &format!("/api/tasks/{id}"),
+            Some(json!({"description": format!("edit {n}")})),
+        );
+        assert_eq!(r.status, 200);
+    }
+    let adb = service_db(&app, "audit");
+    audit::open(&adb).unwrap();
+    // Every event has the same timestamp here: order falls to the sequence.
+    for e in events(&app, "task-events") {
+        audit::record(&adb, "task-events", &e, Some("alice"), app.now).unwrap();
+    }
+    let first = app
+        .call("alice", "GET", &format!("/api/tasks/{id}/history"), None)
+        .json_body();
+    assert_eq!(
+        first["history"].as_array().unwrap().len(),
+        50,
+        "default page"
+    );
+    assert!(first["next_cursor"].is_string());
+    let (mut seen, mut cursor, mut pages) = (Vec::new(), String::new(), 0);
+    loop {
+        let page = app
+            .call(
+                "alice",
+                "GET",
+                &format!("/api/tasks/{id}/history?limit=100&cursor={cursor}"),
+                None,
+            )
+            .json_body();
+        pages += 1;
+        for entry in page["history"].as_array().unwrap() {
+            seen.push(entry["event_id"].as_str().unwrap().to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    let expected: Vec<String> = events(&app, "task-events")
+        .into_iter()
+        .map(|e| e.event_id)
+        .collect();
+    assert_eq!(seen, expected, "every entry once, in order");
+    for bad in ["x", "1.x", "1", "limit"] {
+        let r = app.call(
+            "alice",
+            "GET",
+            &format!("/api/tasks/{id}/history?cursor={bad}"),
+            None,
+        );
+        assert_eq!(r.status, 400, "{bad}: {}", r.json_body());
+        assert_eq!(r.json_body()["error"]["field"], "cursor");
+    }
+    assert_error(
+        &app.call(
+            "alice",
+            "GET",
+            &format!("/api/tasks/{id}/history?limit=101"),
+            None,
+        ),
+        422,
+        "validation_failed",
+    );
+}
+
 #[test]
 fn history_and_audit_trail() {
     let app = App::new();
@@ -303,5 +380,166 @@ fn long_poll_returns_news_at_once_or_after_the_wait() {
     assert!(
         text.contains(&format!("id: {cursor}\nevent: task_updated\ndata: ")),
         "{text}"
+    );
+}
+
+/// Issue 21 item 1: event streams are capped per user and in all, each
+/// refusal a JSON error with Retry-After; a released or expired lease
+/// frees its place.
+#[test]
+fn event_stream_leases_are_capped_per_user_and_in_all() {
+    use todo_api::streams;
+    let db = NativeDb::open_in_memory().unwrap();
+    let now = 1_000_000;
+    let mine: Vec<String> = (0..streams::PER_USER)
+        .map(|_| streams::acquire(&db, "alice", now, 25_000).unwrap())
+        .collect();
+    let err = streams::acquire(&db, "alice", now, 25_000).unwrap_err();
+    let response = err.into_response();
+    assert_eq!(response.status, 429);
+    assert_eq!(response.json_body()["error"]["code"], "too_many_streams");
+    assert_eq!(response.header("retry-after"), Some("5"));
+    streams::release(&db, &mine[0]);
+    streams::acquire(&db, "alice", now, 25_000).expect("a released place is free again");
+    // Everyone's streams together.
+    let mut total = streams::PER_USER;
+    let mut user = 0;
+    while total < streams::TOTAL {
+        streams::acquire(&db, &format!("u{}", user / 4), now, 25_000).unwrap();
+        user += 1;
+        total += 1;
+    }
+    let err = streams::acquire(&db, "zoe", now, 25_000).unwrap_err();
+    assert_eq!(err.into_response().status, 503);
+    // Leases of streams that never gave them back expire.
+    let later = now + 25_000 + streams::GRACE_MS + 1;
+    streams::acquire(&db, "zoe", later, 25_000).expect("expired leases are swept");
+}
+
+/// Issue 21 item 8: a collaborator filled the owner's task quota by
+/// completing occurrences of a shared recurring series one after another
+/// (each next occurrence is the owner's task). Only the owner shapes a
+/// series; a collaborator completes an occurrence once it is due within a
+/// day.
+#[test]
+fn only_the_owner_shapes_a_recurring_series() {
+    let app = App::new();
+    // Due in three days (App's clock is 2026-11-29T10:00Z).
+    let ahead = create(
+        &app,
+        "alice",
+        json!({"title": "Water plants", "due_date": "2026-12-02T09:00:00Z", "recurrence_pattern": "daily"}),
+    );
+    let shared = app.call(
+        "alice",
+        "POST",
+        &format!("/api/tasks/{ahead}/share"),
+        Some(json!({"user_id": "bob"})),
+    );
+    assert_eq!(shared.status, 200);
+    for (body, field) in [
+        (
+            json!({"recurrence_pattern": "weekly"}),
+            "recurrence_pattern",
+        ),
+        (json!({"recurrence_pattern": null}), "recurrence_pattern"),
+        (json!({"due_date": "2020-01-01T09:00:00Z"}), "due_date"),
+        (json!({"time_zone": "Asia/Tokyo"}), "time_zone"),
+    ] {
+        let r = app.call("bob", "PATCH", &format!("/api/tasks/{ahead}"), Some(body));
+        assert_eq!(r.status, 403, "{field}: {}", r.json_body());
+        assert!(
+            r.json_body()["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(field),
+            "{}",
+            r.json_body()
+        );
+    }
+    // Other fields stay editable by collaborators.
+    let edited = app.call(
+        "bob",
+        "PATCH",
+        &format!("/api/tasks/{ahead}"),
+        Some(json!({"priority": "high"})),
+    );
+    assert_eq!(edited.status, 200);
+    let early = app.call("bob", "POST", &format!("/api/tasks/{ahead}/complete"), None);
+    assert_eq!(early.status, 403, "{}", early.json_body());
+    let owner = app.call(
+        "alice",
+        "POST",
+        &format!("/api/tasks/{ahead}/complete"),
+        None,
+    );
+    assert_eq!(owner.status, 200, "the owner may complete ahead");
+    // An occurrence due within a day: the collaborator completes it.
+    let due = create(
+        &app,
+        "alice",
+        json!({"title": "Feed cat", "due_date": "2026-11-30T08:00:00Z", "recurrence_pattern": "daily"}),
+    );
+    app.call(
+        "alice",
+        "POST",
+        &format!("/api/tasks/{due}/share"),
+        Some(json!({"user_id": "bob"})),
+    );
+    let done = app.call("bob", "POST", &format!("/api/tasks/{due}/complete"), None);
+    assert_eq!(done.status, 200, "{}", done.json_body());
+    // A collaborator may not make a one-off task recurring either.
+    let once = create(&app, "alice", json!({"title": "Once"}));
+    app.call(
+        "alice",
+        "POST",
+        &format!("/api/tasks/{once}/share"),
+        Some(json!({"user_id": "bob"})),
+    );
+    let made = app.call(
+        "bob",
+        "PATCH",
+        &format!("/api/tasks/{once}"),
+        Some(json!({"due_date": "2026-11-29T12:00:00Z", "recurrence_pattern": "daily"})),
+    );
+    assert_eq!(made.status, 403);
+}
+
+/// Issue 21 item 8: to the owner, `me` in `DELETE /share/{user}` is the
+/// collaborator whose id is literally `me` (the owner could not unshare
+/// them); to a recipient it still declines the share.
+#[test]
+fn the_owner_can_unshare_a_user_named_me() {
+    let app = App::new();
+    let id = create(&app, "alice", json!({"title": "Plan"}));
+    for user in ["me", "bob"] {
+        let r = app.call(
+            "alice",
+            "POST",
+            &format!("/api/tasks/{id}/share"),
+            Some(json!({"user_id": user})),
+        );
+        assert_eq!(r.status, 200);
+    }
+    let unshared = app.call(
+        "alice",
+        "DELETE",
+        &format!("/api/tasks/{id}/share/me"),
+        None,
+    );
+    assert_eq!(unshared.status, 200, "{}", unshared.json_body());
+    assert_eq!(unshared.json_body()["shared_with"], json!(["bob"]));
+    assert_error(
+        &app.call("me", "GET", &format!("/api/tasks/{id}"), None),
+        404,
+        "not_found",
+    );
+    // A recipient's `me` declines, as before.
+    let declined = app.call("bob", "DELETE", &format!("/api/tasks/{id}/share/me"), None);
+    assert_eq!(declined.status, 204);
+    assert_error(
+        &app.call("bob", "GET", &format!("/api/tasks/{id}"), None),
+        404,
+        "not_found",
     );
 }

@@ -156,7 +156,21 @@ fn apply_reminder(task: &mut Task, old: &Task, patch: &TaskPatch) -> Result<()> 
     }
     if let Some(minutes) = task.remind_before_minutes {
         match task.due_date {
-            Some(due) => task.remind_at = Some(due - Duration::minutes(minutes)),
+            // A reminder before year 0000 would be emitted as `-0001-…`,
+            // which every consumer rejects: refused here, naming the field.
+            Some(due) => {
+                let at = crate::time::check_range(
+                    "remind_before_minutes",
+                    due - Duration::minutes(minutes),
+                )
+                .map_err(|_| {
+                    DomainError::invalid(
+                        "remind_before_minutes",
+                        "puts the reminder before the year 0000; give fewer minutes or a later due_date",
+                    )
+                })?;
+                task.remind_at = Some(at);
+            }
             // The due date was cleared: a relative reminder has nothing to follow.
             None => {
                 task.remind_at = None;
@@ -243,6 +257,21 @@ mod tests {
         let both = json!({"title": "x", "due_date": "2026-12-01T09:00:00Z",
                           "remind_at": "2026-12-01T08:00:00Z", "remind_before_minutes": 5});
         assert!(new_task("a", "t".into(), &patch(both), now()).is_err());
+    }
+
+    /// Issue 21 item 7: a reminder before year 0000 was stored and emitted
+    /// as `-0001-…`, which every consumer dead-lettered.
+    #[test]
+    fn a_reminder_before_year_zero_is_refused_naming_the_field() {
+        let early = json!({"title": "x", "due_date": "0000-01-01T00:00:00Z",
+                           "remind_before_minutes": 30});
+        let err = new_task("a", "t".into(), &patch(early), now()).unwrap_err();
+        assert_eq!(err.field(), Some("remind_before_minutes"));
+        let t = task(json!({"title": "x", "due_date": "0000-01-02T00:00:00Z"}));
+        let ok = apply(&t, &patch(json!({"remind_before_minutes": 1440})), now()).unwrap();
+        assert_eq!(time::format(&ok.remind_at.unwrap()), "0000-01-01T00:00:00Z");
+        let err = apply(&t, &patch(json!({"remind_before_minutes": 1441})), now()).unwrap_err();
+        assert_eq!(err.field(), Some("remind_before_minutes"));
     }
 
     #[test]

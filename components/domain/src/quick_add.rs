@@ -530,9 +530,12 @@ impl Parser<'_> {
         if let Some(d) = weekday(word) {
             return date(1, next_weekday(today, d));
         }
-        // 2026-12-24
-        if let Ok(d) = NaiveDate::parse_from_str(word, "%Y-%m-%d") {
-            return date(1, d);
+        // 2026-12-24: four-digit years only (chrono also reads signed,
+        // six-digit ones such as +262142-12-31, which no user means).
+        if word.len() == 10 && word.as_bytes()[..4].iter().all(u8::is_ascii_digit) {
+            if let Ok(d) = NaiveDate::parse_from_str(word, "%Y-%m-%d") {
+                return date(1, d);
+            }
         }
         // dec 24 [2027] / december 24th
         if let Some(m) = month(word) {
@@ -558,19 +561,21 @@ impl Parser<'_> {
     }
 }
 
-/// Local date and time to an instant; a time skipped by a DST change moves
-/// to the first instant after the gap.
+/// Local date and time to an instant. A time a DST change skips (a gap of
+/// any length: an hour in Berlin, two in Antarctica/Troll, the whole of
+/// 2011-12-30 in Pacific/Apia) is read with the offset in force before the
+/// gap, as RFC 5545 says, so it lands the same distance past the gap.
 fn resolve(tz: Tz, date: NaiveDate, t: NaiveTime) -> Timestamp {
+    use chrono::Offset;
     let local = NaiveDateTime::new(date, t);
-    let ts = tz
-        .from_local_datetime(&local)
-        .earliest()
-        .or_else(|| {
-            tz.from_local_datetime(&(local + Duration::hours(1)))
-                .earliest()
-        })
-        .expect("a local time exists within an hour of any gap");
-    ts.with_timezone(&chrono::Utc)
+    if let Some(ts) = tz.from_local_datetime(&local).earliest() {
+        return ts.with_timezone(&chrono::Utc);
+    }
+    // The offset a day before the gap (no zone has two changes a day apart
+    // and a gap longer than a day).
+    let before = local - Duration::days(1);
+    let offset = tz.offset_from_utc_datetime(&before).fix().local_minus_utc();
+    chrono::Utc.from_utc_datetime(&(local - Duration::seconds(i64::from(offset))))
 }
 
 /// Parses `text` for a user in `tz` at `now`.
@@ -596,6 +601,9 @@ pub fn parse(text: &str, tz: Tz, now: Timestamp) -> Result<QuickAdd> {
     let parser = Parser { w: &w, today, now };
     let mut found = Found::default();
     let mut spans = Vec::new();
+    // The words each span took, beside it: a span given back to the title
+    // returns its words to their places.
+    let mut span_words = Vec::new();
     let mut title_words = Vec::new();
     let mut i = 0;
     while i < w.len() {
@@ -614,6 +622,7 @@ pub fn parse(text: &str, tz: Tz, now: Timestamp) -> Result<QuickAdd> {
                     text: text.chars().skip(start).take(end - start).collect(),
                     field,
                 });
+                span_words.push(i..i + n);
                 i += n;
             }
             None => {
@@ -622,24 +631,6 @@ pub fn parse(text: &str, tz: Tz, now: Timestamp) -> Result<QuickAdd> {
             }
         }
     }
-    let chars: Vec<char> = text.chars().collect();
-    let title = title_words
-        .iter()
-        .map(|&k| chars[w[k].start..w[k].end].iter().collect::<String>())
-        .collect::<Vec<_>>()
-        .join(" ")
-        .trim_end_matches([',', '-', ':'])
-        .trim()
-        .to_owned();
-    // Nothing left for a title: the user's words are the title, so none
-    // are lost (the fields are still set).
-    let title = if title.is_empty() {
-        text.split_whitespace().collect::<Vec<_>>().join(" ")
-    } else {
-        title
-    };
-    let mut fields = Map::new();
-    fields.insert("title".into(), json!(title));
     let local_now = now.with_timezone(&tz).time();
     let due = if let Some(at) = found.instant {
         Some(at)
@@ -678,6 +669,33 @@ pub fn parse(text: &str, tz: Tz, now: Timestamp) -> Result<QuickAdd> {
             (None, None) => None,
         }
     };
+    // `remind me … before` with no due date means nothing: its words go
+    // back to the title, in their places, instead of being guessed at.
+    if found.remind_before.is_some() && due.is_none() {
+        if let Some(k) = spans.iter().position(|s| s.field == "reminder") {
+            spans.remove(k);
+            title_words.extend(span_words.remove(k));
+            title_words.sort_unstable();
+        }
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let title = title_words
+        .iter()
+        .map(|&k| chars[w[k].start..w[k].end].iter().collect::<String>())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim_end_matches([',', '-', ':'])
+        .trim()
+        .to_owned();
+    // Nothing left for a title: the user's words are the title, so none
+    // are lost (the fields are still set).
+    let title = if title.is_empty() {
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    } else {
+        title
+    };
+    let mut fields = Map::new();
+    fields.insert("title".into(), json!(title));
     if let Some(due) = due {
         fields.insert("due_date".into(), json!(time::format(&due)));
     }
@@ -701,15 +719,6 @@ pub fn parse(text: &str, tz: Tz, now: Timestamp) -> Result<QuickAdd> {
                 "remind_at".into(),
                 json!(time::format(&resolve(tz, day, t))),
             );
-        }
-        // `remind me … before` with no due date means nothing: its words go
-        // back to the title instead of being guessed at.
-        (Some(_), _, None) => {
-            if let Some(k) = spans.iter().position(|s| s.field == "reminder") {
-                let span = spans.remove(k);
-                let title = format!("{} {}", fields["title"].as_str().unwrap_or(""), span.text);
-                fields.insert("title".into(), json!(title.trim()));
-            }
         }
         _ => {}
     }

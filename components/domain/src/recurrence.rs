@@ -87,34 +87,120 @@ impl Recurrence {
     }
 
     /// The first occurrence strictly after `after` in the series whose first
-    /// occurrence is `anchor`, or `None` when the series has ended
-    /// (`COUNT`, `UNTIL`). Occurrences are computed by the `rrule` crate
-    /// (RFC 5545) in `zone`, so a daily 09:00 task stays at 09:00 local time
-    /// across DST changes, a monthly task on the 31st skips shorter months
-    /// and a yearly one on 29 February waits for leap years. The anchor is
-    /// always occurrence 1 (the user's own due date); `COUNT` and `UNTIL`
-    /// are applied here so they count it.
+    /// occurrence is `anchor`, or `None` when the series has ended; see
+    /// [`Recurrence::next`] for why.
     pub fn next_after(&self, zone: Tz, anchor: Timestamp, after: Timestamp) -> Option<Occurrence> {
-        let mut index: u32 = 1;
-        if anchor > after {
-            return self.within_limits(Occurrence { at: anchor, index });
+        match self.next(zone, anchor, after) {
+            Next::At(occurrence) => Some(occurrence),
+            Next::Ended(_) => None,
         }
-        let rule: rrule::RRule<rrule::Unvalidated> = self.rrule_text().parse().ok()?;
-        let start = anchor.with_timezone(&rrule::Tz::from(zone));
-        let set = rule.build(start).ok()?;
+    }
+
+    /// The first occurrence strictly after `after` in the series whose first
+    /// occurrence is `anchor`, or why there is none. Occurrences are
+    /// computed by the `rrule` crate (RFC 5545) in `zone`, so a daily 09:00
+    /// task stays at 09:00 local time across DST changes, a monthly task on
+    /// the 31st skips shorter months and a yearly one on 29 February waits
+    /// for leap years. The anchor is always occurrence 1 (the user's own due
+    /// date); `COUNT` and `UNTIL` are applied here so they count it.
+    ///
+    /// The work is bounded: daily and weekly rules start from the last whole
+    /// period before `after` (computed, not walked), so a series anchored
+    /// centuries ago costs what a new one does; any rule gives up after
+    /// [`MAX_CANDIDATES`] candidates and says so.
+    pub fn next(&self, zone: Tz, anchor: Timestamp, after: Timestamp) -> Next {
+        self.next_from(zone, anchor, after, true)
+    }
+
+    /// [`Recurrence::next`], with the jump to a later start allowed or not
+    /// (tests compare the two).
+    fn next_from(&self, zone: Tz, anchor: Timestamp, after: Timestamp, jump: bool) -> Next {
+        if anchor > after {
+            return self.limited(Occurrence {
+                at: anchor,
+                index: 1,
+            });
+        }
+        let Ok(rule) = self
+            .rrule_text()
+            .parse::<rrule::RRule<rrule::Unvalidated>>()
+        else {
+            return Next::Ended(End::Unsupported);
+        };
+        let jumped = if jump {
+            self.jump(zone, anchor, after)
+        } else {
+            None
+        };
+        let (start, mut index, skip_through) = jumped.unwrap_or((anchor, 1, Some(anchor)));
+        let Ok(set) = rule.build(start.with_timezone(&rrule::Tz::from(zone))) else {
+            return Next::Ended(End::Unsupported);
+        };
         for (seen, at) in (&set).into_iter().enumerate() {
             if seen > MAX_CANDIDATES {
-                return None;
+                return Next::Ended(End::TooFarAhead);
             }
             let at = at.with_timezone(&Utc);
-            if at <= anchor {
+            if skip_through.is_some_and(|skip| at <= skip) {
                 continue;
             }
-            index += 1;
-            let occurrence = self.within_limits(Occurrence { at, index })?;
+            index = index.saturating_add(1);
+            let occurrence = match self.limited(Occurrence { at, index }) {
+                Next::At(occurrence) => occurrence,
+                ended => return ended,
+            };
             if at > after {
-                return Some(occurrence);
+                return Next::At(occurrence);
             }
+        }
+        Next::Ended(End::NoMoreOccurrences)
+    }
+
+    /// For a daily rule, or a weekly one on plain weekdays: a later start
+    /// on the same lattice (whole periods after the anchor, same local time,
+    /// at least one period before `after`) and how many occurrences come
+    /// before it, anchor included. Every occurrence from that start on is
+    /// one of the series', so walking from it finds the same next one. The
+    /// third value is the start itself when it is no occurrence (the
+    /// anchor's weekday is not listed), to be skipped.
+    #[allow(clippy::type_complexity)]
+    fn jump(
+        &self,
+        zone: Tz,
+        anchor: Timestamp,
+        after: Timestamp,
+    ) -> Option<(Timestamp, u32, Option<Timestamp>)> {
+        if !self.by_month_day.is_empty() || self.by_day.iter().any(|d| d.nth.is_some()) {
+            return None;
+        }
+        let week_days = match self.freq {
+            Freq::Daily if self.by_day.is_empty() => 1,
+            Freq::Weekly => 7,
+            _ => return None,
+        };
+        let period = i64::from(self.interval) * week_days;
+        let local = anchor.with_timezone(&zone).naive_local();
+        let days = (after.with_timezone(&zone).date_naive() - local.date()).num_days();
+        let mut periods = days / period - 1;
+        // Occurrences per period: one per listed weekday (a weekly rule
+        // without BYDAY repeats the anchor's weekday).
+        let per_period = if self.by_day.is_empty() {
+            1
+        } else {
+            self.by_day.len() as i64
+        };
+        let anchor_listed =
+            self.by_day.is_empty() || self.by_day.iter().any(|d| d.weekday == local.weekday());
+        while periods >= 1 {
+            let start = local + chrono::Duration::days(periods * period);
+            // A start the zone skips or repeats is stepped back from.
+            if let chrono::LocalResult::Single(start) = zone.from_local_datetime(&start) {
+                let before = 1 + periods * per_period - i64::from(anchor_listed);
+                let start = start.with_timezone(&Utc);
+                let skip = (!anchor_listed).then_some(start);
+                return Some((start, u32::try_from(before).ok()?, skip));
+            }
+            periods -= 1;
         }
         None
     }
@@ -150,14 +236,64 @@ impl Recurrence {
         text
     }
 
-    fn within_limits(&self, occurrence: Occurrence) -> Option<Occurrence> {
+    /// The occurrence, unless `COUNT`, `UNTIL` or the year 9999 ends the
+    /// series before it.
+    fn limited(&self, occurrence: Occurrence) -> Next {
         if self.count.is_some_and(|count| occurrence.index > count) {
-            return None;
+            return Next::Ended(End::Count);
         }
         if self.until.is_some_and(|until| occurrence.at > until) {
-            return None;
+            return Next::Ended(End::Until);
         }
-        Some(occurrence)
+        if !time::in_range(&occurrence.at) {
+            return Next::Ended(End::PastYear9999);
+        }
+        Next::At(occurrence)
+    }
+}
+
+/// The next occurrence of a series, or why it has none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    At(Occurrence),
+    Ended(End),
+}
+
+/// Why a series has no next occurrence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// `COUNT` occurrences happened: the series is complete.
+    Count,
+    /// The next one would be after `UNTIL`: the series is complete.
+    Until,
+    /// The next one would fall after 9999-12-31, past what RFC 3339 writes.
+    PastYear9999,
+    /// The rule matches no further date (e.g. the 30th of February).
+    NoMoreOccurrences,
+    /// No occurrence within the bounded search.
+    TooFarAhead,
+    /// The rule could not be evaluated.
+    Unsupported,
+}
+
+impl End {
+    /// Whether the series ended as its rule says (`COUNT`, `UNTIL`), rather
+    /// than because it could not continue.
+    pub fn is_complete(self) -> bool {
+        matches!(self, End::Count | End::Until)
+    }
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            End::Count => "the series reached its COUNT",
+            End::Until => "the next occurrence would be after UNTIL",
+            End::PastYear9999 => "the next occurrence would fall after the year 9999",
+            End::NoMoreOccurrences => "the rule matches no further date",
+            End::TooFarAhead => {
+                "no occurrence was found within the search bound after the completed one"
+            }
+            End::Unsupported => "the rule could not be evaluated",
+        }
     }
 }
 
@@ -731,6 +867,68 @@ mod tests {
             limited.next_after(Tz::UTC, anchor, ts("2026-03-10T12:00:00Z")),
             None
         );
+    }
+
+    /// Issue 21 item 3: a daily series anchored in year 1 walked 740 000
+    /// candidates (past the bound, so it ended silently); it is computed.
+    #[test]
+    fn a_series_anchored_centuries_ago_continues_and_says_why_when_it_cannot() {
+        let rule = parse("daily").unwrap();
+        let anchor = ts("0001-01-01T09:00:00Z");
+        let next = rule.next(Tz::UTC, anchor, ts("2026-12-04T12:00:00Z"));
+        let Next::At(next) = next else {
+            panic!("{next:?}")
+        };
+        assert_eq!(time::format(&next.at), "2026-12-05T09:00:00Z");
+        // Days from 0001-01-01 to 2026-12-05, plus the anchor itself.
+        let days = (NaiveDate::from_ymd_opt(2026, 12, 5).unwrap()
+            - NaiveDate::from_ymd_opt(1, 1, 1).unwrap())
+        .num_days();
+        assert_eq!(i64::from(next.index), days + 1);
+        // A daily task due on the last day RFC 3339 can write ends there,
+        // with the reason, instead of producing year 10000.
+        let last = rule.next(
+            Tz::UTC,
+            ts("9999-12-31T09:00:00Z"),
+            ts("9999-12-31T09:00:00Z"),
+        );
+        assert_eq!(last, Next::Ended(End::PastYear9999));
+        assert!(!End::PastYear9999.is_complete());
+        let counted = parse("RRULE:FREQ=DAILY;COUNT=2").unwrap().next(
+            Tz::UTC,
+            anchor,
+            ts("0001-01-02T09:00:00Z"),
+        );
+        assert_eq!(counted, Next::Ended(End::Count));
+        assert!(End::Count.is_complete());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 400, ..Default::default() })]
+
+        /// Jumping to a later start finds what walking from the anchor finds.
+        #[test]
+        fn the_jump_finds_what_the_walk_finds(
+            pattern in proptest::sample::select(vec![
+                "daily", "every 3 days", "weekly", "every 2 weeks", "weekdays",
+                "every monday and thursday", "every weekend",
+                "RRULE:FREQ=WEEKLY;INTERVAL=3;BYDAY=TU,SA", "RRULE:FREQ=DAILY;COUNT=400",
+                "RRULE:FREQ=WEEKLY;BYDAY=WE;UNTIL=20280101",
+            ]),
+            zone in proptest::sample::select(vec!["UTC", "Europe/Berlin", "America/New_York", "Antarctica/Troll", "Pacific/Apia"]),
+            anchor_secs in 1_500_000_000i64..1_800_000_000,
+            gap_days in 0i64..1500,
+            extra_secs in 0i64..86_400,
+        ) {
+            let rule = parse(pattern).unwrap();
+            let zone: Tz = zone.parse().unwrap();
+            let anchor = chrono::DateTime::from_timestamp(anchor_secs, 0).unwrap();
+            let after = anchor + chrono::Duration::days(gap_days) + chrono::Duration::seconds(extra_secs);
+            proptest::prop_assert_eq!(
+                rule.next_from(zone, anchor, after, true),
+                rule.next_from(zone, anchor, after, false)
+            );
+        }
     }
 
     #[test]

@@ -13,18 +13,22 @@ use chrono::Duration;
 
 use crate::error::{DomainError, Result};
 use crate::model::{Status, Task};
-use crate::recurrence;
+use crate::recurrence::{self, End, Next};
 use crate::sql::{transaction, Value};
 use crate::store::{new_id, TaskStore};
 use crate::time::Timestamp;
 
 pub const ACTOR: &str = "system:recurring";
 
-/// The task that follows `completed` in its series, or `None` when the
-/// series has ended.
-pub fn next_instance(completed: &Task, id: String, now: Timestamp) -> Result<Option<Task>> {
+/// The task that follows `completed` in its series, or why the series has
+/// no next task.
+pub fn next_instance(
+    completed: &Task,
+    id: String,
+    now: Timestamp,
+) -> Result<std::result::Result<Task, End>> {
     let Some(pattern) = &completed.recurrence_pattern else {
-        return Ok(None);
+        return Ok(Err(End::NoMoreOccurrences));
     };
     let rule = recurrence::parse(pattern)?;
     let due = completed
@@ -34,8 +38,9 @@ pub fn next_instance(completed: &Task, id: String, now: Timestamp) -> Result<Opt
     let done_at = completed.completed_at.unwrap_or(completed.updated_at);
     // A zone that no longer parses (renamed in the tz database) counts as UTC.
     let zone = completed.time_zone.parse().unwrap_or(chrono_tz::Tz::UTC);
-    let Some(next) = rule.next_after(zone, anchor, due.max(done_at)) else {
-        return Ok(None);
+    let next = match rule.next(zone, anchor, due.max(done_at)) {
+        Next::At(next) => next,
+        Next::Ended(end) => return Ok(Err(end)),
     };
     let remind_at = match (completed.remind_before_minutes, completed.remind_at) {
         (Some(minutes), _) => Some(next.at - Duration::minutes(minutes)),
@@ -43,7 +48,7 @@ pub fn next_instance(completed: &Task, id: String, now: Timestamp) -> Result<Opt
         (None, Some(at)) => Some(next.at - (due - at)),
         (None, None) => None,
     };
-    Ok(Some(Task {
+    Ok(Ok(Task {
         id,
         status: Status::Pending,
         due_date: Some(next.at),
@@ -68,53 +73,81 @@ pub fn next_instance(completed: &Task, id: String, now: Timestamp) -> Result<Opt
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Created(Box<Task>),
+    /// The series has no next occurrence, and why: complete (`COUNT`,
+    /// `UNTIL`) or unable to continue (the service logs these loudly).
+    Ended(End),
     /// Nothing to do, and why (for logs and tests).
     Skipped(&'static str),
 }
 
+/// Why a completed task, as it is now, gets no next instance.
+fn not_renewed(current: &Task) -> Option<&'static str> {
+    if current.recurrence_pattern.is_none() {
+        return Some("pattern cleared");
+    }
+    if current.status != Status::Completed {
+        return Some("task reopened");
+    }
+    None
+}
+
+/// How often the task may change under us before the event is retried.
+const ATTEMPTS: usize = 3;
+
 /// Handles a completed task (as carried in the event) against the store, in
-/// one transaction with the new instance's outbox rows.
+/// one transaction with the new instance's outbox rows. The next occurrence
+/// is computed before the transaction, so evaluating a rule never holds the
+/// write lock every API write waits for; the transaction then checks the
+/// task is unchanged, and decides again if it is not.
 pub fn on_completed(store: &TaskStore<'_>, completed: &Task, now: Timestamp) -> Result<Outcome> {
     if completed.recurrence_pattern.is_none() {
         return Ok(Outcome::Skipped("not recurring"));
     }
     let db = store.db();
-    transaction(db, || {
+    for _ in 0..ATTEMPTS {
         // The event may be old: decide on the task as it is now.
         let Some(current) = store.get(&completed.user_id, &completed.id)? else {
             return Ok(Outcome::Skipped("task deleted"));
         };
-        if current.recurrence_pattern.is_none() {
-            return Ok(Outcome::Skipped("pattern cleared"));
+        if let Some(reason) = not_renewed(&current) {
+            return Ok(Outcome::Skipped(reason));
         }
-        if current.status != Status::Completed {
-            return Ok(Outcome::Skipped("task reopened"));
-        }
-        let series = current
-            .series_id
-            .clone()
-            .unwrap_or_else(|| current.id.clone());
-        let later = db.execute(
-            "SELECT 1 AS found FROM tasks WHERE series_id = ? AND occurrence > ? LIMIT 1",
-            &[
-                Value::from(series.as_str()),
-                Value::Integer(current.occurrence),
-            ],
-        )?;
-        if !later.is_empty() {
-            return Ok(Outcome::Skipped("next instance exists"));
-        }
-        match next_instance(&current, new_id(), now)? {
-            None => Ok(Outcome::Skipped("series ended")),
-            Some(next) => {
-                if store.insert_occurrence(&next, now, ACTOR)? {
-                    Ok(Outcome::Created(Box::new(next)))
-                } else {
-                    Ok(Outcome::Skipped("next instance exists"))
-                }
+        let following = next_instance(&current, new_id(), now)?;
+        let decided = transaction(db, || -> Result<Option<Outcome>> {
+            if store.get(&current.user_id, &current.id)?.as_ref() != Some(&current) {
+                return Ok(None);
             }
+            let series = current
+                .series_id
+                .clone()
+                .unwrap_or_else(|| current.id.clone());
+            let later = db.execute(
+                "SELECT 1 AS found FROM tasks WHERE series_id = ? AND occurrence > ? LIMIT 1",
+                &[
+                    Value::from(series.as_str()),
+                    Value::Integer(current.occurrence),
+                ],
+            )?;
+            if !later.is_empty() {
+                return Ok(Some(Outcome::Skipped("next instance exists")));
+            }
+            Ok(Some(match &following {
+                Err(end) => Outcome::Ended(*end),
+                Ok(next) if store.insert_occurrence(next, now, ACTOR)? => {
+                    Outcome::Created(Box::new(next.clone()))
+                }
+                Ok(_) => Outcome::Skipped("next instance exists"),
+            }))
+        })?;
+        if let Some(outcome) = decided {
+            return Ok(outcome);
         }
-    })
+    }
+    // Retryable (a store-level condition), so the event comes back later.
+    Err(DomainError::Storage(crate::sql::DbError {
+        message: "the task kept changing while its next occurrence was computed".into(),
+        busy: true,
+    }))
 }
 
 #[cfg(test)]
@@ -201,7 +234,7 @@ mod tests {
         task = complete(second, "2026-12-02T09:00:00Z");
         assert_eq!(
             next_instance(&task, "3".into(), ts("2026-12-02T09:00:00Z")).unwrap(),
-            None
+            Err(End::Count)
         );
     }
 }

@@ -188,6 +188,9 @@ impl<'a> TaskStore<'a> {
         now: Timestamp,
     ) -> Result<Task> {
         let old = self.require(user_id, id)?;
+        if old.user_id != user_id {
+            collaborator_may(&old, patch, now)?;
+        }
         let new = change::apply(&old, patch, now)?;
         self.save(Some(&old), Some(&new), now, user_id)?;
         Ok(new)
@@ -428,6 +431,46 @@ fn list_sql(user_id: &str, query: &ListQuery, now: Timestamp) -> (String, Vec<Va
     params.push(Value::from(user_id));
     params.extend(filter_params);
     (sql, params)
+}
+
+/// How early a collaborator may complete an occurrence of a recurring task.
+pub const COLLABORATOR_COMPLETES_AHEAD: chrono::Duration = chrono::Duration::days(1);
+
+/// What a collaborator (not the owner) may not do to a shared task. A
+/// recurring series creates its next tasks in the owner's name, so only the
+/// owner shapes it (its pattern, due date and zone), and a collaborator
+/// completes an occurrence only once it is due within a day: completing
+/// occurrences ahead, one after another, would fill the owner's task quota.
+fn collaborator_may(task: &Task, patch: &TaskPatch, now: Timestamp) -> Result<()> {
+    if patch.recurrence_pattern.is_some() {
+        return Err(DomainError::Forbidden(
+            "only the task's owner may change its recurrence_pattern".into(),
+        ));
+    }
+    if task.recurrence_pattern.is_none() {
+        return Ok(());
+    }
+    for (field, given) in [
+        ("due_date", patch.due_date.is_some()),
+        ("time_zone", patch.time_zone.is_some()),
+    ] {
+        if given {
+            return Err(DomainError::Forbidden(format!(
+                "only the owner of a recurring task may change its {field}"
+            )));
+        }
+    }
+    let completes = patch.status == Some(Status::Completed) && task.status != Status::Completed;
+    if completes
+        && task
+            .due_date
+            .is_some_and(|due| due > now + COLLABORATOR_COMPLETES_AHEAD)
+    {
+        return Err(DomainError::Forbidden(
+            "a collaborator may complete an occurrence of a recurring task only once it is due within a day; the owner may complete it earlier".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn owner_only(task: &Task, user_id: &str, action: &str) -> Result<()> {

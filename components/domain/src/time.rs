@@ -49,7 +49,15 @@ pub fn parse_bound(field: &str, text: &str) -> Result<Timestamp> {
     parse(field, text)
 }
 
-fn check_range(field: &str, ts: Timestamp) -> Result<Timestamp> {
+/// Whether `ts` is a year from 0000 to 9999: every timestamp this app stores
+/// or emits must be, or a consumer's parser (RFC 3339) refuses the event.
+pub fn in_range(ts: &Timestamp) -> bool {
+    use chrono::Datelike;
+    (MIN_YEAR..=MAX_YEAR).contains(&ts.year())
+}
+
+/// `ts` if [`in_range`], else an invalid-input error naming `field`.
+pub fn check_range(field: &str, ts: Timestamp) -> Result<Timestamp> {
     use chrono::Datelike;
     if !(MIN_YEAR..=MAX_YEAR).contains(&ts.year()) {
         return Err(DomainError::invalid(

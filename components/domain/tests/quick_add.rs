@@ -814,3 +814,97 @@ fn dates_across_the_2026_dst_changes() {
         "2026-11-01T07:30:00Z"
     );
 }
+
+/// Issue 21 item 6: these answered with a panic (a 500 or a trap).
+#[test]
+fn gaps_of_any_length_missing_days_and_extreme_years_do_not_panic() {
+    // Antarctica/Troll jumps two hours (01:00 -> 03:00 local, +00 -> +02)
+    // on 28 March 2027: 01:30 is read with the offset before the gap.
+    assert_eq!(
+        due("x 2027-03-28 1:30am", "Antarctica/Troll", NOW),
+        "2027-03-28T01:30:00Z"
+    );
+    // Samoa skipped 30 December 2011 whole (-10 -> +14).
+    assert_eq!(
+        due("x 2011-12-30", "Pacific/Apia", NOW),
+        "2011-12-30T19:00:00Z"
+    );
+    // A signed six-digit year is no date a user means: it stays in the title.
+    let now = time::parse("now", NOW).unwrap();
+    let utc = zone("time_zone", "UTC").unwrap();
+    let extreme = quick_add::parse("x +262142-12-31 11pm", utc, now).unwrap();
+    assert_eq!(extreme.fields["title"], "x +262142-12-31");
+    assert_eq!(extreme.fields["due_date"], "2026-11-29T23:00:00Z");
+    // A relative reminder without a due date returns to the title once.
+    let alone = quick_add::parse("remind me 30 min before", utc, now).unwrap();
+    assert_eq!(alone.fields["title"], "remind me 30 min before");
+    assert!(alone.spans.is_empty());
+    let inside = quick_add::parse("call remind me 5 min before mum", utc, now).unwrap();
+    assert_eq!(inside.fields["title"], "call remind me 5 min before mum");
+}
+
+/// Parses `text` and holds the answer to what the API makes of it: a
+/// create request that validates (201), or an error naming a field (422).
+fn parses_to_201_or_422(text: &str, tz: chrono_tz::Tz, now: todo_domain::time::Timestamp) {
+    match quick_add::parse(text, tz, now) {
+        Ok(parsed) => {
+            if let Err(e) = TaskPatch::from_json(&parsed.fields) {
+                assert!(e.field().is_some(), "{text:?} in {tz}: {e}");
+            }
+        }
+        Err(e) => assert!(e.field().is_some(), "{text:?} in {tz}: {e}"),
+    }
+}
+
+/// Every IANA zone, at the DST edges and the ends of the year range.
+#[test]
+fn every_zone_answers_at_its_edges() {
+    let nows = [
+        "0001-01-01T00:00:00Z",
+        "2011-12-29T12:00:00Z",
+        "2026-11-29T18:00:00Z",
+        "9999-12-30T12:00:00Z",
+    ];
+    let texts = [
+        "x 2027-03-28 1:30am",
+        "x 2011-12-30",
+        "x 0000-01-01 12:30am",
+        "x 9999-12-31 11pm",
+        "x tomorrow 2:30am",
+        "x today midnight remind me 30 min before",
+        "x every day 1:30am",
+        "x in 999 years",
+        "x next month 11:59pm",
+    ];
+    for tz in chrono_tz::TZ_VARIANTS {
+        for now in nows {
+            let now = time::parse("now", now).unwrap();
+            for text in texts {
+                parses_to_201_or_422(text, tz, now);
+            }
+        }
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 3000, ..Default::default() })]
+
+    /// Any zone, any four-digit year, any local time: never a panic.
+    #[test]
+    fn any_zone_any_year_any_time(
+        zone_index in 0..chrono_tz::TZ_VARIANTS.len(),
+        year in 0i32..=9999,
+        month in 1u32..=12,
+        day in 1u32..=31,
+        hour in 1u32..=12,
+        minute in 0u32..60,
+        pm in proptest::bool::ANY,
+        now_secs in -62_135_596_800i64..253_402_214_400,
+    ) {
+        let tz = chrono_tz::TZ_VARIANTS[zone_index];
+        let now = chrono::DateTime::from_timestamp(now_secs, 0).unwrap();
+        let meridiem = if pm { "pm" } else { "am" };
+        let text = format!("x {year:04}-{month:02}-{day:02} {hour}:{minute:02}{meridiem} every day remind me 1 day before");
+        parses_to_201_or_422(&text, tz, now);
+    }
+}

@@ -56,10 +56,11 @@ fn a_series_with_count_three_stops_and_deleting_stops_it_too() {
                 current = *next;
                 now += chrono::Duration::days(1);
             }
-            Outcome::Skipped(reason) => {
-                assert_eq!(reason, "series ended");
+            Outcome::Ended(end) => {
+                assert_eq!(end, todo_domain::recurrence::End::Count);
                 break;
             }
+            other => panic!("{other:?}"),
         }
     }
     assert_eq!(made, 3);
@@ -117,4 +118,27 @@ fn a_users_daily_0900_task_renews_at_0900_local_across_dst() {
         )
         .unwrap();
     assert_eq!(ny.time_zone, "America/New_York");
+}
+
+/// Issue 21 item 7: a daily task due on the last day of 9999 got a next
+/// instance in the year 10000, whose events every consumer dead-lettered.
+/// The series ends there instead, with the reason.
+#[test]
+fn a_series_ends_at_the_year_9999_with_the_reason() {
+    let db = NativeDb::open_in_memory().unwrap();
+    let store = TaskStore::open(&db).unwrap();
+    let now = at("2026-12-01T08:00:00Z");
+    let task = store.create("alice", &patch(json!({"title": "Last", "due_date": "9999-12-31T09:00:00Z", "recurrence_pattern": "daily"})), now).unwrap();
+    let done = store.complete("alice", &task.id, now).unwrap();
+    assert_eq!(
+        recurring::on_completed(&store, &done, now).unwrap(),
+        Outcome::Ended(todo_domain::recurrence::End::PastYear9999)
+    );
+    let events = todo_domain::native::testing::outbox_events(&db, "task-events");
+    assert!(
+        events
+            .iter()
+            .all(|e| !e.payload.to_string().contains("10000-")),
+        "no event carries a year past 9999"
+    );
 }

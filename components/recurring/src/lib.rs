@@ -29,6 +29,20 @@ fn handle(message: Message) -> Result<(), Error> {
             "recurring: task {} -> next occurrence {} ({})",
             task.id, next.id, next.occurrence
         ),
+        Outcome::Ended(end) if end.is_complete() => {
+            println!(
+                "recurring: task {}: series complete: {}",
+                task.id,
+                end.reason()
+            )
+        }
+        // Never silent: a series that cannot go on is reported on stderr
+        // (the component's error log) with the reason.
+        Outcome::Ended(end) => eprintln!(
+            "recurring: task {}: WARNING: the series cannot continue: {}",
+            task.id,
+            end.reason()
+        ),
         Outcome::Skipped(reason) => println!("recurring: task {}: {reason}", task.id),
     }
     Ok(())

@@ -13,10 +13,19 @@ use tokio::sync::watch;
 
 use crate::cli::AdminListen;
 
+use crate::metrics::Metrics;
+
 /// How long an accept loop waits after an accept error (EMFILE and the
 /// like) before trying again, so it never spins.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-use crate::metrics::Metrics;
+
+/// Open admin connections at once; one past this is closed unanswered. A
+/// scraper and a few operators need a handful.
+pub const MAX_CONNECTIONS: usize = 32;
+/// Time to send a request head (and how long an idle connection stays).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest one admin connection stays open, whatever it does.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Binds the admin listener. A given address that cannot be bound, or
 /// "off", leaves the process without one; a default address that is taken
@@ -68,6 +77,7 @@ pub async fn serve(
     kafka: bool,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
+    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -81,6 +91,11 @@ pub async fn serve(
                 }
             },
             _ = shutdown.changed() => return Ok(()),
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            // Closed unanswered: the admin port is no place to queue.
+            drop(stream);
+            continue;
         };
         let metrics = metrics.clone();
         let service =
@@ -105,9 +120,12 @@ pub async fn serve(
                 }
             });
         tokio::spawn(async move {
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let conn = http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await;
+            drop(permit);
         });
     }
 }

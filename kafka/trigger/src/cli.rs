@@ -69,6 +69,52 @@ pub enum Command {
     /// Dead letters: list them, replay them to their topics once each.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Outbox rows the relay gave up on: list them, put them back in line.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// Show the dead rows of an app's outbox: seq, topic, key, attempts, when and why.
+    ListDead(OutboxArgs),
+    /// Clear the dead mark of rows so the running relay publishes them again.
+    Requeue(OutboxRequeueArgs),
+}
+
+/// Which outbox: the app's manifest, runtime config and state directory
+/// locate its SQLite database exactly as `up` does.
+#[derive(Debug, Args)]
+pub struct OutboxArgs {
+    /// The application: a spin.toml file or a directory holding one.
+    #[arg(
+        short = 'f',
+        long = "from",
+        alias = "file",
+        default_value = "spin.toml"
+    )]
+    pub from: PathBuf,
+    /// Spin runtime configuration file (where the SQLite databases live).
+    #[arg(long = "runtime-config-file", env = "RUNTIME_CONFIG_FILE")]
+    pub runtime_config_file: Option<PathBuf>,
+    /// Application state directory (default: .spin beside spin.toml).
+    #[arg(long = "state-dir")]
+    pub state_dir: Option<String>,
+    /// The SQLite database label whose outbox to read.
+    #[arg(long, default_value = "default")]
+    pub database: String,
+}
+
+#[derive(Debug, Args)]
+pub struct OutboxRequeueArgs {
+    #[command(flatten)]
+    pub outbox: OutboxArgs,
+    /// The rows to requeue, by seq (as `list-dead` shows).
+    #[arg(long = "seq", required_unless_present = "all", conflicts_with = "all")]
+    pub seqs: Vec<i64>,
+    /// Requeue every dead row.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Subcommand)]

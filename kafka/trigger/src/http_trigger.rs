@@ -24,8 +24,15 @@ use crate::host::HostState;
 use crate::metrics::Metrics;
 use crate::routes::Router;
 
-/// Longest a request handler may run (long-polls included).
+/// Longest a request handler may run (long-polls and streamed responses
+/// included), by the wall clock: its instance is dropped then, whatever it
+/// is waiting for.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Longest a response may wait for a client to take its next piece: a
+/// client that stops reading loses the response (and its connection), so
+/// it never keeps an instance.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What one client may take of the HTTP trigger. A request is read whole
 /// (head and body, within these bounds) before any component instance is
@@ -63,6 +70,83 @@ pub struct HttpTrigger {
     limits: Limits,
     instances: Arc<tokio::sync::Semaphore>,
     connections: Arc<tokio::sync::Semaphore>,
+}
+
+/// Whether a response's client is keeping up: set when a piece of the body
+/// was handed to hyper, cleared when hyper comes back for more (it does not
+/// while the socket's buffers are full, i.e. while the client does not read).
+#[derive(Default)]
+struct Progress {
+    /// When the last piece was handed over (ms since `epoch`), 0 while hyper
+    /// waits for the body.
+    handed_ms: std::sync::atomic::AtomicU64,
+    epoch: std::sync::OnceLock<Instant>,
+}
+
+impl Progress {
+    fn now_ms(&self) -> u64 {
+        // +1 so that 0 always means "not waiting on the client".
+        self.epoch.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+    }
+
+    fn handed(&self) {
+        let now = self.now_ms();
+        self.handed_ms
+            .store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn taken(&self) {
+        self.handed_ms
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the client has left a piece untaken for longer than `limit`.
+    fn stalled(&self, limit: Duration) -> bool {
+        let handed = self.handed_ms.load(std::sync::atomic::Ordering::Relaxed);
+        handed != 0 && self.now_ms().saturating_sub(handed) > limit.as_millis() as u64
+    }
+
+    /// Resolves once the client has stalled.
+    async fn until_stalled(&self, limit: Duration) {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tick.tick().await;
+            if self.stalled(limit) {
+                return;
+            }
+        }
+    }
+}
+
+/// A response body that reports to [`Progress`] as hyper takes it.
+struct Watched {
+    inner: HyperOutgoingBody,
+    progress: Arc<Progress>,
+}
+
+impl hyper::body::Body for Watched {
+    type Data = bytes::Bytes;
+    type Error = wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        self.progress.taken();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(_))) = &polled {
+            self.progress.handed();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// A request whose head and body are in memory.
@@ -134,6 +218,14 @@ fn non_utf8_header(req: &hyper::Request<Incoming>) -> Option<String> {
         .map(|(name, _)| name.as_str().to_owned())
 }
 
+/// What a running HTTP handler holds: its share of the instance pool,
+/// its client's progress, and the way to close its connection.
+struct Guard {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    progress: Arc<Progress>,
+    abandon: Arc<tokio::sync::Notify>,
+}
+
 impl HttpTrigger {
     pub fn new(
         runtime: Arc<Runtime>,
@@ -196,9 +288,13 @@ impl HttpTrigger {
                         continue;
                     };
                     let this = self.clone();
+                    // Rung when a response on this connection is abandoned
+                    // (its client stopped reading): the socket is closed.
+                    let abandon = Arc::new(tokio::sync::Notify::new());
+                    let abandoned = abandon.clone();
                     let service = hyper::service::service_fn(move |req| {
-                        let this = this.clone();
-                        async move { Ok::<_, std::convert::Infallible>(this.handle(req, client).await) }
+                        let (this, abandon) = (this.clone(), abandon.clone());
+                        async move { Ok::<_, std::convert::Infallible>(this.handle(req, client, abandon).await) }
                     });
                     let conn = http1::Builder::new()
                         .keep_alive(true)
@@ -207,8 +303,13 @@ impl HttpTrigger {
                         .serve_connection(TokioIo::new(stream), service);
                     let conn = graceful.watch(conn);
                     tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, "connection closed with an error");
+                        tokio::select! {
+                            result = conn => if let Err(e) = result {
+                                tracing::debug!(error = %e, "connection closed with an error");
+                            },
+                            _ = abandoned.notified() => {
+                                tracing::debug!(%client, "closed a connection whose client stopped reading");
+                            }
                         }
                         drop(permit);
                     });
@@ -227,6 +328,19 @@ impl HttpTrigger {
         &self,
         req: hyper::Request<Incoming>,
         client: SocketAddr,
+        abandon: Arc<tokio::sync::Notify>,
+    ) -> hyper::Response<Watched> {
+        let progress = Arc::new(Progress::default());
+        let response = self.respond(req, client, abandon, progress.clone()).await;
+        response.map(|inner| Watched { inner, progress })
+    }
+
+    async fn respond(
+        &self,
+        req: hyper::Request<Incoming>,
+        client: SocketAddr,
+        abandon: Arc<tokio::sync::Notify>,
+        progress: Arc<Progress>,
     ) -> hyper::Response<HyperOutgoingBody> {
         let started = Instant::now();
         let path = req.uri().path().to_owned();
@@ -265,8 +379,10 @@ impl HttpTrigger {
                 return refusal;
             }
         };
-        // An instance only now, and only from HTTP's share of the pool.
-        let Ok(_instance) = self.instances.clone().try_acquire_owned() else {
+        // An instance only now, and only from HTTP's share of the pool. The
+        // permit goes with the instance, which may outlive the response
+        // head (a streamed body): it is released when the instance ends.
+        let Ok(instance) = self.instances.clone().try_acquire_owned() else {
             self.metrics.inc(
                 "trigger_kafka_http_rejected_total",
                 &[("reason", "instances")],
@@ -284,7 +400,12 @@ impl HttpTrigger {
                 .http_request(&component, 503, started.elapsed());
             return busy;
         };
-        let response = match self.invoke(req, &route, client).await {
+        let guard = Guard {
+            _permit: instance,
+            progress,
+            abandon,
+        };
+        let response = match self.invoke(req, &route, client, guard).await {
             Ok(response) => response,
             Err(e) => {
                 tracing::error!(component = %component, error = %format!("{e:#}"), "HTTP handler failed");
@@ -364,6 +485,7 @@ impl HttpTrigger {
         mut req: Buffered,
         route: &crate::routes::RouteMatch<'_>,
         client: SocketAddr,
+        guard: Guard,
     ) -> Result<hyper::Response<HyperOutgoingBody>> {
         let host = req
             .headers()
@@ -419,11 +541,36 @@ impl HttpTrigger {
             .new_incoming_request(Scheme::Http, req)?;
         let outparam = store.data_mut().http().new_response_outparam(sender)?;
         let task = tokio::spawn(async move {
-            let proxy = pre.instantiate_async(&mut store).await?;
-            proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut store, incoming, outparam)
-                .await
+            let run = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, incoming, outparam)
+                    .await
+            };
+            // The instance lives until the handler returns, within the
+            // wall-clock limit and only while its client keeps reading.
+            let outcome = tokio::select! {
+                result = tokio::time::timeout(REQUEST_TIMEOUT, run) => match result {
+                    Ok(result) => result,
+                    Err(_) => Err(wasmtime::Error::msg(format!(
+                        "the handler ran past the {} s request limit",
+                        REQUEST_TIMEOUT.as_secs()
+                    ))),
+                },
+                _ = guard.progress.until_stalled(WRITE_TIMEOUT) => {
+                    guard.abandon.notify_one();
+                    Err(wasmtime::Error::msg(format!(
+                        "the client took nothing of the response for {} s",
+                        WRITE_TIMEOUT.as_secs()
+                    )))
+                }
+            };
+            if let Err(e) = &outcome {
+                tracing::debug!(error = %format!("{e:#}"), "HTTP handler ended early");
+            }
+            drop(guard);
+            outcome
         });
         match receiver.await {
             Ok(Ok(response)) => Ok(response),

@@ -17,6 +17,7 @@ mod kafka_trigger;
 mod locked;
 mod manifest;
 mod metrics;
+mod outbox_admin;
 mod relay;
 mod routes;
 mod runtime_config;
@@ -33,7 +34,8 @@ use tokio::sync::watch;
 
 use crate::app::App;
 use crate::cli::{
-    Cli, Command, DlqCommand, PluginRole, TopicsApplyArgs, TopicsCommand, TriggerArgs,
+    Cli, Command, DlqCommand, OutboxCommand, PluginRole, TopicsApplyArgs, TopicsCommand,
+    TriggerArgs,
 };
 use crate::engine::Runtime;
 use crate::kafka_client::KafkaSettings;
@@ -112,6 +114,8 @@ fn main() {
                     .map(|_| ())
             })
         }
+        Some(Command::Outbox(OutboxCommand::ListDead(args))) => outbox_admin::list_dead(&args),
+        Some(Command::Outbox(OutboxCommand::Requeue(args))) => outbox_admin::requeue_command(&args),
         Some(Command::Up(up)) => {
             let up = *up;
             let launch = Launch {
@@ -285,7 +289,34 @@ async fn shutdown_signal(sender: watch::Sender<bool>) {
     let _ = sender.send(true);
 }
 
+/// Raises the open-file soft limit to the hard limit: every HTTP
+/// connection, stream and database file is a descriptor, and the usual soft
+/// limit (1024) is below the connection limit plus what the triggers hold.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct passed by pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur >= limit.rlim_max
+        {
+            return;
+        }
+        let before = limit.rlim_cur;
+        limit.rlim_cur = limit.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+            tracing::debug!(
+                from = before,
+                to = limit.rlim_max,
+                "raised the open-file limit"
+            );
+        }
+    }
+}
+
 async fn run(launch: Launch, args: TriggerArgs) -> Result<()> {
+    raise_open_file_limit();
     let (app, roles) = load(&launch)?;
     let cwd = std::env::current_dir()?;
     let config = RuntimeConfig::load(

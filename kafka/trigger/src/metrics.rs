@@ -106,6 +106,11 @@ const HELP: &[(&str, Kind, &str)] = &[
         "Outbox rows marked dead.",
     ),
     (
+        "trigger_kafka_outbox_authorization_failures_total",
+        Kind::Counter,
+        "Outbox rows the broker refused as not authorized (topic or cluster ACLs, credentials). They stay unsent and are retried with backoff: alert on this.",
+    ),
+    (
         "trigger_kafka_outbox_oldest_unsent_seconds",
         Kind::FloatGauge,
         "Age of the oldest outbox row not yet published.",

@@ -7,8 +7,11 @@
 //! of every key in turn (first rows of all keys, then second rows, …), so
 //! one user's burst never holds back another user's events, while the rows
 //! of one key always go out in `seq` order. A row the broker refuses for
-//! good (too large, not allowed) is marked dead with the reason and never
-//! blocks anything; a row that fails for a passing reason stays unsent, and
+//! good (too large, malformed) is marked dead with the reason and never
+//! blocks anything (`trigger-kafka outbox requeue` puts it back); a row that
+//! fails for a passing reason stays unsent — an authorization refusal counts
+//! as passing, since ACLs and credentials are rotated, and is counted in
+//! `trigger_kafka_outbox_authorization_failures_total` — and
 //! no later row of its key is recorded as sent in that batch, so progress
 //! is never recorded past an unsent row. Sent rows are pruned after the
 //! retention period. Each published event carries `ce_sequence`, its
@@ -35,6 +38,9 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// How often the backlog is counted for metrics and /healthz (counting
 /// scans the backlog, so not once per batch).
 const COUNT_EVERY: Duration = Duration::from_secs(1);
+/// Longest wait between batches that published nothing and had rows to
+/// retry (the wait doubles from the poll interval up to this).
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 struct Row {
     seq: i64,
@@ -60,7 +66,9 @@ fn now_ms() -> i64 {
 }
 
 /// Whether the broker will never take this message, however often it is
-/// sent: the row is dead, not delayed.
+/// sent: the row is dead, not delayed. Authorization failures are not
+/// among them: an ACL or a credential being rotated refuses every row for
+/// a while, and marking them dead would lose every event written meanwhile.
 pub fn is_permanent(error: &KafkaError) -> bool {
     use RDKafkaErrorCode as C;
     matches!(
@@ -70,13 +78,32 @@ pub fn is_permanent(error: &KafkaError) -> bool {
                 | C::InvalidMessageSize
                 | C::InvalidMessage
                 | C::MessageBatchTooLarge
-                | C::TopicAuthorizationFailed
-                | C::ClusterAuthorizationFailed
                 | C::InvalidTopic
                 | C::InvalidRecord
                 | C::UnsupportedForMessageFormat
         )
     )
+}
+
+/// Whether the broker refused the message as not authorized.
+pub fn is_authorization(error: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            C::TopicAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+                | C::SaslAuthenticationFailed
+                | C::Authentication
+        )
+    )
+}
+
+/// What one batch did: rows settled (sent or dead) and rows left to retry.
+#[derive(Debug, Default, Clone, Copy)]
+struct Published {
+    settled: usize,
+    retried: usize,
 }
 
 /// What became of a batch's rows.
@@ -87,6 +114,8 @@ pub struct Outcome {
     /// Not published (or published behind an unsent row of the same key):
     /// they go again.
     pub retry: Vec<(i64, String)>,
+    /// How many of `retry` the broker refused as not authorized.
+    pub unauthorized: usize,
 }
 
 /// Sorts acknowledgements into sent, dead and retry, in batch order: once
@@ -108,6 +137,7 @@ pub fn classify(results: Vec<(i64, &str, Result<(), KafkaError>)>) -> Outcome {
             Err(e) if is_permanent(&e) => outcome.dead.push((seq, e.to_string())),
             Err(e) => {
                 held.insert(key.to_owned());
+                outcome.unauthorized += usize::from(is_authorization(&e));
                 outcome.retry.push((seq, e.to_string()));
             }
         }
@@ -130,6 +160,7 @@ impl Relay {
         let mut ready = false;
         let mut pruned = Instant::now() - PRUNE_EVERY;
         let mut counted = Instant::now() - COUNT_EVERY;
+        let mut backoff = self.poll_interval;
         loop {
             if *shutdown.borrow() {
                 break;
@@ -171,11 +202,25 @@ impl Relay {
                     _ = shutdown.changed() => break,
                 }
             } else {
-                Ok(0)
+                Ok(Published::default())
             };
             match published {
-                Ok(n) if n > 0 => continue,
-                Ok(_) => {}
+                Ok(Published { settled, .. }) if settled > 0 => {
+                    backoff = self.poll_interval;
+                    continue;
+                }
+                // Rows wait and none went out: back off (doubling) rather
+                // than hammer a broker that refuses them; new writes do not
+                // cut the wait short.
+                Ok(Published { retried, .. }) if retried > 0 => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+                Ok(_) => backoff = self.poll_interval,
                 Err(e) => {
                     tracing::warn!(database = %self.db.label, error = %format!("{e:#}"), "outbox relay batch failed; retrying")
                 }
@@ -248,12 +293,12 @@ impl Relay {
         Ok(())
     }
 
-    /// Publishes up to one batch; returns how many rows it settled (sent or
-    /// dead).
+    /// Publishes up to one batch; says how many rows it settled (sent or
+    /// dead) and how many stay to be retried.
     async fn publish_batch(
         &self,
         conn: &Arc<std::sync::Mutex<rusqlite::Connection>>,
-    ) -> Result<usize> {
+    ) -> Result<Published> {
         let limit = self.batch_size as i64;
         let reading = Instant::now();
         let rows = Self::blocking(conn, move |c| {
@@ -283,7 +328,7 @@ impl Relay {
         .context("reading the outbox")?;
         let label = self.db.label.as_str();
         if rows.is_empty() {
-            return Ok(0);
+            return Ok(Published::default());
         }
         let read_ms = reading.elapsed().as_millis() as u64;
         let started = Instant::now();
@@ -341,8 +386,23 @@ impl Relay {
             self.metrics
                 .inc("trigger_kafka_outbox_dead_total", &[("database", label)], 1);
         }
+        if outcome.unauthorized > 0 {
+            tracing::error!(
+                database = label,
+                rows = outcome.unauthorized,
+                "the broker refused outbox rows as not authorized (ACLs or credentials); they stay unsent and are retried with backoff"
+            );
+            self.metrics.inc(
+                "trigger_kafka_outbox_authorization_failures_total",
+                &[("database", label)],
+                outcome.unauthorized as u64,
+            );
+        }
         let settled = outcome.sent.len() + outcome.dead.len();
-        let Outcome { sent, dead, retry } = outcome;
+        let retried = outcome.retry.len();
+        let Outcome {
+            sent, dead, retry, ..
+        } = outcome;
         Self::blocking(conn, move |c| {
             let tx = c.unchecked_transaction()?;
             {
@@ -375,7 +435,7 @@ impl Relay {
             took_ms = started.elapsed().as_millis() as u64,
             "outbox batch published"
         );
-        Ok(settled)
+        Ok(Published { settled, retried })
     }
 }
 
@@ -458,6 +518,25 @@ mod tests {
             [2, 4],
             "row 4 was taken by the broker, but is not recorded past unsent row 2"
         );
+    }
+
+    /// Issue 21 item 4: an authorization refusal marked rows dead for good,
+    /// so an ACL or credential rotation lost every event written meanwhile.
+    #[test]
+    fn an_authorization_refusal_is_retried_not_dead() {
+        let outcome = classify(vec![
+            (1, "a", err(RDKafkaErrorCode::TopicAuthorizationFailed)),
+            (2, "a", Ok(())),
+            (3, "b", err(RDKafkaErrorCode::ClusterAuthorizationFailed)),
+            (4, "c", Ok(())),
+        ]);
+        assert!(outcome.dead.is_empty(), "{outcome:?}");
+        assert_eq!(
+            outcome.retry.iter().map(|r| r.0).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        assert_eq!(outcome.sent, [4]);
+        assert_eq!(outcome.unauthorized, 2);
     }
 
     #[test]

@@ -150,6 +150,26 @@ fn a_user_id_header_never_overrides_tokens() {
     );
     let (status, body) = status_and_json(&rebound);
     assert_error(status, &body, 403, "host_not_allowed");
+    // Every route passes the same gate, the event stream included (it was
+    // dispatched before the Host check and streamed the victim's feed).
+    for path in [
+        "/api/events",
+        "/api/events?wait=1",
+        "/api/sync?wait=0",
+        "/mcp",
+    ] {
+        let method = if path == "/mcp" { "POST" } else { "GET" };
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nhost: evil.example\r\nx-user-id: alice\r\naccept: text/event-stream\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}"
+        );
+        let rebound = raw_http(
+            dev.host.http_port,
+            request.as_bytes(),
+            Duration::from_secs(10),
+        );
+        let (status, body) = status_and_json(&rebound);
+        assert_error(status, &body, 403, "host_not_allowed");
+    }
 }
 
 /// Item 2: Slow and idle clients are cut off; too many connections get a 503;
@@ -640,4 +660,158 @@ fn running_out_of_file_descriptors_is_survived() {
         edge.host.logs().contains("accept failed; retrying"),
         "the accept errors were logged"
     );
+}
+
+/// Raises this process's open-file soft limit to its hard limit (a test
+/// that holds a thousand sockets needs more than the usual 1024).
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct passed by pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+/// Issue 21 item 1: a streamed response held its instance after the
+/// HTTP permit was released at the response head, so ~1000 event streams
+/// whose clients do not read took the whole instance pool: HTTP answered
+/// 500, Kafka partitions stalled and the reminder timer could not start.
+/// Now a stream holds HTTP's permit until it ends, streams are capped per
+/// user and in all, and the triggers' share of the pool stays theirs.
+#[test]
+fn a_thousand_event_streams_that_never_read_starve_nothing() {
+    raise_open_file_limit();
+    let edge = Edge::start(&[("SPIN_VARIABLE_DEV_AUTH", "true")], &[]);
+    let port = edge.host.http_port;
+    let remind = chrono::Utc::now() + chrono::Duration::seconds(20);
+    let created = edge.host.http(
+        "POST",
+        "/api/tasks",
+        &[("x-user-id", "rita"), ("content-type", "application/json")],
+        Some(
+            &json!({"title": "while flooded", "due_date": remind.to_rfc3339_opts(chrono::SecondsFormat::Millis, true), "remind_before_minutes": 0})
+                .to_string(),
+        ),
+    );
+    assert_eq!(created.0, 201, "{}", created.1);
+    // A thousand streams, a user each, whose clients never read a byte.
+    let streams: Vec<TcpStream> = (0..1000)
+        .filter_map(|i| {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+            let request = format!(
+                "GET /api/events HTTP/1.1\r\nhost: 127.0.0.1\r\nx-user-id: flood{i}\r\naccept: text/event-stream\r\n\r\n"
+            );
+            s.write_all(request.as_bytes()).ok()?;
+            Some(s)
+        })
+        .collect();
+    eprintln!("{} stream requests sent, none read", streams.len());
+    std::thread::sleep(Duration::from_secs(3));
+    // A write meanwhile: created, or a JSON 503 that says to retry.
+    let (status, body) = try_http(
+        port,
+        "POST",
+        "/api/tasks",
+        &[("x-user-id", "sam"), ("content-type", "application/json")],
+        Some(r#"{"title": "during the flood"}"#),
+    )
+    .expect("the server answers");
+    let body: Json = serde_json::from_str(&body).unwrap_or(Json::String(body));
+    assert!(
+        status == 201 || (status == 503 && body["error"]["code"].is_string()),
+        "{status} {body}"
+    );
+    eprintln!("a POST during the flood: {status}");
+    // The reminder fires on time while the streams are open.
+    let reminders = edge.dir.0.join(".spin/reminders.db");
+    let fired = wait_for(
+        "the reminder to fire during the flood",
+        Duration::from_secs(60),
+        || {
+            query(
+                &reminders,
+                "SELECT created_ms - remind_ms, status FROM notifications",
+            )
+            .into_iter()
+            .next()
+        },
+    );
+    eprintln!(
+        "reminder lateness during the flood: {} ms ({})",
+        fired[0], fired[1]
+    );
+    let late: i64 = fired[0].parse().unwrap();
+    assert!(
+        (0..2000).contains(&late),
+        "fired {late} ms late ({})",
+        fired[1]
+    );
+    assert_ne!(fired[1], "missed");
+    let metrics = edge.host.metrics();
+    assert!(
+        metrics
+            .lines()
+            .filter(|l| l.contains("outcome=\"dead_lettered\""))
+            .all(|l| l.ends_with(" 0")),
+        "no event was dead-lettered for lack of instances:\n{metrics}"
+    );
+    drop(streams);
+    wait_for(
+        "HTTP to serve again once the streams are gone",
+        Duration::from_secs(60),
+        || {
+            (edge
+                .host
+                .http("GET", "/api/tasks", &[("x-user-id", "rita")], None)
+                .0
+                == 200)
+                .then_some(())
+        },
+    );
+}
+
+/// Issue 21 item 10: the admin listener had no connection limit and no
+/// timeouts: idle connections stayed open forever, as many as a client
+/// cared to open. Past 32 a connection is closed unanswered, an idle one
+/// after the header timeout, and /healthz still answers.
+#[test]
+fn the_admin_listener_is_bounded() {
+    let edge = Edge::start(&[("SPIN_VARIABLE_DEV_AUTH", "true")], &[]);
+    let port = edge.host.admin_port;
+    let idle: Vec<TcpStream> = (0..40)
+        .map(|_| {
+            let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(1500)))
+                .unwrap();
+            s
+        })
+        .collect();
+    let closed_at_once = idle
+        .iter()
+        .filter(|s| matches!((&**s).read(&mut [0u8; 16]), Ok(0)))
+        .count();
+    assert!(
+        closed_at_once >= 8,
+        "connections past the limit are closed at once: {closed_at_once} of 40"
+    );
+    for s in &idle {
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    }
+    let closed_later = idle
+        .iter()
+        .filter(|s| match (&**s).read(&mut [0u8; 16]) {
+            Ok(0) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+            Ok(_) => false,
+        })
+        .count();
+    assert_eq!(closed_later, 40, "idle admin connections are closed");
+    let (status, _) = http(port, "GET", "/healthz", &[], None);
+    assert_eq!(status, 200);
 }

@@ -261,6 +261,53 @@ fn an_unpublishable_row_is_marked_dead_and_blocks_no_one() {
     assert!(host
         .metrics()
         .contains("trigger_kafka_outbox_dead{database=\"default\"} 1"));
+
+    // The operator's way back (issue 21 item 4): list the dead row, fix
+    // what made it unpublishable (here: the payload, standing in for a
+    // raised broker limit or a restored ACL), requeue it, and the running
+    // relay publishes it.
+    let outbox = |args: &[&str]| {
+        let out = std::process::Command::new(host_bin())
+            .arg("outbox")
+            .args(args)
+            .args(["--from", "spin.toml"])
+            .current_dir(&app.0)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let seq = query(&db, "SELECT seq FROM outbox WHERE dead_ms IS NOT NULL")[0][0].clone();
+    let (ok, listed) = outbox(&["list-dead"]);
+    assert!(ok, "{listed}");
+    assert!(
+        listed.contains(&format!("{seq}\ttask-updates\talice")) && listed.contains("too large"),
+        "{listed}"
+    );
+    let (ok, refused) = outbox(&["requeue", "--seq", "999999"]);
+    assert!(!ok && refused.contains("999999"), "{refused}");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute(
+            "UPDATE outbox SET payload = '{\"requeued\": true}' WHERE seq = ?1",
+            [&seq],
+        )
+        .unwrap();
+    let (ok, requeued) = outbox(&["requeue", "--seq", &seq]);
+    assert!(ok && requeued.contains("requeued 1 row"), "{requeued}");
+    wait_for("the requeued row published", LONG, || {
+        (count(&db, "SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL") == 0).then_some(())
+    });
+    let updates = broker.read("task-updates", 1000, Duration::from_secs(10));
+    assert!(
+        updates.iter().any(|e| e.value.contains("requeued")),
+        "the requeued row reached its topic"
+    );
+    let (ok, listed) = outbox(&["list-dead"]);
+    assert!(ok && listed.contains("no dead outbox rows"), "{listed}");
 }
 
 /// One user's burst of 20,000 events waits behind nobody and holds back

@@ -181,20 +181,31 @@ fn entry(row: Row<'_>) -> Result<Entry> {
     })
 }
 
-/// A task's history in the order it happened. `owner` limits it to rows of
-/// tasks that user owned (for deleted tasks, whose visibility is gone).
-pub fn history(db: &dyn Sql, task_id: &str, owner: Option<&str>) -> Result<Vec<Entry>> {
-    let (sql, params) = match owner {
-        Some(owner) => (
-            format!("SELECT {COLUMNS} FROM audit_log WHERE task_id = ? AND user_id = ? ORDER BY occurred_ms, event_id"),
-            vec![Value::from(task_id), Value::from(owner)],
+/// A page of a task's history in the order it happened: up to `limit`
+/// entries after the position `after` (`occurred_ms`, `seq`) of the last
+/// entry of the previous page.
+pub fn history(
+    db: &dyn Sql,
+    task_id: &str,
+    after: Option<(i64, i64)>,
+    limit: i64,
+) -> Result<Vec<Entry>> {
+    let (at, seq) = after.unwrap_or((i64::MIN, i64::MIN));
+    let rows = db.execute(
+        &format!(
+            "SELECT {COLUMNS} FROM audit_log WHERE task_id = ? \
+             AND (occurred_ms > ? OR (occurred_ms = ? AND seq > ?)) \
+             ORDER BY occurred_ms, seq LIMIT ?"
         ),
-        None => (
-            format!("SELECT {COLUMNS} FROM audit_log WHERE task_id = ? ORDER BY occurred_ms, event_id"),
-            vec![Value::from(task_id)],
-        ),
-    };
-    db.execute(&sql, &params)?.iter().map(entry).collect()
+        &[
+            Value::from(task_id),
+            Value::Integer(at),
+            Value::Integer(at),
+            Value::Integer(seq),
+            Value::Integer(limit),
+        ],
+    )?;
+    rows.iter().map(entry).collect()
 }
 
 /// A user's trail — every event of the tasks they owned or that were shared

@@ -32,9 +32,19 @@ fn the_audit_trail_has_one_row_per_event_in_order() {
     for e in events.iter().chain(events.iter()) {
         audit::record(&adb, events::TASK_EVENTS, e, Some("alice"), now).unwrap();
     }
-    let history = audit::history(&adb, &t.id, None).unwrap();
+    let history = audit::history(&adb, &t.id, None, 100).unwrap();
     let actions: Vec<_> = history.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["task_created", "task_updated", "task_completed"]);
+    // Paged: two, then the rest after the second's position.
+    let first = audit::history(&adb, &t.id, None, 2).unwrap();
+    assert_eq!(first.len(), 2);
+    let after = (
+        todo_domain::time::to_millis(&first[1].occurred_at),
+        first[1].seq,
+    );
+    let rest = audit::history(&adb, &t.id, Some(after), 2).unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].action, "task_completed");
     assert_eq!(history[1].snapshot["priority"], "high");
     assert_eq!(audit::trail(&adb, "alice", None, None, 2).unwrap().len(), 2);
     assert!(audit::trail(&adb, "bob", None, None, 10)

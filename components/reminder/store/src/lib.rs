@@ -351,10 +351,17 @@ impl Notification {
     }
 }
 
-/// Notifications waiting for (another) delivery attempt.
+/// Notifications waiting for (another) delivery attempt, fairly across
+/// users: every user's oldest first, then every user's second, and so on,
+/// so one user's thousand reminders never hold back another's one.
 pub fn pending_deliveries(db: &dyn Sql, now: Timestamp, limit: i64) -> Result<Vec<Notification>> {
     let rows = db.execute(
-        &format!("SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE status = 'pending' AND next_attempt_ms <= ? ORDER BY next_attempt_ms LIMIT ?"),
+        &format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM (
+                 SELECT *, ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY next_attempt_ms, id) AS nth
+                 FROM notifications WHERE status = 'pending' AND next_attempt_ms <= ?)
+             ORDER BY nth, next_attempt_ms, id LIMIT ?"
+        ),
         &[Value::Integer(time::to_millis(&now)), Value::Integer(limit)],
     )?;
     rows.iter().map(notification).collect()

@@ -262,3 +262,34 @@ fn reminder_events_apply_in_commit_order_not_timestamp_order() {
     let fired = reminders::fire_due(&rdb, at("2026-12-01T09:00:00.100Z"), 60_000).unwrap();
     assert_eq!(fired.fired, 1, "the reminder the task has fires");
 }
+
+/// Issue 21 item 9: deliveries went FIFO, 20 a run, so one user with a
+/// thousand email reminders due held back everyone else's for minutes.
+/// Each run takes every user's oldest first.
+#[test]
+fn one_users_backlog_does_not_hold_back_anothers_delivery() {
+    let tasks = NativeDb::open_in_memory().unwrap();
+    let store = TaskStore::open(&tasks).unwrap();
+    let rdb = NativeDb::open_in_memory().unwrap();
+    reminders::open(&rdb).unwrap();
+    let now = at("2026-12-01T08:00:00Z");
+    for i in 0..100 {
+        store.create("spammer", &patch(json!({"title": format!("s{i}"), "remind_at": "2026-12-01T08:01:00Z", "notification_type": "email"})), now).unwrap();
+    }
+    store.create("victim", &patch(json!({"title": "mine", "remind_at": "2026-12-01T08:01:30Z", "notification_type": "email"})), now).unwrap();
+    for e in outbox_events(&tasks, events::REMINDERS) {
+        reminders::apply_event(&rdb, &e, None, now).unwrap();
+    }
+    let clock = at("2026-12-01T08:01:30Z");
+    reminders::fire_due(&rdb, clock, 600_000).unwrap();
+    let run = reminders::pending_deliveries(&rdb, clock, 20).unwrap();
+    assert_eq!(run.len(), 20);
+    assert!(
+        run[..2].iter().any(|n| n.user_id == "victim"),
+        "the victim's one is among the first two"
+    );
+    let spammer: Vec<_> = run.iter().filter(|n| n.user_id == "spammer").collect();
+    assert_eq!(spammer.len(), 19);
+    // The spammer's own still go oldest first.
+    assert!(spammer.windows(2).all(|w| w[0].remind_at <= w[1].remind_at));
+}

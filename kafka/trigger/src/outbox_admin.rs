@@ -1,0 +1,161 @@
+//! `trigger-kafka outbox list-dead | requeue`: the operator's way out when
+//! the relay marked rows dead (a refusal it took for final, e.g. a message
+//! too large before the broker's limit was raised). Requeueing clears the
+//! mark; the running relay publishes the rows on its next poll. A requeued
+//! row goes out after newer rows of its key that were already sent:
+//! consumers deduplicate by `event_id` and order by the task's `version`.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cli::{OutboxArgs, OutboxRequeueArgs};
+use crate::runtime_config::{Location, RuntimeConfig, StateDir};
+
+/// A dead outbox row, as `list-dead` shows it.
+#[derive(Debug, PartialEq)]
+pub struct DeadRow {
+    pub seq: i64,
+    pub topic: String,
+    pub key: String,
+    pub attempts: i64,
+    pub dead_ms: i64,
+    pub last_error: String,
+}
+
+/// Opens the outbox database `args` names, as `up` would find it.
+fn open(args: &OutboxArgs) -> Result<rusqlite::Connection> {
+    let manifest = if args.from.is_dir() {
+        args.from.join("spin.toml")
+    } else {
+        args.from.clone()
+    };
+    let app_dir = manifest
+        .parent()
+        .map(|d| {
+            if d.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                d
+            }
+        })
+        .unwrap_or(Path::new("."));
+    let cwd = std::env::current_dir()?;
+    let app_dir = if app_dir.is_absolute() {
+        app_dir.to_path_buf()
+    } else {
+        cwd.join(app_dir)
+    };
+    let config = RuntimeConfig::load(
+        args.runtime_config_file.as_deref(),
+        Some(&app_dir),
+        StateDir::from_flag(args.state_dir.as_deref()),
+        StateDir::Unset,
+        &cwd,
+    )?;
+    let path = match config.sqlite.get(&args.database) {
+        Some(Location::File(path)) => path.clone(),
+        Some(Location::InMemory) => bail!(
+            "database `{}` is in memory in this runtime config: it has no outbox to inspect",
+            args.database
+        ),
+        None => bail!(
+            "no SQLite database `{}` in the runtime config; known: {}",
+            args.database,
+            config.sqlite.keys().cloned().collect::<Vec<_>>().join(", ")
+        ),
+    };
+    if !path.exists() {
+        bail!("{} does not exist (has the app run?)", path.display());
+    }
+    let conn = rusqlite::Connection::open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+/// Dead rows, oldest first (none when the relay never ran on this outbox).
+pub fn dead_rows(conn: &rusqlite::Connection) -> Result<Vec<DeadRow>> {
+    let relayed: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('outbox') WHERE name = 'dead_ms'",
+        [],
+        |r| r.get(0),
+    )?;
+    if relayed == 0 {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare(
+        "SELECT seq, topic, msg_key, attempts, dead_ms, COALESCE(last_error, '')
+         FROM outbox WHERE dead_ms IS NOT NULL AND sent_ms IS NULL ORDER BY seq",
+    )?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(DeadRow {
+                seq: r.get(0)?,
+                topic: r.get(1)?,
+                key: r.get(2)?,
+                attempts: r.get(3)?,
+                dead_ms: r.get(4)?,
+                last_error: r.get(5)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// Clears the dead mark of `seqs` (every dead row when `None`); returns
+/// how many rows went back in line.
+pub fn requeue(conn: &rusqlite::Connection, seqs: Option<&[i64]>) -> Result<usize> {
+    let tx = conn.unchecked_transaction()?;
+    let mut count = 0;
+    let sql = "UPDATE outbox SET dead_ms = NULL, last_error = 'requeued after: ' || COALESCE(last_error, '')
+               WHERE dead_ms IS NOT NULL AND sent_ms IS NULL";
+    match seqs {
+        None => count += tx.execute(sql, [])?,
+        Some(seqs) => {
+            for seq in seqs {
+                let n = tx.execute(&format!("{sql} AND seq = ?1"), [seq])?;
+                if n == 0 {
+                    bail!("outbox row {seq} is not dead (or does not exist); nothing was requeued");
+                }
+                count += n;
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(count)
+}
+
+pub fn list_dead(args: &OutboxArgs) -> Result<()> {
+    let rows = dead_rows(&open(args)?)?;
+    if rows.is_empty() {
+        println!("no dead outbox rows in `{}`", args.database);
+        return Ok(());
+    }
+    println!("SEQ\tTOPIC\tKEY\tATTEMPTS\tDEAD SINCE\tLAST ERROR");
+    for row in &rows {
+        let since = chrono::DateTime::from_timestamp_millis(row.dead_ms)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default();
+        println!(
+            "{}\t{}\t{}\t{}\t{since}\t{}",
+            row.seq, row.topic, row.key, row.attempts, row.last_error
+        );
+    }
+    println!(
+        "{} dead row(s); `trigger-kafka outbox requeue --seq N` (or --all) puts them back in line",
+        rows.len()
+    );
+    Ok(())
+}
+
+pub fn requeue_command(args: &OutboxRequeueArgs) -> Result<()> {
+    let conn = open(&args.outbox)?;
+    let seqs = (!args.all).then_some(args.seqs.as_slice());
+    let count = requeue(&conn, seqs)?;
+    println!(
+        "requeued {count} row(s) of `{}`; the running relay publishes them on its next poll",
+        args.outbox.database
+    );
+    Ok(())
+}
