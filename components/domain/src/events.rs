@@ -149,6 +149,8 @@ pub enum Change {
     Completed,
     Reopened,
     Deleted,
+    /// A recurring series could not go on (the reason is in `reason`).
+    SeriesEnded,
 }
 
 impl Change {
@@ -159,6 +161,7 @@ impl Change {
             Change::Completed => "completed",
             Change::Reopened => "reopened",
             Change::Deleted => "deleted",
+            Change::SeriesEnded => "series_ended",
         }
     }
 }
@@ -193,6 +196,23 @@ pub fn task_update_event(
             }
         })),
     )
+}
+
+/// A `task-updates` `task_updated` event saying a recurring series cannot
+/// continue, and why: it reaches every client of the task's audience
+/// through the change feed, so a series never ends silently.
+pub fn series_ended_event(task: &Task, reason: &str, now: Timestamp) -> Event {
+    let mut event = task_update_event(
+        "task_updated",
+        Change::SeriesEnded,
+        task,
+        &[],
+        &task.audience(),
+        false,
+        now,
+    );
+    event.payload["update_data"]["reason"] = json!(reason);
+    event
 }
 
 /// Fields whose change a user would notice (bookkeeping fields left out).

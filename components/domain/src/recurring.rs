@@ -74,7 +74,8 @@ pub fn next_instance(
 pub enum Outcome {
     Created(Box<Task>),
     /// The series has no next occurrence, and why: complete (`COUNT`,
-    /// `UNTIL`) or unable to continue (the service logs these loudly).
+    /// `UNTIL`), or unable to continue — then a `series_ended` change with
+    /// the reason goes to the task's audience on `task-updates`.
     Ended(End),
     /// Nothing to do, and why (for logs and tests).
     Skipped(&'static str),
@@ -132,7 +133,13 @@ pub fn on_completed(store: &TaskStore<'_>, completed: &Task, now: Timestamp) -> 
                 return Ok(Some(Outcome::Skipped("next instance exists")));
             }
             Ok(Some(match &following {
-                Err(end) => Outcome::Ended(*end),
+                Err(end) if end.is_complete() => Outcome::Ended(*end),
+                // Never silent: the series' audience hears why it stops.
+                Err(end) => {
+                    let event = crate::events::series_ended_event(&current, end.reason(), now);
+                    crate::outbox::enqueue(db, &event.by(ACTOR))?;
+                    Outcome::Ended(*end)
+                }
                 Ok(next) if store.insert_occurrence(next, now, ACTOR)? => {
                     Outcome::Created(Box::new(next.clone()))
                 }

@@ -141,4 +141,12 @@ fn a_series_ends_at_the_year_9999_with_the_reason() {
             .all(|e| !e.payload.to_string().contains("10000-")),
         "no event carries a year past 9999"
     );
+    // Not silently: the task's audience is told why, on task-updates.
+    let updates = todo_domain::native::testing::outbox_events(&db, "task-updates");
+    let ended = updates.last().unwrap();
+    assert_eq!(ended.payload["update_data"]["change"], "series_ended");
+    assert_eq!(
+        ended.payload["update_data"]["reason"],
+        todo_domain::recurrence::End::PastYear9999.reason()
+    );
 }

@@ -126,7 +126,7 @@ struct Watched {
 
 impl hyper::body::Body for Watched {
     type Data = bytes::Bytes;
-    type Error = wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
+    type Error = wasmtime_wasi_http::Error;
 
     fn poll_frame(
         mut self: std::pin::Pin<&mut Self>,
