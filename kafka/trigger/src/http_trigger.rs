@@ -72,38 +72,42 @@ pub struct HttpTrigger {
     connections: Arc<tokio::sync::Semaphore>,
 }
 
-/// Whether a response's client is keeping up: set when a piece of the body
-/// was handed to hyper, cleared when hyper comes back for more (it does not
-/// while the socket's buffers are full, i.e. while the client does not read).
+/// Whether a connection's client takes what it is sent: the time a write
+/// to its socket was first refused (the socket's buffers full: the client
+/// is not reading), cleared by the next write that goes through.
 #[derive(Default)]
 struct Progress {
-    /// When the last piece was handed over (ms since `epoch`), 0 while hyper
-    /// waits for the body.
-    handed_ms: std::sync::atomic::AtomicU64,
+    /// When writing was first refused (ms since `epoch`, +1), 0 while
+    /// writes go through.
+    blocked_ms: std::sync::atomic::AtomicU64,
     epoch: std::sync::OnceLock<Instant>,
 }
 
 impl Progress {
     fn now_ms(&self) -> u64 {
-        // +1 so that 0 always means "not waiting on the client".
+        // +1 so that 0 always means "not blocked".
         self.epoch.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
     }
 
-    fn handed(&self) {
+    fn refused(&self) {
         let now = self.now_ms();
-        self.handed_ms
-            .store(now, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.blocked_ms.compare_exchange(
+            0,
+            now,
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
-    fn taken(&self) {
-        self.handed_ms
+    fn wrote(&self) {
+        self.blocked_ms
             .store(0, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Whether the client has left a piece untaken for longer than `limit`.
+    /// Whether the client has taken nothing for longer than `limit`.
     fn stalled(&self, limit: Duration) -> bool {
-        let handed = self.handed_ms.load(std::sync::atomic::Ordering::Relaxed);
-        handed != 0 && self.now_ms().saturating_sub(handed) > limit.as_millis() as u64
+        let blocked = self.blocked_ms.load(std::sync::atomic::Ordering::Relaxed);
+        blocked != 0 && self.now_ms().saturating_sub(blocked) > limit.as_millis() as u64
     }
 
     /// Resolves once the client has stalled.
@@ -118,34 +122,71 @@ impl Progress {
     }
 }
 
-/// A response body that reports to [`Progress`] as hyper takes it.
+/// A client socket that reports to [`Progress`] whether writes go through.
 struct Watched {
-    inner: HyperOutgoingBody,
+    stream: tokio::net::TcpStream,
     progress: Arc<Progress>,
 }
 
-impl hyper::body::Body for Watched {
-    type Data = bytes::Bytes;
-    type Error = wasmtime_wasi_http::Error;
-
-    fn poll_frame(
+impl tokio::io::AsyncRead for Watched {
+    fn poll_read(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
-        self.progress.taken();
-        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
-        if let std::task::Poll::Ready(Some(Ok(_))) = &polled {
-            self.progress.handed();
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl Watched {
+    fn noted<T>(
+        &self,
+        polled: std::task::Poll<std::io::Result<T>>,
+    ) -> std::task::Poll<std::io::Result<T>> {
+        match &polled {
+            std::task::Poll::Pending => self.progress.refused(),
+            std::task::Poll::Ready(Ok(_)) => self.progress.wrote(),
+            std::task::Poll::Ready(Err(_)) => {}
         }
         polled
     }
+}
 
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+impl tokio::io::AsyncWrite for Watched {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.noted(polled)
     }
 
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.inner.size_hint()
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.noted(polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
@@ -218,12 +259,11 @@ fn non_utf8_header(req: &hyper::Request<Incoming>) -> Option<String> {
         .map(|(name, _)| name.as_str().to_owned())
 }
 
-/// What a running HTTP handler holds: its share of the instance pool,
-/// its client's progress, and the way to close its connection.
+/// What a running HTTP handler holds: its share of the instance pool and
+/// its connection's progress (the connection closes itself on a stall).
 struct Guard {
     _permit: tokio::sync::OwnedSemaphorePermit,
     progress: Arc<Progress>,
-    abandon: Arc<tokio::sync::Notify>,
 }
 
 impl HttpTrigger {
@@ -288,26 +328,32 @@ impl HttpTrigger {
                         continue;
                     };
                     let this = self.clone();
-                    // Rung when a response on this connection is abandoned
-                    // (its client stopped reading): the socket is closed.
-                    let abandon = Arc::new(tokio::sync::Notify::new());
-                    let abandoned = abandon.clone();
+                    // Whether this connection's client takes what it is
+                    // sent; one that stops reading loses the connection.
+                    let progress = Arc::new(Progress::default());
+                    let watched = progress.clone();
                     let service = hyper::service::service_fn(move |req| {
-                        let (this, abandon) = (this.clone(), abandon.clone());
-                        async move { Ok::<_, std::convert::Infallible>(this.handle(req, client, abandon).await) }
+                        let (this, progress) = (this.clone(), progress.clone());
+                        async move { Ok::<_, std::convert::Infallible>(this.handle(req, client, progress).await) }
                     });
                     let conn = http1::Builder::new()
                         .keep_alive(true)
                         .timer(hyper_util::rt::TokioTimer::new())
                         .header_read_timeout(self.limits.header_timeout)
-                        .serve_connection(TokioIo::new(stream), service);
+                        .serve_connection(
+                            TokioIo::new(Watched {
+                                stream,
+                                progress: watched.clone(),
+                            }),
+                            service,
+                        );
                     let conn = graceful.watch(conn);
                     tokio::spawn(async move {
                         tokio::select! {
                             result = conn => if let Err(e) = result {
                                 tracing::debug!(error = %e, "connection closed with an error");
                             },
-                            _ = abandoned.notified() => {
+                            _ = watched.until_stalled(WRITE_TIMEOUT) => {
                                 tracing::debug!(%client, "closed a connection whose client stopped reading");
                             }
                         }
@@ -328,18 +374,6 @@ impl HttpTrigger {
         &self,
         req: hyper::Request<Incoming>,
         client: SocketAddr,
-        abandon: Arc<tokio::sync::Notify>,
-    ) -> hyper::Response<Watched> {
-        let progress = Arc::new(Progress::default());
-        let response = self.respond(req, client, abandon, progress.clone()).await;
-        response.map(|inner| Watched { inner, progress })
-    }
-
-    async fn respond(
-        &self,
-        req: hyper::Request<Incoming>,
-        client: SocketAddr,
-        abandon: Arc<tokio::sync::Notify>,
         progress: Arc<Progress>,
     ) -> hyper::Response<HyperOutgoingBody> {
         let started = Instant::now();
@@ -403,7 +437,6 @@ impl HttpTrigger {
         let guard = Guard {
             _permit: instance,
             progress,
-            abandon,
         };
         let response = match self.invoke(req, &route, client, guard).await {
             Ok(response) => response,
@@ -559,7 +592,6 @@ impl HttpTrigger {
                     ))),
                 },
                 _ = guard.progress.until_stalled(WRITE_TIMEOUT) => {
-                    guard.abandon.notify_one();
                     Err(wasmtime::Error::msg(format!(
                         "the client took nothing of the response for {} s",
                         WRITE_TIMEOUT.as_secs()

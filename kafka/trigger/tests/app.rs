@@ -447,7 +447,7 @@ fn a_second_clients_long_poll_returns_the_first_clients_change(mode: Mode) {
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
-    write!(stream, "GET /api/events HTTP/1.1\r\nhost: x\r\nx-user-id: alice\r\naccept: text/event-stream\r\n\r\n").unwrap();
+    write!(stream, "GET /api/events HTTP/1.1\r\nhost: 127.0.0.1\r\nx-user-id: alice\r\naccept: text/event-stream\r\n\r\n").unwrap();
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line).unwrap();

@@ -245,11 +245,22 @@ fn two_spin_apps_on_one_machine_do_not_collide() {
 
 /// `ENV KEY=VALUE` lines of a Dockerfile.
 fn dockerfile_env(text: &str) -> Vec<(String, String)> {
-    text.lines()
-        .filter_map(|l| l.strip_prefix("ENV "))
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect()
+    // `ARG NAME=default` values expand `${NAME}` in later ENV lines, as a
+    // build without --build-arg does.
+    let mut args: Vec<(String, String)> = Vec::new();
+    let mut env = Vec::new();
+    for line in text.lines() {
+        if let Some((k, v)) = line.strip_prefix("ARG ").and_then(|kv| kv.split_once('=')) {
+            args.push((k.trim().to_owned(), v.trim().to_owned()));
+        } else if let Some((k, v)) = line.strip_prefix("ENV ").and_then(|kv| kv.split_once('=')) {
+            let mut value = v.trim().to_owned();
+            for (name, default) in &args {
+                value = value.replace(&format!("${{{name}}}"), default);
+            }
+            env.push((k.trim().to_owned(), value));
+        }
+    }
+    env
 }
 
 /// The container as `deploy/Dockerfile` builds it and the SpinApp runs it:
