@@ -1,18 +1,26 @@
 //! Audit service: appends every `task-events` and `reminders` event to the
 //! `audit` database, once per `event_id`. The actor comes from the
-//! CloudEvents `ce_actor` header.
+//! CloudEvents `ce_actor` header. A batch of messages is one transaction.
 #![cfg(target_arch = "wasm32")]
 
 use todo_domain::incoming::IncomingEvent;
+use todo_domain::kafka_handler::apply_batch;
 use todo_domain::spin::SpinDb;
-use trigger_kafka_sdk::{kafka_component, Error, Message};
+use trigger_kafka_sdk::{kafka_batch_component, BatchItemFailure, Error, Message};
 
-#[kafka_component]
-fn handle(message: Message) -> Result<(), Error> {
-    let event = IncomingEvent::decode(message.value.as_deref()).map_err(Error::permanent)?;
-    let actor = message.header_str("ce_actor");
-    let db = SpinDb::open("audit")?;
-    todo_audit_store::open(&db)?;
-    todo_audit_store::record(&db, &message.topic, &event, actor, todo_domain::time::now())?;
-    Ok(())
+#[kafka_batch_component]
+fn handle(messages: Vec<Message>) -> Result<(), BatchItemFailure> {
+    let open = || -> Result<SpinDb, Error> {
+        let db = SpinDb::open("audit")?;
+        todo_audit_store::open(&db)?;
+        Ok(db)
+    };
+    let db = open().map_err(|e| BatchItemFailure::new(0, e))?;
+    let now = todo_domain::time::now();
+    apply_batch(&db, messages, |db, message| {
+        let event = IncomingEvent::decode(message.value.as_deref()).map_err(Error::permanent)?;
+        let actor = message.header_str("ce_actor");
+        todo_audit_store::record(db, &message.topic, &event, actor, now)?;
+        Ok(())
+    })
 }

@@ -21,3 +21,17 @@ impl From<DbError> for Error {
         Error::retryable(e)
     }
 }
+
+/// Applies a Kafka batch in one transaction, each message in a savepoint
+/// (see [`crate::sql::batch`]), as a batch handler answers: the first
+/// message that fails is reported with its error (permanent: dead-lettered
+/// alone; retryable or a host fault: retried from it), and everything
+/// before it is committed.
+pub fn apply_batch(
+    db: &dyn crate::sql::Sql,
+    messages: Vec<trigger_kafka_sdk::Message>,
+    apply: impl FnMut(&dyn crate::sql::Sql, trigger_kafka_sdk::Message) -> Result<(), Error>,
+) -> Result<(), trigger_kafka_sdk::BatchItemFailure> {
+    crate::sql::batch(db, messages, apply)
+        .map_err(|(index, error)| trigger_kafka_sdk::BatchItemFailure::new(index, error))
+}

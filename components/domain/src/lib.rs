@@ -20,7 +20,7 @@ pub mod store;
 pub mod time;
 
 #[cfg(feature = "kafka-handler")]
-mod kafka_handler;
+pub mod kafka_handler;
 #[cfg(feature = "native")]
 pub mod native;
 #[cfg(feature = "spin")]

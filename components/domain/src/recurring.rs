@@ -95,58 +95,82 @@ fn not_renewed(current: &Task) -> Option<&'static str> {
 /// How often the task may change under us before the event is retried.
 const ATTEMPTS: usize = 3;
 
-/// Handles a completed task (as carried in the event) against the store, in
-/// one transaction with the new instance's outbox rows. The next occurrence
-/// is computed before the transaction, so evaluating a rule never holds the
-/// write lock every API write waits for; the transaction then checks the
-/// task is unchanged, and decides again if it is not.
-pub fn on_completed(store: &TaskStore<'_>, completed: &Task, now: Timestamp) -> Result<Outcome> {
+/// What renewing a completed task will do, decided before any write: the
+/// task as it was read, and its next occurrence or why there is none.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    current: Task,
+    following: std::result::Result<Task, End>,
+}
+
+/// Reads the completed task as it is now and computes its next occurrence,
+/// outside any transaction (evaluating a rule never holds the write lock
+/// every API write waits for). `Err` is an outcome decided without a write.
+pub fn plan(
+    store: &TaskStore<'_>,
+    completed: &Task,
+    now: Timestamp,
+) -> Result<std::result::Result<Plan, Outcome>> {
     if completed.recurrence_pattern.is_none() {
-        return Ok(Outcome::Skipped("not recurring"));
+        return Ok(Err(Outcome::Skipped("not recurring")));
     }
-    let db = store.db();
-    for _ in 0..ATTEMPTS {
-        // The event may be old: decide on the task as it is now.
-        let Some(current) = store.get(&completed.user_id, &completed.id)? else {
-            return Ok(Outcome::Skipped("task deleted"));
-        };
-        if let Some(reason) = not_renewed(&current) {
-            return Ok(Outcome::Skipped(reason));
+    // The event may be old: decide on the task as it is now.
+    let Some(current) = store.get(&completed.user_id, &completed.id)? else {
+        return Ok(Err(Outcome::Skipped("task deleted")));
+    };
+    if let Some(reason) = not_renewed(&current) {
+        return Ok(Err(Outcome::Skipped(reason)));
+    }
+    let following = next_instance(&current, new_id(), now)?;
+    Ok(Ok(Plan { current, following }))
+}
+
+/// Carries out a plan; run it inside a transaction. `None` when the task
+/// changed since it was planned (plan again).
+pub fn apply(store: &TaskStore<'_>, plan: &Plan, now: Timestamp) -> Result<Option<Outcome>> {
+    let (db, current) = (store.db(), &plan.current);
+    if store.get(&current.user_id, &current.id)?.as_ref() != Some(current) {
+        return Ok(None);
+    }
+    let series = current
+        .series_id
+        .clone()
+        .unwrap_or_else(|| current.id.clone());
+    let later = db.execute(
+        "SELECT 1 AS found FROM tasks WHERE series_id = ? AND occurrence > ? LIMIT 1",
+        &[
+            Value::from(series.as_str()),
+            Value::Integer(current.occurrence),
+        ],
+    )?;
+    if !later.is_empty() {
+        return Ok(Some(Outcome::Skipped("next instance exists")));
+    }
+    Ok(Some(match &plan.following {
+        Err(end) if end.is_complete() => Outcome::Ended(*end),
+        // Never silent: the series' audience hears why it stops.
+        Err(end) => {
+            let event = crate::events::series_ended_event(current, end.reason(), now);
+            crate::outbox::enqueue(db, &event.by(ACTOR))?;
+            Outcome::Ended(*end)
         }
-        let following = next_instance(&current, new_id(), now)?;
-        let decided = transaction(db, || -> Result<Option<Outcome>> {
-            if store.get(&current.user_id, &current.id)?.as_ref() != Some(&current) {
-                return Ok(None);
-            }
-            let series = current
-                .series_id
-                .clone()
-                .unwrap_or_else(|| current.id.clone());
-            let later = db.execute(
-                "SELECT 1 AS found FROM tasks WHERE series_id = ? AND occurrence > ? LIMIT 1",
-                &[
-                    Value::from(series.as_str()),
-                    Value::Integer(current.occurrence),
-                ],
-            )?;
-            if !later.is_empty() {
-                return Ok(Some(Outcome::Skipped("next instance exists")));
-            }
-            Ok(Some(match &following {
-                Err(end) if end.is_complete() => Outcome::Ended(*end),
-                // Never silent: the series' audience hears why it stops.
-                Err(end) => {
-                    let event = crate::events::series_ended_event(&current, end.reason(), now);
-                    crate::outbox::enqueue(db, &event.by(ACTOR))?;
-                    Outcome::Ended(*end)
-                }
-                Ok(next) if store.insert_occurrence(next, now, ACTOR)? => {
-                    Outcome::Created(Box::new(next.clone()))
-                }
-                Ok(_) => Outcome::Skipped("next instance exists"),
-            }))
-        })?;
-        if let Some(outcome) = decided {
+        Ok(next) if store.insert_occurrence(next, now, ACTOR)? => {
+            Outcome::Created(Box::new(next.clone()))
+        }
+        Ok(_) => Outcome::Skipped("next instance exists"),
+    }))
+}
+
+/// Handles a completed task (as carried in the event) against the store, in
+/// one transaction with the new instance's outbox rows: [`plan`] before the
+/// transaction, [`apply`] in it, and again if the task changed meanwhile.
+pub fn on_completed(store: &TaskStore<'_>, completed: &Task, now: Timestamp) -> Result<Outcome> {
+    for _ in 0..ATTEMPTS {
+        let plan = match plan(store, completed, now)? {
+            Ok(plan) => plan,
+            Err(outcome) => return Ok(outcome),
+        };
+        if let Some(outcome) = transaction(store.db(), || apply(store, &plan, now))? {
             return Ok(outcome);
         }
     }

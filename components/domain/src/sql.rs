@@ -157,12 +157,106 @@ pub trait Sql {
         }
         Ok(())
     }
+
+    /// Opens what [`transaction`] runs in: a transaction that takes the
+    /// write lock up front, or, inside a [`batch`], a savepoint.
+    fn begin(&self) -> Result<(), DbError> {
+        self.execute("BEGIN IMMEDIATE", &[]).map(drop)
+    }
+
+    fn commit(&self) -> Result<(), DbError> {
+        self.execute("COMMIT", &[]).map(drop)
+    }
+
+    fn rollback(&self) {
+        let _ = self.execute("ROLLBACK", &[]);
+    }
 }
 
 impl<T: Sql + ?Sized> Sql for &T {
     fn execute(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
         (**self).execute(sql, params)
     }
+
+    fn begin(&self) -> Result<(), DbError> {
+        (**self).begin()
+    }
+
+    fn commit(&self) -> Result<(), DbError> {
+        (**self).commit()
+    }
+
+    fn rollback(&self) {
+        (**self).rollback()
+    }
+}
+
+/// The connection as the items of a [`batch`] see it: their transactions
+/// are savepoints inside the batch's one transaction.
+pub struct Nested<'a>(&'a dyn Sql);
+
+impl Sql for Nested<'_> {
+    fn execute(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
+        self.0.execute(sql, params)
+    }
+
+    fn begin(&self) -> Result<(), DbError> {
+        self.0.execute("SAVEPOINT nested", &[]).map(drop)
+    }
+
+    fn commit(&self) -> Result<(), DbError> {
+        self.0.execute("RELEASE nested", &[]).map(drop)
+    }
+
+    fn rollback(&self) {
+        let _ = self.0.execute("ROLLBACK TO nested", &[]);
+        let _ = self.0.execute("RELEASE nested", &[]);
+    }
+}
+
+/// Applies `items` in order in one transaction (one write lock, one
+/// commit), each in a savepoint of its own. The first item that fails is
+/// rolled back alone, what came before it is committed, and its index and
+/// error are returned: a Kafka batch handler reports exactly that, and the
+/// host commits the messages before it and delivers the rest again. When
+/// the transaction itself cannot begin or commit, nothing is applied and
+/// the failure is the first item's.
+pub fn batch<T, E>(
+    db: &dyn Sql,
+    items: impl IntoIterator<Item = T>,
+    mut apply: impl FnMut(&dyn Sql, T) -> Result<(), E>,
+) -> Result<(), (usize, E)>
+where
+    E: From<DbError>,
+{
+    db.begin().map_err(|e| (0, e.into()))?;
+    let nested = Nested(db);
+    let mut failed = None;
+    for (index, item) in items.into_iter().enumerate() {
+        if let Err(e) = nested.begin() {
+            failed = Some((index, e.into()));
+            break;
+        }
+        match apply(&nested, item) {
+            Ok(()) => {
+                if let Err(e) = nested.commit() {
+                    nested.rollback();
+                    failed = Some((index, e.into()));
+                    break;
+                }
+            }
+            Err(e) => {
+                nested.rollback();
+                failed = Some((index, e));
+                break;
+            }
+        }
+    }
+    if let Err(e) = db.commit() {
+        db.rollback();
+        return Err((0, e.into()));
+    }
+    failed.map_or(Ok(()), Err)
 }
 
 /// Splits a migration script on `;` at line ends. Migrations are ours and
@@ -174,7 +268,8 @@ fn split_statements(sql: &str) -> impl Iterator<Item = &str> {
         .filter(|s| !s.is_empty())
 }
 
-/// Runs `f` inside `BEGIN IMMEDIATE … COMMIT`; any error rolls everything back.
+/// Runs `f` inside `BEGIN IMMEDIATE … COMMIT` (a savepoint inside a
+/// [`batch`]); any error rolls everything back.
 ///
 /// IMMEDIATE takes the write lock up front, so two writers serialise instead
 /// of failing half way with SQLITE_BUSY on lock upgrade.
@@ -182,17 +277,17 @@ pub fn transaction<T, E>(db: &dyn Sql, f: impl FnOnce() -> Result<T, E>) -> Resu
 where
     E: From<DbError>,
 {
-    db.execute("BEGIN IMMEDIATE", &[])?;
+    db.begin()?;
     match f() {
-        Ok(value) => match db.execute("COMMIT", &[]) {
-            Ok(_) => Ok(value),
+        Ok(value) => match db.commit() {
+            Ok(()) => Ok(value),
             Err(e) => {
-                let _ = db.execute("ROLLBACK", &[]);
+                db.rollback();
                 Err(e.into())
             }
         },
         Err(e) => {
-            let _ = db.execute("ROLLBACK", &[]);
+            db.rollback();
             Err(e)
         }
     }

@@ -818,3 +818,59 @@ fn every_list_reads_the_callers_rows_in_index_order() {
         }
     }
 }
+
+/// A batch is one transaction with a savepoint per item: the first item
+/// that fails is rolled back alone (its own nested transactions too), the
+/// items before it are committed, and its index comes back; nothing after
+/// it runs.
+#[test]
+fn a_batch_commits_what_came_before_the_first_failure() {
+    use todo_domain::sql::batch;
+    let db = NativeDb::open_in_memory().unwrap();
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, note TEXT)", &[])
+        .unwrap();
+    let mut ran = Vec::new();
+    let result = batch(&db, [1i64, 2, 3, 4, 5], |db, n| -> Result<(), DbError> {
+        ran.push(n);
+        // Each item writes through its own transaction, as the stores do.
+        transaction(db, || {
+            db.execute(
+                "INSERT INTO t (id, note) VALUES (?, 'in')",
+                &[Value::Integer(n)],
+            )?;
+            if n == 4 {
+                return Err(DbError::new("item 4 is poison"));
+            }
+            Ok(())
+        })
+    });
+    let (index, error) = result.unwrap_err();
+    assert_eq!((index, error.message.as_str()), (3, "item 4 is poison"));
+    assert_eq!(ran, [1, 2, 3, 4], "nothing after the failure runs");
+    let ids: Vec<i64> = db
+        .execute("SELECT id FROM t ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.i64("id").unwrap())
+        .collect();
+    assert_eq!(ids, [1, 2, 3], "before it committed, it rolled back");
+    // The connection is usable again, outside any transaction.
+    transaction(&db, || {
+        db.execute("INSERT INTO t VALUES (9, 'after')", &[])
+            .map(drop)
+    })
+    .unwrap();
+    assert!(batch(&db, [6i64, 7], |db, n| db
+        .execute("INSERT INTO t (id) VALUES (?)", &[Value::Integer(n)])
+        .map(drop))
+    .is_ok());
+    assert_eq!(
+        db.execute("SELECT COUNT(*) AS n FROM t", &[])
+            .unwrap()
+            .first()
+            .unwrap()
+            .i64("n")
+            .unwrap(),
+        6
+    );
+}

@@ -1,30 +1,48 @@
 //! Recurring-task service: on `task_completed` of a recurring task, creates
 //! the next instance in the `default` database with its outbox rows (see
-//! `todo_domain::recurring` for the rules).
+//! `todo_domain::recurring` for the rules). A batch of events is planned
+//! first (reads, and the rules evaluated, outside any transaction), then
+//! applied in one transaction, each event in a savepoint.
 #![cfg(target_arch = "wasm32")]
 
 use todo_domain::incoming::{task_from_json, IncomingEvent};
-use todo_domain::recurring::{self, Outcome};
+use todo_domain::model::Task;
+use todo_domain::recurring::{self, Outcome, Plan};
 use todo_domain::spin::SpinDb;
+use todo_domain::time::Timestamp;
 use todo_domain::TaskStore;
-use trigger_kafka_sdk::{kafka_component, Error, Message};
+use trigger_kafka_sdk::{kafka_batch_component, BatchItemFailure, Error, Message};
 
-#[kafka_component]
-fn handle(message: Message) -> Result<(), Error> {
+/// What one message asks of the service.
+enum Work {
+    /// Not a completed recurring task: nothing to do.
+    Nothing,
+    /// Decided without a write.
+    Decided(Task, Outcome),
+    Planned(Task, Plan),
+}
+
+/// Reads a message and, for a completed recurring task, plans its renewal.
+fn work(store: &TaskStore<'_>, message: &Message, now: Timestamp) -> Result<Work, Error> {
     let event = IncomingEvent::decode(message.value.as_deref()).map_err(Error::permanent)?;
     if event.event_type != "task_completed" {
-        return Ok(());
+        return Ok(Work::Nothing);
     }
     let data = event
         .field("task_data")
         .ok_or_else(|| Error::permanent("task_completed without task_data"))?;
     let task = task_from_json(data).map_err(Error::permanent)?;
     if task.recurrence_pattern.is_none() {
-        return Ok(());
+        return Ok(Work::Nothing);
     }
-    let db = SpinDb::open("default")?;
-    let store = TaskStore::open(&db)?;
-    match recurring::on_completed(&store, &task, todo_domain::time::now())? {
+    Ok(match recurring::plan(store, &task, now)? {
+        Ok(plan) => Work::Planned(task, plan),
+        Err(outcome) => Work::Decided(task, outcome),
+    })
+}
+
+fn report(task: &Task, outcome: Outcome) {
+    match outcome {
         Outcome::Created(next) => println!(
             "recurring: task {} -> next occurrence {} ({})",
             task.id, next.id, next.occurrence
@@ -37,7 +55,8 @@ fn handle(message: Message) -> Result<(), Error> {
             )
         }
         // Never silent: a series that cannot go on is reported on stderr
-        // (the component's error log) with the reason.
+        // (the component's error log) with the reason, and a series_ended
+        // change goes to the task's audience.
         Outcome::Ended(end) => eprintln!(
             "recurring: task {}: WARNING: the series cannot continue: {}",
             task.id,
@@ -45,5 +64,35 @@ fn handle(message: Message) -> Result<(), Error> {
         ),
         Outcome::Skipped(reason) => println!("recurring: task {}: {reason}", task.id),
     }
-    Ok(())
+}
+
+#[kafka_batch_component]
+fn handle(messages: Vec<Message>) -> Result<(), BatchItemFailure> {
+    let db = SpinDb::open("default").map_err(|e| BatchItemFailure::new(0, e))?;
+    let store = TaskStore::open(&db).map_err(|e| BatchItemFailure::new(0, e))?;
+    let now = todo_domain::time::now();
+    // Planned before the transaction; a message that cannot be read fails
+    // at its own place when the batch gets there.
+    let planned: Vec<Result<Work, Error>> = messages.iter().map(|m| work(&store, m, now)).collect();
+    let mut outcomes = Vec::new();
+    let applied = todo_domain::sql::batch(&db, planned, |db, work| -> Result<(), Error> {
+        match work? {
+            Work::Nothing => {}
+            Work::Decided(task, outcome) => outcomes.push((task, outcome)),
+            Work::Planned(task, plan) => {
+                let store = TaskStore::open(db)?;
+                let outcome = match recurring::apply(&store, &plan, now)? {
+                    Some(outcome) => outcome,
+                    // Changed since it was planned: decide again, here.
+                    None => recurring::on_completed(&store, &task, now)?,
+                };
+                outcomes.push((task, outcome));
+            }
+        }
+        Ok(())
+    });
+    for (task, outcome) in outcomes {
+        report(&task, outcome);
+    }
+    applied.map_err(|(index, error)| BatchItemFailure::new(index, error))
 }

@@ -12,9 +12,12 @@
 #![cfg(target_arch = "wasm32")]
 
 use todo_domain::incoming::IncomingEvent;
+use todo_domain::kafka_handler::apply_batch;
 use todo_domain::spin::SpinDb;
 use todo_reminder_store as reminders;
-use trigger_kafka_sdk::{cron, cron_component, kafka_component, Error, Message};
+use trigger_kafka_sdk::{
+    cron, cron_component, kafka_batch_component, BatchItemFailure, Error, Message,
+};
 
 /// Reminders due longer ago than this when the timer sees them (the service
 /// was down) are recorded as missed, not sent late.
@@ -35,18 +38,22 @@ fn open() -> Result<SpinDb, todo_domain::DomainError> {
     Ok(db)
 }
 
-#[kafka_component]
-fn handle(message: Message) -> Result<(), Error> {
-    let event = IncomingEvent::decode(message.value.as_deref()).map_err(Error::permanent)?;
-    let db = open()?;
-    let sequence = reminders::sequence_header(
-        message
-            .headers
-            .iter()
-            .map(|h| (h.key.as_str(), h.value.as_slice())),
-    );
-    reminders::apply_event(&db, &event, sequence, todo_domain::time::now())?;
-    Ok(())
+/// A batch of `reminders` events is one transaction.
+#[kafka_batch_component]
+fn handle(messages: Vec<Message>) -> Result<(), BatchItemFailure> {
+    let db = open().map_err(|e| BatchItemFailure::new(0, e))?;
+    let now = todo_domain::time::now();
+    apply_batch(&db, messages, |db, message| {
+        let event = IncomingEvent::decode(message.value.as_deref()).map_err(Error::permanent)?;
+        let sequence = reminders::sequence_header(
+            message
+                .headers
+                .iter()
+                .map(|h| (h.key.as_str(), h.value.as_slice())),
+        );
+        reminders::apply_event(db, &event, sequence, now)?;
+        Ok(())
+    })
 }
 
 #[cron_component]

@@ -1,16 +1,25 @@
 //! Sync service: turns `task-updates` events into the per-user change feed
-//! (the `sync` database) that the API serves as long-poll and SSE.
+//! (the `sync` database) that the API serves as long-poll and SSE. A batch
+//! of messages is one transaction.
 #![cfg(target_arch = "wasm32")]
 
 use todo_domain::incoming::IncomingEvent;
+use todo_domain::kafka_handler::apply_batch;
 use todo_domain::spin::SpinDb;
-use trigger_kafka_sdk::{kafka_component, Error, Message};
+use trigger_kafka_sdk::{kafka_batch_component, BatchItemFailure, Error, Message};
 
-#[kafka_component]
-fn handle(message: Message) -> Result<(), Error> {
-    let event = IncomingEvent::decode(message.value.as_deref()).map_err(Error::permanent)?;
-    let db = SpinDb::open("sync")?;
-    todo_sync_store::open(&db)?;
-    todo_sync_store::append(&db, &event, todo_domain::time::now())?;
-    Ok(())
+#[kafka_batch_component]
+fn handle(messages: Vec<Message>) -> Result<(), BatchItemFailure> {
+    let open = || -> Result<SpinDb, Error> {
+        let db = SpinDb::open("sync")?;
+        todo_sync_store::open(&db)?;
+        Ok(db)
+    };
+    let db = open().map_err(|e| BatchItemFailure::new(0, e))?;
+    let now = todo_domain::time::now();
+    apply_batch(&db, messages, |db, message| {
+        let event = IncomingEvent::decode(message.value.as_deref()).map_err(Error::permanent)?;
+        todo_sync_store::append(db, &event, now)?;
+        Ok(())
+    })
 }
