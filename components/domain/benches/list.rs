@@ -3,7 +3,7 @@
 //! and from one holding 1,000,000 tasks of 10,000 users, on real SQLite
 //! files; p50 and p99 of each, and their ratio.
 //!
-//!     cargo bench --release --workspace --features todo-domain/native --bench list
+//!     cargo bench --workspace --features todo-domain/native --bench list
 //!     LIST_BENCH_TASKS=200000 cargo bench ...   # a smaller crowd
 
 use std::time::{Duration, Instant};
