@@ -19,7 +19,7 @@ enum Work {
     Nothing,
     /// Decided without a write.
     Decided(Task, Outcome),
-    Planned(Task, Plan),
+    Planned(Task, Box<Plan>),
 }
 
 /// Reads a message and, for a completed recurring task, plans its renewal.
@@ -36,7 +36,7 @@ fn work(store: &TaskStore<'_>, message: &Message, now: Timestamp) -> Result<Work
         return Ok(Work::Nothing);
     }
     Ok(match recurring::plan(store, &task, now)? {
-        Ok(plan) => Work::Planned(task, plan),
+        Ok(plan) => Work::Planned(task, Box::new(plan)),
         Err(outcome) => Work::Decided(task, outcome),
     })
 }
