@@ -68,6 +68,16 @@ pub fn parse_sequence(field: &str, text: &str) -> Result<i64, ApiError> {
     }
 }
 
+/// Trims a read of `limit + 1` items to a page of `limit`; the cursor after
+/// its last item when there is more.
+fn next_page<T>(items: &mut Vec<T>, limit: i64, cursor: impl Fn(&T) -> String) -> Option<String> {
+    if items.len() as i64 <= limit {
+        return None;
+    }
+    items.truncate(limit as usize);
+    items.last().map(cursor)
+}
+
 fn open(ctx: &Context<'_>, label: &str) -> Result<Box<dyn Sql>, ApiError> {
     Ok(ctx.databases.open(label)?)
 }
@@ -95,18 +105,13 @@ pub fn list_notifications(
     let db = open(ctx, "reminders")?;
     reminders::open(db.as_ref())?;
     let mut items = reminders::list(db.as_ref(), user, unread, limit + 1, before)?;
-    let next = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items.last().map(|n| {
-            todo_domain::query::Cursor {
-                key: todo_domain::time::to_millis(&n.created_at),
-                id: n.id.clone(),
-            }
-            .encode()
-        })
-    } else {
-        None
-    };
+    let next = next_page(&mut items, limit, |n| {
+        todo_domain::query::Cursor {
+            key: todo_domain::time::to_millis(&n.created_at),
+            id: n.id.clone(),
+        }
+        .encode()
+    });
     Ok(json!({
         "notifications": items.iter().map(|n| n.to_json()).collect::<Vec<_>>(),
         "next_cursor": next,
@@ -149,18 +154,13 @@ pub fn task_history(
     let db = open(ctx, "audit")?;
     audit::open(db.as_ref())?;
     let mut entries = audit::history(db.as_ref(), task_id, after, limit + 1)?;
-    let next = if entries.len() as i64 > limit {
-        entries.truncate(limit as usize);
-        entries.last().map(|e| {
-            todo_domain::query::Cursor {
-                key: todo_domain::time::to_millis(&e.occurred_at),
-                id: e.seq.to_string(),
-            }
-            .encode()
-        })
-    } else {
-        None
-    };
+    let next = next_page(&mut entries, limit, |e| {
+        todo_domain::query::Cursor {
+            key: todo_domain::time::to_millis(&e.occurred_at),
+            id: e.seq.to_string(),
+        }
+        .encode()
+    });
     Ok(json!({
         "task_id": task_id,
         "history": entries.iter().map(|e| e.to_json()).collect::<Vec<_>>(),
@@ -183,12 +183,7 @@ pub fn audit_trail(
     let db = open(ctx, "audit")?;
     audit::open(db.as_ref())?;
     let mut entries = audit::trail(db.as_ref(), user, task_id, before, limit + 1)?;
-    let next = if entries.len() as i64 > limit {
-        entries.truncate(limit as usize);
-        entries.last().map(|e| e.seq.to_string())
-    } else {
-        None
-    };
+    let next = next_page(&mut entries, limit, |e| e.seq.to_string());
     Ok(json!({
         "entries": entries.iter().map(|e| e.to_json()).collect::<Vec<_>>(),
         "next_cursor": next,

@@ -77,6 +77,18 @@ impl Edge {
     }
 }
 
+/// Every series starts at 0; none may have counted.
+#[track_caller]
+fn assert_nothing_dead_lettered(metrics: &str) {
+    assert!(
+        metrics
+            .lines()
+            .filter(|l| l.contains("outcome=\"dead_lettered\""))
+            .all(|l| l.ends_with(" 0")),
+        "no event was dead-lettered for lack of instances:\n{metrics}"
+    );
+}
+
 #[track_caller]
 fn assert_error(status: u16, body: &Json, want_status: u16, code: &str) {
     assert_eq!(status, want_status, "{body}");
@@ -272,14 +284,7 @@ fn slow_idle_and_many_clients_cannot_stall_the_server() {
         200
     );
     let metrics = edge.host.metrics();
-    // Every series exists from the start (at 0); none may have counted.
-    assert!(
-        metrics
-            .lines()
-            .filter(|l| l.contains("outcome=\"dead_lettered\""))
-            .all(|l| l.ends_with(" 0")),
-        "no event was dead-lettered for lack of instances:\n{metrics}"
-    );
+    assert_nothing_dead_lettered(&metrics);
     assert!(metrics.contains("trigger_kafka_http_rejected_total{reason=\"instances\"}"));
     assert_eq!(
         edge.host
@@ -757,13 +762,7 @@ fn a_thousand_event_streams_that_never_read_starve_nothing() {
     );
     assert_ne!(fired[1], "missed");
     let metrics = edge.host.metrics();
-    assert!(
-        metrics
-            .lines()
-            .filter(|l| l.contains("outcome=\"dead_lettered\""))
-            .all(|l| l.ends_with(" 0")),
-        "no event was dead-lettered for lack of instances:\n{metrics}"
-    );
+    assert_nothing_dead_lettered(&metrics);
     drop(streams);
     wait_for(
         "HTTP to serve again once the streams are gone",
