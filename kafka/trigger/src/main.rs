@@ -183,13 +183,7 @@ struct HttpSettings {
 /// as a Spin plugin, the locked app Spin wrote.
 fn load(launch: &Launch) -> Result<(App, Roles)> {
     if let Some(manifest) = &launch.manifest {
-        // Like `spin up -f`: a directory means its spin.toml.
-        let manifest = if manifest.is_dir() {
-            manifest.join("spin.toml")
-        } else {
-            manifest.clone()
-        };
-        let mut app = manifest::load(&manifest)?;
+        let mut app = manifest::load(&manifest::path_of(manifest))?;
         for component in app.components.values_mut() {
             component.env.extend(launch.env.iter().cloned());
         }

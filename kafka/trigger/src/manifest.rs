@@ -60,6 +60,16 @@ struct Component {
     files: Vec<toml::Value>,
 }
 
+/// The manifest `-f` names, as `spin up -f` reads it: a directory means
+/// its spin.toml.
+pub fn path_of(from: &Path) -> std::path::PathBuf {
+    if from.is_dir() {
+        from.join("spin.toml")
+    } else {
+        from.to_path_buf()
+    }
+}
+
 pub fn load(path: &Path) -> Result<App> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;

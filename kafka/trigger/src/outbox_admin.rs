@@ -5,8 +5,6 @@
 //! row goes out after newer rows of its key that were already sent:
 //! consumers deduplicate by `event_id` and order by the task's `version`.
 
-use std::path::Path;
-
 use anyhow::{bail, Context, Result};
 
 use crate::cli::{OutboxArgs, OutboxRequeueArgs};
@@ -25,30 +23,12 @@ pub struct DeadRow {
 
 /// Opens the outbox database `args` names, as `up` would find it.
 fn open(args: &OutboxArgs) -> Result<rusqlite::Connection> {
-    let manifest = if args.from.is_dir() {
-        args.from.join("spin.toml")
-    } else {
-        args.from.clone()
-    };
-    let app_dir = manifest
-        .parent()
-        .map(|d| {
-            if d.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                d
-            }
-        })
-        .unwrap_or(Path::new("."));
+    // The app directory exactly as `up` finds it (the default state dir).
+    let app = crate::manifest::load(&crate::manifest::path_of(&args.from))?;
     let cwd = std::env::current_dir()?;
-    let app_dir = if app_dir.is_absolute() {
-        app_dir.to_path_buf()
-    } else {
-        cwd.join(app_dir)
-    };
     let config = RuntimeConfig::load(
         args.runtime_config_file.as_deref(),
-        Some(&app_dir),
+        Some(&app.dir),
         StateDir::from_flag(args.state_dir.as_deref()),
         StateDir::Unset,
         &cwd,
