@@ -414,6 +414,25 @@ fn event_stream_leases_are_capped_per_user_and_in_all() {
     // Leases of streams that never gave them back expire.
     let later = now + 25_000 + streams::GRACE_MS + 1;
     streams::acquire(&db, "zoe", later, 25_000).expect("expired leases are swept");
+    // Both answers are in the contract (a spec-driven fuzzer that opened
+    // five streams as one user met an undocumented 429), and so is the 503
+    // a busy database gives on any operation.
+    let doc: Json = serde_json::from_str(todo_api::OPENAPI).unwrap();
+    for status in ["429", "503"] {
+        assert!(
+            doc["paths"]["/api/events"]["get"]["responses"][status].is_object(),
+            "GET /api/events does not document {status}"
+        );
+    }
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let operations = item.as_object().unwrap().iter();
+        for (method, operation) in operations.filter(|(key, _)| *key != "parameters") {
+            assert!(
+                operation["responses"]["503"].is_object(),
+                "{method} {path} does not document 503"
+            );
+        }
+    }
 }
 
 /// Issue 21 item 8: a collaborator filled the owner's task quota by
