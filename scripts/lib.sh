@@ -32,10 +32,11 @@ ensure_wasm_target() {
 }
 
 # C toolchain for librdkafka (bundled) and SQLite (bundled); xz for the
-# compressed Spin CLI the tests may find.
+# compressed Spin CLI the tests may find; the sqlite3 shell adds the index
+# tansu's storage lacks (kafka/tansu/indexes.sql).
 ensure_packages() {
     local missing=()
-    for pkg in gcc g++ make pkg-config zlib1g-dev curl xz-utils; do
+    for pkg in gcc g++ make pkg-config zlib1g-dev curl xz-utils sqlite3; do
         dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
     done
     if [ ${#missing[@]} -gt 0 ]; then
@@ -144,7 +145,11 @@ start_tansu() {
         --storage-engine "sqlite://tansu.db" >"$dir/tansu.log" 2>&1) &
     TANSU_PID=$!
     for _ in $(seq 1 100); do
-        port_open 127.0.0.1 "$port" && return 0
+        if port_open 127.0.0.1 "$port"; then
+            # tansu has created its schema by the time it listens.
+            sqlite3 -cmd ".timeout 10000" "$dir/tansu.db" <"$ROOT/kafka/tansu/indexes.sql"
+            return 0
+        fi
         kill -0 "$TANSU_PID" 2>/dev/null || { cat "$dir/tansu.log" >&2; return 1; }
         sleep 0.1
     done

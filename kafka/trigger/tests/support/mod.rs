@@ -128,6 +128,15 @@ pub fn write_shipped_app(dir: &Path) {
     .unwrap();
 }
 
+/// Adds the index tansu's SQLite storage lacks (`kafka/tansu/indexes.sql`,
+/// which says why), as `scripts/lib.sh` does for the app it runs.
+fn add_tansu_indexes(db: &Path) {
+    let conn = rusqlite::Connection::open(db).expect("tansu's database");
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    conn.execute_batch(include_str!("../../../tansu/indexes.sql"))
+        .expect("tansu's header index");
+}
+
 /// A tansu broker with persistent SQLite storage; it can be stopped and
 /// started again on the same port and data.
 pub struct Broker {
@@ -182,6 +191,7 @@ impl Broker {
         wait_for("tansu to listen", Duration::from_secs(20), || {
             port_open(port).then_some(())
         });
+        add_tansu_indexes(&self.dir.0.join("tansu.db"));
     }
 
     pub fn stop(&mut self) {
