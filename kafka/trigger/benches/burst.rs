@@ -9,11 +9,13 @@
 //!   settings, same broker, same event sizes);
 //! - the lateness (p50/p99) of reminders of other users due during the
 //!   burst;
-//! - whether any group was left with unassigned partitions.
+//! - whether any group was left with unassigned partitions;
+//! - the API's latency (p50/p99) during the burst.
 //!
 //! Run it with `cargo bench --workspace --features
 //! todo-domain/native --bench burst`; `BURST_WRITES=2000` for a smaller
-//! burst.
+//! burst, `BURST_LOG=<file>` to keep the host's log (each relay batch at
+//! debug).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -193,11 +195,14 @@ fn main() {
     let clients: Vec<_> = (0..CLIENTS)
         .map(|_| {
             let next = next.clone();
-            std::thread::spawn(move || loop {
+            std::thread::spawn(move || {
+                let mut took_ms = Vec::new();
+                loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 if i >= writes {
-                    break;
+                    break took_ms;
                 }
+                let sent = Instant::now();
                 let (status, text) = http(
                     port,
                     "POST",
@@ -206,12 +211,16 @@ fn main() {
                     Some(&json!({"title": format!("burst {i}"), "tags": ["burst"], "priority": "high"}).to_string()),
                 );
                 assert_eq!(status, 201, "{text}");
+                took_ms.push(sent.elapsed().as_millis() as i64);
+                }
             })
         })
         .collect();
-    for client in clients {
-        client.join().unwrap();
-    }
+    let mut api_ms: Vec<i64> = clients
+        .into_iter()
+        .flat_map(|client| client.join().unwrap())
+        .collect();
+    api_ms.sort();
     let api_took = started.elapsed();
     let default_db = dir.0.join(".spin/sqlite_db.db");
     let reminders_db = dir.0.join(".spin/reminders.db");
@@ -287,16 +296,10 @@ fn main() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let relay_rate = copied as f64 / backlog_started.elapsed().as_secs_f64();
-    if std::env::var_os("BURST_RELAY_LOG").is_some() {
-        for line in host
-            .logs()
-            .lines()
-            .filter(|l| l.contains("rows=2000") || l.contains("rows=1"))
-            .rev()
-            .take(12)
-        {
-            eprintln!("{line}");
-        }
+    // The host's log (the relay logs each batch at debug), for a closer
+    // look at where a run spent its time.
+    if let Some(path) = std::env::var_os("BURST_LOG") {
+        std::fs::write(path, host.logs()).unwrap();
     }
     let events = copied as f64;
     let native_rate = native_producer_rate(&broker, copied, size as usize, &headers);
@@ -326,9 +329,12 @@ fn main() {
         );
     }
     println!(
-        "  API: {:.1} s, {:.0} writes/s; every event handled by every group after {:.1} s",
+        "  API: {:.1} s, {:.0} writes/s, latency p50 {} ms, p99 {} ms, max {} ms; every event handled by every group after {:.1} s",
         api_took.as_secs_f64(),
         writes as f64 / api_took.as_secs_f64(),
+        percentile(&api_ms, 0.5),
+        percentile(&api_ms, 0.99),
+        api_ms.last().copied().unwrap_or_default(),
         drained.as_secs_f64()
     );
     println!(

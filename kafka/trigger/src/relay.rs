@@ -17,15 +17,14 @@
 //! retention period. Each published event carries `ce_sequence`, its
 //! zero-padded outbox `seq`: consumers can order one source's events by it.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use futures::future::join_all;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use tokio::sync::watch;
 
 use crate::host::sqlite::Database;
@@ -33,6 +32,10 @@ use crate::metrics::Metrics;
 
 /// Rows of one key in one batch, at most.
 const PER_KEY: i64 = 100;
+/// Batches sent and not yet acknowledged, at most: while the broker
+/// acknowledges one, the next is read and sent, so neither side waits on
+/// the other.
+const IN_FLIGHT_BATCHES: usize = 2;
 /// How often sent rows past the retention are deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// How often the backlog is counted for metrics and /healthz (counting
@@ -99,13 +102,6 @@ pub fn is_authorization(error: &KafkaError) -> bool {
     )
 }
 
-/// What one batch did: rows settled (sent or dead) and rows left to retry.
-#[derive(Debug, Default, Clone, Copy)]
-struct Published {
-    settled: usize,
-    retried: usize,
-}
-
 /// What became of a batch's rows.
 #[derive(Debug, Default, PartialEq)]
 pub struct Outcome {
@@ -119,12 +115,15 @@ pub struct Outcome {
 }
 
 /// Sorts acknowledgements into sent, dead and retry, in batch order: once
-/// a key has a row to retry, its later rows are retried too, even if the
+/// a key has a row to retry (in this batch or in an earlier one still in
+/// the pipeline: `held`), its later rows are retried too, even if the
 /// broker took them, so the outbox never records a key's progress past an
 /// unsent row (a duplicate is harmless; consumers deduplicate by event id).
-pub fn classify(results: Vec<(i64, &str, Result<(), KafkaError>)>) -> Outcome {
+pub fn classify(
+    results: Vec<(i64, &str, Result<(), KafkaError>)>,
+    held: &mut HashSet<String>,
+) -> Outcome {
     let mut outcome = Outcome::default();
-    let mut held: HashSet<String> = HashSet::new();
     for (seq, key, result) in results {
         if held.contains(key) {
             outcome
@@ -145,6 +144,61 @@ pub fn classify(results: Vec<(i64, &str, Result<(), KafkaError>)>) -> Outcome {
     outcome
 }
 
+/// A batch handed to the producer: its rows, and the acknowledgement of
+/// each (or the reason it could not even be queued).
+struct Sending {
+    rows: Vec<Row>,
+    acks: Vec<Result<DeliveryFuture, KafkaError>>,
+    read_ms: u64,
+    started: Instant,
+}
+
+impl Sending {
+    /// Waits for every acknowledgement, in row order.
+    async fn acknowledged(&mut self) -> Vec<Result<(), KafkaError>> {
+        let mut results = Vec::with_capacity(self.acks.len());
+        for ack in self.acks.iter_mut() {
+            results.push(match ack {
+                Ok(delivery) => match delivery.await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err((e, _))) => Err(e),
+                    Err(_) => Err(KafkaError::Canceled),
+                },
+                Err(e) => Err(e.clone()),
+            });
+        }
+        results
+    }
+}
+
+/// Batches sent and not yet settled, oldest first, with what their
+/// settling learnt so far.
+#[derive(Default)]
+struct Pipeline {
+    sending: VecDeque<Sending>,
+    /// Keys with a row to retry: later rows of theirs already sent are not
+    /// recorded as sent until the pipeline has drained.
+    held: HashSet<String>,
+    /// A batch had rows to retry (or could not be recorded): send no more
+    /// until the pipeline has drained, then back off.
+    stalled: bool,
+    /// Rows settled since the pipeline was last empty.
+    settled: usize,
+}
+
+impl Pipeline {
+    /// The rows in flight, as a JSON array of seqs for the next read to
+    /// leave out.
+    fn in_flight(&self) -> String {
+        let seqs: Vec<i64> = self
+            .sending
+            .iter()
+            .flat_map(|batch| batch.rows.iter().map(|row| row.seq))
+            .collect();
+        serde_json::to_string(&seqs).expect("seqs serialize")
+    }
+}
+
 impl Relay {
     /// Runs until `shutdown`.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
@@ -161,6 +215,7 @@ impl Relay {
         let mut pruned = Instant::now() - PRUNE_EVERY;
         let mut counted = Instant::now() - COUNT_EVERY;
         let mut backoff = self.poll_interval;
+        let mut pipeline = Pipeline::default();
         loop {
             if *shutdown.borrow() {
                 break;
@@ -187,43 +242,59 @@ impl Relay {
                     }
                 }
             }
-            // While the broker is down a batch waits for it; shutdown must
-            // not. Rows of an interrupted batch stay unsent and go out on
-            // the next start.
             if ready && counted.elapsed() >= COUNT_EVERY {
                 counted = Instant::now();
                 if let Err(e) = self.count_backlog(&conn).await {
                     tracing::warn!(database = %self.db.label, error = %format!("{e:#}"), "counting the outbox failed");
                 }
             }
-            let published = if ready {
-                tokio::select! {
-                    published = self.publish_batch(&conn) => published,
-                    _ = shutdown.changed() => break,
+            // Keep the producer busy: the next batch is read and sent while
+            // the broker acknowledges the one before.
+            let mut failed = false;
+            while ready && !pipeline.stalled && pipeline.sending.len() < IN_FLIGHT_BATCHES {
+                match self.read_batch(&conn, pipeline.in_flight()).await {
+                    Ok((rows, _)) if rows.is_empty() => break,
+                    Ok((rows, read_ms)) => {
+                        pipeline.sending.push_back(self.send(rows, read_ms).await)
+                    }
+                    Err(e) => {
+                        tracing::warn!(database = %self.db.label, error = %format!("{e:#}"), "reading the outbox failed; retrying");
+                        failed = true;
+                        break;
+                    }
                 }
-            } else {
-                Ok(Published::default())
-            };
-            match published {
-                Ok(Published { settled, .. }) if settled > 0 => {
+            }
+            if let Some(oldest) = pipeline.sending.front_mut() {
+                // While the broker is down a batch waits for it; shutdown
+                // must not. Rows of an interrupted batch stay unsent and go
+                // out on the next start.
+                let results = tokio::select! {
+                    results = oldest.acknowledged() => results,
+                    _ = shutdown.changed() => break,
+                };
+                let batch = pipeline.sending.pop_front().expect("the oldest batch");
+                self.settle(&conn, batch, results, &mut pipeline).await;
+                if !pipeline.sending.is_empty() {
+                    continue;
+                }
+                let (stalled, settled) = (pipeline.stalled, pipeline.settled);
+                pipeline = Pipeline::default();
+                if !stalled || settled > 0 {
                     backoff = self.poll_interval;
                     continue;
                 }
                 // Rows wait and none went out: back off (doubling) rather
                 // than hammer a broker that refuses them; new writes do not
                 // cut the wait short.
-                Ok(Published { retried, .. }) if retried > 0 => {
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.changed() => {}
-                    }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    continue;
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => {}
                 }
-                Ok(_) => backoff = self.poll_interval,
-                Err(e) => {
-                    tracing::warn!(database = %self.db.label, error = %format!("{e:#}"), "outbox relay batch failed; retrying")
-                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+            if !failed {
+                backoff = self.poll_interval;
             }
             tokio::select! {
                 _ = self.db.changed.notified() => {}
@@ -293,50 +364,41 @@ impl Relay {
         Ok(())
     }
 
-    /// Publishes up to one batch; says how many rows it settled (sent or
-    /// dead) and how many stay to be retried.
-    async fn publish_batch(
+    /// Reads the next batch ([`due_rows`]), leaving out the rows in flight.
+    async fn read_batch(
         &self,
         conn: &Arc<std::sync::Mutex<rusqlite::Connection>>,
-    ) -> Result<Published> {
+        in_flight: String,
+    ) -> Result<(Vec<Row>, u64)> {
         let limit = self.batch_size as i64;
         let reading = Instant::now();
-        let rows = Self::blocking(conn, move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT seq, topic, msg_key, payload, headers, created_ms FROM (
-                     SELECT seq, topic, msg_key, payload, headers, created_ms,
-                            ROW_NUMBER() OVER (PARTITION BY msg_key ORDER BY seq) AS nth
-                     FROM outbox WHERE sent_ms IS NULL AND dead_ms IS NULL)
-                 WHERE nth <= ?1 ORDER BY nth, seq LIMIT ?2",
-            )?;
-            let rows = stmt
-                .query_map([PER_KEY, limit], |r| {
-                    let headers: String = r.get(4)?;
-                    Ok(Row {
-                        seq: r.get(0)?,
-                        topic: r.get(1)?,
-                        key: r.get(2)?,
-                        payload: r.get(3)?,
-                        headers: serde_json::from_str(&headers).unwrap_or_default(),
-                        created_ms: r.get(5)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
-        })
-        .await
-        .context("reading the outbox")?;
-        let label = self.db.label.as_str();
-        if rows.is_empty() {
-            return Ok(Published::default());
-        }
-        let read_ms = reading.elapsed().as_millis() as u64;
+        let rows = Self::blocking(conn, move |c| due_rows(c, limit, &in_flight))
+            .await
+            .context("reading the outbox")?;
+        Ok((rows, reading.elapsed().as_millis() as u64))
+    }
+
+    /// Hands a batch to the producer in batch order, which is `seq` order
+    /// within each key; the idempotent producer keeps that order per
+    /// partition and never duplicates its own retries.
+    async fn send(&self, rows: Vec<Row>, read_ms: u64) -> Sending {
         let started = Instant::now();
-        // Sent in batch order, which is `seq` order within each key; the
-        // idempotent producer keeps that order per partition and never
-        // duplicates its own retries.
-        let deliveries = rows.iter().map(|row| {
-            let sequence = format!("{:020}", row.seq);
+        let mut acks = Vec::with_capacity(rows.len());
+        for row in &rows {
+            acks.push(self.enqueue(row).await);
+        }
+        Sending {
+            rows,
+            acks,
+            read_ms,
+            started,
+        }
+    }
+
+    /// Queues one row with the producer, waiting while its queue is full.
+    async fn enqueue(&self, row: &Row) -> Result<DeliveryFuture, KafkaError> {
+        let sequence = format!("{:020}", row.seq);
+        loop {
             let mut headers = OwnedHeaders::new_with_capacity(row.headers.len() + 1);
             for (key, value) in &row.headers {
                 headers = headers.insert(Header {
@@ -352,24 +414,38 @@ impl Relay {
                 .key(row.key.as_bytes())
                 .payload(row.payload.as_bytes())
                 .headers(headers);
-            self.producer.send(record, rdkafka::util::Timeout::Never)
-        });
-        let results = join_all(deliveries).await;
-        let send_ms = started.elapsed().as_millis() as u64;
+            match self.producer.send_result(record) {
+                Ok(delivery) => return Ok(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+
+    /// Records what became of an acknowledged batch (sent, dead, or to
+    /// retry) and what the rest of the pipeline must respect.
+    async fn settle(
+        &self,
+        conn: &Arc<std::sync::Mutex<rusqlite::Connection>>,
+        batch: Sending,
+        results: Vec<Result<(), KafkaError>>,
+        pipeline: &mut Pipeline,
+    ) {
+        let label = self.db.label.as_str();
+        let send_ms = batch.started.elapsed().as_millis() as u64;
         let acked_ms = now_ms();
+        let rows = batch.rows;
         let outcome = classify(
             rows.iter()
                 .zip(results)
-                .map(|(row, result)| {
-                    (
-                        row.seq,
-                        row.key.as_str(),
-                        result.map(drop).map_err(|(e, _)| e),
-                    )
-                })
+                .map(|(row, result)| (row.seq, row.key.as_str(), result))
                 .collect(),
+            &mut pipeline.held,
         );
-        for row in rows.iter().filter(|r| outcome.sent.contains(&r.seq)) {
+        let sent: HashSet<i64> = outcome.sent.iter().copied().collect();
+        for row in rows.iter().filter(|r| sent.contains(&r.seq)) {
             self.metrics.inc(
                 "trigger_kafka_outbox_published_total",
                 &[("database", label), ("topic", &row.topic)],
@@ -403,7 +479,7 @@ impl Relay {
         let Outcome {
             sent, dead, retry, ..
         } = outcome;
-        Self::blocking(conn, move |c| {
+        let marked = Self::blocking(conn, move |c| {
             let tx = c.unchecked_transaction()?;
             {
                 let mut mark = tx.prepare_cached("UPDATE outbox SET sent_ms = ?1 WHERE seq = ?2")?;
@@ -426,17 +502,58 @@ impl Relay {
             tx.commit()
         })
         .await
-        .context("marking outbox rows")?;
+        .context("marking outbox rows");
+        if let Err(e) = marked {
+            // Its rows stay unsent and go again: nothing later of their
+            // keys may be recorded as sent before them.
+            tracing::warn!(database = label, error = %format!("{e:#}"), "outbox relay batch failed; retrying");
+            pipeline.held.extend(rows.into_iter().map(|row| row.key));
+            pipeline.stalled = true;
+            return;
+        }
+        pipeline.stalled |= retried > 0;
+        pipeline.settled += settled;
         tracing::debug!(
             database = label,
             rows = settled,
-            read_ms,
+            read_ms = batch.read_ms,
             send_ms,
-            took_ms = started.elapsed().as_millis() as u64,
+            in_flight = pipeline.sending.len(),
             "outbox batch published"
         );
-        Ok(Published { settled, retried })
     }
+}
+
+/// The next rows to send, at most `limit`: the oldest unsent rows of every
+/// key in turn (first rows of all keys, then second rows, …; at most
+/// `PER_KEY` of one key), leaving out the rows in flight (`in_flight`, a
+/// JSON array of seqs). The window runs over the `(msg_key, seq)` index
+/// alone; only the chosen rows are read whole.
+fn due_rows(c: &rusqlite::Connection, limit: i64, in_flight: &str) -> rusqlite::Result<Vec<Row>> {
+    let mut stmt = c.prepare_cached(
+        "WITH due AS (
+             SELECT seq, ROW_NUMBER() OVER (PARTITION BY msg_key ORDER BY seq) AS nth
+             FROM outbox
+             WHERE sent_ms IS NULL AND dead_ms IS NULL
+               AND seq NOT IN (SELECT value FROM json_each(?3)))
+         SELECT o.seq, o.topic, o.msg_key, o.payload, o.headers, o.created_ms
+         FROM due JOIN outbox o ON o.seq = due.seq
+         WHERE due.nth <= ?1 ORDER BY due.nth, due.seq LIMIT ?2",
+    )?;
+    let rows = stmt
+        .query_map(rusqlite::params![PER_KEY, limit, in_flight], |r| {
+            let headers: String = r.get(4)?;
+            Ok(Row {
+                seq: r.get(0)?,
+                topic: r.get(1)?,
+                key: r.get(2)?,
+                payload: r.get(3)?,
+                headers: serde_json::from_str(&headers).unwrap_or_default(),
+                created_ms: r.get(5)?,
+            })
+        })?
+        .collect();
+    rows
 }
 
 /// Adds the relay's bookkeeping to an outbox a component created: the
@@ -493,11 +610,14 @@ mod tests {
 
     #[test]
     fn a_permanent_refusal_is_dead_and_holds_nothing_back() {
-        let outcome = classify(vec![
-            (1, "a", err(RDKafkaErrorCode::MessageSizeTooLarge)),
-            (2, "a", Ok(())),
-            (3, "b", Ok(())),
-        ]);
+        let outcome = classify(
+            vec![
+                (1, "a", err(RDKafkaErrorCode::MessageSizeTooLarge)),
+                (2, "a", Ok(())),
+                (3, "b", Ok(())),
+            ],
+            &mut HashSet::new(),
+        );
         assert_eq!(outcome.sent, [2, 3]);
         assert_eq!(outcome.dead.iter().map(|d| d.0).collect::<Vec<_>>(), [1]);
         assert!(outcome.retry.is_empty());
@@ -505,13 +625,16 @@ mod tests {
 
     #[test]
     fn a_passing_failure_holds_back_its_key_only() {
-        let outcome = classify(vec![
-            (1, "a", Ok(())),
-            (2, "a", err(RDKafkaErrorCode::RequestTimedOut)),
-            (3, "b", Ok(())),
-            (4, "a", Ok(())),
-            (5, "b", Ok(())),
-        ]);
+        let outcome = classify(
+            vec![
+                (1, "a", Ok(())),
+                (2, "a", err(RDKafkaErrorCode::RequestTimedOut)),
+                (3, "b", Ok(())),
+                (4, "a", Ok(())),
+                (5, "b", Ok(())),
+            ],
+            &mut HashSet::new(),
+        );
         assert_eq!(outcome.sent, [1, 3, 5]);
         assert_eq!(
             outcome.retry.iter().map(|r| r.0).collect::<Vec<_>>(),
@@ -524,12 +647,15 @@ mod tests {
     /// so an ACL or credential rotation lost every event written meanwhile.
     #[test]
     fn an_authorization_refusal_is_retried_not_dead() {
-        let outcome = classify(vec![
-            (1, "a", err(RDKafkaErrorCode::TopicAuthorizationFailed)),
-            (2, "a", Ok(())),
-            (3, "b", err(RDKafkaErrorCode::ClusterAuthorizationFailed)),
-            (4, "c", Ok(())),
-        ]);
+        let outcome = classify(
+            vec![
+                (1, "a", err(RDKafkaErrorCode::TopicAuthorizationFailed)),
+                (2, "a", Ok(())),
+                (3, "b", err(RDKafkaErrorCode::ClusterAuthorizationFailed)),
+                (4, "c", Ok(())),
+            ],
+            &mut HashSet::new(),
+        );
         assert!(outcome.dead.is_empty(), "{outcome:?}");
         assert_eq!(
             outcome.retry.iter().map(|r| r.0).collect::<Vec<_>>(),
@@ -540,7 +666,45 @@ mod tests {
     }
 
     #[test]
-    fn pruning_keeps_unsent_and_dead_rows() {
+    fn a_hold_reaches_the_batches_already_in_flight() {
+        let mut held = HashSet::new();
+        let first = classify(
+            vec![
+                (1, "a", err(RDKafkaErrorCode::RequestTimedOut)),
+                (2, "b", Ok(())),
+            ],
+            &mut held,
+        );
+        assert_eq!(first.sent, [2]);
+        // The next batch was sent before the first was acknowledged.
+        let second = classify(vec![(3, "a", Ok(())), (4, "b", Ok(()))], &mut held);
+        assert_eq!(second.sent, [4]);
+        assert_eq!(second.retry.iter().map(|r| r.0).collect::<Vec<_>>(), [3]);
+    }
+
+    #[test]
+    fn the_next_batch_takes_keys_in_turn_and_leaves_out_what_is_in_flight() {
+        let c = outbox();
+        // Key a wrote 5 rows before b and c wrote one each.
+        for key in ["a", "a", "a", "a", "a", "b", "c"] {
+            c.execute(
+                "INSERT INTO outbox (event_id, topic, msg_key, payload, headers, created_ms)
+                 VALUES (lower(hex(randomblob(8))), 't', ?1, '{}', '[]', 0)",
+                [key],
+            )
+            .unwrap();
+        }
+        let seqs = |rows: Vec<Row>| rows.iter().map(|r| r.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(due_rows(&c, 4, "[]").unwrap()), [1, 6, 7, 2]);
+        // Rows 1, 6, 7 and 2 are in flight: the next batch goes on with a.
+        assert_eq!(seqs(due_rows(&c, 4, "[1,6,7,2]").unwrap()), [3, 4, 5]);
+        c.execute("UPDATE outbox SET dead_ms = 1 WHERE seq = 3", [])
+            .unwrap();
+        assert_eq!(seqs(due_rows(&c, 10, "[1,2]").unwrap()), [4, 6, 7, 5]);
+    }
+
+    /// An outbox as a component creates it, with the relay's bookkeeping.
+    fn outbox() -> rusqlite::Connection {
         let c = rusqlite::Connection::open_in_memory().unwrap();
         c.execute_batch(
             "CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT, topic TEXT, msg_key TEXT,
@@ -548,6 +712,12 @@ mod tests {
         )
         .unwrap();
         assert!(ensure_schema(&c).unwrap());
+        c
+    }
+
+    #[test]
+    fn pruning_keeps_unsent_and_dead_rows() {
+        let c = outbox();
         for (sent, dead) in [
             (Some(10), None),
             (Some(5000), None),
