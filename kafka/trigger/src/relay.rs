@@ -16,6 +16,12 @@
 //! is never recorded past an unsent row. Sent rows are pruned after the
 //! retention period. Each published event carries `ce_sequence`, its
 //! zero-padded outbox `seq`: consumers can order one source's events by it.
+//!
+//! Two batches are in flight at once: the next is read and handed to the
+//! producer while the broker acknowledges the one before, so neither the
+//! broker nor SQLite waits on the other. Batches settle in the order they
+//! were sent; a key held back in one batch stays held in the batches
+//! behind it, and no new batch is sent until the pipeline has drained.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
