@@ -82,9 +82,10 @@ build_host() {
 
 # A virtualenv with the Python tools the tests run: the manifest checker's
 # dependencies (deploy/tests), the official MCP SDK and Schemathesis
-# (tests/contract), pinned so a run is repeatable.
+# (tests/contract), OpenTelemetry's protobuf messages (tests/traces),
+# pinned so a run is repeatable.
 VENV="$CACHE/venv"
-PYTHON_TOOLS=(kubernetes-validate pyyaml "mcp==2.3.0" "schemathesis==4.32.5")
+PYTHON_TOOLS=(kubernetes-validate pyyaml "mcp==2.3.0" "schemathesis==4.32.5" "opentelemetry-proto==1.45.2")
 ensure_python_tools() {
     if [ ! -x "$VENV/bin/python" ]; then
         step "Creating a Python virtualenv for the test tools"
@@ -95,7 +96,7 @@ ensure_python_tools() {
             python3 -m venv "$VENV"
         }
     fi
-    if ! "$VENV/bin/python" -c "import kubernetes_validate, yaml, mcp, schemathesis" 2>/dev/null \
+    if ! "$VENV/bin/python" -c "import kubernetes_validate, yaml, mcp, schemathesis, opentelemetry.proto" 2>/dev/null \
         || ! "$VENV/bin/pip" show mcp schemathesis 2>/dev/null | grep -qx "Version: 2.3.0"; then
         step "Installing ${PYTHON_TOOLS[*]} from PyPI"
         "$VENV/bin/pip" install -q "${PYTHON_TOOLS[@]}"

@@ -135,6 +135,13 @@ pub fn dispatch(
     request: &Request,
     admitted: Admitted,
 ) -> Result<Response, ApiError> {
+    // The events a request writes continue its trace.
+    todo_domain::trace::with(request.header("traceparent"), || {
+        serve(ctx, request, admitted)
+    })
+}
+
+fn serve(ctx: &Context<'_>, request: &Request, admitted: Admitted) -> Result<Response, ApiError> {
     match admitted {
         Admitted::Answered(response) => Ok(response),
         Admitted::Caller {

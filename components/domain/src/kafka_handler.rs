@@ -30,8 +30,17 @@ impl From<DbError> for Error {
 pub fn apply_batch(
     db: &dyn crate::sql::Sql,
     messages: Vec<trigger_kafka_sdk::Message>,
-    apply: impl FnMut(&dyn crate::sql::Sql, trigger_kafka_sdk::Message) -> Result<(), Error>,
+    mut apply: impl FnMut(&dyn crate::sql::Sql, trigger_kafka_sdk::Message) -> Result<(), Error>,
 ) -> Result<(), trigger_kafka_sdk::BatchItemFailure> {
-    crate::sql::batch(db, messages, apply)
-        .map_err(|(index, error)| trigger_kafka_sdk::BatchItemFailure::new(index, error))
+    crate::sql::batch(db, messages, |db, message| {
+        let traceparent = traceparent(&message);
+        crate::trace::with(traceparent.as_deref(), || apply(db, message))
+    })
+    .map_err(|(index, error)| trigger_kafka_sdk::BatchItemFailure::new(index, error))
+}
+
+/// The trace context a message carries: what the events its handling
+/// writes continue.
+pub fn traceparent(message: &trigger_kafka_sdk::Message) -> Option<String> {
+    message.header_str("traceparent").map(str::to_owned)
 }

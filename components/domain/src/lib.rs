@@ -18,6 +18,7 @@ pub mod recurring;
 pub mod sql;
 pub mod store;
 pub mod time;
+pub mod trace;
 
 #[cfg(feature = "kafka-handler")]
 pub mod kafka_handler;

@@ -51,11 +51,12 @@ CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (seq) WHERE sent_ms IS NULL;
 
 /// Writes one event. Call inside the transaction that made the change.
 pub fn enqueue(db: &dyn Sql, event: &Event) -> Result<()> {
-    let headers: Vec<_> = event
-        .headers()
-        .into_iter()
-        .map(|(k, v)| json!([k, v]))
-        .collect();
+    let mut headers = event.headers();
+    if let Some(traceparent) = crate::trace::current() {
+        headers.push(("traceparent".into(), traceparent.clone()));
+        headers.push(("ce_traceparent".into(), traceparent));
+    }
+    let headers: Vec<_> = headers.into_iter().map(|(k, v)| json!([k, v])).collect();
     let payload = event.payload.to_string();
     let headers = json!(headers).to_string();
     let size = payload.len() + headers.len();

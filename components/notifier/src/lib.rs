@@ -106,6 +106,10 @@ fn start(
             notification.id.clone().into_bytes(),
         ),
     ];
+    // The delivery continues the trace its reminder was scheduled under.
+    if let Some(traceparent) = &notification.traceparent {
+        headers.push(("traceparent".into(), traceparent.clone().into_bytes()));
+    }
     if let Some(secret) = secret {
         headers.push((
             "x-todo-signature".into(),

@@ -6,6 +6,7 @@
 #![cfg(target_arch = "wasm32")]
 
 use todo_domain::incoming::{task_from_json, IncomingEvent};
+use todo_domain::kafka_handler::traceparent;
 use todo_domain::model::Task;
 use todo_domain::recurring::{self, Outcome, Plan};
 use todo_domain::spin::SpinDb;
@@ -73,23 +74,28 @@ fn handle(messages: Vec<Message>) -> Result<(), BatchItemFailure> {
     let now = todo_domain::time::now();
     // Planned before the transaction; a message that cannot be read fails
     // at its own place when the batch gets there.
-    let planned: Vec<Result<Work, Error>> = messages.iter().map(|m| work(&store, m, now)).collect();
+    let planned: Vec<(Option<String>, Result<Work, Error>)> = messages
+        .iter()
+        .map(|m| (traceparent(m), work(&store, m, now)))
+        .collect();
     let mut outcomes = Vec::new();
-    let applied = todo_domain::sql::batch(&db, planned, |db, work| -> Result<(), Error> {
-        match work? {
-            Work::Nothing => {}
-            Work::Decided(task, outcome) => outcomes.push((task, outcome)),
-            Work::Planned(task, plan) => {
-                let store = TaskStore::open(db)?;
-                let outcome = match recurring::apply(&store, &plan, now)? {
-                    Some(outcome) => outcome,
-                    // Changed since it was planned: decide again, here.
-                    None => recurring::on_completed(&store, &task, now)?,
-                };
-                outcomes.push((task, outcome));
+    let applied = todo_domain::sql::batch(&db, planned, |db, (trace, work)| {
+        todo_domain::trace::with(trace.as_deref(), || -> Result<(), Error> {
+            match work? {
+                Work::Nothing => {}
+                Work::Decided(task, outcome) => outcomes.push((task, outcome)),
+                Work::Planned(task, plan) => {
+                    let store = TaskStore::open(db)?;
+                    let outcome = match recurring::apply(&store, &plan, now)? {
+                        Some(outcome) => outcome,
+                        // Changed since it was planned: decide again, here.
+                        None => recurring::on_completed(&store, &task, now)?,
+                    };
+                    outcomes.push((task, outcome));
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     });
     for (task, outcome) in outcomes {
         report(&task, outcome);

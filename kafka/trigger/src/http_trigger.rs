@@ -12,6 +12,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
+use opentelemetry::trace::SpanKind;
+use opentelemetry::KeyValue;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -23,6 +25,7 @@ use crate::engine::Runtime;
 use crate::host::HostState;
 use crate::metrics::Metrics;
 use crate::routes::Router;
+use crate::telemetry;
 
 /// Longest a request handler may run (long-polls and streamed responses
 /// included), by the wall clock: its instance is dropped then, whatever it
@@ -405,7 +408,20 @@ impl HttpTrigger {
             );
         }
         let component = route.component.to_owned();
-        let req = match self.read_whole(req).await {
+        let mut span = telemetry::Span::start(
+            "spin_trigger_http.handle_http_request",
+            SpanKind::Server,
+            req.headers()
+                .get(telemetry::TRACEPARENT)
+                .and_then(|v| v.to_str().ok()),
+            vec![
+                KeyValue::new("http.request.method", req.method().to_string()),
+                KeyValue::new("url.path", path.clone()),
+                KeyValue::new("http.route", route.raw.to_owned()),
+                KeyValue::new("spin.component", component.clone()),
+            ],
+        );
+        let mut req = match self.read_whole(req).await {
             Ok(req) => req,
             Err(refusal) => {
                 self.metrics
@@ -438,13 +454,25 @@ impl HttpTrigger {
             _permit: instance,
             progress,
         };
+        // The component continues this span: what it writes carries it.
+        if let Some(value) = span
+            .traceparent()
+            .and_then(|v| http::HeaderValue::from_str(&v).ok())
+        {
+            req.headers_mut().insert(telemetry::TRACEPARENT, value);
+        }
         let response = match self.invoke(req, &route, client, guard).await {
             Ok(response) => response,
             Err(e) => {
                 tracing::error!(component = %component, error = %format!("{e:#}"), "HTTP handler failed");
+                span.fail(format!("{e:#}"));
                 empty(500)
             }
         };
+        span.set_attribute(KeyValue::new(
+            "http.response.status_code",
+            i64::from(response.status().as_u16()),
+        ));
         self.metrics
             .http_request(&component, response.status().as_u16(), started.elapsed());
         response

@@ -22,6 +22,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use opentelemetry::trace::SpanKind;
+use opentelemetry::KeyValue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -40,6 +42,7 @@ use crate::engine::Runtime;
 use crate::host::HostState;
 use crate::kafka_client::KafkaSettings;
 use crate::metrics::{Counter, Histogram, Metrics};
+use crate::telemetry;
 
 /// Messages queued for a partition's worker; more wait in the backlog.
 const PARTITION_BUFFER: usize = 256;
@@ -1138,7 +1141,9 @@ impl KafkaRunner {
             }
             let mut lent: Vec<WitMessage> = pending.iter_mut().take(take).map(Self::lend).collect();
             let started = Instant::now();
+            let spans = self.handler_spans(&mut lent);
             let verdict = self.invoke(&lent).await;
+            end_handler_spans(spans, &verdict);
             for (delivery, message) in pending.iter_mut().zip(lent.drain(..)) {
                 Self::give_back(delivery, message);
             }
@@ -1297,6 +1302,58 @@ impl KafkaRunner {
             .collect();
     }
 
+    /// A span per message (none with tracing off), each continuing its
+    /// message's trace; the message's `traceparent` header becomes the
+    /// span's, so what the handler writes continues it.
+    fn handler_spans(&self, messages: &mut [WitMessage]) -> Vec<telemetry::Span> {
+        if !telemetry::enabled() {
+            return Vec::new();
+        }
+        let batch = messages.len() as i64;
+        messages
+            .iter_mut()
+            .map(|message| {
+                let parent = message
+                    .headers
+                    .iter()
+                    .find(|h| h.key == telemetry::TRACEPARENT)
+                    .and_then(|h| std::str::from_utf8(&h.value).ok());
+                let span = telemetry::Span::start(
+                    "spin_trigger_kafka.handle_message",
+                    SpanKind::Consumer,
+                    parent,
+                    vec![
+                        KeyValue::new("messaging.system", "kafka"),
+                        KeyValue::new("messaging.operation.type", "process"),
+                        KeyValue::new("messaging.destination.name", message.topic.clone()),
+                        KeyValue::new(
+                            "messaging.destination.partition.id",
+                            message.partition.to_string(),
+                        ),
+                        KeyValue::new("messaging.kafka.offset", message.offset),
+                        KeyValue::new("messaging.consumer.group.name", self.group.clone()),
+                        KeyValue::new("messaging.batch.message_count", batch),
+                        KeyValue::new("spin.component", self.trigger.component.clone()),
+                    ],
+                );
+                if let Some(traceparent) = span.traceparent() {
+                    match message
+                        .headers
+                        .iter_mut()
+                        .find(|h| h.key == telemetry::TRACEPARENT)
+                    {
+                        Some(header) => header.value = traceparent.into_bytes(),
+                        None => message.headers.push(WitHeader {
+                            key: telemetry::TRACEPARENT.to_owned(),
+                            value: traceparent.into_bytes(),
+                        }),
+                    }
+                }
+                span
+            })
+            .collect()
+    }
+
     /// One instance, one call: `handle-message` with the first record, or
     /// `handle-batch` with them all.
     async fn invoke(&self, messages: &[WitMessage]) -> Verdict {
@@ -1431,6 +1488,25 @@ impl KafkaRunner {
 
 /// The first failure a `handle-batch` reported; an index outside the batch
 /// is the guest's bug, handled like a trap.
+/// Ends the handler spans with what the call said of each message.
+fn end_handler_spans(spans: Vec<telemetry::Span>, verdict: &Verdict) {
+    for (i, mut span) in spans.into_iter().enumerate() {
+        match verdict {
+            Verdict::Done => {}
+            Verdict::Failed { index, error } if i == *index => span.fail(match error {
+                HandlerError::Retryable(reason) => format!("retryable: {reason}"),
+                HandlerError::Permanent(reason) => format!("permanent: {reason}"),
+            }),
+            Verdict::Failed { index, .. } if i > *index => {
+                span.fail("not handled: an earlier message of the batch failed")
+            }
+            Verdict::Failed { .. } => {}
+            Verdict::Trap(reason) => span.fail(format!("trap: {reason}")),
+            Verdict::Infrastructure(reason) => span.fail(format!("host: {reason}")),
+        }
+    }
+}
+
 fn first_failure(
     failures: Vec<crate::bindings::kafka::todo_chatbot::kafka_trigger::types::BatchItemFailure>,
     size: usize,

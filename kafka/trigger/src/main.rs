@@ -22,6 +22,7 @@ mod relay;
 mod routes;
 mod runtime_config;
 mod startup;
+mod telemetry;
 mod topics;
 mod variables;
 
@@ -88,6 +89,11 @@ fn main() {
         return;
     }
     init_logging();
+    match telemetry::init() {
+        Ok(true) => tracing::info!("exporting traces over OTLP"),
+        Ok(false) => {}
+        Err(e) => tracing::error!("traces are off: {e:#}"),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -148,6 +154,7 @@ fn main() {
             runtime.block_on(run(launch, cli.trigger))
         }
     };
+    telemetry::shutdown();
     // Exit without dropping the runtime or Kafka clients: their destructors
     // wait for a broker that may be gone, and the work is already committed.
     match result {

@@ -23,7 +23,7 @@
 //! were sent; a key held back in one batch stays held in the batches
 //! behind it, and no new batch is sent until the pipeline has drained.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,7 @@ use tokio::sync::watch;
 
 use crate::host::sqlite::Database;
 use crate::metrics::Metrics;
+use crate::telemetry;
 
 /// Rows of one key in one batch, at most.
 const PER_KEY: i64 = 100;
@@ -155,6 +156,8 @@ pub fn classify(
 struct Sending {
     rows: Vec<Row>,
     acks: Vec<Result<DeliveryFuture, KafkaError>>,
+    /// A publish span per row (none with tracing off).
+    spans: Vec<telemetry::Span>,
     read_ms: u64,
     started: Instant,
 }
@@ -387,15 +390,20 @@ impl Relay {
     /// Hands a batch to the producer in batch order, which is `seq` order
     /// within each key; the idempotent producer keeps that order per
     /// partition and never duplicates its own retries.
-    async fn send(&self, rows: Vec<Row>, read_ms: u64) -> Sending {
+    async fn send(&self, mut rows: Vec<Row>, read_ms: u64) -> Sending {
         let started = Instant::now();
         let mut acks = Vec::with_capacity(rows.len());
-        for row in &rows {
+        let mut spans = Vec::new();
+        for row in &mut rows {
+            if telemetry::enabled() {
+                spans.push(publish_span(row));
+            }
             acks.push(self.enqueue(row).await);
         }
         Sending {
             rows,
             acks,
+            spans,
             read_ms,
             started,
         }
@@ -451,6 +459,17 @@ impl Relay {
             &mut pipeline.held,
         );
         let sent: HashSet<i64> = outcome.sent.iter().copied().collect();
+        let failed: HashMap<i64, &str> = outcome
+            .dead
+            .iter()
+            .chain(&outcome.retry)
+            .map(|(seq, reason)| (*seq, reason.as_str()))
+            .collect();
+        for (row, mut span) in rows.iter().zip(batch.spans) {
+            if let Some(reason) = failed.get(&row.seq) {
+                span.fail(*reason);
+            }
+        }
         for row in rows.iter().filter(|r| sent.contains(&r.seq)) {
             self.metrics.inc(
                 "trigger_kafka_outbox_published_total",
@@ -528,6 +547,36 @@ impl Relay {
             "outbox batch published"
         );
     }
+}
+
+/// Starts the span of a row's publication, continuing the trace the row
+/// was written under, and hands it on in the row's trace headers.
+fn publish_span(row: &mut Row) -> telemetry::Span {
+    let parent = row
+        .headers
+        .iter()
+        .find(|(k, _)| k == telemetry::TRACEPARENT)
+        .map(|(_, v)| v.as_str());
+    let span = telemetry::Span::start(
+        "spin_trigger_kafka.publish",
+        opentelemetry::trace::SpanKind::Producer,
+        parent,
+        vec![
+            opentelemetry::KeyValue::new("messaging.system", "kafka"),
+            opentelemetry::KeyValue::new("messaging.operation.type", "send"),
+            opentelemetry::KeyValue::new("messaging.destination.name", row.topic.clone()),
+            opentelemetry::KeyValue::new("messaging.kafka.message.key", row.key.clone()),
+            opentelemetry::KeyValue::new("outbox.seq", row.seq),
+        ],
+    );
+    if let Some(traceparent) = span.traceparent() {
+        telemetry::put_traceparent(
+            &mut row.headers,
+            &[telemetry::TRACEPARENT, telemetry::CE_TRACEPARENT],
+            &traceparent,
+        );
+    }
+    span
 }
 
 /// The next rows to send, at most `limit`: the oldest unsent rows of every

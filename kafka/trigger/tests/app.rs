@@ -474,46 +474,6 @@ fn a_second_clients_long_poll_returns_the_first_clients_change(mode: Mode) {
     );
 }
 
-/// Requests a webhook received: headers (lower-case names) and body.
-type Received = std::sync::mpsc::Receiver<(Vec<(String, String)>, String)>;
-
-/// A webhook receiver on loopback: records each request, answers `status`.
-fn webhook(status: u16) -> (u16, Received) {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream);
-            let mut headers = Vec::new();
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            loop {
-                line.clear();
-                reader.read_line(&mut line).unwrap();
-                let Some((k, v)) = line.trim_end().split_once(": ") else {
-                    break;
-                };
-                headers.push((k.to_ascii_lowercase(), v.to_owned()));
-            }
-            let length = headers
-                .iter()
-                .find(|(k, _)| k == "content-length")
-                .map_or(0, |(_, v)| v.parse().unwrap());
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            let _ = sender.send((headers, String::from_utf8(body).unwrap()));
-            let mut stream = reader.into_inner();
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-            );
-        }
-    });
-    (port, receiver)
-}
-
 fn email_reminders_are_posted_to_the_webhook_signed_and_failures_are_visible(mode: Mode) {
     use hmac::{Hmac, Mac};
     let (good, requests) = webhook(200);

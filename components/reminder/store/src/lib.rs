@@ -64,6 +64,11 @@ CREATE INDEX IF NOT EXISTS notifications_pending ON notifications (next_attempt_
 /// The outbox sequence of the last applied event.
 const V2: &str = "ALTER TABLE schedules ADD COLUMN event_seq INTEGER;";
 
+/// The trace context of the event that scheduled a reminder, carried to
+/// its notification and webhook delivery (see `todo_domain::trace`).
+const V3: &str = "ALTER TABLE schedules ADD COLUMN traceparent TEXT;
+ALTER TABLE notifications ADD COLUMN traceparent TEXT;";
+
 /// The `reminders` database.
 pub const DB: &[Migration] = &[
     Migration {
@@ -73,6 +78,10 @@ pub const DB: &[Migration] = &[
     Migration {
         version: 2,
         scripts: &[V2],
+    },
+    Migration {
+        version: 3,
+        scripts: &[V3],
     },
 ];
 
@@ -150,13 +159,13 @@ pub fn apply_event(
             }
         }
         db.execute(
-            "INSERT INTO schedules (task_id, user_id, title, due_ms, remind_ms, notification_type, state, event_ms, event_id, updated_ms, event_seq)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            "INSERT INTO schedules (task_id, user_id, title, due_ms, remind_ms, notification_type, state, event_ms, event_id, updated_ms, event_seq, traceparent)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT(task_id) DO UPDATE SET user_id = excluded.user_id, title = excluded.title,
                 due_ms = excluded.due_ms, remind_ms = excluded.remind_ms,
                 notification_type = excluded.notification_type, state = excluded.state,
                 event_ms = excluded.event_ms, event_id = excluded.event_id, updated_ms = excluded.updated_ms,
-                event_seq = excluded.event_seq",
+                event_seq = excluded.event_seq, traceparent = excluded.traceparent",
             &[
                 Value::from(event.task_id.as_str()),
                 Value::from(event.user_id.as_str()),
@@ -169,6 +178,7 @@ pub fn apply_event(
                 Value::from(event.event_id.as_str()),
                 Value::Integer(time::to_millis(&now)),
                 sequence.map_or(Value::Null, Value::Integer),
+                todo_domain::trace::current().map_or(Value::Null, Value::Text),
             ],
         )?;
         Ok(true)
@@ -202,7 +212,7 @@ pub fn fire_due(db: &dyn Sql, now: Timestamp, grace_ms: i64) -> Result<Fired> {
     let now_ms = time::to_millis(&now);
     transaction(db, || {
         let due = db.execute(
-            "SELECT task_id, user_id, title, due_ms, remind_ms, notification_type FROM schedules
+            "SELECT task_id, user_id, title, due_ms, remind_ms, notification_type, traceparent FROM schedules
              WHERE state = 'scheduled' AND remind_ms <= ? ORDER BY remind_ms LIMIT 500",
             &[Value::Integer(now_ms)],
         )?;
@@ -225,9 +235,10 @@ pub fn fire_due(db: &dyn Sql, now: Timestamp, grace_ms: i64) -> Result<Fired> {
                 (false, "in_app") => status::UNREAD,
                 (false, _) => status::PENDING,
             };
+            let traceparent = row.opt_str("traceparent")?.map(str::to_owned);
             db.execute(
-                "INSERT OR IGNORE INTO notifications (id, user_id, task_id, title, channel, remind_ms, due_ms, status, next_attempt_ms, created_ms)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO notifications (id, user_id, task_id, title, channel, remind_ms, due_ms, status, next_attempt_ms, created_ms, traceparent)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 &[
                     Value::Text(todo_domain::store::new_id()),
                     Value::from(row.str("user_id")?),
@@ -239,12 +250,16 @@ pub fn fire_due(db: &dyn Sql, now: Timestamp, grace_ms: i64) -> Result<Fired> {
                     Value::from(status),
                     Value::Integer(now_ms),
                     Value::Integer(now_ms),
+                    traceparent.clone().map_or(Value::Null, Value::Text),
                 ],
             )?;
             if missed {
                 result.missed += 1;
             } else {
-                todo_domain::outbox::enqueue(db, &triggered_event(&row, now)?)?;
+                let event = triggered_event(&row, now)?;
+                todo_domain::trace::with(traceparent.as_deref(), || {
+                    todo_domain::outbox::enqueue(db, &event)
+                })?;
                 result.fired += 1;
             }
         }
@@ -308,10 +323,13 @@ pub struct Notification {
     pub created_at: Timestamp,
     pub read_at: Option<Timestamp>,
     pub delivered_at: Option<Timestamp>,
+    /// The trace context its reminder was scheduled under: the webhook
+    /// delivery continues it.
+    pub traceparent: Option<String>,
 }
 
 const NOTIFICATION_COLUMNS: &str =
-    "id, user_id, task_id, title, channel, remind_ms, due_ms, status, attempts, last_error, created_ms, read_ms, delivered_ms";
+    "id, user_id, task_id, title, channel, remind_ms, due_ms, status, attempts, last_error, created_ms, read_ms, delivered_ms, traceparent";
 
 fn notification(row: Row<'_>) -> Result<Notification> {
     let opt = |c: &str| -> Result<Option<Timestamp>> { Ok(row.opt_i64(c)?.map(time::from_millis)) };
@@ -329,6 +347,7 @@ fn notification(row: Row<'_>) -> Result<Notification> {
         created_at: time::from_millis(row.i64("created_ms")?),
         read_at: opt("read_ms")?,
         delivered_at: opt("delivered_ms")?,
+        traceparent: row.opt_str("traceparent")?.map(str::to_owned),
     })
 }
 

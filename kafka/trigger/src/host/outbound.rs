@@ -141,9 +141,49 @@ impl WasiHttpHooks for OutboundHooks {
             tracing::warn!(%scheme, %host, ?port, "outbound request denied: not in allowed_outbound_hosts");
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
+        // A span continuing the `traceparent` the component set (Spin
+        // continues the invocation's; a timer-driven delivery carries the
+        // trace of what scheduled it), handed on to the receiver.
+        let mut request = request;
+        let mut span = crate::telemetry::Span::none();
+        if crate::telemetry::enabled() {
+            span = crate::telemetry::Span::start(
+                "spin_outbound_http.send_request",
+                opentelemetry::trace::SpanKind::Client,
+                request
+                    .headers()
+                    .get(crate::telemetry::TRACEPARENT)
+                    .and_then(|v| v.to_str().ok()),
+                vec![
+                    opentelemetry::KeyValue::new(
+                        "http.request.method",
+                        request.method().to_string(),
+                    ),
+                    opentelemetry::KeyValue::new("server.address", host.clone()),
+                    opentelemetry::KeyValue::new("url.full", request.uri().to_string()),
+                ],
+            );
+            if let Some(value) = span
+                .traceparent()
+                .and_then(|v| http::HeaderValue::from_str(&v).ok())
+            {
+                request
+                    .headers_mut()
+                    .insert(crate::telemetry::TRACEPARENT, value);
+            }
+        }
         Box::new(async move {
             use http_body_util::BodyExt;
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            let sent = wasmtime_wasi_http::default_send_request(request, options).await;
+            match &sent {
+                Ok((response, _)) => span.set_attribute(opentelemetry::KeyValue::new(
+                    "http.response.status_code",
+                    i64::from(response.status().as_u16()),
+                )),
+                Err(e) => span.fail(format!("{e:?}")),
+            }
+            drop(span);
+            let (response, io) = sent?;
             Ok((
                 response.map(BodyExt::boxed_unsync),
                 Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>,
