@@ -31,12 +31,10 @@ ensure_wasm_target() {
     fi
 }
 
-# C toolchain for librdkafka (bundled) and SQLite (bundled); xz for the
-# compressed Spin CLI the tests may find; the sqlite3 shell adds the index
-# tansu's storage lacks (kafka/tansu/indexes.sql).
-ensure_packages() {
+# install_debs PKG...: installs the Debian packages that are missing.
+install_debs() {
     local missing=()
-    for pkg in gcc g++ make pkg-config zlib1g-dev curl xz-utils sqlite3; do
+    for pkg in "$@"; do
         dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
     done
     if [ ${#missing[@]} -gt 0 ]; then
@@ -46,6 +44,18 @@ ensure_packages() {
         $sudo apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
     fi
+}
+
+# C toolchain for librdkafka (bundled) and SQLite (bundled); xz for the
+# compressed Spin CLI the tests may find; the sqlite3 shell adds the index
+# tansu's storage lacks (kafka/tansu/indexes.sql).
+ensure_packages() {
+    install_debs gcc g++ make pkg-config zlib1g-dev curl xz-utils sqlite3
+}
+
+# Headless Chromium and its WebDriver, for the console test (tests/console).
+ensure_browser() {
+    install_debs chromium chromium-driver
 }
 
 ensure_tansu() {
@@ -85,18 +95,16 @@ build_host() {
 # (tests/contract), OpenTelemetry's protobuf messages (tests/traces),
 # pinned so a run is repeatable.
 VENV="$CACHE/venv"
-PYTHON_TOOLS=(kubernetes-validate pyyaml "mcp==2.3.0" "schemathesis==4.32.5" "opentelemetry-proto==1.45.2")
+PYTHON_TOOLS=(kubernetes-validate pyyaml "mcp==2.3.0" "schemathesis==4.32.5" "opentelemetry-proto==1.45.2" "selenium==4.51.0")
 ensure_python_tools() {
     if [ ! -x "$VENV/bin/python" ]; then
         step "Creating a Python virtualenv for the test tools"
         python3 -m venv "$VENV" 2>/dev/null || {
-            local sudo=""
-            [ "$(id -u)" -eq 0 ] || sudo="sudo"
-            $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv
+            install_debs python3-venv
             python3 -m venv "$VENV"
         }
     fi
-    if ! "$VENV/bin/python" -c "import kubernetes_validate, yaml, mcp, schemathesis, opentelemetry.proto" 2>/dev/null \
+    if ! "$VENV/bin/python" -c "import kubernetes_validate, yaml, mcp, schemathesis, opentelemetry.proto, selenium" 2>/dev/null \
         || ! "$VENV/bin/pip" show mcp schemathesis 2>/dev/null | grep -qx "Version: 2.3.0"; then
         step "Installing ${PYTHON_TOOLS[*]} from PyPI"
         "$VENV/bin/pip" install -q "${PYTHON_TOOLS[@]}"

@@ -9,6 +9,7 @@ ensure_packages
 ensure_wasm_target
 ensure_tansu
 ensure_python_tools
+ensure_browser
 ensure_spin
 build_components
 

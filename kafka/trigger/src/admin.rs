@@ -1,11 +1,12 @@
-//! The admin listener: `/metrics` (Prometheus) and `/healthz`, which fails
-//! while the broker is unreachable.
+//! The admin listener: `/metrics` (Prometheus), `/healthz`, which fails
+//! while the broker is unreachable, and the operations console
+//! (`/console`, see `console.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
@@ -13,6 +14,7 @@ use tokio::sync::watch;
 
 use crate::cli::AdminListen;
 
+use crate::console::Console;
 use crate::metrics::Metrics;
 
 /// How long an accept loop waits after an accept error (EMFILE and the
@@ -75,9 +77,11 @@ pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     kafka: bool,
+    console: Option<Arc<Console>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
     let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let local = listener.local_addr()?;
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -97,11 +101,16 @@ pub async fn serve(
             drop(stream);
             continue;
         };
-        let metrics = metrics.clone();
+        let (metrics, console) = (metrics.clone(), console.clone());
         let service =
             hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let metrics = metrics.clone();
+                let (metrics, console) = (metrics.clone(), console.clone());
                 async move {
+                    if let (Some(console), true) =
+                        (console, req.uri().path().starts_with("/console"))
+                    {
+                        return Ok::<_, std::convert::Infallible>(console.serve(req, local).await);
+                    }
                     let (status, content_type, body) = match req.uri().path() {
                         "/metrics" => (200, crate::metrics::CONTENT_TYPE, metrics.render()),
                         "/healthz" => {
@@ -110,13 +119,11 @@ pub async fn serve(
                         }
                         _ => (404, "text/plain", "not found".to_owned()),
                     };
-                    Ok::<_, std::convert::Infallible>(
-                        hyper::Response::builder()
-                            .status(status)
-                            .header("content-type", content_type)
-                            .body(Full::new(bytes::Bytes::from(body)))
-                            .expect("valid response"),
-                    )
+                    Ok(hyper::Response::builder()
+                        .status(status)
+                        .header("content-type", content_type)
+                        .body(Full::new(bytes::Bytes::from(body)).boxed())
+                        .expect("valid response"))
                 }
             });
         tokio::spawn(async move {

@@ -39,7 +39,7 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
-    fn header(&self, name: &str) -> Option<String> {
+    pub fn header(&self, name: &str) -> Option<String> {
         self.headers
             .iter()
             .find(|(k, _)| k == name)
@@ -62,7 +62,7 @@ impl DeadLetter {
             .map(|t| t.with_timezone(&chrono::Utc))
     }
 
-    fn key_text(&self) -> String {
+    pub fn key_text(&self) -> String {
         self.key
             .as_ref()
             .map(|k| String::from_utf8_lossy(k).into_owned())
@@ -260,6 +260,8 @@ pub struct ReplayFilter {
     pub since: Option<chrono::DateTime<chrono::Utc>>,
     /// Only dead letters with this key.
     pub key: Option<String>,
+    /// Only the dead letter with this id (`<dlq>/<partition>/<offset>`).
+    pub id: Option<String>,
 }
 
 impl ReplayFilter {
@@ -274,6 +276,11 @@ impl ReplayFilter {
         };
         key_ok && since_ok
     }
+}
+
+/// The ids of the dead letters of `dlq` already replayed from `state_dir`.
+pub fn replayed_ids(state_dir: &Path, dlq: &str) -> Result<BTreeSet<String>> {
+    Ok(Progress::load(&state_dir.join(format!("{dlq}.json")))?.replayed)
 }
 
 /// Whether a record with `dlq-replayed: id` reached `topic` since `since_ms`.
@@ -379,7 +386,7 @@ pub async fn replay(
             outcome.skipped += 1;
             continue;
         }
-        if !filter.selects(letter) {
+        if !filter.selects(letter) || filter.id.as_ref().is_some_and(|want| *want != id) {
             outcome.filtered += 1;
             continue;
         }

@@ -1159,6 +1159,11 @@ impl KafkaRunner {
             match verdict {
                 Verdict::Done => {
                     self.count(&topic, "ok", take);
+                    crate::console::note(|| {
+                        let offsets = (pending[0].record.offset, pending[take - 1].record.offset);
+                        serde_json::json!({"kind": "handled", "component": component, "group": self.group,
+                            "topic": topic, "partition": partition, "offsets": [offsets.0, offsets.1], "count": take})
+                    });
                     if let Some(last_done) = pending.drain(..take).next_back() {
                         store(&last_done.record);
                     }
@@ -1256,6 +1261,11 @@ impl KafkaRunner {
             return false;
         }
         self.count(&record.topic, "dead_lettered", 1);
+        crate::console::note(|| {
+            serde_json::json!({"kind": "dead_lettered", "component": self.trigger.component,
+                "group": self.group, "topic": record.topic, "partition": record.partition,
+                "offset": record.offset, "reason": reason})
+        });
         true
     }
 

@@ -6,6 +6,7 @@ mod admin;
 mod app;
 mod bindings;
 mod cli;
+mod console;
 mod cron_trigger;
 mod dlq;
 mod engine;
@@ -108,6 +109,7 @@ fn main() {
                 let filter = dlq::ReplayFilter {
                     since: args.since,
                     key: args.key.clone(),
+                    id: None,
                 };
                 runtime
                     .block_on(dlq::replay(
@@ -403,11 +405,45 @@ async fn run(launch: Launch, args: TriggerArgs) -> Result<()> {
         Some(PluginRole::Kafka) => "trigger-kafka",
         Some(PluginRole::Cron) => "trigger-cron",
     };
+    // The console, where this process consumes or relays (the Kafka one).
+    let console = match &kafka_settings {
+        Some(settings) => {
+            let mut topics: Vec<String> = runtime
+                .app
+                .kafka_triggers
+                .iter()
+                .flat_map(|t| t.topics.iter().cloned())
+                .collect();
+            topics.sort();
+            topics.dedup();
+            let outboxes = settings
+                .outbox_databases
+                .clone()
+                .unwrap_or_else(|| runtime.app.sqlite_labels())
+                .iter()
+                .filter_map(|label| runtime.databases.get(label).cloned())
+                .collect();
+            match console::for_app(
+                settings.client_config(),
+                topics,
+                outboxes,
+                config.state_dir.as_deref(),
+            ) {
+                Ok(console) => Some(Arc::new(console)),
+                Err(e) => {
+                    tracing::warn!("no operations console: {e:#}");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     if let Some(admin) = admin::bind(args.admin_listen(roles.kafka), process).await {
         tasks.spawn(admin::serve(
             admin,
             metrics.clone(),
             kafka_settings.is_some(),
+            console,
             shutdown.clone(),
         ));
     }

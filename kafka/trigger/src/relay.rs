@@ -471,6 +471,16 @@ impl Relay {
             }
         }
         for row in rows.iter().filter(|r| sent.contains(&r.seq)) {
+            crate::console::note(|| {
+                let header = |name: &str| {
+                    row.headers
+                        .iter()
+                        .find(|(k, _)| k == name)
+                        .map(|(_, v)| v.clone())
+                };
+                serde_json::json!({"kind": "published", "database": label, "topic": row.topic,
+                    "key": row.key, "seq": row.seq, "type": header("ce_type"), "subject": header("ce_subject")})
+            });
             self.metrics.inc(
                 "trigger_kafka_outbox_published_total",
                 &[("database", label), ("topic", &row.topic)],
