@@ -465,19 +465,8 @@ fn nothing_is_lost_or_duplicated_through_kills_and_broker_restarts() {
 /// consuming service) with the reason, and every good one is handled.
 #[test]
 fn poison_events_are_dead_lettered_with_reasons_and_good_ones_flow() {
-    let broker = Broker::start();
-    broker.apply_project_topics();
-    let dir = TempDir::new("poison");
-    write_shipped_app(&dir.0);
-    let brokers = broker.address();
-    let host = Host::start_with_args(
-        &dir.0,
-        &[
-            ("SPIN_VARIABLE_KAFKA_BROKERS", &brokers),
-            ("SPIN_VARIABLE_DEV_AUTH", "true"),
-        ],
-        &["--runtime-config-file", "runtime-config.toml"],
-    );
+    let app = ShippedApp::start("poison", &[("SPIN_VARIABLE_DEV_AUTH", "true")]);
+    let (broker, host, dir) = (&app.broker, &app.host, &app.dir);
     let oversize = format!(
         "{{\"event_id\": \"x\", \"padding\": \"{}\"}}",
         "p".repeat(600 * 1024)

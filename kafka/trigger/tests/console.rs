@@ -30,19 +30,8 @@ fn an_operator_sees_a_write_and_a_poison_message_and_replays_it() {
         eprintln!("skipped: no {} or {}", chromium.display(), driver.display());
         return;
     }
-    let broker = Broker::start();
-    broker.apply_project_topics();
-    let dir = TempDir::new("console");
-    write_shipped_app(&dir.0);
-    let brokers = broker.address();
-    let host = Host::start_with_args(
-        &dir.0,
-        &[
-            ("SPIN_VARIABLE_KAFKA_BROKERS", &brokers),
-            ("SPIN_VARIABLE_DEV_AUTH", "true"),
-        ],
-        &["--runtime-config-file", "runtime-config.toml"],
-    );
+    let app = ShippedApp::start("console", &[("SPIN_VARIABLE_DEV_AUTH", "true")]);
+    let (broker, host, dir) = (&app.broker, &app.host, &app.dir);
     // A message no service can read: each consuming group dead-letters it.
     broker.send(
         "task-events",

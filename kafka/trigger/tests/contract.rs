@@ -21,31 +21,8 @@ fn venv_python() -> Option<PathBuf> {
     python.exists().then_some(python)
 }
 
-struct App {
-    _dir: TempDir,
-    _broker: Broker,
-    host: Host,
-}
-
-fn start() -> App {
-    let broker = Broker::start();
-    broker.apply_project_topics();
-    let dir = TempDir::new("contract");
-    write_shipped_app(&dir.0);
-    let brokers = broker.address();
-    let host = Host::start_with_args(
-        &dir.0,
-        &[
-            ("SPIN_VARIABLE_KAFKA_BROKERS", brokers.as_str()),
-            ("SPIN_VARIABLE_JWT_SECRET", SECRET),
-        ],
-        &["--runtime-config-file", "runtime-config.toml"],
-    );
-    App {
-        _dir: dir,
-        _broker: broker,
-        host,
-    }
+fn start() -> ShippedApp {
+    ShippedApp::start("contract", &[("SPIN_VARIABLE_JWT_SECRET", SECRET)])
 }
 
 fn run(what: &str, command: &mut Command) {
@@ -96,7 +73,7 @@ fn the_official_mcp_sdk_and_schemathesis_find_nothing_wrong() {
             .arg("--workers")
             .arg("1")
             .env("NO_COLOR", "1")
-            .current_dir(&app._dir.0);
+            .current_dir(&app.dir.0);
         if !random {
             command.arg("--seed").arg(seed);
         }

@@ -541,20 +541,14 @@ fn twenty_thousand_generated_requests_get_no_5xx_and_only_documented_errors() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x5eed_cafe_f00d_d00d);
-    let broker = Broker::start();
-    broker.apply_project_topics();
-    let dir = TempDir::new("fuzz");
-    write_shipped_app(&dir.0);
-    let brokers = broker.address();
-    let host = Host::start_with_args(
-        &dir.0,
+    let app = ShippedApp::start(
+        "fuzz",
         &[
-            ("SPIN_VARIABLE_KAFKA_BROKERS", &brokers),
             ("SPIN_VARIABLE_JWT_SECRET", SECRET),
             ("SPIN_VARIABLE_MCP_ALLOWED_ORIGINS", "https://chat.example"),
         ],
-        &["--runtime-config-file", "runtime-config.toml"],
     );
+    let host = &app.host;
     let port = host.http_port;
     let users = ["fuzz-a", "fuzz-b", "fuzz-ü"];
     let tokens: Vec<String> = users

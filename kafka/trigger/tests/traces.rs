@@ -84,22 +84,14 @@ fn one_write_is_one_connected_trace_from_the_request_to_the_webhook() {
         return;
     };
     let (hook, deliveries) = webhook(200);
-    let broker = Broker::start();
-    broker.apply_project_topics();
-    let dir = TempDir::new("traces");
-    write_shipped_app(&dir.0);
-    let (brokers, endpoint) = (
-        broker.address(),
-        format!("http://127.0.0.1:{}", receiver.port),
-    );
+    let endpoint = format!("http://127.0.0.1:{}", receiver.port);
     let (url, origin) = (
         format!("http://127.0.0.1:{hook}/notify"),
         format!("http://127.0.0.1:{hook}"),
     );
-    let host = Host::start_with_args(
-        &dir.0,
+    let app = ShippedApp::start(
+        "traces",
         &[
-            ("SPIN_VARIABLE_KAFKA_BROKERS", &brokers),
             ("SPIN_VARIABLE_DEV_AUTH", "true"),
             ("SPIN_VARIABLE_NOTIFICATION_WEBHOOK_URL", &url),
             ("SPIN_VARIABLE_NOTIFICATION_WEBHOOK_ORIGIN", &origin),
@@ -107,8 +99,8 @@ fn one_write_is_one_connected_trace_from_the_request_to_the_webhook() {
             ("OTEL_SERVICE_NAME", "todo-chatbot"),
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
         ],
-        &["--runtime-config-file", "runtime-config.toml"],
     );
+    let host = &app.host;
     let due = chrono::Utc::now() + chrono::Duration::seconds(4);
     let traceparent = format!("00-{TRACE_ID}-{CLIENT_SPAN}-01");
     let (status, body) = http(

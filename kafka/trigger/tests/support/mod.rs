@@ -137,6 +137,35 @@ fn add_tansu_indexes(db: &Path) {
         .expect("tansu's header index");
 }
 
+/// The shipped app (`spin.toml`, the components, its runtime config) in a
+/// fresh directory under `trigger-kafka up`, on a broker of its own with
+/// the project's topics: where most end-to-end tests start. `env` comes
+/// after the broker address (`SPIN_VARIABLE_KAFKA_BROKERS`).
+pub struct ShippedApp {
+    // Dropped in this order: the host before its broker and files.
+    pub host: Host,
+    pub broker: Broker,
+    pub dir: TempDir,
+}
+
+impl ShippedApp {
+    pub fn start(name: &str, env: &[(&str, &str)]) -> ShippedApp {
+        let broker = Broker::start();
+        broker.apply_project_topics();
+        let dir = TempDir::new(name);
+        write_shipped_app(&dir.0);
+        let brokers = broker.address();
+        let mut all = vec![("SPIN_VARIABLE_KAFKA_BROKERS", brokers.as_str())];
+        all.extend_from_slice(env);
+        let host = Host::start_with_args(
+            &dir.0,
+            &all,
+            &["--runtime-config-file", "runtime-config.toml"],
+        );
+        ShippedApp { host, broker, dir }
+    }
+}
+
 /// A tansu broker with persistent SQLite storage; it can be stopped and
 /// started again on the same port and data.
 pub struct Broker {
