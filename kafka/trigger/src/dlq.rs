@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
@@ -400,28 +400,19 @@ pub async fn replay(
         }
         progress.sending = Some((id.clone(), chrono::Utc::now().timestamp_millis()));
         progress.save(&state)?;
-        let mut headers = OwnedHeaders::new_with_capacity(letter.headers.len() + 1);
-        for (k, v) in letter
+        let headers: Vec<(&str, &[u8])> = letter
             .headers
             .iter()
             .filter(|(k, _)| !k.starts_with("dlq-"))
-        {
-            headers = headers.insert(Header {
-                key: k,
-                value: Some(v.as_slice()),
-            });
-        }
-        headers = headers.insert(Header {
-            key: REPLAYED_HEADER,
-            value: Some(id.as_bytes()),
-        });
-        let mut record = FutureRecord::<Vec<u8>, Vec<u8>>::to(&topic).headers(headers);
-        if let Some(key) = &letter.key {
-            record = record.key(key);
-        }
-        if let Some(value) = &letter.value {
-            record = record.payload(value);
-        }
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+            .chain([(REPLAYED_HEADER, id.as_bytes())])
+            .collect();
+        let record = crate::kafka_client::record(
+            &topic,
+            letter.key.as_deref(),
+            letter.value.as_deref(),
+            &headers,
+        );
         producer
             .send(record, Duration::from_secs(30))
             .await

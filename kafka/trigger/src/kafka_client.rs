@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use rdkafka::producer::FutureProducer;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use serde_json::Value as Json;
 
@@ -148,6 +149,31 @@ impl KafkaSettings {
             .set("linger.ms", "2");
         Ok(config.create()?)
     }
+}
+
+/// A record to produce: the relay's events, dead letters and replays all
+/// go out through this, headers in the order given.
+pub fn record<'a>(
+    topic: &'a str,
+    key: Option<&'a [u8]>,
+    payload: Option<&'a [u8]>,
+    headers: &[(&str, &[u8])],
+) -> FutureRecord<'a, [u8], [u8]> {
+    let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+    for (key, value) in headers {
+        owned = owned.insert(Header {
+            key,
+            value: Some(*value),
+        });
+    }
+    let mut record = FutureRecord::to(topic).headers(owned);
+    if let Some(key) = key {
+        record = record.key(key);
+    }
+    if let Some(payload) = payload {
+        record = record.payload(payload);
+    }
+    record
 }
 
 #[cfg(test)]

@@ -25,8 +25,8 @@ use anyhow::Result;
 use opentelemetry::trace::SpanKind;
 use opentelemetry::KeyValue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::FutureProducer;
 use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::ClientContext;
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -1451,14 +1451,7 @@ impl KafkaRunner {
         let failed_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let reason: String = reason.chars().take(4000).collect();
         loop {
-            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 8);
-            for (key, value) in &record.headers {
-                headers = headers.insert(Header {
-                    key,
-                    value: Some(value.as_slice()),
-                });
-            }
-            for (key, value) in [
+            let why = [
                 ("dlq-reason", reason.as_str()),
                 ("dlq-error-kind", kind),
                 ("dlq-attempts", &attempts),
@@ -1468,19 +1461,19 @@ impl KafkaRunner {
                 ("dlq-component", &self.trigger.component),
                 ("dlq-consumer-group", &self.group),
                 ("dlq-failed-at", &failed_at),
-            ] {
-                headers = headers.insert(Header {
-                    key,
-                    value: Some(value.as_bytes()),
-                });
-            }
-            let mut dlq = FutureRecord::<Vec<u8>, Vec<u8>>::to(&topic).headers(headers);
-            if let Some(key) = &record.key {
-                dlq = dlq.key(key);
-            }
-            if let Some(value) = &record.value {
-                dlq = dlq.payload(value);
-            }
+            ];
+            let headers: Vec<(&str, &[u8])> = record
+                .headers
+                .iter()
+                .map(|(key, value)| (key.as_str(), value.as_slice()))
+                .chain(why.iter().map(|(key, value)| (*key, value.as_bytes())))
+                .collect();
+            let dlq = crate::kafka_client::record(
+                &topic,
+                record.key.as_deref(),
+                record.value.as_deref(),
+                &headers,
+            );
             tokio::select! {
                 result = self.producer.send(dlq, Duration::from_secs(10)) => match result {
                     Ok(_) => return true,

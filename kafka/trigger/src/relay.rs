@@ -29,8 +29,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer};
 use tokio::sync::watch;
 
 use crate::host::sqlite::Database;
@@ -413,21 +412,18 @@ impl Relay {
     async fn enqueue(&self, row: &Row) -> Result<DeliveryFuture, KafkaError> {
         let sequence = format!("{:020}", row.seq);
         loop {
-            let mut headers = OwnedHeaders::new_with_capacity(row.headers.len() + 1);
-            for (key, value) in &row.headers {
-                headers = headers.insert(Header {
-                    key,
-                    value: Some(value.as_bytes()),
-                });
-            }
-            headers = headers.insert(Header {
-                key: "ce_sequence",
-                value: Some(sequence.as_bytes()),
-            });
-            let record = FutureRecord::to(&row.topic)
-                .key(row.key.as_bytes())
-                .payload(row.payload.as_bytes())
-                .headers(headers);
+            let headers: Vec<(&str, &[u8])> = row
+                .headers
+                .iter()
+                .map(|(key, value)| (key.as_str(), value.as_bytes()))
+                .chain([("ce_sequence", sequence.as_bytes())])
+                .collect();
+            let record = crate::kafka_client::record(
+                &row.topic,
+                Some(row.key.as_bytes()),
+                Some(row.payload.as_bytes()),
+                &headers,
+            );
             match self.producer.send_result(record) {
                 Ok(delivery) => return Ok(delivery),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
