@@ -133,17 +133,17 @@ fn host_name(host: &str) -> String {
 
 fn validate_user_id(user: &str) -> Result<String, ApiError> {
     // A service's identity is refused as such (403), before other checks.
-    if todo_domain::input::is_reserved_user_id(user) {
+    if todo_domain::model::input::is_reserved_user_id(user) {
         return Err(ApiError::new(
             403,
             "reserved_identity",
             format!(
                 "`{user}` is a service identity (`{}…`); no user may act as one",
-                todo_domain::input::RESERVED_USER_PREFIX
+                todo_domain::model::input::RESERVED_USER_PREFIX
             ),
         ));
     }
-    todo_domain::input::validate_user_id("user", user)
+    todo_domain::model::input::validate_user_id("user", user)
         .map(|()| user.to_owned())
         .map_err(|e| unauthorized(format!("the user id is not acceptable: {e}")))
 }

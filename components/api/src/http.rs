@@ -150,8 +150,8 @@ impl From<todo_domain::DomainError> for ApiError {
     }
 }
 
-impl From<todo_domain::sql::DbError> for ApiError {
-    fn from(e: todo_domain::sql::DbError) -> ApiError {
+impl From<todo_domain::store::sql::DbError> for ApiError {
+    fn from(e: todo_domain::store::sql::DbError) -> ApiError {
         todo_domain::DomainError::Storage(e).into()
     }
 }

@@ -9,7 +9,7 @@ pub mod config;
 pub mod http;
 pub mod mcp;
 pub mod operations;
-pub mod ops;
+pub mod request_parts;
 pub mod rest;
 pub mod router;
 pub mod schemas;
@@ -20,7 +20,7 @@ pub mod streams;
 mod spin_entry;
 
 use serde_json::json;
-use todo_domain::sql::Sql;
+use todo_domain::store::sql::Sql;
 use todo_domain::time::Timestamp;
 
 use crate::config::Config;
@@ -32,7 +32,7 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 
 /// Opens the other services' databases (`reminders`, `audit`, `sync`).
 pub trait Databases {
-    fn open(&self, label: &str) -> Result<Box<dyn Sql>, todo_domain::sql::DbError>;
+    fn open(&self, label: &str) -> Result<Box<dyn Sql>, todo_domain::store::sql::DbError>;
 }
 
 pub struct Context<'a> {
@@ -88,13 +88,13 @@ pub fn admit(ctx: &Context<'_>, request: &Request) -> Result<Admitted, ApiError>
             ))
         }
     };
-    if request.body.len() > ops::MAX_BODY_BYTES {
+    if request.body.len() > request_parts::MAX_BODY_BYTES {
         return Err(ApiError::new(
             413,
             "payload_too_large",
             format!(
                 "the request body is larger than {} bytes",
-                ops::MAX_BODY_BYTES
+                request_parts::MAX_BODY_BYTES
             ),
         ));
     }
@@ -136,7 +136,7 @@ pub fn dispatch(
     admitted: Admitted,
 ) -> Result<Response, ApiError> {
     // The events a request writes continue its trace.
-    todo_domain::trace::with(request.header("traceparent"), || {
+    todo_domain::events::trace::with(request.header("traceparent"), || {
         serve(ctx, request, admitted)
     })
 }

@@ -3,7 +3,7 @@
 //! `Mcp-Session-Id`, every request carries its own credentials.
 
 use serde_json::{json, Map, Value as Json};
-use todo_domain::sql::transaction;
+use todo_domain::store::sql::transaction;
 use todo_domain::DomainError;
 
 use crate::http::{ApiError, Request, Response};

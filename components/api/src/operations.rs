@@ -11,7 +11,7 @@ use todo_domain::{quick_add, DomainError, ListQuery, TaskPatch, TaskStore};
 
 use crate::http::ApiError;
 use crate::router::Endpoint;
-use crate::{ops, services, Context};
+use crate::{request_parts, services, Context};
 
 /// An operation's input, wherever it came from.
 #[derive(Debug, Default, Clone)]
@@ -218,7 +218,7 @@ fn reopen_task(ctx: &Context<'_>, user: &str, args: &Args) -> Result<Reply, ApiE
 
 fn set_reminder(ctx: &Context<'_>, user: &str, args: &Args) -> Result<Reply, ApiError> {
     let id = args.id()?;
-    let patch = ops::reminder_patch(&args.body, &[])?;
+    let patch = request_parts::reminder_patch(&args.body, &[])?;
     Ok(task_reply(
         200,
         store(ctx)?.update(user, &id, &patch, ctx.now)?,

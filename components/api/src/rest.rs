@@ -1,15 +1,15 @@
 //! The REST API under `/api`.
 
 use serde_json::Value as Json;
-use todo_domain::idempotency::{self, Lookup, StoredResponse};
-use todo_domain::sql::transaction;
+use todo_domain::store::idempotency::{self, Lookup, StoredResponse};
+use todo_domain::store::sql::transaction;
 use todo_domain::TaskStore;
 
 use crate::http::{ApiError, Request, Response};
 use crate::operations::{Args, Operation};
 use crate::router::Endpoint;
 use crate::Context;
-use crate::{ops, services};
+use crate::{request_parts, services};
 
 /// Serves a REST route through its operation.
 pub fn handle(
@@ -61,9 +61,9 @@ fn rest_args(
         .map(|(n, v)| (n.to_owned(), v.clone()))
         .collect();
     let body = if operation.takes_body {
-        ops::json_object(request)?
+        request_parts::json_object(request)?
     } else {
-        ops::no_arguments(request)?;
+        request_parts::no_arguments(request)?;
         serde_json::Map::new()
     };
     Ok(Args {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value as Json};
 use todo_audit_store::read as audit;
-use todo_domain::sql::Sql;
+use todo_domain::store::sql::Sql;
 use todo_domain::{DomainError, TaskStore};
 use todo_reminder_store::read as reminders;
 use todo_sync_store::read as feed;
@@ -58,7 +58,7 @@ fn limit(pairs: &[(String, String)], default: i64) -> Result<i64, ApiError> {
 /// string is a position, saturating at the largest.
 pub fn parse_sequence(field: &str, text: &str) -> Result<i64, ApiError> {
     let text = text.trim();
-    match todo_domain::query::parse_clamped(text) {
+    match todo_domain::store::query::parse_clamped(text) {
         Some(n) if !text.starts_with('-') => Ok(n),
         _ => Err(DomainError::bad_request(
             Some(field),
@@ -98,7 +98,7 @@ pub fn list_notifications(
     let before = match param(pairs, "cursor") {
         None => None,
         Some(c) => {
-            let position = todo_domain::query::Cursor::decode(c)?;
+            let position = todo_domain::store::query::Cursor::decode(c)?;
             Some((position.key, position.id))
         }
     };
@@ -106,7 +106,7 @@ pub fn list_notifications(
     reminders::open(db.as_ref())?;
     let mut items = reminders::list(db.as_ref(), user, unread, limit + 1, before)?;
     let next = next_page(&mut items, limit, |n| {
-        todo_domain::query::Cursor {
+        todo_domain::store::query::Cursor {
             key: todo_domain::time::to_millis(&n.created_at),
             id: n.id.clone(),
         }
@@ -138,8 +138,8 @@ pub fn task_history(
     let after = match param(pairs, "cursor") {
         None => None,
         Some(c) => {
-            let position = todo_domain::query::Cursor::decode(c)?;
-            let seq = todo_domain::query::parse_clamped(&position.id).ok_or_else(|| {
+            let position = todo_domain::store::query::Cursor::decode(c)?;
+            let seq = todo_domain::store::query::parse_clamped(&position.id).ok_or_else(|| {
                 DomainError::bad_request(
                     Some("cursor"),
                     "is not a cursor: give next_cursor from the previous page",
@@ -155,7 +155,7 @@ pub fn task_history(
     audit::open(db.as_ref())?;
     let mut entries = audit::history(db.as_ref(), task_id, after, limit + 1)?;
     let next = next_page(&mut entries, limit, |e| {
-        todo_domain::query::Cursor {
+        todo_domain::store::query::Cursor {
             key: todo_domain::time::to_millis(&e.occurred_at),
             id: e.seq.to_string(),
         }

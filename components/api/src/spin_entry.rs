@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use futures::SinkExt;
 use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
-use todo_domain::spin::SpinDb;
+use todo_domain::store::spin::SpinDb;
 
 use crate::config::Config;
 use crate::http::{ApiError, Request, Response};
@@ -22,7 +22,7 @@ impl crate::Databases for SpinDatabases {
     fn open(
         &self,
         label: &str,
-    ) -> Result<Box<dyn todo_domain::sql::Sql>, todo_domain::sql::DbError> {
+    ) -> Result<Box<dyn todo_domain::store::sql::Sql>, todo_domain::store::sql::DbError> {
         Ok(Box::new(SpinDb::open(label)?))
     }
 }
@@ -65,7 +65,7 @@ fn too_large() -> ApiError {
         "payload_too_large",
         format!(
             "the request body is larger than {} bytes",
-            crate::ops::MAX_BODY_BYTES
+            crate::request_parts::MAX_BODY_BYTES
         ),
     )
 }
@@ -79,7 +79,7 @@ async fn read_body(
     incoming: IncomingRequest,
 ) -> Result<Vec<u8>, ApiError> {
     use futures::StreamExt;
-    let limit = crate::ops::MAX_BODY_BYTES;
+    let limit = crate::request_parts::MAX_BODY_BYTES;
     let declared = headers
         .iter()
         .find(|(k, _)| k == "content-length")

@@ -5,7 +5,7 @@
 //! shortly after the stream's window, so a stream whose instance was killed
 //! (its client stopped reading, the host restarted) frees its place.
 
-use todo_domain::sql::{transaction, Sql, Value};
+use todo_domain::store::sql::{transaction, Sql, Value};
 
 use crate::http::ApiError;
 

@@ -6,13 +6,13 @@ mod common;
 use common::*;
 use serde_json::{json, Value as Json};
 use todo_audit_store as audit;
-use todo_domain::incoming::IncomingEvent;
-use todo_domain::native::NativeDb;
+use todo_domain::events::incoming::IncomingEvent;
+use todo_domain::store::native::NativeDb;
 use todo_reminder_store as reminders;
 use todo_sync_store as feed;
 
 fn events(app: &App, topic: &str) -> Vec<IncomingEvent> {
-    todo_domain::native::testing::outbox_events(&app.db, topic)
+    todo_domain::store::native::testing::outbox_events(&app.db, topic)
 }
 
 fn service_db(app: &App, label: &str) -> NativeDb {

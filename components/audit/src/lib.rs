@@ -3,9 +3,9 @@
 //! CloudEvents `ce_actor` header. A batch of messages is one transaction.
 #![cfg(target_arch = "wasm32")]
 
-use todo_domain::incoming::IncomingEvent;
-use todo_domain::kafka_handler::apply_batch;
-use todo_domain::spin::SpinDb;
+use todo_domain::events::incoming::IncomingEvent;
+use todo_domain::events::kafka_handler::apply_batch;
+use todo_domain::store::spin::SpinDb;
 use trigger_kafka_sdk::{kafka_batch_component, BatchItemFailure, Error, Message};
 
 #[kafka_batch_component]

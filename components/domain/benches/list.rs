@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use todo_domain::native::NativeDb;
+use todo_domain::store::native::NativeDb;
 use todo_domain::time;
 use todo_domain::{ListQuery, TaskPatch, TaskStore};
 

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::sql::DbError;
+use crate::store::sql::DbError;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum DomainError {

@@ -1,34 +1,31 @@
 //! The Todo Chatbot's domain: tasks, their validation and recurrence rules,
 //! the events they produce, and a store that writes both in one transaction.
 //! Every component uses it; it runs natively (rusqlite) and in Wasm (Spin).
+//!
+//! # Layout
+//!
+//! - `model/`: the task and its validation (`input`: what a request may
+//!   set; `change`: what a change does to a task).
+//! - `store/`: the task store over SQL (`sql`: the database seam and
+//!   transactions, with `native` rusqlite and `spin` implementations;
+//!   `migrations`, `query` for lists, `idempotency` keys).
+//! - `events/`: the events of the seed's topics, the `outbox` they are
+//!   written to, `incoming` events as consumers read them, the `trace`
+//!   context they carry, and `kafka_handler` glue for consumers.
+//! - `recurrence/`: `rules` (the next occurrence) and `series` (what
+//!   completing an occurrence writes).
+//! - `quick_add`: one line of text to a task; `time`: timestamps and zones.
 
-pub mod change;
 pub mod error;
 pub mod events;
-pub mod idempotency;
-pub mod incoming;
-pub mod input;
-pub mod migrations;
 pub mod model;
-pub mod outbox;
-pub mod query;
 pub mod quick_add;
 pub mod recurrence;
-pub mod recurring;
-pub mod sql;
 pub mod store;
 pub mod time;
-pub mod trace;
-
-#[cfg(feature = "kafka-handler")]
-pub mod kafka_handler;
-#[cfg(feature = "native")]
-pub mod native;
-#[cfg(feature = "spin")]
-pub mod spin;
 
 pub use error::{DomainError, Result};
-pub use input::TaskPatch;
+pub use model::input::TaskPatch;
 pub use model::{NotificationType, Priority, Status, Task};
-pub use query::{ListQuery, Page};
+pub use store::query::{ListQuery, Page};
 pub use store::{Limits, TaskStore};

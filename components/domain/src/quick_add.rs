@@ -235,7 +235,7 @@ fn unit_minutes(n: u32, unit: &str) -> Option<i64> {
 fn add_months(date: NaiveDate, months: u32) -> NaiveDate {
     let total = date.year() * 12 + date.month0() as i32 + months as i32;
     let (y, m0) = (total.div_euclid(12), total.rem_euclid(12) as u32);
-    let last = crate::recurrence::days_in_month(y, m0 + 1);
+    let last = crate::recurrence::rules::days_in_month(y, m0 + 1);
     NaiveDate::from_ymd_opt(y, m0 + 1, date.day().min(last)).expect("valid date")
 }
 
@@ -609,7 +609,7 @@ pub fn parse(text: &str, tz: Tz, now: Timestamp) -> Result<QuickAdd> {
     while i < w.len() {
         match parser.phrase(i) {
             // Tags past the limit stay words of the title.
-            Some((_, "tags", _)) if found.tags.len() >= crate::input::MAX_TAGS => {
+            Some((_, "tags", _)) if found.tags.len() >= crate::model::input::MAX_TAGS => {
                 title_words.push(i);
                 i += 1;
             }

@@ -4,9 +4,12 @@
 
 use proptest::prelude::*;
 use serde_json::{json, Map, Value as Json};
-use todo_domain::incoming::IncomingEvent;
-use todo_domain::query::Cursor;
-use todo_domain::{idempotency, input, recurrence, time, ListQuery, TaskPatch};
+use todo_domain::events::incoming::IncomingEvent;
+use todo_domain::model::input;
+use todo_domain::recurrence::rules;
+use todo_domain::store::idempotency;
+use todo_domain::store::query::Cursor;
+use todo_domain::{time, ListQuery, TaskPatch};
 
 /// Text that looks like the real syntax often enough to get past the first
 /// check: fragments of rules, dates and numbers, glued with unicode.
@@ -70,14 +73,14 @@ fn any_json() -> impl Strategy<Value = Json> {
 /// Every writable field, and names a task has but a client may not write
 /// or that do not exist.
 fn fields() -> Vec<&'static str> {
-    let mut fields = todo_domain::input::WRITABLE_FIELDS.to_vec();
+    let mut fields = todo_domain::model::input::WRITABLE_FIELDS.to_vec();
     fields.extend(["id", "version", "zzz"]);
     fields
 }
 
 /// Every list parameter, and one that does not exist.
 fn parameters() -> Vec<&'static str> {
-    let mut parameters = todo_domain::query::PARAMETERS.to_vec();
+    let mut parameters = todo_domain::store::query::PARAMETERS.to_vec();
     parameters.push("nope");
     parameters
 }
@@ -87,10 +90,10 @@ proptest! {
 
     #[test]
     fn text_parsers_answer_without_panicking(text in any_text()) {
-        let _ = recurrence::parse(&text);
-        let _ = recurrence::parse(&format!("RRULE:FREQ=WEEKLY;BYDAY={text}"));
-        let _ = recurrence::parse(&format!("RRULE:FREQ=MONTHLY;BYMONTHDAY={text};COUNT={text}"));
-        let _ = recurrence::parse(&format!("every {text}"));
+        let _ = rules::parse(&text);
+        let _ = rules::parse(&format!("RRULE:FREQ=WEEKLY;BYDAY={text}"));
+        let _ = rules::parse(&format!("RRULE:FREQ=MONTHLY;BYMONTHDAY={text};COUNT={text}"));
+        let _ = rules::parse(&format!("every {text}"));
         let _ = time::parse("due_date", &text);
         let _ = time::parse_bound("due_before", &text);
         let _ = Cursor::decode(&text);
@@ -128,9 +131,9 @@ proptest! {
 /// The cases the issue named, kept as plain regressions.
 #[test]
 fn named_regressions() {
-    let err = recurrence::parse("RRULE:FREQ=WEEKLY;BYDAY=€").unwrap_err();
+    let err = rules::parse("RRULE:FREQ=WEEKLY;BYDAY=€").unwrap_err();
     assert_eq!(err.field(), Some("recurrence_pattern"));
-    assert!(recurrence::parse("RRULE:FREQ=WEEKLY;BYDAY=1€").is_err());
-    assert!(recurrence::parse("RRULE:FREQ=WEEKLY;BYDAY=é").is_err());
-    assert!(recurrence::parse("RRULE:FREQ=MONTHLY;BYDAY=2MO").is_ok());
+    assert!(rules::parse("RRULE:FREQ=WEEKLY;BYDAY=1€").is_err());
+    assert!(rules::parse("RRULE:FREQ=WEEKLY;BYDAY=é").is_err());
+    assert!(rules::parse("RRULE:FREQ=MONTHLY;BYDAY=2MO").is_ok());
 }

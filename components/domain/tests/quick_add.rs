@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value as Json};
 use todo_domain::quick_add::{self, zone};
-use todo_domain::{recurrence, time, TaskPatch};
+use todo_domain::{recurrence::rules, time, TaskPatch};
 
 const NOW: &str = "2026-11-29T18:00:00Z";
 
@@ -695,8 +695,7 @@ fn the_phrase_table() {
                 // What it produces is a valid create request.
                 TaskPatch::from_json(&parsed.fields).unwrap_or_else(|e| panic!("{text:?}: {e}"));
                 if let Some(p) = parsed.fields.get("recurrence_pattern") {
-                    recurrence::parse(p.as_str().unwrap())
-                        .unwrap_or_else(|e| panic!("{text:?}: {e}"));
+                    rules::parse(p.as_str().unwrap()).unwrap_or_else(|e| panic!("{text:?}: {e}"));
                 }
                 // Every understood span is a piece of the text.
                 for span in &parsed.spans {

@@ -4,9 +4,9 @@
 
 use serde_json::json;
 use todo_domain::events;
-use todo_domain::native::testing::{at, count, outbox_events, patch};
-use todo_domain::native::NativeDb;
-use todo_domain::recurring::{self, Outcome};
+use todo_domain::recurrence::series::{self, Outcome};
+use todo_domain::store::native::testing::{at, count, outbox_events, patch};
+use todo_domain::store::native::NativeDb;
 use todo_domain::time;
 use todo_domain::{Status, TaskStore};
 
@@ -21,8 +21,9 @@ fn completing_a_daily_task_twice_delivered_creates_one_next_instance() {
         .into_iter()
         .find(|e| e.event_type == "task_completed")
         .unwrap();
-    let task = todo_domain::incoming::task_from_json(&completed.payload["task_data"]).unwrap();
-    let Outcome::Created(next) = recurring::on_completed(&store, &task, now).unwrap() else {
+    let task =
+        todo_domain::events::incoming::task_from_json(&completed.payload["task_data"]).unwrap();
+    let Outcome::Created(next) = series::on_completed(&store, &task, now).unwrap() else {
         panic!("created")
     };
     assert_eq!(
@@ -30,7 +31,7 @@ fn completing_a_daily_task_twice_delivered_creates_one_next_instance() {
         "2026-12-02T09:00:00Z"
     );
     assert_eq!(
-        recurring::on_completed(&store, &task, now).unwrap(),
+        series::on_completed(&store, &task, now).unwrap(),
         Outcome::Skipped("next instance exists")
     );
     assert_eq!(count(&db, "SELECT COUNT(*) FROM tasks"), 2);
@@ -50,14 +51,14 @@ fn a_series_with_count_three_stops_and_deleting_stops_it_too() {
     let mut made = 1;
     loop {
         let done = store.complete("alice", &current.id, now).unwrap();
-        match recurring::on_completed(&store, &done, now).unwrap() {
+        match series::on_completed(&store, &done, now).unwrap() {
             Outcome::Created(next) => {
                 made += 1;
                 current = *next;
                 now += chrono::Duration::days(1);
             }
             Outcome::Ended(end) => {
-                assert_eq!(end, todo_domain::recurrence::End::Count);
+                assert_eq!(end, todo_domain::recurrence::rules::End::Count);
                 break;
             }
             other => panic!("{other:?}"),
@@ -68,7 +69,7 @@ fn a_series_with_count_three_stops_and_deleting_stops_it_too() {
     let done = store.complete("alice", &t.id, now).unwrap();
     store.delete("alice", &t.id, now).unwrap();
     assert_eq!(
-        recurring::on_completed(&store, &done, now).unwrap(),
+        series::on_completed(&store, &done, now).unwrap(),
         Outcome::Skipped("task deleted")
     );
     assert_eq!(done.status, Status::Completed);
@@ -100,8 +101,9 @@ fn a_users_daily_0900_task_renews_at_0900_local_across_dst() {
         .find(|e| e.event_type == "task_completed")
         .unwrap();
     assert_eq!(completed.payload["task_data"]["time_zone"], "Europe/Berlin");
-    let task = todo_domain::incoming::task_from_json(&completed.payload["task_data"]).unwrap();
-    let Outcome::Created(next) = recurring::on_completed(&store, &task, now).unwrap() else {
+    let task =
+        todo_domain::events::incoming::task_from_json(&completed.payload["task_data"]).unwrap();
+    let Outcome::Created(next) = series::on_completed(&store, &task, now).unwrap() else {
         panic!("created")
     };
     assert_eq!(
@@ -131,10 +133,10 @@ fn a_series_ends_at_the_year_9999_with_the_reason() {
     let task = store.create("alice", &patch(json!({"title": "Last", "due_date": "9999-12-31T09:00:00Z", "recurrence_pattern": "daily"})), now).unwrap();
     let done = store.complete("alice", &task.id, now).unwrap();
     assert_eq!(
-        recurring::on_completed(&store, &done, now).unwrap(),
-        Outcome::Ended(todo_domain::recurrence::End::PastYear9999)
+        series::on_completed(&store, &done, now).unwrap(),
+        Outcome::Ended(todo_domain::recurrence::rules::End::PastYear9999)
     );
-    let events = todo_domain::native::testing::outbox_events(&db, "task-events");
+    let events = todo_domain::store::native::testing::outbox_events(&db, "task-events");
     assert!(
         events
             .iter()
@@ -142,11 +144,11 @@ fn a_series_ends_at_the_year_9999_with_the_reason() {
         "no event carries a year past 9999"
     );
     // Not silently: the task's audience is told why, on task-updates.
-    let updates = todo_domain::native::testing::outbox_events(&db, "task-updates");
+    let updates = todo_domain::store::native::testing::outbox_events(&db, "task-updates");
     let ended = updates.last().unwrap();
     assert_eq!(ended.payload["update_data"]["change"], "series_ended");
     assert_eq!(
         ended.payload["update_data"]["reason"],
-        todo_domain::recurrence::End::PastYear9999.reason()
+        todo_domain::recurrence::rules::End::PastYear9999.reason()
     );
 }

@@ -4,10 +4,11 @@
 use std::cell::Cell;
 
 use serde_json::{json, Value as Json};
-use todo_domain::native::NativeDb;
-use todo_domain::sql::{transaction, DbError, Rows, Sql, Value};
+use todo_domain::store::native::NativeDb;
+use todo_domain::store::sql::{transaction, DbError, Rows, Sql, Value};
+use todo_domain::store::{idempotency, migrations};
 use todo_domain::time::{self, Timestamp};
-use todo_domain::{idempotency, migrations, DomainError, ListQuery, TaskPatch, TaskStore};
+use todo_domain::{DomainError, ListQuery, TaskPatch, TaskStore};
 
 fn now() -> Timestamp {
     time::parse("now", "2026-11-29T10:00:00Z").unwrap()
@@ -779,7 +780,7 @@ fn every_list_reads_the_callers_rows_in_index_order() {
         let query = ListQuery::from_pairs(&pairs).unwrap();
         let page = store.list("alice", &query, now()).unwrap();
         assert_eq!(page.tasks.len(), 1);
-        todo_domain::query::Cursor {
+        todo_domain::store::query::Cursor {
             key: 0,
             id: first.id.clone(),
         }
@@ -825,7 +826,7 @@ fn every_list_reads_the_callers_rows_in_index_order() {
 /// it runs.
 #[test]
 fn a_batch_commits_what_came_before_the_first_failure() {
-    use todo_domain::sql::batch;
+    use todo_domain::store::sql::batch;
     let db = NativeDb::open_in_memory().unwrap();
     db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, note TEXT)", &[])
         .unwrap();

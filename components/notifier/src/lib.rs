@@ -14,7 +14,7 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use spin_sdk::wit::wasi::http0_2_0::{outgoing_handler, types};
-use todo_domain::spin::SpinDb;
+use todo_domain::store::spin::SpinDb;
 use todo_reminder_store::{self as reminders, Notification};
 use trigger_kafka_sdk::{cron, cron_component};
 

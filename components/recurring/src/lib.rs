@@ -1,15 +1,15 @@
 //! Recurring-task service: on `task_completed` of a recurring task, creates
 //! the next instance in the `default` database with its outbox rows (see
-//! `todo_domain::recurring` for the rules). A batch of events is planned
+//! `todo_domain::recurrence::series` for the rules). A batch of events is planned
 //! first (reads, and the rules evaluated, outside any transaction), then
 //! applied in one transaction, each event in a savepoint.
 #![cfg(target_arch = "wasm32")]
 
-use todo_domain::incoming::{task_from_json, IncomingEvent};
-use todo_domain::kafka_handler::traceparent;
+use todo_domain::events::incoming::{task_from_json, IncomingEvent};
+use todo_domain::events::kafka_handler::traceparent;
 use todo_domain::model::Task;
-use todo_domain::recurring::{self, Outcome, Plan};
-use todo_domain::spin::SpinDb;
+use todo_domain::recurrence::series::{self, Outcome, Plan};
+use todo_domain::store::spin::SpinDb;
 use todo_domain::time::Timestamp;
 use todo_domain::TaskStore;
 use trigger_kafka_sdk::{kafka_batch_component, BatchItemFailure, Error, Message};
@@ -36,7 +36,7 @@ fn work(store: &TaskStore<'_>, message: &Message, now: Timestamp) -> Result<Work
     if task.recurrence_pattern.is_none() {
         return Ok(Work::Nothing);
     }
-    Ok(match recurring::plan(store, &task, now)? {
+    Ok(match series::plan(store, &task, now)? {
         Ok(plan) => Work::Planned(task, Box::new(plan)),
         Err(outcome) => Work::Decided(task, outcome),
     })
@@ -79,17 +79,17 @@ fn handle(messages: Vec<Message>) -> Result<(), BatchItemFailure> {
         .map(|m| (traceparent(m), work(&store, m, now)))
         .collect();
     let mut outcomes = Vec::new();
-    let applied = todo_domain::sql::batch(&db, planned, |db, (trace, work)| {
-        todo_domain::trace::with(trace.as_deref(), || -> Result<(), Error> {
+    let applied = todo_domain::store::sql::batch(&db, planned, |db, (trace, work)| {
+        todo_domain::events::trace::with(trace.as_deref(), || -> Result<(), Error> {
             match work? {
                 Work::Nothing => {}
                 Work::Decided(task, outcome) => outcomes.push((task, outcome)),
                 Work::Planned(task, plan) => {
                     let store = TaskStore::open(db)?;
-                    let outcome = match recurring::apply(&store, &plan, now)? {
+                    let outcome = match series::apply(&store, &plan, now)? {
                         Some(outcome) => outcome,
                         // Changed since it was planned: decide again, here.
-                        None => recurring::on_completed(&store, &task, now)?,
+                        None => series::on_completed(&store, &task, now)?,
                     };
                     outcomes.push((task, outcome));
                 }

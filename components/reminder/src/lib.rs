@@ -11,9 +11,9 @@
 //!   its own timer, so firing never waits on a webhook.
 #![cfg(target_arch = "wasm32")]
 
-use todo_domain::incoming::IncomingEvent;
-use todo_domain::kafka_handler::apply_batch;
-use todo_domain::spin::SpinDb;
+use todo_domain::events::incoming::IncomingEvent;
+use todo_domain::events::kafka_handler::apply_batch;
+use todo_domain::store::spin::SpinDb;
 use todo_reminder_store as reminders;
 use trigger_kafka_sdk::{
     cron, cron_component, kafka_batch_component, BatchItemFailure, Error, Message,

@@ -1,5 +1,5 @@
 //! The outbox relay: publishes the rows components write to an `outbox`
-//! table (layout in `components/domain/src/outbox.rs`) with an idempotent
+//! table (layout in `components/domain/src/events/outbox.rs`) with an idempotent
 //! producer, and marks each row sent once the broker has acknowledged it.
 //! While the broker is down, rows wait in SQLite.
 //!

@@ -6,7 +6,7 @@ use serde_json::{json, Value as Json};
 use todo_api::config::Config;
 use todo_api::http::{Request, Response};
 use todo_api::Context;
-use todo_domain::native::NativeDb;
+use todo_domain::store::native::NativeDb;
 use todo_domain::time::{self, Timestamp};
 
 pub const SECRET: &str = "test-secret";
@@ -18,7 +18,7 @@ impl todo_api::Databases for Files {
     fn open(
         &self,
         label: &str,
-    ) -> Result<Box<dyn todo_domain::sql::Sql>, todo_domain::sql::DbError> {
+    ) -> Result<Box<dyn todo_domain::store::sql::Sql>, todo_domain::store::sql::DbError> {
         Ok(Box::new(NativeDb::open(
             &self.0.join(format!("{label}.db")),
         )?))
@@ -105,7 +105,7 @@ impl App {
     }
 
     pub fn count(&self, table: &str) -> i64 {
-        use todo_domain::sql::Sql;
+        use todo_domain::store::sql::Sql;
         self.db
             .execute(&format!("SELECT COUNT(*) AS n FROM {table}"), &[])
             .unwrap()

@@ -4,9 +4,9 @@
 use serde_json::{json, Value as Json};
 
 use todo_domain::error::Result;
-use todo_domain::incoming::IncomingEvent;
-use todo_domain::migrations::Migration;
-use todo_domain::sql::{Row, Sql, Value};
+use todo_domain::events::incoming::IncomingEvent;
+use todo_domain::store::migrations::Migration;
+use todo_domain::store::sql::{Row, Sql, Value};
 use todo_domain::time::{self, Timestamp};
 
 const V1: &str = "
@@ -57,7 +57,7 @@ pub const DB: &[Migration] = &[
 ];
 
 pub fn open(db: &dyn Sql) -> Result<()> {
-    todo_domain::migrations::apply(db, DB)?;
+    todo_domain::store::migrations::apply(db, DB)?;
     Ok(())
 }
 
@@ -92,7 +92,7 @@ pub fn record(
     actor: Option<&str>,
     now: Timestamp,
 ) -> Result<bool> {
-    todo_domain::sql::transaction(db, || {
+    todo_domain::store::sql::transaction(db, || {
         let rows = db.execute(
             "INSERT OR IGNORE INTO audit_log (event_id, user_id, actor, task_id, topic, action, occurred_ms, snapshot, recorded_ms)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",

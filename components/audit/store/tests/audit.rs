@@ -3,8 +3,8 @@
 use serde_json::json;
 use todo_audit_store as audit;
 use todo_domain::events;
-use todo_domain::native::testing::{at, outbox_events, patch};
-use todo_domain::native::NativeDb;
+use todo_domain::store::native::testing::{at, outbox_events, patch};
+use todo_domain::store::native::NativeDb;
 use todo_domain::TaskStore;
 
 #[test]

@@ -14,11 +14,11 @@
 use serde_json::json;
 
 use todo_domain::error::{DomainError, Result};
+use todo_domain::events::incoming::IncomingEvent;
 use todo_domain::events::{Event, REMINDERS};
-use todo_domain::incoming::IncomingEvent;
-use todo_domain::migrations::Migration;
 use todo_domain::model::NotificationType;
-use todo_domain::sql::{transaction, Row, Sql, Value};
+use todo_domain::store::migrations::Migration;
+use todo_domain::store::sql::{transaction, Row, Sql, Value};
 use todo_domain::time::{self, Timestamp};
 
 pub const SOURCE: &str = "/todo-chatbot/reminders";
@@ -65,7 +65,7 @@ CREATE INDEX IF NOT EXISTS notifications_pending ON notifications (next_attempt_
 const V2: &str = "ALTER TABLE schedules ADD COLUMN event_seq INTEGER;";
 
 /// The trace context of the event that scheduled a reminder, carried to
-/// its notification and webhook delivery (see `todo_domain::trace`).
+/// its notification and webhook delivery (see `todo_domain::events::trace`).
 const V3: &str = "ALTER TABLE schedules ADD COLUMN traceparent TEXT;
 ALTER TABLE notifications ADD COLUMN traceparent TEXT;";
 
@@ -73,7 +73,7 @@ ALTER TABLE notifications ADD COLUMN traceparent TEXT;";
 pub const DB: &[Migration] = &[
     Migration {
         version: 1,
-        scripts: &[V1, todo_domain::outbox::SCHEMA],
+        scripts: &[V1, todo_domain::events::outbox::SCHEMA],
     },
     Migration {
         version: 2,
@@ -105,7 +105,7 @@ pub mod status {
 }
 
 pub fn open(db: &dyn Sql) -> Result<()> {
-    todo_domain::migrations::apply(db, DB)?;
+    todo_domain::store::migrations::apply(db, DB)?;
     Ok(())
 }
 
@@ -178,7 +178,7 @@ pub fn apply_event(
                 Value::from(event.event_id.as_str()),
                 Value::Integer(time::to_millis(&now)),
                 sequence.map_or(Value::Null, Value::Integer),
-                todo_domain::trace::current().map_or(Value::Null, Value::Text),
+                todo_domain::events::trace::current().map_or(Value::Null, Value::Text),
             ],
         )?;
         Ok(true)
@@ -257,8 +257,8 @@ pub fn fire_due(db: &dyn Sql, now: Timestamp, grace_ms: i64) -> Result<Fired> {
                 result.missed += 1;
             } else {
                 let event = triggered_event(&row, now)?;
-                todo_domain::trace::with(traceparent.as_deref(), || {
-                    todo_domain::outbox::enqueue(db, &event)
+                todo_domain::events::trace::with(traceparent.as_deref(), || {
+                    todo_domain::events::outbox::enqueue(db, &event)
                 })?;
                 result.fired += 1;
             }

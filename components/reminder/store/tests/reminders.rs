@@ -4,10 +4,10 @@
 
 use serde_json::json;
 use todo_domain::events;
-use todo_domain::incoming::IncomingEvent;
-use todo_domain::native::testing::{at, outbox_events, patch};
-use todo_domain::native::NativeDb;
-use todo_domain::sql::Sql;
+use todo_domain::events::incoming::IncomingEvent;
+use todo_domain::store::native::testing::{at, outbox_events, patch};
+use todo_domain::store::native::NativeDb;
+use todo_domain::store::sql::Sql;
 use todo_domain::TaskStore;
 use todo_reminder_store as reminders;
 

@@ -5,9 +5,9 @@
 use serde_json::{json, Value as Json};
 
 use todo_domain::error::Result;
-use todo_domain::incoming::IncomingEvent;
-use todo_domain::migrations::Migration;
-use todo_domain::sql::{Row, Sql, Value};
+use todo_domain::events::incoming::IncomingEvent;
+use todo_domain::store::migrations::Migration;
+use todo_domain::store::sql::{Row, Sql, Value};
 use todo_domain::time::{self, Timestamp};
 
 /// Changes older than this are pruned; a client further behind re-lists.
@@ -43,7 +43,7 @@ pub const DB: &[Migration] = &[
 ];
 
 pub fn open(db: &dyn Sql) -> Result<()> {
-    todo_domain::migrations::apply(db, DB)?;
+    todo_domain::store::migrations::apply(db, DB)?;
     Ok(())
 }
 
@@ -64,7 +64,7 @@ pub fn append(db: &dyn Sql, event: &IncomingEvent, now: Timestamp) -> Result<usi
         audience.push(event.user_id.clone());
     }
     let mut added = 0;
-    todo_domain::sql::transaction(db, || {
+    todo_domain::store::sql::transaction(db, || {
         for user in &audience {
             let rows = db.execute(
                 "INSERT OR IGNORE INTO changes (user_id, event_id, task_id, event_type, update_data, occurred_ms)

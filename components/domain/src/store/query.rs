@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DomainError, Result};
-use crate::input::normalize_tag;
+use crate::model::input::normalize_tag;
 use crate::model::{Priority, Status};
 use crate::time::{self, Timestamp};
 
@@ -12,7 +12,7 @@ pub const MAX_LIMIT: u32 = 100;
 /// At most this many values in one list filter (`tag`, `status`,
 /// `priority`): a task carries at most `MAX_TAGS` tags, so more tags could
 /// never match, and each value costs the query a term.
-pub const MAX_FILTER_VALUES: usize = crate::input::MAX_TAGS;
+pub const MAX_FILTER_VALUES: usize = crate::model::input::MAX_TAGS;
 /// Query parameters `list` understands.
 pub const PARAMETERS: &[&str] = &[
     "status",
@@ -257,8 +257,8 @@ impl ListQuery {
     }
 
     /// The filter clauses (each starting ` AND `) and their parameters.
-    pub(crate) fn to_sql(&self, now: Timestamp) -> (String, Vec<crate::sql::Value>) {
-        use crate::sql::Value;
+    pub(crate) fn to_sql(&self, now: Timestamp) -> (String, Vec<crate::store::sql::Value>) {
+        use crate::store::sql::Value;
         let mut clauses: Vec<String> = Vec::new();
         let mut params: Vec<Value> = Vec::new();
         if !self.statuses.is_empty() {

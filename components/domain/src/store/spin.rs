@@ -3,7 +3,7 @@
 
 use spin_sdk::sqlite::{Connection, Error, Value as SpinValue};
 
-use crate::sql::{DbError, Rows, Sql, Value};
+use crate::store::sql::{DbError, Rows, Sql, Value};
 
 pub struct SpinDb {
     conn: Connection,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rusqlite::types::ValueRef;
 
-use crate::sql::{DbError, Rows, Sql, Value};
+use crate::store::sql::{DbError, Rows, Sql, Value};
 
 pub struct NativeDb {
     conn: rusqlite::Connection,
@@ -101,8 +101,8 @@ impl Sql for NativeDb {
 /// Shared by the services' store tests: a time, a create request, the
 /// events a store change wrote to the outbox, and a COUNT(*).
 pub mod testing {
-    use crate::incoming::IncomingEvent;
-    use crate::sql::Sql;
+    use crate::events::incoming::IncomingEvent;
+    use crate::store::sql::Sql;
     use crate::time::{self, Timestamp};
     use crate::TaskPatch;
 
@@ -128,7 +128,7 @@ pub mod testing {
 
     pub fn count(db: &dyn Sql, sql: &str) -> i64 {
         match &db.execute(sql, &[]).unwrap().rows[0][0] {
-            crate::sql::Value::Integer(n) => *n,
+            crate::store::sql::Value::Integer(n) => *n,
             other => panic!("not a count: {other:?}"),
         }
     }

@@ -23,7 +23,7 @@ use serde_json::json;
 
 use crate::error::{DomainError, Result};
 use crate::events::Event;
-use crate::sql::{Sql, Value};
+use crate::store::sql::{Sql, Value};
 use crate::time;
 
 /// The largest event written, payload and headers together. Kafka brokers
@@ -52,7 +52,7 @@ CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (seq) WHERE sent_ms IS NULL;
 /// Writes one event. Call inside the transaction that made the change.
 pub fn enqueue(db: &dyn Sql, event: &Event) -> Result<()> {
     let mut headers = event.headers();
-    if let Some(traceparent) = crate::trace::current() {
+    if let Some(traceparent) = crate::events::trace::current() {
         headers.push(("traceparent".into(), traceparent.clone()));
         headers.push(("ce_traceparent".into(), traceparent));
     }

@@ -4,7 +4,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::error::{DomainError, Result};
-use crate::sql::{Sql, Value};
+use crate::store::sql::{Sql, Value};
 use crate::time::{self, Timestamp};
 
 /// How long a key is remembered.

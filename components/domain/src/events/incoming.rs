@@ -37,11 +37,11 @@ impl IncomingEvent {
     /// never be understood and belongs in the dead-letter topic.
     pub fn decode(bytes: Option<&[u8]>) -> Result<IncomingEvent, String> {
         let bytes = bytes.ok_or("empty message")?;
-        if bytes.len() > crate::outbox::MAX_EVENT_BYTES {
+        if bytes.len() > crate::events::outbox::MAX_EVENT_BYTES {
             return Err(format!(
                 "oversize event: {} bytes, over the {}-byte limit",
                 bytes.len(),
-                crate::outbox::MAX_EVENT_BYTES
+                crate::events::outbox::MAX_EVENT_BYTES
             ));
         }
         let payload: Json =
@@ -79,14 +79,14 @@ pub fn task_from_json(value: &Json) -> Result<Task, String> {
 mod tests {
     use super::*;
     use crate::events;
-    use crate::input::TaskPatch;
+    use crate::model::input::TaskPatch;
     use serde_json::json;
 
     #[test]
     fn an_event_round_trips_through_its_json() {
         let now = time::parse("now", "2026-11-29T10:00:00Z").unwrap();
         let patch = TaskPatch::from_json(json!({"title": "x", "due_date": "2026-12-01T09:00:00Z", "recurrence_pattern": "daily", "tags": ["a"]}).as_object().unwrap()).unwrap();
-        let task = crate::change::new_task("alice", "t1".into(), &patch, now).unwrap();
+        let task = crate::model::change::new_task("alice", "t1".into(), &patch, now).unwrap();
         let event = events::task_event("task_created", &task, now);
         let bytes = event.payload.to_string();
         let decoded = IncomingEvent::decode(Some(bytes.as_bytes())).unwrap();

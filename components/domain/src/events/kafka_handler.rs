@@ -3,7 +3,7 @@
 
 use trigger_kafka_sdk::Error;
 
-use crate::sql::DbError;
+use crate::store::sql::DbError;
 use crate::DomainError;
 
 impl From<DomainError> for Error {
@@ -23,18 +23,18 @@ impl From<DbError> for Error {
 }
 
 /// Applies a Kafka batch in one transaction, each message in a savepoint
-/// (see [`crate::sql::batch`]), as a batch handler answers: the first
+/// (see [`crate::store::sql::batch`]), as a batch handler answers: the first
 /// message that fails is reported with its error (permanent: dead-lettered
 /// alone; retryable or a host fault: retried from it), and everything
 /// before it is committed.
 pub fn apply_batch(
-    db: &dyn crate::sql::Sql,
+    db: &dyn crate::store::sql::Sql,
     messages: Vec<trigger_kafka_sdk::Message>,
-    mut apply: impl FnMut(&dyn crate::sql::Sql, trigger_kafka_sdk::Message) -> Result<(), Error>,
+    mut apply: impl FnMut(&dyn crate::store::sql::Sql, trigger_kafka_sdk::Message) -> Result<(), Error>,
 ) -> Result<(), trigger_kafka_sdk::BatchItemFailure> {
-    crate::sql::batch(db, messages, |db, message| {
+    crate::store::sql::batch(db, messages, |db, message| {
         let traceparent = traceparent(&message);
-        crate::trace::with(traceparent.as_deref(), || apply(db, message))
+        crate::events::trace::with(traceparent.as_deref(), || apply(db, message))
     })
     .map_err(|(index, error)| trigger_kafka_sdk::BatchItemFailure::new(index, error))
 }

@@ -5,7 +5,7 @@
 use chrono::Duration;
 
 use crate::error::{DomainError, Result};
-use crate::input::TaskPatch;
+use crate::model::input::TaskPatch;
 use crate::model::{NotificationType, Priority, Status, Task};
 use crate::time::Timestamp;
 

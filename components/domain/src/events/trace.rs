@@ -1,7 +1,7 @@
 //! The W3C trace context a component works under, so the events it writes
 //! continue the trace that caused them: the API sets it from the request's
 //! `traceparent` header, a Kafka handler from each message's, and
-//! [`crate::outbox::enqueue`] stores it with every event as the
+//! [`crate::events::outbox::enqueue`] stores it with every event as the
 //! `traceparent` and `ce_traceparent` (CloudEvents distributed-tracing
 //! extension) headers. A component instance handles one thing at a time,
 //! so a thread-local is its whole scope.

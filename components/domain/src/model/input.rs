@@ -5,7 +5,7 @@ use serde_json::{Map, Value as Json};
 
 use crate::error::{DomainError, Result};
 use crate::model::{NotificationType, Priority, Status};
-use crate::recurrence;
+use crate::recurrence::rules;
 use crate::time::{self, Timestamp};
 
 pub const MAX_TITLE_CHARS: usize = 200;
@@ -278,7 +278,7 @@ pub fn normalize_tag(raw: &str) -> Result<String> {
 
 fn recurrence_pattern(value: &Json) -> Result<String> {
     let text = string("recurrence_pattern", value)?.trim();
-    recurrence::parse(text)?;
+    rules::parse(text)?;
     Ok(text.to_owned())
 }
 

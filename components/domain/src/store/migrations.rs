@@ -2,7 +2,7 @@
 //! database. The version lives in SQLite's `user_version`, one set of
 //! migrations per database (each service owns its store).
 
-use crate::sql::{DbError, Sql};
+use crate::store::sql::{DbError, Sql};
 
 /// One schema version: the scripts that take the database to it.
 pub struct Migration {
@@ -18,7 +18,7 @@ pub fn apply(db: &dyn Sql, migrations: &[Migration]) -> Result<(), DbError> {
     if current_version(db)? >= target {
         return Ok(());
     }
-    crate::sql::transaction(db, || {
+    crate::store::sql::transaction(db, || {
         let current = current_version(db)?;
         for migration in migrations.iter().filter(|m| m.version > current) {
             for script in migration.scripts {
@@ -121,7 +121,7 @@ CREATE TABLE IF NOT EXISTS user_settings (
 pub const TASKS_DB: &[Migration] = &[
     Migration {
         version: 1,
-        scripts: &[TASKS_V1, crate::outbox::SCHEMA],
+        scripts: &[TASKS_V1, crate::events::outbox::SCHEMA],
     },
     Migration {
         version: 2,

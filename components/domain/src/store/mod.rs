@@ -1,16 +1,25 @@
 //! The task store: every read is scoped to one user, and every write stores
 //! the task and its outbox events together. Writes expect the caller to hold
-//! a transaction (see [`crate::sql::transaction`]) so that a request's task
+//! a transaction (see [`crate::store::sql::transaction`]) so that a request's task
 //! row, outbox rows and idempotency record commit or roll back as one.
 
-use crate::change;
+pub mod idempotency;
+pub mod migrations;
+#[cfg(feature = "native")]
+pub mod native;
+pub mod query;
+#[cfg(feature = "spin")]
+pub mod spin;
+pub mod sql;
+
 use crate::error::{DomainError, Result};
 use crate::events;
-use crate::input::TaskPatch;
+use crate::events::outbox;
+use crate::model::change;
+use crate::model::input::TaskPatch;
 use crate::model::{NotificationType, Priority, Status, Task};
-use crate::outbox;
-use crate::query::{ListQuery, Page};
-use crate::sql::{Row, Sql, Value};
+use crate::store::query::{ListQuery, Page};
+use crate::store::sql::{Row, Sql, Value};
 use crate::time::{self, Timestamp};
 
 /// Columns written from a task, in [`row_values`] order after `id`.
@@ -57,7 +66,7 @@ pub struct TaskStore<'a> {
 impl<'a> TaskStore<'a> {
     /// Opens the store, migrating the schema on first use.
     pub fn open(db: &'a dyn Sql) -> Result<Self> {
-        crate::migrations::apply(db, crate::migrations::TASKS_DB)?;
+        crate::store::migrations::apply(db, crate::store::migrations::TASKS_DB)?;
         Ok(TaskStore {
             db,
             limits: Limits::default(),
@@ -230,7 +239,7 @@ impl<'a> TaskStore<'a> {
     pub fn share(&self, user_id: &str, id: &str, with: &str, now: Timestamp) -> Result<Task> {
         let old = self.require(user_id, id)?;
         owner_only(&old, user_id, "share")?;
-        crate::input::validate_user_id("user_id", with)?;
+        crate::model::input::validate_user_id("user_id", with)?;
         if with == old.user_id {
             return Err(DomainError::conflict(
                 "user_id",
@@ -299,7 +308,7 @@ impl<'a> TaskStore<'a> {
         owner_only(&old, user_id, "assign")?;
         let mut new = old.clone();
         if let Some(assignee) = assignee {
-            crate::input::validate_user_id("assignee", assignee)?;
+            crate::model::input::validate_user_id("assignee", assignee)?;
             if !new.visible_to(assignee) {
                 self.check_share_room(&old, "assignee")?;
                 new.shared_with.push(assignee.to_owned());
@@ -526,7 +535,9 @@ fn opt_ts(row: &Row<'_>, column: &str) -> Result<Option<Timestamp>> {
 
 fn task_from_row(row: Row<'_>) -> Result<Task> {
     let corrupt = |what: &str| {
-        DomainError::Storage(crate::sql::DbError::new(format!("stored task has {what}")))
+        DomainError::Storage(crate::store::sql::DbError::new(format!(
+            "stored task has {what}"
+        )))
     };
     Ok(Task {
         id: row.str("id")?.to_owned(),

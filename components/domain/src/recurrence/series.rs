@@ -1,7 +1,7 @@
 //! The recurring-task rule: when an occurrence of a series is completed,
 //! create the next one.
 //!
-//! The next due date comes from [`crate::recurrence`], counted from the
+//! The next due date comes from [`crate::recurrence::rules`], counted from the
 //! series anchor (`series_start`, occurrence 1), strictly after the later of
 //! the completed occurrence's due date and its completion time — so
 //! completing a long-overdue occurrence schedules the first occurrence still
@@ -13,8 +13,8 @@ use chrono::Duration;
 
 use crate::error::{DomainError, Result};
 use crate::model::{Status, Task};
-use crate::recurrence::{self, End, Next};
-use crate::sql::{transaction, Value};
+use crate::recurrence::rules::{self, End, Next};
+use crate::store::sql::{transaction, Value};
 use crate::store::{new_id, TaskStore};
 use crate::time::Timestamp;
 
@@ -30,7 +30,7 @@ pub fn next_instance(
     let Some(pattern) = &completed.recurrence_pattern else {
         return Ok(Err(End::NoMoreOccurrences));
     };
-    let rule = recurrence::parse(pattern)?;
+    let rule = rules::parse(pattern)?;
     let due = completed
         .due_date
         .ok_or_else(|| DomainError::invalid("due_date", "a recurring task has no due date"))?;
@@ -151,7 +151,7 @@ pub fn apply(store: &TaskStore<'_>, plan: &Plan, now: Timestamp) -> Result<Optio
         // Never silent: the series' audience hears why it stops.
         Err(end) => {
             let event = crate::events::series_ended_event(current, end.reason(), now);
-            crate::outbox::enqueue(db, &event.by(ACTOR))?;
+            crate::events::outbox::enqueue(db, &event.by(ACTOR))?;
             Outcome::Ended(*end)
         }
         Ok(next) if store.insert_occurrence(next, now, ACTOR)? => {
@@ -175,7 +175,7 @@ pub fn on_completed(store: &TaskStore<'_>, completed: &Task, now: Timestamp) -> 
         }
     }
     // Retryable (a store-level condition), so the event comes back later.
-    Err(DomainError::Storage(crate::sql::DbError {
+    Err(DomainError::Storage(crate::store::sql::DbError {
         message: "the task kept changing while its next occurrence was computed".into(),
         busy: true,
     }))
@@ -184,7 +184,7 @@ pub fn on_completed(store: &TaskStore<'_>, completed: &Task, now: Timestamp) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::input::TaskPatch;
+    use crate::model::input::TaskPatch;
     use crate::time;
     use serde_json::json;
 
@@ -199,7 +199,7 @@ mod tests {
                 .unwrap(),
         )
         .unwrap();
-        crate::change::new_task("alice", "first".into(), &patch, ts("2026-11-01T00:00:00Z"))
+        crate::model::change::new_task("alice", "first".into(), &patch, ts("2026-11-01T00:00:00Z"))
             .unwrap()
     }
 

@@ -2,6 +2,12 @@
 //! fields plus `event_id` and `schema_version`; the CloudEvents attributes
 //! travel as Kafka headers (binary content mode).
 
+pub mod incoming;
+#[cfg(feature = "kafka-handler")]
+pub mod kafka_handler;
+pub mod outbox;
+pub mod trace;
+
 use serde_json::{json, Map, Value as Json};
 
 use crate::model::Task;

@@ -1,5 +1,8 @@
 //! The task and its small enumerations.
 
+pub mod change;
+pub mod input;
+
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value as Json;
 
