@@ -1,0 +1,306 @@
+//! The Kafka trigger: one consumer group per `[[trigger.kafka]]`, one
+//! worker per assigned partition (strict order within a partition,
+//! partitions in parallel), offsets stored only after the handler succeeded
+//! or the message was dead-lettered, committed every second, on rebalance
+//! and at shutdown.
+//!
+//! The poll loop never blocks on a worker: a partition whose worker is
+//! behind is paused (its messages wait, in order, until it catches up) and
+//! the others keep flowing, so the consumer keeps its place in the group.
+//! Filters run in the poll loop on librdkafka's copy of a record; one they
+//! drop is committed there when nothing earlier of its partition is still
+//! with the worker, and otherwise goes through the worker in its turn.
+//! A handler's own answer (`retryable`, `permanent`, a trap) is retried
+//! within its budget and then dead-lettered; a failure of the host instead
+//! (storage busy or full, no instance to run it in) is nobody's verdict on
+//! the message: that partition waits and retries without limit, visible in
+//! metrics and `/healthz`, and no good message is dead-lettered for it.
+//!
+//! # Layout
+//!
+//! - `group`: the rebalance callbacks, topic checks, lag and assignment;
+//! - `poll`: the poll loop, filters and routing to partition workers;
+//! - `partition`: the state a partition's worker and the poll loop share;
+//! - `worker`: a partition's records in order through the handler;
+//! - `invoke`: one handler call and its verdict;
+//! - `dead_letter`: records that failed for good, to `<topic>.dlq`.
+
+mod dead_letter;
+mod group;
+mod invoke;
+mod partition;
+mod poll;
+mod worker;
+
+use group::*;
+use invoke::*;
+use partition::*;
+use worker::*;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use opentelemetry::trace::SpanKind;
+use opentelemetry::KeyValue;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::FutureProducer;
+use rdkafka::topic_partition_list::TopicPartitionList;
+use rdkafka::ClientContext;
+use tokio::sync::{mpsc, watch, Semaphore};
+
+use crate::app::{KafkaTrigger, StartingPosition, DEFAULT_BATCH_SIZE};
+use crate::bindings::kafka::todo_chatbot::kafka_trigger::types::Error as HandlerError;
+use crate::bindings::kafka::todo_chatbot::kafka_trigger::types::{
+    Header as WitHeader, Message as WitMessage,
+};
+use crate::bindings::kafka::KafkaHandlerPre;
+use crate::bindings::kafka_batch::KafkaBatchHandlerPre;
+use crate::engine::Runtime;
+use crate::host::HostState;
+use crate::kafka_client::KafkaSettings;
+use crate::metrics::{Counter, Histogram, Metrics};
+use crate::telemetry;
+
+/// Messages queued for a partition's worker; more wait in the backlog.
+const PARTITION_BUFFER: usize = 256;
+/// Bytes waiting for one partition's worker before its fetching is
+/// paused, whatever `max_buffered_messages` says (large records).
+const MAX_BUFFERED_BYTES: usize = 32 << 20;
+/// Longest a rebalance waits for an in-flight message to finish (a message
+/// still running after it is not committed: the next owner handles it
+/// again, and handlers are idempotent).
+const REVOKE_WAIT: Duration = Duration::from_secs(10);
+/// Group timeouts. The session must outlast a coordinator slowed by load
+/// (tansu under a write burst answers heartbeats in more than 10 s), so it
+/// stays at Kafka's 45 s; a member killed without leaving does not hold its
+/// partitions that long, because with static membership (below) its
+/// restart takes its place at once. A rebalance waits up to
+/// `max.poll.interval.ms` for members to rejoin, and some coordinators
+/// (tansu) wait for dead members that long: the poll loop never blocks
+/// (slow partitions are paused), so it can be short.
+const SESSION_TIMEOUT_MS: &str = "45000";
+const HEARTBEAT_INTERVAL_MS: &str = "3000";
+const MAX_POLL_INTERVAL_MS: &str = "60000";
+/// How often lag and assignment are read from the broker.
+const LAG_EVERY: Duration = Duration::from_secs(5);
+
+/// A message detached from the consumer.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub timestamp: Option<i64>,
+    /// The trigger's filters drop it (decided once, in the poll loop): it
+    /// is only committed in its turn, and its bytes were not copied.
+    pub dropped: bool,
+}
+
+impl Record {
+    /// Roughly what it holds in memory.
+    fn size(&self) -> usize {
+        self.key.as_ref().map_or(0, Vec::len)
+            + self.value.as_ref().map_or(0, Vec::len)
+            + self
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+            + 64
+    }
+}
+
+pub struct KafkaRunner {
+    runtime: Arc<Runtime>,
+    trigger: KafkaTrigger,
+    handler: Handler,
+    /// Messages per invocation (1 for a `handle-message` component).
+    batch_size: usize,
+    producer: FutureProducer,
+    metrics: Arc<Metrics>,
+    permits: Arc<Semaphore>,
+    group: String,
+    /// Handles of the per-message metrics (no label building per message).
+    hot: HotMetrics,
+}
+
+/// `trigger_kafka_messages_total` by topic and outcome, and the
+/// per-invocation histograms and counter of this trigger's component.
+struct HotMetrics {
+    messages: HashMap<String, [Counter; OUTCOMES.len()]>,
+    instantiations: Counter,
+    instantiation_seconds: Histogram,
+    handler_seconds: Histogram,
+}
+
+const OUTCOMES: [&str; 4] = ["ok", "retried", "dead_lettered", "filtered"];
+/// Where `filtered` is in [`OUTCOMES`].
+const FILTERED: usize = 3;
+
+impl HotMetrics {
+    fn new(metrics: &Metrics, component: &str, topics: &[String]) -> HotMetrics {
+        let labels = [("component", component)];
+        HotMetrics {
+            messages: topics
+                .iter()
+                .map(|topic| {
+                    let counters = OUTCOMES.map(|outcome| {
+                        metrics.counter(
+                            "trigger_kafka_messages_total",
+                            &[
+                                ("component", component),
+                                ("topic", topic),
+                                ("outcome", outcome),
+                            ],
+                        )
+                    });
+                    (topic.clone(), counters)
+                })
+                .collect(),
+            instantiations: metrics.counter("trigger_kafka_instantiations_total", &labels),
+            instantiation_seconds: metrics
+                .histogram("trigger_kafka_instantiation_seconds", &labels),
+            handler_seconds: metrics.histogram("trigger_kafka_handler_duration_seconds", &labels),
+        }
+    }
+}
+
+impl KafkaRunner {
+    pub(super) fn new(
+        runtime: Arc<Runtime>,
+        trigger: KafkaTrigger,
+        producer: FutureProducer,
+        metrics: Arc<Metrics>,
+    ) -> Result<KafkaRunner> {
+        let instance_pre = runtime.instance_pre(&trigger.component)?.clone();
+        let where_ = || {
+            format!(
+                "`[[trigger.kafka]]` for `{}` in {}",
+                trigger.component,
+                runtime.app.dir.display()
+            )
+        };
+        // A component exporting `handle-batch` is given batches.
+        let (handler, batch_size) = match KafkaBatchHandlerPre::new(instance_pre.clone()) {
+            Ok(pre) => (
+                Handler::Batch(pre),
+                trigger.batch_size.unwrap_or(DEFAULT_BATCH_SIZE),
+            ),
+            Err(batch_error) => match KafkaHandlerPre::new(instance_pre) {
+                Ok(pre) => {
+                    if trigger.batch_size.is_some_and(|size| size > 1) {
+                        anyhow::bail!(
+                            "{}: batch_size is {} but component `{}` exports handle-message, not handle-batch (build it with #[kafka_batch_component], or leave batch_size out)",
+                            where_(),
+                            trigger.batch_size.unwrap_or(1),
+                            trigger.component
+                        );
+                    }
+                    (Handler::Single(pre), 1)
+                }
+                Err(single_error) => anyhow::bail!(
+                    "{}: component `{}` exports neither handle-message ({single_error:#}) nor handle-batch ({batch_error:#})",
+                    where_(),
+                    trigger.component
+                ),
+            },
+        };
+        let group = trigger
+            .group_id
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", runtime.app.name, trigger.component));
+        Ok(KafkaRunner {
+            hot: HotMetrics::new(&metrics, &trigger.component, &trigger.topics),
+            permits: Arc::new(Semaphore::new(trigger.concurrency.max(1))),
+            runtime,
+            trigger,
+            handler,
+            batch_size,
+            producer,
+            metrics,
+            group,
+        })
+    }
+
+    /// Starts the poll loop on its own thread; returns when it has stopped
+    /// and committed.
+    pub(super) fn spawn(
+        self: Arc<Self>,
+        settings: &KafkaSettings,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<std::thread::JoinHandle<()>> {
+        let workers: Workers = Arc::default();
+        let context = TriggerContext {
+            workers: workers.clone(),
+            metrics: self.metrics.clone(),
+            group: self.group.clone(),
+            start_at: match self.trigger.starting_position {
+                StartingPosition::At(ms) => Some(ms),
+                _ => None,
+            },
+            generation: AtomicU64::new(0),
+        };
+        let mut config = settings.client_config();
+        config
+            .set("group.id", &self.group)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            .set("enable.auto.offset.store", "false")
+            // A time is applied on assignment (`TriggerContext::rebalance`);
+            // partitions it cannot place start at the earliest.
+            .set(
+                "auto.offset.reset",
+                match self.trigger.starting_position {
+                    StartingPosition::Latest => "latest",
+                    _ => "earliest",
+                },
+            )
+            .set("enable.partition.eof", "false")
+            // Static membership: a process that comes back (restarted,
+            // killed, or rejoining after its session lapsed) takes its old
+            // place instead of leaving a dead member that holds partitions.
+            .set(
+                "group.instance.id",
+                instance_id(&self.group, &self.runtime.app.dir),
+            )
+            .set("session.timeout.ms", SESSION_TIMEOUT_MS)
+            .set("heartbeat.interval.ms", HEARTBEAT_INTERVAL_MS)
+            .set("max.poll.interval.ms", MAX_POLL_INTERVAL_MS)
+            // What librdkafka prefetches per partition; a paused partition's
+            // prefetched messages wait in memory, so keep it modest.
+            .set("queued.max.messages.kbytes", "16384")
+            .set(
+                "fetch.wait.max.ms",
+                self.trigger.fetch_wait_max_ms.to_string(),
+            );
+        let consumer: BaseConsumer<TriggerContext> = config.create_with_context(context)?;
+        self.check_topics(&consumer)?;
+        let topics: Vec<&str> = self.trigger.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics)?;
+        let consumer = Arc::new(consumer);
+        let handle = tokio::runtime::Handle::current();
+        tracing::info!(component = %self.trigger.component, group = %self.group, topics = ?self.trigger.topics, "kafka trigger started");
+        // Lag and assignment are read over a client of their own: a query
+        // stuck behind the consumer's fetches would time out and make
+        // librdkafka reset the consumer's connection.
+        let mut probe_config = settings.client_config();
+        probe_config.set("group.id", &self.group);
+        let probe: BaseConsumer = probe_config.create()?;
+        std::thread::Builder::new()
+            .name(format!("lag-{}", self.trigger.component))
+            .spawn({
+                let (this, consumer, shutdown) = (self.clone(), consumer.clone(), shutdown.clone());
+                move || this.watch_group(consumer, probe, shutdown)
+            })?;
+        Ok(std::thread::Builder::new()
+            .name(format!("kafka-{}", self.trigger.component))
+            .spawn(move || self.poll_loop(consumer, workers, handle, shutdown))?)
+    }
+}

@@ -1,0 +1,91 @@
+//! What a partition's worker and the poll loop share: its state (the
+//! backlog waiting for the worker, paused or not, stopping), and the
+//! paused gauge.
+
+use super::*;
+
+#[derive(Default)]
+pub(super) struct PartitionState {
+    pub(super) in_flight: Mutex<bool>,
+    pub(super) idle: Condvar,
+    pub(super) revoked: AtomicBool,
+    /// Records the poll loop handed to this worker or its backlog, and
+    /// records the worker has finished (offset stored): when they are
+    /// equal nothing of the partition is pending, and the poll loop may
+    /// store a filtered record's offset itself.
+    pub(super) accepted: AtomicU64,
+    pub(super) finished: AtomicU64,
+    /// Records of the partition waiting in `backlog` (read without its lock).
+    pub(super) waiting: AtomicUsize,
+    /// Records polled while the worker's queue was full, in order. Only the
+    /// poll thread (and the rebalance callback, which runs on it) touches
+    /// it, so its lock is never contended.
+    pub(super) backlog: Mutex<Waiting>,
+    /// Whether fetching is paused for the backlog.
+    pub(super) paused: AtomicBool,
+}
+
+impl PartitionState {
+    /// Nothing the poll loop handed over is still pending.
+    pub(super) fn caught_up(&self) -> bool {
+        self.finished.load(Ordering::Acquire) == self.accepted.load(Ordering::Relaxed)
+    }
+}
+
+pub(super) struct Worker {
+    pub(super) sender: mpsc::Sender<Record>,
+    pub(super) state: Arc<PartitionState>,
+}
+
+pub(super) type Workers = Arc<Mutex<HashMap<(String, i32), Worker>>>;
+
+/// Messages polled for a partition whose worker is full, in order. A
+/// partition is paused only once its waiting messages pass
+/// `max_buffered_messages` (or [`MAX_BUFFERED_BYTES`]), and resumed when
+/// half of that is free. Pausing is kept for a handler that is really
+/// behind: it drops what librdkafka prefetched for the partition, and with
+/// tansu every pause stalled the whole consumer for about 600 ms, so
+/// pausing at every full worker queue (as this host first did) cut
+/// throughput tenfold.
+#[derive(Default)]
+pub(super) struct Waiting {
+    pub(super) queue: VecDeque<Record>,
+    pub(super) bytes: usize,
+}
+
+impl Waiting {
+    pub(super) fn push(&mut self, record: Record) {
+        self.bytes += record.size();
+        self.queue.push_back(record);
+    }
+
+    pub(super) fn pop(&mut self) -> Option<Record> {
+        let record = self.queue.pop_front()?;
+        self.bytes -= record.size();
+        Some(record)
+    }
+
+    pub(super) fn unpop(&mut self, record: Record) {
+        self.bytes += record.size();
+        self.queue.push_front(record);
+    }
+}
+
+pub(super) fn set_paused(
+    metrics: &Metrics,
+    group: &str,
+    topic: &str,
+    partition: i32,
+    paused: bool,
+) {
+    let partition = partition.to_string();
+    metrics.set(
+        "trigger_kafka_partition_paused",
+        &[
+            ("group", group),
+            ("topic", topic),
+            ("partition", &partition),
+        ],
+        if paused { 1.0 } else { 0.0 },
+    );
+}

@@ -1,0 +1,319 @@
+//! A partition's worker: takes its records in order, in batches, through
+//! the handler with retries and backoff, and stores each offset once its
+//! record is handled or dead-lettered.
+
+use super::*;
+
+impl KafkaRunner {
+    pub(super) async fn partition_worker(
+        self: Arc<Self>,
+        mut receiver: mpsc::Receiver<Record>,
+        state: Arc<PartitionState>,
+        consumer: Arc<BaseConsumer<TriggerContext>>,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        while let Some(first) = receiver.recv().await {
+            if state.revoked.load(Ordering::SeqCst) || *shutdown.borrow() {
+                break;
+            }
+            let batch = self.fill_batch(first, &mut receiver).await;
+            let taken = batch.len() as u64;
+            *state.in_flight.lock().expect("partition state") = true;
+            let store = |record: &Record| {
+                if let Err(e) =
+                    consumer.store_offset(&record.topic, record.partition, record.offset)
+                {
+                    tracing::debug!(error = %e, "offset not stored (partition revoked?)");
+                }
+            };
+            let finished = self.process(batch, &state, &shutdown, &store).await;
+            *state.in_flight.lock().expect("partition state") = false;
+            state.idle.notify_all();
+            if !finished {
+                break;
+            }
+            state.finished.fetch_add(taken, Ordering::Release);
+        }
+    }
+
+    /// The batch that starts with `first`: what is already queued for the
+    /// partition, waiting up to `batch_window_ms` for more, up to `batch_size`.
+    pub(super) async fn fill_batch(
+        &self,
+        first: Record,
+        receiver: &mut mpsc::Receiver<Record>,
+    ) -> Vec<Record> {
+        let mut batch = vec![first];
+        let deadline = Instant::now() + Duration::from_millis(self.trigger.batch_window_ms);
+        while batch.len() < self.batch_size {
+            match receiver.try_recv() {
+                Ok(record) => batch.push(record),
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    match tokio::time::timeout(left, receiver.recv()).await {
+                        Ok(Some(record)) => batch.push(record),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+            }
+        }
+        batch
+    }
+
+    pub(super) fn stopping(state: &PartitionState, shutdown: &watch::Receiver<bool>) -> bool {
+        *shutdown.borrow() || state.revoked.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn count(&self, topic: &str, outcome: &str, by: usize) {
+        if by == 0 {
+            return;
+        }
+        match (
+            self.hot.messages.get(topic),
+            OUTCOMES.iter().position(|o| *o == outcome),
+        ) {
+            (Some(counters), Some(i)) => {
+                counters[i].inc_by(by as u64);
+            }
+            _ => self.metrics.inc(
+                "trigger_kafka_messages_total",
+                &[
+                    ("component", &self.trigger.component),
+                    ("topic", topic),
+                    ("outcome", outcome),
+                ],
+                by as u64,
+            ),
+        }
+    }
+
+    /// How much older than `max_record_age_s` a record is, if it is.
+    pub(super) fn expired(&self, record: &Record) -> Option<Duration> {
+        let max_age_ms = self.trigger.max_record_age_s? as i64 * 1000;
+        let age_ms = chrono::Utc::now().timestamp_millis() - record.timestamp?;
+        (age_ms > max_age_ms).then(|| Duration::from_millis(age_ms as u64))
+    }
+
+    /// Sleeps `delay` unless the partition stops first (then false).
+    pub(super) async fn pause(
+        state: &PartitionState,
+        shutdown: &watch::Receiver<bool>,
+        delay: Duration,
+    ) -> bool {
+        let deadline = Instant::now() + delay;
+        while Instant::now() < deadline {
+            if Self::stopping(state, shutdown) {
+                return false;
+            }
+            tokio::time::sleep((deadline - Instant::now()).min(Duration::from_millis(50))).await;
+        }
+        true
+    }
+
+    /// Takes a batch of one partition (one record for a `handle-message`
+    /// component) through filters, the handler, retries and the dead-letter
+    /// topic, storing offsets as the records before each point are done.
+    /// Returns false when shutdown or revocation interrupted it (what was
+    /// not stored is delivered again).
+    pub(super) async fn process(
+        &self,
+        records: Vec<Record>,
+        state: &PartitionState,
+        shutdown: &watch::Receiver<bool>,
+        store: &(dyn Fn(&Record) + Sync),
+    ) -> bool {
+        let component = self.trigger.component.as_str();
+        // Where the batch ends (for storing its offset), without its bytes.
+        let Some(last) = records.last().map(|r| Record {
+            topic: r.topic.clone(),
+            partition: r.partition,
+            offset: r.offset,
+            key: None,
+            value: None,
+            headers: Vec::new(),
+            timestamp: None,
+            dropped: r.dropped,
+        }) else {
+            return true;
+        };
+        let topic = last.topic.clone();
+        let total = records.len();
+        // Filtered records are committed like successes; no instance is made.
+        let mut pending: VecDeque<Delivery> = records
+            .into_iter()
+            .filter(|record| !record.dropped)
+            .map(|record| Delivery {
+                record,
+                deliveries: 0,
+                failures: 0,
+            })
+            .collect();
+        self.count(&topic, "filtered", total - pending.len());
+        // Whether the batch ends in filtered records, whose offset no
+        // delivery below stores.
+        let ends_filtered = pending.back().map(|d| d.record.offset) != Some(last.offset);
+        // How many to deliver at once: halved after a trap until the record
+        // at fault is found alone.
+        let mut limit = self.batch_size;
+        // Whether this partition is marked stalled (a host failure).
+        let mut stalled = false;
+        while !pending.is_empty() {
+            if Self::stopping(state, shutdown) {
+                return false;
+            }
+            if let Some(age) = self.expired(&pending[0].record) {
+                let reason = format!(
+                    "the record is {} s old, older than max_record_age_s ({} s)",
+                    age.as_secs(),
+                    self.trigger.max_record_age_s.unwrap_or_default()
+                );
+                let front = pending.pop_front().expect("not empty");
+                if !self
+                    .give_up(&front, "expired", &reason, state, shutdown)
+                    .await
+                {
+                    return false;
+                }
+                store(&front.record);
+                continue;
+            }
+            let take = pending
+                .iter()
+                .take(limit)
+                .take_while(|d| self.expired(&d.record).is_none())
+                .count();
+            for delivery in pending.iter_mut().take(take) {
+                delivery.deliveries += 1;
+            }
+            let mut lent: Vec<WitMessage> = pending.iter_mut().take(take).map(Self::lend).collect();
+            let started = Instant::now();
+            let spans = self.handler_spans(&mut lent);
+            let verdict = self.invoke(&lent).await;
+            end_handler_spans(spans, &verdict);
+            for (delivery, message) in pending.iter_mut().zip(lent.drain(..)) {
+                Self::give_back(delivery, message);
+            }
+            self.hot
+                .handler_seconds
+                .observe(started.elapsed().as_secs_f64());
+            let partition = pending[0].record.partition;
+            if stalled && !matches!(verdict, Verdict::Infrastructure(_)) {
+                stalled = false;
+                self.metrics
+                    .set_stalled(&self.group, &topic, partition, None);
+            }
+            match verdict {
+                Verdict::Done => {
+                    self.count(&topic, "ok", take);
+                    crate::console::note(|| {
+                        let offsets = (pending[0].record.offset, pending[take - 1].record.offset);
+                        serde_json::json!({"kind": "handled", "component": component, "group": self.group,
+                            "topic": topic, "partition": partition, "offsets": [offsets.0, offsets.1], "count": take})
+                    });
+                    if let Some(last_done) = pending.drain(..take).next_back() {
+                        store(&last_done.record);
+                    }
+                }
+                Verdict::Failed { index, error } => {
+                    self.count(&topic, "ok", index);
+                    if let Some(last_done) = pending.drain(..index).next_back() {
+                        store(&last_done.record);
+                    }
+                    let failed = &mut pending[0];
+                    let record = &failed.record;
+                    let (kind, reason) = match error {
+                        HandlerError::Retryable(reason)
+                            if failed.failures < self.trigger.max_retries =>
+                        {
+                            failed.failures += 1;
+                            self.count(&topic, "retried", 1);
+                            let delay = self.backoff(failed.failures);
+                            tracing::info!(component, topic = %record.topic, partition = record.partition, offset = record.offset, attempt = failed.deliveries, ?delay, %reason, "retryable failure; retrying");
+                            if !Self::pause(state, shutdown, delay).await {
+                                return false;
+                            }
+                            continue;
+                        }
+                        HandlerError::Retryable(reason) => ("retries_exhausted", reason),
+                        HandlerError::Permanent(reason) => ("permanent", reason),
+                    };
+                    let front = pending.pop_front().expect("not empty");
+                    if !self.give_up(&front, kind, &reason, state, shutdown).await {
+                        return false;
+                    }
+                    store(&front.record);
+                }
+                Verdict::Trap(reason) if take > 1 => {
+                    // Which record made it trap is unknown: deliver the
+                    // first half alone, then the rest, down to one record.
+                    limit = take / 2;
+                    tracing::warn!(component, topic = %topic, partition, batch = take, %reason, "the handler trapped on a batch; bisecting it");
+                }
+                Verdict::Trap(reason) => {
+                    let front = pending.pop_front().expect("not empty");
+                    if !self.give_up(&front, "trap", &reason, state, shutdown).await {
+                        return false;
+                    }
+                    store(&front.record);
+                    // Found it: full batches again.
+                    limit = self.batch_size;
+                }
+                Verdict::Infrastructure(reason) => {
+                    // Not the records' fault: wait it out, however long,
+                    // without spending their retry budget.
+                    for delivery in pending.iter_mut().take(take) {
+                        delivery.deliveries -= 1;
+                    }
+                    self.metrics.inc(
+                        "trigger_kafka_infrastructure_retries_total",
+                        &[("component", component), ("topic", &topic)],
+                        1,
+                    );
+                    stalled = true;
+                    self.metrics
+                        .set_stalled(&self.group, &topic, partition, Some(&reason));
+                    let delay = Duration::from_millis(self.trigger.retry_backoff_max_ms.min(5_000));
+                    tracing::warn!(component, topic = %topic, partition, offset = pending[0].record.offset, ?delay, %reason, "host failure; the partition waits and retries");
+                    if !Self::pause(state, shutdown, delay).await {
+                        self.metrics
+                            .set_stalled(&self.group, &topic, partition, None);
+                        return false;
+                    }
+                }
+            }
+        }
+        // Filtered records after the last delivered one are done too.
+        if ends_filtered {
+            store(&last);
+        }
+        true
+    }
+
+    /// Exponential backoff, capped, with ±10 % jitter so partitions that
+    /// failed together do not retry in step.
+    pub(super) fn backoff(&self, attempt: u32) -> Duration {
+        let base = self
+            .trigger
+            .retry_backoff_ms
+            .saturating_mul(1u64 << (attempt - 1).min(20));
+        let capped = base.min(self.trigger.retry_backoff_max_ms);
+        let jitter = fastrand::u64(0..=capped / 5);
+        Duration::from_millis(capped - capped / 10 + jitter)
+    }
+}
+
+pub(super) async fn wait_for_stop(state: &PartitionState, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        if *shutdown.borrow() || state.revoked.load(Ordering::SeqCst) {
+            return;
+        }
+        tokio::select! {
+            _ = shutdown.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+}
