@@ -136,7 +136,7 @@ impl ConsumerContext for TriggerContext {
             // Let the message each worker is on finish, then commit what
             // finished, before another member takes the partitions.
             for (_, worker) in &removed {
-                worker.state.revoked.store(true, Ordering::SeqCst);
+                worker.state.revoke();
                 let guard = worker.state.in_flight.lock().expect("partition state");
                 let _ = worker
                     .state

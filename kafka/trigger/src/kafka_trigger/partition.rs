@@ -8,7 +8,9 @@ use super::*;
 pub(super) struct PartitionState {
     pub(super) in_flight: Mutex<bool>,
     pub(super) idle: Condvar,
-    pub(super) revoked: AtomicBool,
+    /// Set when the partition is revoked; its worker stops at once (see
+    /// [`super::worker::wait_for_stop`]).
+    pub(super) revoked: watch::Sender<bool>,
     /// Records the poll loop handed to this worker or its backlog, and
     /// records the worker has finished (offset stored): when they are
     /// equal nothing of the partition is pending, and the poll loop may
@@ -26,6 +28,15 @@ pub(super) struct PartitionState {
 }
 
 impl PartitionState {
+    /// Marks the partition revoked: whatever its worker waits on ends.
+    pub(super) fn revoke(&self) {
+        self.revoked.send_replace(true);
+    }
+
+    pub(super) fn is_revoked(&self) -> bool {
+        *self.revoked.borrow()
+    }
+
     /// Nothing the poll loop handed over is still pending.
     pub(super) fn caught_up(&self) -> bool {
         self.finished.load(Ordering::Acquire) == self.accepted.load(Ordering::Relaxed)

@@ -13,7 +13,7 @@ impl KafkaRunner {
         shutdown: watch::Receiver<bool>,
     ) {
         while let Some(first) = receiver.recv().await {
-            if state.revoked.load(Ordering::SeqCst) || *shutdown.borrow() {
+            if state.is_revoked() || *shutdown.borrow() {
                 break;
             }
             let batch = self.fill_batch(first, &mut receiver).await;
@@ -65,7 +65,7 @@ impl KafkaRunner {
     }
 
     pub(super) fn stopping(state: &PartitionState, shutdown: &watch::Receiver<bool>) -> bool {
-        *shutdown.borrow() || state.revoked.load(Ordering::SeqCst)
+        *shutdown.borrow() || state.is_revoked()
     }
 
     pub(super) fn count(&self, topic: &str, outcome: &str, by: usize) {
@@ -104,14 +104,10 @@ impl KafkaRunner {
         shutdown: &watch::Receiver<bool>,
         delay: Duration,
     ) -> bool {
-        let deadline = Instant::now() + delay;
-        while Instant::now() < deadline {
-            if Self::stopping(state, shutdown) {
-                return false;
-            }
-            tokio::time::sleep((deadline - Instant::now()).min(Duration::from_millis(50))).await;
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => !Self::stopping(state, shutdown),
+            _ = wait_for_stop(state, shutdown.clone()) => false,
         }
-        true
     }
 
     /// Takes a batch of one partition (one record for a `handle-message`
@@ -306,14 +302,11 @@ impl KafkaRunner {
     }
 }
 
+/// Returns once the process shuts down or the partition is revoked.
 pub(super) async fn wait_for_stop(state: &PartitionState, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        if *shutdown.borrow() || state.revoked.load(Ordering::SeqCst) {
-            return;
-        }
-        tokio::select! {
-            _ = shutdown.changed() => {}
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-        }
+    let mut revoked = state.revoked.subscribe();
+    tokio::select! {
+        _ = shutdown.wait_for(|stop| *stop) => {}
+        _ = revoked.wait_for(|revoked| *revoked) => {}
     }
 }
