@@ -1,6 +1,26 @@
 //! trigger-kafka: runs Spin components from Kafka topics and timers, relays
 //! their transactional outbox to Kafka, and (standalone) serves their HTTP
 //! routes, so the whole app runs with or without the Spin CLI.
+//!
+//! # Layout
+//!
+//! - Starting: `main` (this file: the commands and `run`, which starts
+//!   every trigger), `cli` (arguments, also as a Spin plugin), `manifest`
+//!   and `locked` (the app from `spin.toml` or Spin's locked app), `app`
+//!   (the app as the host runs it), `runtime_config`, `variables`,
+//!   `startup` (what Spin does before serving).
+//! - Running components: `engine` (Wasmtime, pre-instantiated components,
+//!   the instance pool), `bindings` (from `kafka/wit`), `host/` (the Spin
+//!   interfaces a component imports: SQLite, key-value, variables, outbound
+//!   HTTP, its logs).
+//! - Triggers: `kafka_trigger/` (consumer groups, the poll loop, partition
+//!   workers, handler calls, dead letters; see its Layout), `filters`,
+//!   `cron_trigger` (timers), `http_trigger` and `routes` (standalone HTTP).
+//! - Kafka: `kafka_client` (settings and the one record builder), `relay`
+//!   (the outbox to Kafka), `topics` (`topics apply`).
+//! - Operating it: `admin` (`/metrics`, `/healthz`), `console` (the
+//!   operations console), `metrics`, `telemetry` (OTLP traces), `dlq` and
+//!   `outbox_admin` (the operator's commands).
 
 mod admin;
 mod app;
