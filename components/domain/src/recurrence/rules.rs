@@ -121,10 +121,7 @@ impl Recurrence {
                 index: 1,
             });
         }
-        let Ok(rule) = self
-            .rrule_text()
-            .parse::<rrule::RRule<rrule::Unvalidated>>()
-        else {
+        let Some(rule) = self.rrule() else {
             return Next::Ended(End::Unsupported);
         };
         let jumped = if jump {
@@ -205,35 +202,28 @@ impl Recurrence {
         None
     }
 
-    /// The rule for the `rrule` crate: FREQ, INTERVAL, BYDAY, BYMONTHDAY
-    /// (COUNT and UNTIL are applied by [`Recurrence::next_after`]).
-    pub fn rrule_text(&self) -> String {
+    /// The rule for the `rrule` crate (RFC 5545), built directly;
+    /// `COUNT` and `UNTIL` are applied by [`Recurrence::next`] so they count
+    /// the anchor. None for what the crate cannot take (an interval past
+    /// 65535).
+    fn rrule(&self) -> Option<rrule::RRule<rrule::Unvalidated>> {
         let freq = match self.freq {
-            Freq::Daily => "DAILY",
-            Freq::Weekly => "WEEKLY",
-            Freq::Monthly => "MONTHLY",
-            Freq::Yearly => "YEARLY",
+            Freq::Daily => rrule::Frequency::Daily,
+            Freq::Weekly => rrule::Frequency::Weekly,
+            Freq::Monthly => rrule::Frequency::Monthly,
+            Freq::Yearly => rrule::Frequency::Yearly,
         };
-        let mut text = format!("FREQ={freq};INTERVAL={}", self.interval);
-        if !self.by_day.is_empty() {
-            let days: Vec<String> = self
-                .by_day
-                .iter()
-                .map(|d| {
-                    let code = &d.weekday.to_string().to_uppercase()[..2];
-                    match d.nth {
-                        Some(n) => format!("{n}{code}"),
-                        None => code.to_owned(),
-                    }
-                })
-                .collect();
-            text.push_str(&format!(";BYDAY={}", days.join(",")));
-        }
-        if !self.by_month_day.is_empty() {
-            let days: Vec<String> = self.by_month_day.iter().map(i8::to_string).collect();
-            text.push_str(&format!(";BYMONTHDAY={}", days.join(",")));
-        }
-        text
+        let by_day = self
+            .by_day
+            .iter()
+            .map(|d| rrule::NWeekday::new(d.nth.map(i16::from), d.weekday))
+            .collect();
+        Some(
+            rrule::RRule::new(freq)
+                .interval(u16::try_from(self.interval).ok()?)
+                .by_weekday(by_day)
+                .by_month_day(self.by_month_day.clone()),
+        )
     }
 
     /// The occurrence, unless `COUNT`, `UNTIL` or the year 9999 ends the
