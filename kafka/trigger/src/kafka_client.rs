@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
+use serde::Deserialize;
 use serde_json::Value as Json;
 
 use crate::variables::Resolver;
@@ -29,12 +30,44 @@ pub struct KafkaSettings {
     pub outbox_databases: Option<Vec<String>>,
 }
 
-fn text(value: &Json) -> Option<String> {
-    match value {
-        Json::String(s) => Some(s.clone()),
-        Json::Number(n) => Some(n.to_string()),
-        Json::Bool(b) => Some(b.to_string()),
-        _ => None,
+/// `[application.trigger.kafka]` as written. Every value is a template over
+/// application variables (`"{{ kafka_brokers }}"`); numbers and booleans
+/// may be written bare.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Table {
+    brokers: Option<Template>,
+    client_id: Option<Template>,
+    security_protocol: Option<Template>,
+    sasl_mechanism: Option<Template>,
+    sasl_username: Option<Template>,
+    sasl_password: Option<Template>,
+    ssl_ca_location: Option<Template>,
+    outbox_poll_interval_ms: Option<Template>,
+    outbox_batch_size: Option<Template>,
+    outbox_databases: Option<Vec<String>>,
+    outbox_retention_secs: Option<Template>,
+    /// librdkafka settings passed through as they are.
+    #[serde(default)]
+    librdkafka: BTreeMap<String, Template>,
+}
+
+/// A setting's text before its variables are rendered.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Template {
+    Text(String),
+    Number(serde_json::Number),
+    Bool(bool),
+}
+
+impl Template {
+    fn text(&self) -> String {
+        match self {
+            Template::Text(s) => s.clone(),
+            Template::Number(n) => n.to_string(),
+            Template::Bool(b) => b.to_string(),
+        }
     }
 }
 
@@ -43,87 +76,70 @@ impl KafkaSettings {
         settings: &serde_json::Map<String, Json>,
         resolver: &Resolver,
     ) -> Result<KafkaSettings> {
+        let table: Table = serde_json::from_value(Json::Object(settings.clone()))
+            .context("[application.trigger.kafka]")?;
         // A setting that renders to "" is unset: variables default to "".
-        let get = |key: &str| -> Result<Option<String>> {
-            match settings.get(key).and_then(text) {
+        let get = |key: &str, template: &Option<Template>| -> Result<Option<String>> {
+            match template {
                 Some(template) => {
                     let value = resolver
-                        .render(&template)
+                        .render(&template.text())
                         .with_context(|| format!("[application.trigger.kafka] {key}"))?;
                     Ok((!value.trim().is_empty()).then(|| value.trim().to_owned()))
                 }
                 None => Ok(None),
             }
         };
-        let known = [
-            "brokers",
-            "client_id",
-            "security_protocol",
-            "sasl_mechanism",
-            "sasl_username",
-            "sasl_password",
-            "ssl_ca_location",
-            "outbox_poll_interval_ms",
-            "outbox_batch_size",
-            "outbox_databases",
-            "outbox_retention_secs",
-            "librdkafka",
-        ];
-        if let Some(unknown) = settings.keys().find(|k| !known.contains(&k.as_str())) {
-            bail!(
-                "unknown setting `{unknown}` in [application.trigger.kafka]; known: {}",
-                known.join(", ")
-            );
-        }
         let mut extra = BTreeMap::new();
-        if let Some(protocol) = get("security_protocol")? {
+        if let Some(protocol) = get("security_protocol", &table.security_protocol)? {
             let protocol = protocol.to_ascii_lowercase();
             if !["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"].contains(&protocol.as_str()) {
                 bail!("security_protocol `{protocol}` must be plaintext, ssl, sasl_plaintext or sasl_ssl");
             }
             extra.insert("security.protocol".into(), protocol);
         }
-        if let Some(mechanism) = get("sasl_mechanism")? {
+        if let Some(mechanism) = get("sasl_mechanism", &table.sasl_mechanism)? {
             let mechanism = mechanism.to_ascii_uppercase();
             if !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(&mechanism.as_str()) {
                 bail!("sasl_mechanism `{mechanism}` must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512");
             }
             extra.insert("sasl.mechanisms".into(), mechanism);
         }
-        for (key, librdkafka) in [
-            ("sasl_username", "sasl.username"),
-            ("sasl_password", "sasl.password"),
-            ("ssl_ca_location", "ssl.ca.location"),
+        for (key, template, librdkafka) in [
+            ("sasl_username", &table.sasl_username, "sasl.username"),
+            ("sasl_password", &table.sasl_password, "sasl.password"),
+            ("ssl_ca_location", &table.ssl_ca_location, "ssl.ca.location"),
         ] {
-            if let Some(value) = get(key)? {
+            if let Some(value) = get(key, template)? {
                 extra.insert(librdkafka.into(), value);
             }
         }
-        if let Some(Json::Object(passthrough)) = settings.get("librdkafka") {
-            for (key, value) in passthrough {
-                let template =
-                    text(value).with_context(|| format!("librdkafka.{key} must be a string"))?;
-                extra.insert(key.clone(), resolver.render(&template)?);
-            }
+        for (key, template) in &table.librdkafka {
+            extra.insert(key.clone(), resolver.render(&template.text())?);
         }
-        let millis = |key: &str, default: u64| -> Result<u64> {
-            get(key)?.map_or(Ok(default), |v| {
+        let number = |key: &str, template: &Option<Template>, default: u64| -> Result<u64> {
+            get(key, template)?.map_or(Ok(default), |v| {
                 v.parse().with_context(|| format!("{key} must be a number"))
             })
         };
-        let outbox_databases = match settings.get("outbox_databases") {
-            Some(Json::Array(items)) => Some(items.iter().filter_map(text).collect()),
-            Some(_) => bail!("outbox_databases must be a list of database labels"),
-            None => None,
-        };
         Ok(KafkaSettings {
-            brokers: get("brokers")?.context("[application.trigger.kafka] needs `brokers`")?,
-            client_id: get("client_id")?.unwrap_or_else(|| "trigger-kafka".into()),
+            brokers: get("brokers", &table.brokers)?
+                .context("[application.trigger.kafka] needs `brokers`")?,
+            client_id: get("client_id", &table.client_id)?
+                .unwrap_or_else(|| "trigger-kafka".into()),
             extra,
-            outbox_poll_interval: Duration::from_millis(millis("outbox_poll_interval_ms", 100)?),
-            outbox_batch_size: millis("outbox_batch_size", 500)? as usize,
-            outbox_retention: Duration::from_secs(millis("outbox_retention_secs", 86_400)?),
-            outbox_databases,
+            outbox_poll_interval: Duration::from_millis(number(
+                "outbox_poll_interval_ms",
+                &table.outbox_poll_interval_ms,
+                100,
+            )?),
+            outbox_batch_size: number("outbox_batch_size", &table.outbox_batch_size, 500)? as usize,
+            outbox_retention: Duration::from_secs(number(
+                "outbox_retention_secs",
+                &table.outbox_retention_secs,
+                86_400,
+            )?),
+            outbox_databases: table.outbox_databases,
         })
     }
 
