@@ -154,8 +154,10 @@ start_tansu() {
         --storage-engine "sqlite://tansu.db" >"$dir/tansu.log" 2>&1) &
     TANSU_PID=$!
     for _ in $(seq 1 100); do
-        if port_open 127.0.0.1 "$port"; then
-            # tansu has created its schema by the time it listens.
+        # tansu may listen a moment before it has created its tables.
+        if port_open 127.0.0.1 "$port" && [ -f "$dir/tansu.db" ] &&
+            [ "$(sqlite3 -cmd ".timeout 10000" "$dir/tansu.db" \
+                "select count(*) from sqlite_master where type = 'table' and name = 'header'")" = 1 ]; then
             sqlite3 -cmd ".timeout 10000" "$dir/tansu.db" <"$ROOT/kafka/tansu/indexes.sql"
             return 0
         fi

@@ -4,11 +4,10 @@
 
 use serde_json::{json, Map, Value as Json};
 use todo_domain::store::sql::transaction;
-use todo_domain::DomainError;
 
 use crate::http::{ApiError, Request, Response};
-use crate::operations::{Args, Operation, OPERATIONS};
-use crate::schemas::{self, Location};
+use crate::operations::{Operation, OPERATIONS};
+use crate::schemas;
 use crate::Context;
 
 /// Protocol revisions this server speaks, newest first.
@@ -204,14 +203,14 @@ fn call_tool(ctx: &Context<'_>, user: &str, id: &Json, params: &Json) -> Json {
             format!("unknown tool `{name}`; tools/list names the tools"),
         );
     };
-    let outcome = tool_args(operation, &arguments).and_then(|args| {
-        let run = || operation.run(ctx, user, &args);
-        if operation.writes {
-            transaction(ctx.db, run)
-        } else {
-            run()
-        }
-    });
+    // The arguments are the input as it is: the operation's type decodes
+    // them, whatever the REST route would read from path or query.
+    let run = || operation.run(ctx, user, arguments.clone());
+    let outcome = if operation.writes {
+        transaction(ctx.db, run)
+    } else {
+        run()
+    };
     match outcome {
         Ok(reply) => rpc_result(
             id,
@@ -239,57 +238,6 @@ fn call_tool(ctx: &Context<'_>, user: &str, id: &Json, params: &Json) -> Json {
             )
         }
     }
-}
-
-/// Splits tool arguments by where the OpenAPI document puts each one:
-/// path and query parameters as text (arrays comma-separated, as a query
-/// string carries them), everything else into the body, whose parser
-/// names any field it does not know.
-fn tool_args(operation: &Operation, arguments: &Map<String, Json>) -> Result<Args, ApiError> {
-    let locations = schemas::locations(operation.id);
-    let mut args = Args::default();
-    for (key, value) in arguments {
-        let location = locations
-            .iter()
-            .find(|(name, _)| name == key)
-            .map(|(_, l)| *l)
-            .unwrap_or(Location::Body);
-        match location {
-            Location::Body => {
-                args.body.insert(key.clone(), value.clone());
-            }
-            Location::Path => match value {
-                Json::String(s) => args.path.push((key.clone(), s.clone())),
-                _ => return Err(DomainError::invalid(key, "must be a string").into()),
-            },
-            Location::Query => {
-                let text = match value {
-                    Json::Null => continue,
-                    Json::String(s) => s.clone(),
-                    Json::Bool(b) => b.to_string(),
-                    Json::Number(n) => n.to_string(),
-                    Json::Array(items) => items
-                        .iter()
-                        .map(|i| {
-                            i.as_str()
-                                .map(str::to_owned)
-                                .unwrap_or_else(|| i.to_string())
-                        })
-                        .collect::<Vec<_>>()
-                        .join(","),
-                    Json::Object(_) => {
-                        return Err(DomainError::invalid(
-                            key,
-                            "must be a string, number, boolean or array",
-                        )
-                        .into())
-                    }
-                };
-                args.query.push((key.clone(), text));
-            }
-        }
-    }
-    Ok(args)
 }
 
 /// Every tool, in table order, with schemas from the OpenAPI document.

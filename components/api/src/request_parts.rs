@@ -1,8 +1,6 @@
-//! Request pieces that REST and MCP share: reading a JSON body, reminder
-//! arguments and list filters.
+//! Reading a REST request's JSON body.
 
 use serde_json::{Map, Value as Json};
-use todo_domain::{DomainError, TaskPatch};
 
 use crate::http::{ApiError, Request};
 
@@ -58,8 +56,9 @@ pub fn json_object(request: &Request) -> Result<Map<String, Json>, ApiError> {
     }
 }
 
-/// Accepts no body, or an empty JSON object (for action endpoints).
-pub fn no_arguments(request: &Request) -> Result<(), ApiError> {
+/// Accepts no body, or an empty JSON object, where the operation has no
+/// request body (a transport rule: its arguments travel in the path).
+pub fn no_body(request: &Request) -> Result<(), ApiError> {
     if request.body.iter().all(u8::is_ascii_whitespace) {
         return Ok(());
     }
@@ -73,36 +72,4 @@ pub fn no_arguments(request: &Request) -> Result<(), ApiError> {
         )
         .with_field(key.clone())),
     }
-}
-
-const REMINDER_FIELDS: &[&str] = &["remind_at", "remind_before_minutes", "notification_type"];
-
-/// Reminder settings: `remind_at` or `remind_before_minutes`, and optionally
-/// `notification_type`. `extra` keys (an MCP tool's `id`) are skipped.
-pub fn reminder_patch(
-    object: &Map<String, Json>,
-    extra: &[&str],
-) -> Result<TaskPatch, DomainError> {
-    if let Some(key) = object
-        .keys()
-        .find(|k| !REMINDER_FIELDS.contains(&k.as_str()) && !extra.contains(&k.as_str()))
-    {
-        return Err(DomainError::bad_request(
-            Some(key),
-            format!(
-                "unknown field `{key}`; a reminder takes {}",
-                REMINDER_FIELDS.join(", ")
-            ),
-        ));
-    }
-    let patch = TaskPatch::from_json_allowing(object, extra)?;
-    let when_given = matches!(patch.remind_at, Some(Some(_)))
-        || matches!(patch.remind_before_minutes, Some(Some(_)));
-    if !when_given {
-        return Err(DomainError::invalid(
-            "remind_at",
-            "give remind_at (an RFC 3339 time) or remind_before_minutes (minutes before the due date)",
-        ));
-    }
-    Ok(patch)
 }

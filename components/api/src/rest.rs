@@ -1,12 +1,13 @@
 //! The REST API under `/api`.
 
-use serde_json::Value as Json;
+use serde_json::{Map, Value as Json};
+use todo_domain::model::decode::query_object;
 use todo_domain::store::idempotency::{self, Lookup, StoredResponse};
 use todo_domain::store::sql::transaction;
-use todo_domain::TaskStore;
+use todo_domain::{DomainError, TaskStore};
 
 use crate::http::{ApiError, Request, Response};
-use crate::operations::{Args, Operation};
+use crate::operations::Operation;
 use crate::router::Endpoint;
 use crate::Context;
 use crate::{request_parts, services};
@@ -24,9 +25,9 @@ pub fn handle(
     }
     let operation = Operation::for_endpoint(endpoint)
         .unwrap_or_else(|| unreachable!("{endpoint:?} is served before authentication"));
-    let args = rest_args(operation, endpoint, params, request)?;
+    let args = rest_args(operation, params, request)?;
     let run = || {
-        let reply = operation.run(ctx, user, &args)?;
+        let reply = operation.run(ctx, user, args.clone())?;
         Ok(if reply.status == 204 {
             Response::empty(204)
         } else {
@@ -40,37 +41,42 @@ pub fn handle(
     }
 }
 
-/// The operation's arguments from the route's `{…}` segments, the query
-/// string and, where the operation takes one, the JSON body.
+/// The operation's arguments as one object: the route's `{…}` segments,
+/// the JSON body where the operation takes one, and the query parameters
+/// where it takes those (as text: the input type reads `"5"` as `5`).
 fn rest_args(
     operation: &Operation,
-    endpoint: Endpoint,
     params: &[String],
     request: &Request,
-) -> Result<Args, ApiError> {
-    let pattern = crate::router::ROUTES
-        .iter()
-        .find(|r| r.endpoint == endpoint)
-        .map(|r| r.path)
-        .unwrap_or_default();
-    let names = pattern
-        .split('/')
-        .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')));
-    let path = names
-        .zip(params)
-        .map(|(n, v)| (n.to_owned(), v.clone()))
-        .collect();
-    let body = if operation.takes_body {
+) -> Result<Map<String, Json>, ApiError> {
+    let mut args = if operation.takes_body {
         request_parts::json_object(request)?
     } else {
-        request_parts::no_arguments(request)?;
-        serde_json::Map::new()
+        request_parts::no_body(request)?;
+        Map::new()
     };
-    Ok(Args {
-        path,
-        query: request.query_pairs(),
-        body,
-    })
+    for (name, value) in operation.path_parameters().zip(params) {
+        if args.contains_key(name) {
+            return Err(given_twice(
+                name,
+                "is given in the path and cannot be written",
+            ));
+        }
+        args.insert(name.to_owned(), Json::String(value.clone()));
+    }
+    if operation.takes_query {
+        for (name, value) in query_object(&request.query_pairs()) {
+            if args.contains_key(&name) {
+                return Err(given_twice(&name, "is given in the path, not the query"));
+            }
+            args.insert(name, value);
+        }
+    }
+    Ok(args)
+}
+
+fn given_twice(name: &str, why: &str) -> ApiError {
+    DomainError::bad_request(Some(name), format!("`{name}` {why}")).into()
 }
 
 /// Runs a change in one transaction. On a POST with an `Idempotency-Key`,
@@ -135,7 +141,7 @@ fn refuse_replay_of_deleted(
     if TaskStore::open(ctx.db)?.get(user, id)?.is_some() {
         return Ok(());
     }
-    Err(todo_domain::DomainError::conflict(
+    Err(DomainError::conflict(
         "Idempotency-Key",
         format!(
             "created task `{id}`, which has since been deleted; use a new key to create another"

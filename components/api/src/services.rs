@@ -5,8 +5,10 @@
 
 use std::time::{Duration, Instant};
 
+use serde::Deserialize;
 use serde_json::{json, Value as Json};
 use todo_audit_store::read as audit;
+use todo_domain::model::decode::{decode, query, query_object};
 use todo_domain::store::sql::Sql;
 use todo_domain::{DomainError, TaskStore};
 use todo_reminder_store::read as reminders;
@@ -20,37 +22,22 @@ pub const MAX_WAIT_SECS: u64 = 30;
 /// How often a waiting request looks for news.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
-/// A query parameter; an empty value is the same as none (`?cursor=`).
-fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(k, v)| k == name && !v.is_empty())
-        .map(|(_, v)| v.as_str())
-}
-
-fn only_params(pairs: &[(String, String)], allowed: &[&str]) -> Result<(), ApiError> {
-    match pairs.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
-        Some((k, _)) => Err(ApiError::new(
-            400,
-            "bad_request",
-            format!(
-                "unknown query parameter `{k}`; known ones are {}",
-                allowed.join(", ")
-            ),
-        )
-        .with_field(k.clone())),
-        None => Ok(()),
+/// A page size: 1 to 100, `default` when not given.
+pub fn limit(limit: Option<i64>, default: i64) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(default),
+        Some(n) if (1..=100).contains(&n) => Ok(n),
+        Some(_) => Err(DomainError::invalid("limit", "must be from 1 to 100").into()),
     }
 }
 
-fn limit(pairs: &[(String, String)], default: i64) -> Result<i64, ApiError> {
-    match param(pairs, "limit") {
+/// A wait in seconds: 0 to `max`, `default` when not given.
+pub fn seconds(field: &str, value: Option<i64>, default: u64, max: u64) -> Result<u64, ApiError> {
+    match value {
         None => Ok(default),
-        Some(v) => v
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| ApiError::from(DomainError::invalid("limit", "must be from 1 to 100"))),
+        Some(n) => u64::try_from(n).ok().filter(|n| *n <= max).ok_or_else(|| {
+            DomainError::invalid(field, format!("must be 0 to {max} seconds")).into()
+        }),
     }
 }
 
@@ -84,18 +71,13 @@ fn open(ctx: &Context<'_>, label: &str) -> Result<Box<dyn Sql>, ApiError> {
 
 pub fn list_notifications(
     ctx: &Context<'_>,
-    pairs: &[(String, String)],
     user: &str,
+    unread: bool,
+    limit: i64,
+    cursor: Option<&str>,
 ) -> Result<Json, ApiError> {
-    only_params(pairs, &["unread", "limit", "cursor"])?;
-    let unread = match param(pairs, "unread") {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => return Err(DomainError::invalid("unread", "must be true or false").into()),
-    };
-    let limit = limit(pairs, 20)?;
     // The same `<key>.<id>` position as a task list cursor.
-    let before = match param(pairs, "cursor") {
+    let before = match cursor {
         None => None,
         Some(c) => {
             let position = todo_domain::store::query::Cursor::decode(c)?;
@@ -129,13 +111,12 @@ pub fn read_notification(ctx: &Context<'_>, user: &str, id: &str) -> Result<Json
 /// last entry of the previous page).
 pub fn task_history(
     ctx: &Context<'_>,
-    pairs: &[(String, String)],
     user: &str,
     task_id: &str,
+    limit: i64,
+    cursor: Option<&str>,
 ) -> Result<Json, ApiError> {
-    only_params(pairs, &["limit", "cursor"])?;
-    let limit = limit(pairs, 50)?;
-    let after = match param(pairs, "cursor") {
+    let after = match cursor {
         None => None,
         Some(c) => {
             let position = todo_domain::store::query::Cursor::decode(c)?;
@@ -170,16 +151,11 @@ pub fn task_history(
 
 pub fn audit_trail(
     ctx: &Context<'_>,
-    pairs: &[(String, String)],
     user: &str,
+    task_id: Option<&str>,
+    limit: i64,
+    before: Option<i64>,
 ) -> Result<Json, ApiError> {
-    only_params(pairs, &["limit", "cursor", "task_id"])?;
-    let limit = limit(pairs, 50)?;
-    let task_id = param(pairs, "task_id");
-    let before = match param(pairs, "cursor") {
-        None => None,
-        Some(c) => Some(parse_sequence("cursor", c)?),
-    };
     let db = open(ctx, "audit")?;
     audit::open(db.as_ref())?;
     let mut entries = audit::trail(db.as_ref(), user, task_id, before, limit + 1)?;
@@ -201,31 +177,17 @@ pub fn parse_cursor(field: &str, text: &str) -> Result<i64, ApiError> {
 /// with the current cursor, where a new client starts.
 pub fn sync_poll(
     ctx: &Context<'_>,
-    pairs: &[(String, String)],
     user: &str,
+    since: Option<i64>,
+    wait: u64,
+    limit: i64,
 ) -> Result<Json, ApiError> {
-    only_params(pairs, &["since", "wait", "limit"])?;
-    let limit = limit(pairs, 100)?;
-    let wait = match param(pairs, "wait") {
-        None => 25,
-        Some(w) => w
-            .parse::<u64>()
-            .ok()
-            .filter(|w| *w <= MAX_WAIT_SECS)
-            .ok_or_else(|| {
-                ApiError::from(DomainError::invalid(
-                    "wait",
-                    format!("must be 0 to {MAX_WAIT_SECS} seconds"),
-                ))
-            })?,
-    };
     let db = open(ctx, "sync")?;
     feed::open(db.as_ref())?;
-    let Some(since) = param(pairs, "since") else {
+    let Some(since) = since else {
         let head = feed::head(db.as_ref(), user)?;
         return Ok(json!({"changes": [], "cursor": head.to_string()}));
     };
-    let since = parse_cursor("since", since)?;
     let deadline = Instant::now() + Duration::from_secs(wait);
     loop {
         let changes = feed::since(db.as_ref(), user, since, limit)?;
@@ -253,6 +215,16 @@ pub struct StreamStart {
     pub window: Duration,
 }
 
+/// `GET /api/events`' query parameters.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamParams {
+    #[serde(default, deserialize_with = "query::text")]
+    since: Option<String>,
+    #[serde(default, deserialize_with = "query::whole")]
+    wait: Option<i64>,
+}
+
 /// Where an event stream starts: `Last-Event-ID` (a reconnect), `since`,
 /// else the current head (only new changes).
 pub fn stream_start(
@@ -260,24 +232,13 @@ pub fn stream_start(
     request: &Request,
     user: &str,
 ) -> Result<StreamStart, ApiError> {
-    let pairs = request.query_pairs();
-    only_params(&pairs, &["since", "wait"])?;
-    let window = match param(&pairs, "wait") {
-        None => MAX_STREAM_SECS,
-        Some(w) => w
-            .parse::<u64>()
-            .ok()
-            .filter(|w| *w <= MAX_STREAM_SECS)
-            .ok_or_else(|| {
-                ApiError::from(DomainError::invalid(
-                    "wait",
-                    format!("must be 0 to {MAX_STREAM_SECS} seconds"),
-                ))
-            })?,
-    };
+    let params: StreamParams = decode(query_object(&request.query_pairs()))?;
+    let window = seconds("wait", params.wait, MAX_STREAM_SECS, MAX_STREAM_SECS)?;
     // Both are checked even when the header wins, so a bad `since` is
     // never silently ignored.
-    let since = param(&pairs, "since")
+    let since = params
+        .since
+        .as_deref()
         .map(|since| parse_cursor("since", since))
         .transpose()?;
     // An empty header is no header, like an empty query value.
@@ -333,35 +294,4 @@ pub fn event_stream_once(
         ],
         body: format!("retry: 1000\n\n{frames}").into_bytes(),
     })
-}
-
-/// Request bodies for sharing and assignment.
-pub fn user_field(
-    object: &serde_json::Map<String, Json>,
-    field: &str,
-    nullable: bool,
-) -> Result<Option<String>, ApiError> {
-    if let Some(key) = object.keys().find(|k| k.as_str() != field) {
-        return Err(ApiError::new(
-            400,
-            "bad_request",
-            format!("unknown field `{key}`; this endpoint takes `{field}`"),
-        )
-        .with_field(key.clone()));
-    }
-    match object.get(field) {
-        // Literal: the OpenAPI pattern is the whole rule, and a JWT `sub`
-        // is not trimmed either.
-        Some(Json::String(s)) => Ok(Some(s.clone())),
-        Some(Json::Null) if nullable => Ok(None),
-        _ => Err(DomainError::invalid(
-            field,
-            if nullable {
-                "must be a user id or null"
-            } else {
-                "must be a user id"
-            },
-        )
-        .into()),
-    }
 }

@@ -404,3 +404,64 @@ fn an_agent_shares_tasks_and_reads_notifications_and_history() {
     let hidden = call(&app, "carol", "get_task_history", json!({"id": id}));
     assert_eq!(hidden["structuredContent"]["error"]["code"], "not_found");
 }
+
+/// A tool's arguments are typed JSON, a REST query is text; both decode
+/// into the same input, so the same filters give the same page, and the
+/// same mistakes name the same field.
+#[test]
+fn tool_arguments_and_query_strings_decode_into_one_input() {
+    let app = App::new();
+    for (title, priority) in [("a", "high"), ("b", "low"), ("c", "high"), ("d", "medium")] {
+        let r = app.call(
+            "ann",
+            "POST",
+            "/api/tasks",
+            Some(json!({"title": title, "priority": priority, "tags": ["x"]})),
+        );
+        assert_eq!(r.status, 201);
+    }
+    let rest = app.call(
+        "ann",
+        "GET",
+        "/api/tasks?priority=high,medium&tag=x&limit=2&overdue=false&sort=priority",
+        None,
+    );
+    assert_eq!(rest.status, 200);
+    let tool = ok(call(
+        &app,
+        "ann",
+        "list_tasks",
+        json!({"priority": ["high", "medium"], "tag": ["x"], "limit": 2, "overdue": false, "sort": "priority"}),
+    ));
+    assert_eq!(rest.json_body(), tool);
+    assert_eq!(tool["tasks"].as_array().unwrap().len(), 2);
+    // A whole number written 2.0 is still 2 (JSON Schema's `integer`).
+    let same = ok(call(
+        &app,
+        "ann",
+        "list_tasks",
+        json!({"priority": ["high", "medium"], "tag": ["x"], "limit": 2.0, "overdue": false, "sort": "priority"}),
+    ));
+    assert_eq!(same, tool);
+    for (query, arguments, field) in [
+        ("limit=0", json!({"limit": 0}), "limit"),
+        ("limit=two", json!({"limit": "two"}), "limit"),
+        ("overdue=maybe", json!({"overdue": "maybe"}), "overdue"),
+        ("colour=red", json!({"colour": "red"}), "colour"),
+    ] {
+        let rest = app.call("ann", "GET", &format!("/api/tasks?{query}"), None);
+        assert!((400..500).contains(&rest.status), "{query}");
+        let tool = call(&app, "ann", "list_tasks", arguments.clone());
+        assert_eq!(tool["isError"], true, "{arguments}");
+        assert_eq!(rest.json_body()["error"]["field"], field, "{query}");
+        assert_eq!(
+            tool["structuredContent"]["error"]["field"], field,
+            "{arguments}"
+        );
+        assert_eq!(
+            rest.json_body()["error"]["code"],
+            tool["structuredContent"]["error"]["code"],
+            "{query}"
+        );
+    }
+}

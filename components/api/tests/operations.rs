@@ -70,6 +70,18 @@ fn tools_take_exactly_what_the_rest_operation_takes() {
             "{}: takes_body and the OpenAPI requestBody agree",
             op.id
         );
+        // The input type REST and MCP both decode into takes exactly the
+        // operation's parameters and body fields.
+        let expected: BTreeSet<String> = schemas::locations(op.id)
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        let fields: BTreeSet<String> = (op.call.fields)().iter().map(|f| f.to_string()).collect();
+        assert_eq!(fields, expected, "{}: input type vs OpenAPI", op.id);
+        let has_query = schemas::locations(op.id)
+            .iter()
+            .any(|(_, l)| *l == schemas::Location::Query);
+        assert_eq!(op.takes_query, has_query, "{}: takes_query", op.id);
         let Some(tool) = &op.tool else {
             assert_eq!(
                 op.endpoint,
@@ -85,10 +97,6 @@ fn tools_take_exactly_what_the_rest_operation_takes() {
             .unwrap()
             .keys()
             .cloned()
-            .collect();
-        let expected: BTreeSet<String> = schemas::locations(op.id)
-            .into_iter()
-            .map(|(name, _)| name)
             .collect();
         assert_eq!(properties, expected, "{}", tool.name);
         // The body's schema is the tool's, field for field.

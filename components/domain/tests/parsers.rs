@@ -5,10 +5,11 @@
 use proptest::prelude::*;
 use serde_json::{json, Map, Value as Json};
 use todo_domain::events::incoming::IncomingEvent;
-use todo_domain::model::input;
+use todo_domain::model::decode::field_names;
+use todo_domain::model::input::{self, TaskFields};
 use todo_domain::recurrence::rules;
 use todo_domain::store::idempotency;
-use todo_domain::store::query::Cursor;
+use todo_domain::store::query::{Cursor, ListParams};
 use todo_domain::{time, ListQuery, TaskPatch};
 
 /// Text that looks like the real syntax often enough to get past the first
@@ -73,14 +74,14 @@ fn any_json() -> impl Strategy<Value = Json> {
 /// Every writable field, and names a task has but a client may not write
 /// or that do not exist.
 fn fields() -> Vec<&'static str> {
-    let mut fields = todo_domain::model::input::WRITABLE_FIELDS.to_vec();
-    fields.extend(["id", "version", "zzz"]);
+    let mut fields = field_names::<TaskFields>().to_vec();
+    fields.extend(["version", "zzz"]);
     fields
 }
 
 /// Every list parameter, and one that does not exist.
 fn parameters() -> Vec<&'static str> {
-    let mut parameters = todo_domain::store::query::PARAMETERS.to_vec();
+    let mut parameters = field_names::<ListParams>().to_vec();
     parameters.push("nope");
     parameters
 }

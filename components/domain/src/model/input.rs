@@ -1,9 +1,11 @@
 //! Turning JSON from a client (REST body or MCP tool arguments) into a
 //! validated change to a task, with errors that name the field at fault.
 
+use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 
 use crate::error::{DomainError, Result};
+use crate::model::decode::{decode, nullable, nullable_whole, present};
 use crate::model::{NotificationType, Priority, Status};
 use crate::recurrence::rules;
 use crate::time::{self, Timestamp};
@@ -14,21 +16,6 @@ pub const MAX_TAGS: usize = 20;
 pub const MAX_TAG_CHARS: usize = 40;
 /// A reminder at most a year before the due date.
 pub const MAX_REMIND_BEFORE_MINUTES: i64 = 525_600;
-
-/// Fields a client may write, in the order the docs list them.
-pub const WRITABLE_FIELDS: &[&str] = &[
-    "title",
-    "description",
-    "status",
-    "priority",
-    "due_date",
-    "tags",
-    "recurrence_pattern",
-    "remind_at",
-    "remind_before_minutes",
-    "notification_type",
-    "time_zone",
-];
 
 pub const MAX_USER_ID_CHARS: usize = 128;
 
@@ -90,92 +77,115 @@ impl TaskPatch {
 
     /// Reads the writable fields of `object`; any other key is rejected.
     pub fn from_json(object: &Map<String, Json>) -> Result<TaskPatch> {
-        Self::from_json_allowing(object, &[])
+        decode::<TaskFields>(object.clone())?.into_patch()
     }
+}
 
-    /// Like [`TaskPatch::from_json`], but `extra` keys (e.g. an MCP tool's
-    /// `id` argument) are skipped rather than rejected.
-    pub fn from_json_allowing(object: &Map<String, Json>, extra: &[&str]) -> Result<TaskPatch> {
-        let mut patch = TaskPatch::default();
-        for (key, value) in object {
-            match key.as_str() {
-                "title" => patch.title = Some(title(value)?),
-                "description" => patch.description = Some(description(value)?),
-                "status" => patch.status = Some(Status::parse(string("status", value)?)?),
-                "priority" => patch.priority = Some(Priority::parse(string("priority", value)?)?),
-                "due_date" => patch.due_date = Some(nullable(value, |v| timestamp("due_date", v))?),
-                "tags" => patch.tags = Some(tags(value)?),
-                "recurrence_pattern" => {
-                    // An empty pattern is no pattern, like null.
-                    let empty = value.as_str().is_some_and(|t| t.trim().is_empty());
-                    patch.recurrence_pattern = Some(if empty {
-                        None
-                    } else {
-                        nullable(value, recurrence_pattern)?
-                    })
-                }
-                "remind_at" => {
-                    patch.remind_at = Some(nullable(value, |v| timestamp("remind_at", v))?)
-                }
-                "remind_before_minutes" => {
-                    patch.remind_before_minutes = Some(nullable(value, remind_before_minutes)?)
-                }
-                "time_zone" => {
-                    let name = string("time_zone", value)?;
-                    crate::quick_add::zone("time_zone", name)?;
-                    patch.time_zone = Some(name.to_owned());
-                }
-                "notification_type" => {
-                    patch.notification_type = Some(NotificationType::parse(string(
-                        "notification_type",
-                        value,
-                    )?)?)
-                }
-                other if extra.contains(&other) => {}
-                // Fields the server owns: writing them is an error that says so.
-                other if crate::model::TASK_FIELDS.contains(&other) => {
-                    return Err(DomainError::bad_request(
-                        Some(other),
-                        format!("`{other}` is set by the server and cannot be written"),
-                    ))
-                }
-                other => {
-                    return Err(DomainError::bad_request(
-                        Some(other),
-                        format!(
-                            "unknown field `{other}`; writable fields are {}",
-                            WRITABLE_FIELDS.join(", ")
-                        ),
-                    ))
-                }
-            }
+/// Declares a struct of the fields of a task a client writes, after
+/// `extra` leading fields: serde checks their shapes (and refuses any other
+/// field), [`TaskFields::into_patch`] their values.
+macro_rules! writable_task_fields {
+    ($(#[$meta:meta])* $name:ident { $($extra:tt)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $($extra)*
+            #[serde(default, deserialize_with = "present")]
+            pub title: Option<String>,
+            #[serde(default, deserialize_with = "nullable")]
+            pub description: Option<Option<String>>,
+            #[serde(default, deserialize_with = "present")]
+            pub status: Option<Status>,
+            #[serde(default, deserialize_with = "present")]
+            pub priority: Option<Priority>,
+            #[serde(default, deserialize_with = "nullable")]
+            pub due_date: Option<Option<String>>,
+            #[serde(default, deserialize_with = "present")]
+            pub tags: Option<Vec<String>>,
+            #[serde(default, deserialize_with = "nullable")]
+            pub recurrence_pattern: Option<Option<String>>,
+            #[serde(default, deserialize_with = "nullable")]
+            pub remind_at: Option<Option<String>>,
+            #[serde(default, deserialize_with = "nullable_whole")]
+            pub remind_before_minutes: Option<Option<i64>>,
+            #[serde(default, deserialize_with = "present")]
+            pub notification_type: Option<NotificationType>,
+            #[serde(default, deserialize_with = "present")]
+            pub time_zone: Option<String>,
         }
-        Ok(patch)
+    };
+}
+
+writable_task_fields!(
+    /// A new task's fields (`createTask`, `add_task`).
+    TaskFields {}
+);
+
+writable_task_fields!(
+    /// A change to a task (`updateTask`, `update_task`): which task, and
+    /// the fields to change.
+    TaskChange {
+        pub id: String,
+    }
+);
+
+impl TaskChange {
+    pub fn split(self) -> (String, TaskFields) {
+        let fields = TaskFields {
+            title: self.title,
+            description: self.description,
+            status: self.status,
+            priority: self.priority,
+            due_date: self.due_date,
+            tags: self.tags,
+            recurrence_pattern: self.recurrence_pattern,
+            remind_at: self.remind_at,
+            remind_before_minutes: self.remind_before_minutes,
+            notification_type: self.notification_type,
+            time_zone: self.time_zone,
+        };
+        (self.id, fields)
     }
 }
 
-fn nullable<T>(value: &Json, parse: impl FnOnce(&Json) -> Result<T>) -> Result<Option<T>> {
-    if value.is_null() {
-        Ok(None)
-    } else {
-        parse(value).map(Some)
-    }
-}
-
-pub fn string<'a>(field: &str, value: &'a Json) -> Result<&'a str> {
-    value.as_str().ok_or_else(|| {
-        DomainError::invalid(field, format!("must be a string, got {}", kind(value)))
-    })
-}
-
-fn kind(value: &Json) -> &'static str {
-    match value {
-        Json::Null => "null",
-        Json::Bool(_) => "a boolean",
-        Json::Number(_) => "a number",
-        Json::String(_) => "a string",
-        Json::Array(_) => "an array",
-        Json::Object(_) => "an object",
+impl TaskFields {
+    /// The checked change.
+    pub fn into_patch(self) -> Result<TaskPatch> {
+        let timestamp = |field: &str, text: Option<Option<String>>| {
+            text.map(|t| t.map(|t| time::parse(field, &t)).transpose())
+                .transpose()
+        };
+        Ok(TaskPatch {
+            title: self.title.as_deref().map(title).transpose()?,
+            description: self
+                .description
+                .map(|d| description(d.as_deref().unwrap_or("")))
+                .transpose()?,
+            status: self.status,
+            priority: self.priority,
+            due_date: timestamp("due_date", self.due_date)?,
+            tags: self.tags.as_deref().map(tags).transpose()?,
+            // An empty pattern is no pattern, like null.
+            recurrence_pattern: self
+                .recurrence_pattern
+                .map(|p| {
+                    p.filter(|p| !p.trim().is_empty())
+                        .map(|p| recurrence_pattern(&p))
+                        .transpose()
+                })
+                .transpose()?,
+            time_zone: self
+                .time_zone
+                .map(|name| crate::quick_add::zone("time_zone", &name).map(|_| name))
+                .transpose()?,
+            remind_at: timestamp("remind_at", self.remind_at)?,
+            remind_before_minutes: self
+                .remind_before_minutes
+                .map(|m| m.map(remind_before_minutes).transpose())
+                .transpose()?,
+            notification_type: self.notification_type,
+        })
     }
 }
 
@@ -185,8 +195,7 @@ fn has_control_chars(text: &str, allow_newlines: bool) -> bool {
 }
 
 // Lengths are counted before trimming, as the OpenAPI `maxLength` counts.
-fn title(value: &Json) -> Result<String> {
-    let raw = string("title", value)?;
+fn title(raw: &str) -> Result<String> {
     let text = raw.trim();
     if text.is_empty() {
         return Err(DomainError::invalid("title", "must not be empty"));
@@ -206,11 +215,7 @@ fn title(value: &Json) -> Result<String> {
     Ok(text.to_owned())
 }
 
-fn description(value: &Json) -> Result<String> {
-    if value.is_null() {
-        return Ok(String::new());
-    }
-    let raw = string("description", value)?;
+fn description(raw: &str) -> Result<String> {
     let text = raw.trim();
     if raw.chars().count() > MAX_DESCRIPTION_CHARS {
         return Err(DomainError::invalid(
@@ -227,21 +232,11 @@ fn description(value: &Json) -> Result<String> {
     Ok(text.to_owned())
 }
 
-fn timestamp(field: &str, value: &Json) -> Result<Timestamp> {
-    time::parse(field, string(field, value)?)
-}
-
 /// Tags are trimmed, lower-cased and de-duplicated, keeping first-seen order.
-pub fn tags(value: &Json) -> Result<Vec<String>> {
-    let items = value.as_array().ok_or_else(|| {
-        DomainError::invalid(
-            "tags",
-            format!("must be an array of strings, got {}", kind(value)),
-        )
-    })?;
+pub fn tags(items: &[String]) -> Result<Vec<String>> {
     let mut tags: Vec<String> = Vec::with_capacity(items.len());
     for item in items {
-        let tag = normalize_tag(string("tags", item)?)?;
+        let tag = normalize_tag(item)?;
         if !tags.contains(&tag) {
             tags.push(tag);
         }
@@ -276,32 +271,20 @@ pub fn normalize_tag(raw: &str) -> Result<String> {
     Ok(tag)
 }
 
-fn recurrence_pattern(value: &Json) -> Result<String> {
-    let text = string("recurrence_pattern", value)?.trim();
+fn recurrence_pattern(text: &str) -> Result<String> {
+    let text = text.trim();
     rules::parse(text)?;
     Ok(text.to_owned())
 }
 
-/// A JSON number that is a whole number (`5` or `5.0`: JSON Schema's
-/// `integer` admits both).
-pub fn whole_number(value: &Json) -> Option<i64> {
-    value.as_i64().or_else(|| {
-        value
-            .as_f64()
-            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
-            .map(|f| f as i64)
-    })
-}
-
-fn remind_before_minutes(value: &Json) -> Result<i64> {
-    whole_number(value)
-        .filter(|m| (0..=MAX_REMIND_BEFORE_MINUTES).contains(m))
-        .ok_or_else(|| {
-            DomainError::invalid(
-                "remind_before_minutes",
-                format!("must be a whole number of minutes from 0 to {MAX_REMIND_BEFORE_MINUTES}"),
-            )
-        })
+fn remind_before_minutes(minutes: i64) -> Result<i64> {
+    if (0..=MAX_REMIND_BEFORE_MINUTES).contains(&minutes) {
+        return Ok(minutes);
+    }
+    Err(DomainError::invalid(
+        "remind_before_minutes",
+        format!("must be a whole number of minutes from 0 to {MAX_REMIND_BEFORE_MINUTES}"),
+    ))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The task and its small enumerations.
 
 pub mod change;
+pub mod decode;
 pub mod input;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DomainError, Result};
+use crate::model::decode::{decode, query, query_object};
 use crate::model::input::normalize_tag;
 use crate::model::{Priority, Status};
 use crate::time::{self, Timestamp};
@@ -13,21 +14,6 @@ pub const MAX_LIMIT: u32 = 100;
 /// `priority`): a task carries at most `MAX_TAGS` tags, so more tags could
 /// never match, and each value costs the query a term.
 pub const MAX_FILTER_VALUES: usize = crate::model::input::MAX_TAGS;
-/// Query parameters `list` understands.
-pub const PARAMETERS: &[&str] = &[
-    "status",
-    "priority",
-    "tag",
-    "due_before",
-    "due_after",
-    "overdue",
-    "q",
-    "sort",
-    "order",
-    "limit",
-    "cursor",
-];
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SortKey {
@@ -153,87 +139,85 @@ impl Default for ListQuery {
     }
 }
 
-fn split_list(value: &str) -> impl Iterator<Item = &str> {
-    value.split(',').map(str::trim).filter(|s| !s.is_empty())
+/// `listTasks`' arguments as sent: REST query text or MCP JSON.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    #[serde(default, deserialize_with = "query::list")]
+    pub status: Vec<String>,
+    #[serde(default, deserialize_with = "query::list")]
+    pub priority: Vec<String>,
+    #[serde(default, deserialize_with = "query::list")]
+    pub tag: Vec<String>,
+    #[serde(default, deserialize_with = "query::text")]
+    pub due_before: Option<String>,
+    #[serde(default, deserialize_with = "query::text")]
+    pub due_after: Option<String>,
+    #[serde(default, deserialize_with = "query::flag")]
+    pub overdue: Option<bool>,
+    #[serde(default, deserialize_with = "query::text")]
+    pub q: Option<String>,
+    #[serde(default, deserialize_with = "query::text")]
+    pub sort: Option<String>,
+    #[serde(default, deserialize_with = "query::text")]
+    pub order: Option<String>,
+    #[serde(default, deserialize_with = "query::whole")]
+    pub limit: Option<i64>,
+    #[serde(default, deserialize_with = "query::text")]
+    pub cursor: Option<String>,
 }
 
 impl ListQuery {
     /// Reads query parameters. Lists may repeat a parameter or separate
     /// values with commas; unknown parameters are rejected.
     pub fn from_pairs(pairs: &[(String, String)]) -> Result<ListQuery> {
+        Self::from_params(decode(query_object(pairs))?)
+    }
+
+    /// Checks the arguments of `listTasks`.
+    pub fn from_params(params: ListParams) -> Result<ListQuery> {
         let mut query = ListQuery::default();
-        let mut sort = None;
-        let mut order = None;
-        let mut cursor = None;
-        for (key, value) in pairs {
-            // An empty value is the same as leaving the parameter out
-            // (`?cursor=`), as most HTTP APIs and OpenAPI tools assume.
-            if value.is_empty() && PARAMETERS.contains(&key.as_str()) {
-                continue;
-            }
-            match key.as_str() {
-                "status" => {
-                    for s in split_list(value) {
-                        query.statuses.push(Status::parse(s)?);
-                    }
-                }
-                "priority" => {
-                    for p in split_list(value) {
-                        query.priorities.push(Priority::parse(p)?);
-                    }
-                }
-                "tag" => {
-                    for t in split_list(value) {
-                        query
-                            .tags
-                            .push(normalize_tag(t).map_err(|e| rename(e, "tag"))?);
-                    }
-                }
-                "due_before" => query.due_before = Some(time::parse_bound("due_before", value)?),
-                "due_after" => query.due_after = Some(time::parse_bound("due_after", value)?),
-                "overdue" => {
-                    query.overdue = Some(match value.as_str() {
-                        "true" | "1" => true,
-                        "false" | "0" => false,
-                        _ => return Err(DomainError::invalid("overdue", "must be true or false")),
-                    })
-                }
-                "q" => {
-                    let text = value.trim();
-                    if text.chars().count() > 200 {
-                        return Err(DomainError::invalid("q", "must be at most 200 characters"));
-                    }
-                    query.search = (!text.is_empty()).then(|| text.to_owned());
-                }
-                "sort" => sort = Some(SortKey::parse(value)?),
-                "order" => {
-                    order = Some(match value.as_str() {
-                        "asc" => false,
-                        "desc" => true,
-                        _ => return Err(DomainError::invalid("order", "must be asc or desc")),
-                    })
-                }
-                "limit" => {
-                    query.limit = value
-                        .parse::<u32>()
-                        .ok()
-                        .filter(|n| (1..=MAX_LIMIT).contains(n))
-                        .ok_or_else(|| {
-                            DomainError::invalid("limit", format!("must be from 1 to {MAX_LIMIT}"))
-                        })?
-                }
-                "cursor" => cursor = Some(Cursor::decode(value)?),
-                other => {
-                    return Err(DomainError::bad_request(
-                        Some(other),
-                        format!(
-                            "unknown query parameter `{other}`; known ones are {}",
-                            PARAMETERS.join(", ")
-                        ),
-                    ))
-                }
-            }
+        for s in &params.status {
+            query.statuses.push(Status::parse(s)?);
         }
+        for p in &params.priority {
+            query.priorities.push(Priority::parse(p)?);
+        }
+        for t in &params.tag {
+            query
+                .tags
+                .push(normalize_tag(t).map_err(|e| rename(e, "tag"))?);
+        }
+        if let Some(bound) = &params.due_before {
+            query.due_before = Some(time::parse_bound("due_before", bound)?);
+        }
+        if let Some(bound) = &params.due_after {
+            query.due_after = Some(time::parse_bound("due_after", bound)?);
+        }
+        query.overdue = params.overdue;
+        if let Some(text) = &params.q {
+            let text = text.trim();
+            if text.chars().count() > 200 {
+                return Err(DomainError::invalid("q", "must be at most 200 characters"));
+            }
+            query.search = (!text.is_empty()).then(|| text.to_owned());
+        }
+        let sort = params.sort.as_deref().map(SortKey::parse).transpose()?;
+        let order = match params.order.as_deref() {
+            None => None,
+            Some("asc") => Some(false),
+            Some("desc") => Some(true),
+            Some(_) => return Err(DomainError::invalid("order", "must be asc or desc")),
+        };
+        if let Some(limit) = params.limit {
+            query.limit = u32::try_from(limit)
+                .ok()
+                .filter(|n| (1..=MAX_LIMIT).contains(n))
+                .ok_or_else(|| {
+                    DomainError::invalid("limit", format!("must be from 1 to {MAX_LIMIT}"))
+                })?;
+        }
+        let cursor = params.cursor.as_deref().map(Cursor::decode).transpose()?;
         for (field, n) in [
             ("tag", query.tags.len()),
             ("status", query.statuses.len()),

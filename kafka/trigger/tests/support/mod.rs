@@ -130,9 +130,23 @@ pub fn write_shipped_app(dir: &Path) {
 
 /// Adds the index tansu's SQLite storage lacks (`kafka/tansu/indexes.sql`,
 /// which says why), as `scripts/lib.sh` does for the app it runs.
+/// tansu may listen a moment before it has created its tables, so this
+/// waits for the `header` table first.
 fn add_tansu_indexes(db: &Path) {
-    let conn = rusqlite::Connection::open(db).expect("tansu's database");
-    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    let conn = wait_for("tansu's schema", Duration::from_secs(20), || {
+        let conn =
+            rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
+                .ok()?;
+        conn.busy_timeout(Duration::from_secs(10)).ok()?;
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'header'",
+                [],
+                |row| row.get(0),
+            )
+            .ok()?;
+        (tables == 1).then_some(conn)
+    });
     conn.execute_batch(include_str!("../../../tansu/indexes.sql"))
         .expect("tansu's header index");
 }

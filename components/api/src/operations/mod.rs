@@ -6,57 +6,64 @@
 //! and output schemas are derived from that same document (see
 //! [`crate::schemas`]), so the three cannot drift apart.
 
+//! The operation layer: every operation of the API is one entry of
+//! [`OPERATIONS`] with one input type. REST routes and MCP tools are
+//! adapters that gather the arguments into one JSON object (REST from the
+//! path, the query string and the body; MCP from the tool arguments, as
+//! they are) and decode it into that type, a serde struct with
+//! `deny_unknown_fields`, which then runs. The MCP input and output
+//! schemas are derived from the OpenAPI document (see [`crate::schemas`]);
+//! a test holds each input type's fields to its tool's schema.
+
+mod records;
+mod tasks;
+
+use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value as Json};
-use todo_domain::{quick_add, DomainError, ListQuery, TaskPatch, TaskStore};
+use todo_domain::model::decode::{decode, field_names};
+use todo_domain::TaskStore;
 
 use crate::http::ApiError;
-use crate::router::Endpoint;
-use crate::{request_parts, services, Context};
+use crate::router::{Endpoint, ROUTES};
+use crate::Context;
 
-/// An operation's input, wherever it came from.
-#[derive(Debug, Default, Clone)]
-pub struct Args {
-    /// Path parameters by name (`id`, `user`).
-    pub path: Vec<(String, String)>,
-    /// Query parameters, as a query string would carry them.
-    pub query: Vec<(String, String)>,
-    /// The JSON body's fields (empty when there is none).
-    pub body: Map<String, Json>,
+use records::{AuditTrail, ListNotifications, ReadNotification, SyncPoll, TaskHistory};
+use tasks::{
+    AssignTask, ClearReminder, CompleteTask, CreateTask, DeleteTask, GetMe, GetTask, ListTasks,
+    QuickAdd, ReopenTask, SetReminder, ShareTask, UnshareTask, UpdateMe, UpdateTask,
+};
+
+/// An operation's input: decoded from the arguments, then run for `user`.
+pub trait Input: DeserializeOwned {
+    fn run(self, ctx: &Context<'_>, user: &str) -> Result<Reply, ApiError>;
 }
 
-impl Args {
-    fn path(&self, name: &str) -> String {
-        self.path
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    }
+/// Decodes the arguments into an input type and runs it.
+type Run = fn(&Context<'_>, &str, Map<String, Json>) -> Result<Reply, ApiError>;
 
-    fn id(&self) -> Result<String, ApiError> {
-        let id = self.path("id");
-        if id.is_empty() {
-            return Err(DomainError::invalid(
-                "id",
-                "give the task's id (a string from add_task or list_tasks)",
-            )
-            .into());
-        }
-        Ok(id)
-    }
+/// An input type, as the table holds it.
+pub struct Call {
+    run: Run,
+    /// The fields the input takes (for the tests that hold it to the
+    /// OpenAPI document).
+    pub fields: fn() -> &'static [&'static str],
+}
 
-    /// Operations without a body take none (or an empty object).
-    fn no_body(&self) -> Result<(), ApiError> {
-        match self.body.keys().next() {
-            None => Ok(()),
-            Some(key) => Err(ApiError::new(
-                400,
-                "bad_request",
-                format!("unknown field `{key}`; this operation takes no such field"),
-            )
-            .with_field(key.clone())),
+impl Call {
+    pub const fn of<I: Input>() -> Call {
+        Call {
+            run: decode_and_run::<I>,
+            fields: field_names::<I>,
         }
     }
+}
+
+fn decode_and_run<I: Input>(
+    ctx: &Context<'_>,
+    user: &str,
+    arguments: Map<String, Json>,
+) -> Result<Reply, ApiError> {
+    decode::<I>(arguments)?.run(ctx, user)
 }
 
 /// What an operation answers: the REST status and the JSON both adapters
@@ -67,8 +74,15 @@ pub struct Reply {
 }
 
 impl Reply {
-    fn ok(body: Json) -> Reply {
+    pub(crate) fn ok(body: Json) -> Reply {
         Reply { status: 200, body }
+    }
+
+    pub(crate) fn task(status: u16, task: todo_domain::Task) -> Reply {
+        Reply {
+            status,
+            body: task.to_json(),
+        }
     }
 }
 
@@ -111,8 +125,6 @@ pub struct Tool {
     pub output: Option<fn() -> Json>,
 }
 
-pub type Handler = fn(&Context<'_>, &str, &Args) -> Result<Reply, ApiError>;
-
 pub struct Operation {
     /// The OpenAPI `operationId`.
     pub id: &'static str,
@@ -123,7 +135,10 @@ pub struct Operation {
     /// Takes a JSON body (the OpenAPI `requestBody`; a test checks they
     /// agree), so REST need not read the document on every request.
     pub takes_body: bool,
-    pub handler: Handler,
+    /// Takes query parameters (REST reads the query string into the
+    /// arguments; elsewhere it is ignored).
+    pub takes_query: bool,
+    pub call: Call,
     /// `None` where a chat client has no use for it (long-poll, streams).
     pub tool: Option<Tool>,
 }
@@ -131,13 +146,27 @@ pub struct Operation {
 impl Operation {
     /// Runs the handler. A 404 names the path parameter it was about, so a
     /// tool error tells the model which argument to fix.
-    pub fn run(&self, ctx: &Context<'_>, user: &str, args: &Args) -> Result<Reply, ApiError> {
-        (self.handler)(ctx, user, args).map_err(|error| match args.path.first() {
-            Some((name, _)) if error.status == 404 && error.field.is_none() => {
-                error.with_field(name.clone())
-            }
+    pub fn run(
+        &self,
+        ctx: &Context<'_>,
+        user: &str,
+        arguments: Map<String, Json>,
+    ) -> Result<Reply, ApiError> {
+        (self.call.run)(ctx, user, arguments).map_err(|error| match self.path_parameters().next() {
+            Some(name) if error.status == 404 && error.field.is_none() => error.with_field(name),
             _ => error,
         })
+    }
+
+    /// The names of the route's `{…}` segments, in order.
+    pub fn path_parameters(&self) -> impl Iterator<Item = &'static str> {
+        ROUTES
+            .iter()
+            .find(|r| r.endpoint == self.endpoint)
+            .map(|r| r.path)
+            .unwrap_or_default()
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
     }
 
     pub fn for_endpoint(endpoint: Endpoint) -> Option<&'static Operation> {
@@ -151,231 +180,8 @@ impl Operation {
     }
 }
 
-fn store<'a>(ctx: &'a Context<'_>) -> Result<TaskStore<'a>, ApiError> {
+pub(crate) fn store<'a>(ctx: &'a Context<'_>) -> Result<TaskStore<'a>, ApiError> {
     Ok(TaskStore::open(ctx.db)?.with_limits(ctx.config.limits))
-}
-
-fn task_reply(status: u16, task: todo_domain::Task) -> Reply {
-    Reply {
-        status,
-        body: task.to_json(),
-    }
-}
-
-fn create_task(ctx: &Context<'_>, user: &str, args: &Args) -> Result<Reply, ApiError> {
-    let patch = TaskPatch::from_json(&args.body)?;
-    Ok(task_reply(201, store(ctx)?.create(user, &patch, ctx.now)?))
-}
-
-fn list_tasks(ctx: &Context<'_>, user: &str, args: &Args) -> Result<Reply, ApiError> {
-    args.no_body()?;
-    let query = ListQuery::from_pairs(&args.query)?;
-    let page = store(ctx)?.list(user, &query, ctx.now)?;
-    Ok(Reply::ok(json!({
-        "tasks": page.tasks.iter().map(|t| t.to_json()).collect::<Vec<_>>(),
-        "next_cursor": page.next_cursor,
-    })))
-}
-
-fn get_task(ctx: &Context<'_>, user: &str, args: &Args) -> Result<Reply, ApiError> {
-    args.no_body()?;
-    Ok(task_reply(200, store(ctx)?.require(user, &args.id()?)?))
-}
-
-fn update_task(ctx: &Context<'_>, user: &str, args: &Args) -> Result<Reply, ApiError> {
-    let id = args.id()?;
-    let patch = TaskPatch::from_json(&args.body)?;
-    Ok(task_reply(
-        200,
-        store(ctx)?.update(user, &id, &patch, ctx.now)?,
-    ))
-}
-
-fn delete_task(ctx: &Context<'_>, user: &str, args: &Args) -> Result<Reply, ApiError> {
-    args.no_body()?;
-    let deleted = store(ctx)?.delete(user, &args.id()?, ctx.now)?;
-    Ok(Reply {
-        status: 204,
-        body: json!({"deleted": true, "id": deleted.id, "title": deleted.title}),
-    })
-}
-
-fn complete_task(ctx: &Context<'_>, user: &str, args: &Args) -> Result<Reply, ApiError> {
-    args.no_body()?;
-    Ok(task_reply(
-        200,
-        store(ctx)?.complete(user, &args.id()?, ctx.now)?,
-    ))
-}
-
-fn reopen_task(ctx: &Context<'_>, user: &str, args: &Args) -> Result<Reply, ApiError> {
-    args.no_body()?;
-    Ok(task_reply(
-        200,
-        store(ctx)?.reopen(user, &args.id()?, ctx.now)?,
-    ))
-}
-
-fn set_reminder(ctx: &Context<'_>, user: &str, args: &Args) -> Result<Reply, ApiError> {
-    let id = args.id()?;
-    let patch = request_parts::reminder_patch(&args.body, &[])?;
-    Ok(task_reply(
-        200,
-        store(ctx)?.update(user, &id, &patch, ctx.now)?,
-    ))
-}
-
-fn clear_reminder(ctx: &Context<'_>, user: &str, args: &Args) -> Result<Reply, ApiError> {
-    args.no_body()?;
-    let patch = TaskPatch {
-        remind_at: Some(None),
-        ..TaskPatch::default()
-    };
-    Ok(task_reply(
-        200,
-        store(ctx)?.update(user, &args.id()?, &patch, ctx.now)?,
-    ))
-}
-
-fn share_task(ctx: &Context<'_>, user: &str, args: &Args) -> Result<Reply, ApiError> {
-    let id = args.id()?;
-    let with = services::user_field(&args.body, "user_id", false)?.unwrap_or_default();
-    Ok(task_reply(
-        200,
-        store(ctx)?.share(user, &id, &with, ctx.now)?,
-    ))
-}
-
-fn unshare_task(ctx: &Context<'_>, user: &str, args: &Args) -> Result<Reply, ApiError> {
-    args.no_body()?;
-    let id = args.id()?;
-    let with = args.path("user");
-    if with.is_empty() {
-        return Err(
-            DomainError::invalid("user", "give the collaborator to remove, or `me`").into(),
-        );
-    }
-    // One's own id, or `me` from a recipient: declining the share. To the
-    // owner, who cannot decline their own task, `me` is the collaborator
-    // whose id is literally `me`.
-    let declines =
-        with == user || (with == "me" && store(ctx)?.require(user, &id)?.user_id != user);
-    if declines {
-        store(ctx)?.leave(user, &id, ctx.now)?;
-        return Ok(Reply {
-            status: 204,
-            body: json!({"left": true, "id": id}),
-        });
-    }
-    Ok(task_reply(
-        200,
-        store(ctx)?.unshare(user, &id, &with, ctx.now)?,
-    ))
-}
-
-fn assign_task(ctx: &Context<'_>, user: &str, args: &Args) -> Result<Reply, ApiError> {
-    let id = args.id()?;
-    let assignee = services::user_field(&args.body, "assignee", true)?;
-    Ok(task_reply(
-        200,
-        store(ctx)?.assign(user, &id, assignee.as_deref(), ctx.now)?,
-    ))
-}
-
-fn task_history(ctx: &Context<'_>, user: &str, args: &Args) -> Result<Reply, ApiError> {
-    args.no_body()?;
-    services::task_history(ctx, &args.query, user, &args.id()?).map(Reply::ok)
-}
-
-fn audit_trail(ctx: &Context<'_>, user: &str, args: &Args) -> Result<Reply, ApiError> {
-    args.no_body()?;
-    services::audit_trail(ctx, &args.query, user).map(Reply::ok)
-}
-
-fn list_notifications(ctx: &Context<'_>, user: &str, args: &Args) -> Result<Reply, ApiError> {
-    args.no_body()?;
-    services::list_notifications(ctx, &args.query, user).map(Reply::ok)
-}
-
-fn read_notification(ctx: &Context<'_>, user: &str, args: &Args) -> Result<Reply, ApiError> {
-    args.no_body()?;
-    let id = args.path("id");
-    services::read_notification(ctx, user, &id).map(Reply::ok)
-}
-
-fn sync_poll(ctx: &Context<'_>, user: &str, args: &Args) -> Result<Reply, ApiError> {
-    args.no_body()?;
-    services::sync_poll(ctx, &args.query, user).map(Reply::ok)
-}
-
-/// The caller's settings.
-fn me_json(ctx: &Context<'_>, user: &str) -> Result<Json, ApiError> {
-    let zone = store(ctx)?
-        .user_time_zone(user)?
-        .unwrap_or_else(|| todo_domain::model::DEFAULT_TIME_ZONE.to_owned());
-    Ok(json!({"user_id": user, "time_zone": zone}))
-}
-
-fn get_me(ctx: &Context<'_>, user: &str, args: &Args) -> Result<Reply, ApiError> {
-    args.no_body()?;
-    me_json(ctx, user).map(Reply::ok)
-}
-
-fn update_me(ctx: &Context<'_>, user: &str, args: &Args) -> Result<Reply, ApiError> {
-    only_fields(&args.body, &["time_zone"])?;
-    let zone = required_text(&args.body, "time_zone")?;
-    store(ctx)?.set_user_time_zone(user, &zone, ctx.now)?;
-    me_json(ctx, user).map(Reply::ok)
-}
-
-fn only_fields(body: &Map<String, Json>, allowed: &[&str]) -> Result<(), ApiError> {
-    match body.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(key) => Err(ApiError::new(
-            400,
-            "bad_request",
-            format!(
-                "unknown field `{key}`; this operation takes {}",
-                allowed.join(", ")
-            ),
-        )
-        .with_field(key.clone())),
-        None => Ok(()),
-    }
-}
-
-fn required_text(body: &Map<String, Json>, field: &str) -> Result<String, ApiError> {
-    match body.get(field) {
-        Some(Json::String(s)) => Ok(s.clone()),
-        Some(_) => Err(DomainError::invalid(field, "must be a string").into()),
-        None => Err(DomainError::invalid(field, "is required").into()),
-    }
-}
-
-/// `POST /api/tasks/quick`: one line of English to a task, in the zone the
-/// request names, else the user's, else UTC.
-fn quick_add(ctx: &Context<'_>, user: &str, args: &Args) -> Result<Reply, ApiError> {
-    only_fields(&args.body, &["text", "time_zone"])?;
-    let text = required_text(&args.body, "text")?;
-    let store = store(ctx)?;
-    let zone_name = match args.body.get("time_zone") {
-        // Absent means the user's zone; null is not a zone (the schema says so).
-        None => store
-            .user_time_zone(user)?
-            .unwrap_or_else(|| todo_domain::model::DEFAULT_TIME_ZONE.to_owned()),
-        Some(_) => required_text(&args.body, "time_zone")?,
-    };
-    let zone = quick_add::zone("time_zone", &zone_name)?;
-    let parsed = quick_add::parse(&text, zone, ctx.now)?;
-    let mut fields = parsed.fields.clone();
-    fields.insert("time_zone".into(), json!(zone_name));
-    let task = store.create(user, &TaskPatch::from_json(&fields)?, ctx.now)?;
-    Ok(Reply {
-        status: 201,
-        body: json!({
-            "task": task.to_json(),
-            "understood": parsed.spans.iter().map(|s| s.to_json()).collect::<Vec<_>>(),
-        }),
-    })
 }
 
 fn deleted_output() -> Json {
@@ -413,7 +219,8 @@ pub const OPERATIONS: &[Operation] = &[
         endpoint: Endpoint::CreateTask,
         writes: true,
         takes_body: true,
-        handler: create_task,
+        takes_query: false,
+        call: Call::of::<CreateTask>(),
         tool: Some(Tool {
             name: "add_task",
             title: "Add a task",
@@ -427,7 +234,8 @@ pub const OPERATIONS: &[Operation] = &[
         endpoint: Endpoint::QuickAdd,
         writes: true,
         takes_body: true,
-        handler: quick_add,
+        takes_query: false,
+        call: Call::of::<QuickAdd>(),
         tool: Some(Tool {
             name: "quick_add",
             title: "Quick add",
@@ -441,7 +249,8 @@ pub const OPERATIONS: &[Operation] = &[
         endpoint: Endpoint::ListTasks,
         writes: false,
         takes_body: false,
-        handler: list_tasks,
+        takes_query: true,
+        call: Call::of::<ListTasks>(),
         tool: Some(Tool {
             name: "list_tasks",
             title: "List tasks",
@@ -455,7 +264,8 @@ pub const OPERATIONS: &[Operation] = &[
         endpoint: Endpoint::GetTask,
         writes: false,
         takes_body: false,
-        handler: get_task,
+        takes_query: false,
+        call: Call::of::<GetTask>(),
         tool: Some(Tool {
             name: "get_task",
             title: "Get a task",
@@ -469,7 +279,8 @@ pub const OPERATIONS: &[Operation] = &[
         endpoint: Endpoint::UpdateTask,
         writes: true,
         takes_body: true,
-        handler: update_task,
+        takes_query: false,
+        call: Call::of::<UpdateTask>(),
         tool: Some(Tool {
             name: "update_task",
             title: "Update a task",
@@ -483,7 +294,8 @@ pub const OPERATIONS: &[Operation] = &[
         endpoint: Endpoint::CompleteTask,
         writes: true,
         takes_body: false,
-        handler: complete_task,
+        takes_query: false,
+        call: Call::of::<CompleteTask>(),
         tool: Some(Tool {
             name: "complete_task",
             title: "Complete a task",
@@ -497,7 +309,8 @@ pub const OPERATIONS: &[Operation] = &[
         endpoint: Endpoint::ReopenTask,
         writes: true,
         takes_body: false,
-        handler: reopen_task,
+        takes_query: false,
+        call: Call::of::<ReopenTask>(),
         tool: Some(Tool {
             name: "reopen_task",
             title: "Reopen a task",
@@ -511,7 +324,8 @@ pub const OPERATIONS: &[Operation] = &[
         endpoint: Endpoint::DeleteTask,
         writes: true,
         takes_body: false,
-        handler: delete_task,
+        takes_query: false,
+        call: Call::of::<DeleteTask>(),
         tool: Some(Tool {
             name: "delete_task",
             title: "Delete a task",
@@ -525,7 +339,8 @@ pub const OPERATIONS: &[Operation] = &[
         endpoint: Endpoint::SetReminder,
         writes: true,
         takes_body: true,
-        handler: set_reminder,
+        takes_query: false,
+        call: Call::of::<SetReminder>(),
         tool: Some(Tool {
             name: "set_reminder",
             title: "Set a reminder",
@@ -539,7 +354,8 @@ pub const OPERATIONS: &[Operation] = &[
         endpoint: Endpoint::ClearReminder,
         writes: true,
         takes_body: false,
-        handler: clear_reminder,
+        takes_query: false,
+        call: Call::of::<ClearReminder>(),
         tool: Some(Tool {
             name: "clear_reminder",
             title: "Clear a reminder",
@@ -553,7 +369,8 @@ pub const OPERATIONS: &[Operation] = &[
         endpoint: Endpoint::ShareTask,
         writes: true,
         takes_body: true,
-        handler: share_task,
+        takes_query: false,
+        call: Call::of::<ShareTask>(),
         tool: Some(Tool {
             name: "share_task",
             title: "Share a task",
@@ -567,7 +384,8 @@ pub const OPERATIONS: &[Operation] = &[
         endpoint: Endpoint::UnshareTask,
         writes: true,
         takes_body: false,
-        handler: unshare_task,
+        takes_query: false,
+        call: Call::of::<UnshareTask>(),
         tool: Some(Tool {
             name: "unshare_task",
             title: "Stop sharing a task",
@@ -581,7 +399,8 @@ pub const OPERATIONS: &[Operation] = &[
         endpoint: Endpoint::AssignTask,
         writes: true,
         takes_body: true,
-        handler: assign_task,
+        takes_query: false,
+        call: Call::of::<AssignTask>(),
         tool: Some(Tool {
             name: "assign_task",
             title: "Assign a task",
@@ -595,7 +414,8 @@ pub const OPERATIONS: &[Operation] = &[
         endpoint: Endpoint::TaskHistory,
         writes: false,
         takes_body: false,
-        handler: task_history,
+        takes_query: true,
+        call: Call::of::<TaskHistory>(),
         tool: Some(Tool {
             name: "get_task_history",
             title: "Task history",
@@ -609,7 +429,8 @@ pub const OPERATIONS: &[Operation] = &[
         endpoint: Endpoint::AuditTrail,
         writes: false,
         takes_body: false,
-        handler: audit_trail,
+        takes_query: true,
+        call: Call::of::<AuditTrail>(),
         tool: Some(Tool {
             name: "get_audit_trail",
             title: "Audit trail",
@@ -623,7 +444,8 @@ pub const OPERATIONS: &[Operation] = &[
         endpoint: Endpoint::ListNotifications,
         writes: false,
         takes_body: false,
-        handler: list_notifications,
+        takes_query: true,
+        call: Call::of::<ListNotifications>(),
         tool: Some(Tool {
             name: "list_notifications",
             title: "List notifications",
@@ -637,7 +459,8 @@ pub const OPERATIONS: &[Operation] = &[
         endpoint: Endpoint::ReadNotification,
         writes: true,
         takes_body: false,
-        handler: read_notification,
+        takes_query: false,
+        call: Call::of::<ReadNotification>(),
         tool: Some(Tool {
             name: "mark_notification_read",
             title: "Mark a notification read",
@@ -651,7 +474,8 @@ pub const OPERATIONS: &[Operation] = &[
         endpoint: Endpoint::GetMe,
         writes: false,
         takes_body: false,
-        handler: get_me,
+        takes_query: false,
+        call: Call::of::<GetMe>(),
         tool: Some(Tool {
             name: "get_profile",
             title: "Get the user's settings",
@@ -665,7 +489,8 @@ pub const OPERATIONS: &[Operation] = &[
         endpoint: Endpoint::UpdateMe,
         writes: true,
         takes_body: true,
-        handler: update_me,
+        takes_query: false,
+        call: Call::of::<UpdateMe>(),
         tool: Some(Tool {
             name: "set_time_zone",
             title: "Set the user's time zone",
@@ -679,7 +504,8 @@ pub const OPERATIONS: &[Operation] = &[
         endpoint: Endpoint::SyncPoll,
         writes: false,
         takes_body: false,
-        handler: sync_poll,
+        takes_query: true,
+        call: Call::of::<SyncPoll>(),
         tool: None,
     },
 ];
