@@ -64,7 +64,7 @@ impl HostState {
     /// A key-value failure is the store's, never the guest's: record it.
     fn note<T>(&mut self, result: Result<T, Error>) -> Result<T, Error> {
         if let Err(Error::Other(e)) = &result {
-            self.infrastructure_error = Some(format!("key-value store: {e}"));
+            self.fault(format!("key-value store: {e}"));
         }
         result
     }

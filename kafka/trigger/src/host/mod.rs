@@ -44,10 +44,22 @@ pub struct HostState {
     pub hooks: OutboundHooks,
     pub component: Arc<ComponentEnv>,
     pub limits: StoreLimits,
-    /// Set when a host call failed for the host's own reasons (storage
-    /// busy, full or unreadable): the trigger then does not blame the
-    /// message for what the guest made of it.
-    pub infrastructure_error: Option<String>,
+    /// The host's own failure during this call, if one happened.
+    pub fault: Option<HostFault>,
+}
+
+/// A host call that failed for the host's own reasons (storage busy, full
+/// or unreadable), not the guest's. The guest gets Spin's error for it, as
+/// under Spin, and may turn it into a verdict of its own; the host keeps
+/// what really happened, and the call's caller gets it back with the
+/// result ([`HostState::take_fault`]), so no good message is blamed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostFault(pub String);
+
+impl std::fmt::Display for HostFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 impl HostState {
@@ -67,12 +79,18 @@ impl HostState {
                 .instances(64)
                 .build(),
             component,
-            infrastructure_error: None,
+            fault: None,
         }
     }
 
-    pub fn take_infrastructure_error(&mut self) -> Option<String> {
-        self.infrastructure_error.take()
+    /// Notes a host failure of the call under way.
+    pub fn fault(&mut self, what: impl Into<String>) {
+        self.fault = Some(HostFault(what.into()));
+    }
+
+    /// The host failure of the call just made, if any.
+    pub fn take_fault(&mut self) -> Option<HostFault> {
+        self.fault.take()
     }
 }
 

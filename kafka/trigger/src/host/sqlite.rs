@@ -233,8 +233,7 @@ impl sqlite::HostConnection for HostState {
         let conn = match checkout.await.map_err(io_error)? {
             Ok(conn) => conn,
             Err(e) => {
-                self.infrastructure_error =
-                    Some(format!("opening SQLite database `{database}`: {e}"));
+                self.fault(format!("opening SQLite database `{database}`: {e}"));
                 return Err(io_error(e));
             }
         };
@@ -275,7 +274,7 @@ impl sqlite::HostConnection for HostState {
         entry.wrote |= writes;
         result.map_err(|Failed(error, infrastructure)| {
             if infrastructure {
-                self.infrastructure_error = Some(format!("SQLite: {error:?}"));
+                self.fault(format!("SQLite: {error:?}"));
             }
             error
         })

@@ -8,16 +8,15 @@ impl KafkaRunner {
     /// Dead-letters a record (counted); false if shutdown came first.
     pub(super) async fn give_up(
         &self,
-        delivery: &Delivery,
+        record: &WitMessage,
         kind: &str,
         reason: &str,
         state: &PartitionState,
         shutdown: &watch::Receiver<bool>,
     ) -> bool {
-        let record = &delivery.record;
-        tracing::warn!(component = %self.trigger.component, topic = %record.topic, partition = record.partition, offset = record.offset, attempts = delivery.deliveries, kind, %reason, "dead-lettering message");
+        tracing::warn!(component = %self.trigger.component, topic = %record.topic, partition = record.partition, offset = record.offset, attempts = record.attempt, kind, %reason, "dead-lettering message");
         if !self
-            .dead_letter(record, kind, reason, delivery.deliveries, state, shutdown)
+            .dead_letter(record, kind, reason, state, shutdown)
             .await
         {
             return false;
@@ -36,17 +35,16 @@ impl KafkaRunner {
     /// if shutdown came first (the message is then not committed).
     pub(super) async fn dead_letter(
         &self,
-        record: &Record,
+        record: &WitMessage,
         kind: &str,
         reason: &str,
-        attempts: u32,
         state: &PartitionState,
         shutdown: &watch::Receiver<bool>,
     ) -> bool {
         let topic = self.trigger.dead_letter_topic(&record.topic);
         let partition = record.partition.to_string();
         let offset = record.offset.to_string();
-        let attempts = attempts.to_string();
+        let attempts = record.attempt.to_string();
         let failed_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let reason: String = reason.chars().take(4000).collect();
         loop {
@@ -64,7 +62,7 @@ impl KafkaRunner {
             let headers: Vec<(&str, &[u8])> = record
                 .headers
                 .iter()
-                .map(|(key, value)| (key.as_str(), value.as_slice()))
+                .map(|header| (header.key.as_str(), header.value.as_slice()))
                 .chain(why.iter().map(|(key, value)| (*key, value.as_bytes())))
                 .collect();
             let dlq = crate::kafka_client::record(

@@ -4,7 +4,8 @@
 
 use super::*;
 
-/// What one invocation said about the messages it was given.
+/// What the handler said about the messages it was given. A failure of
+/// the host instead comes back as the call's [`HostFault`].
 pub(super) enum Verdict {
     /// All handled.
     Done,
@@ -13,17 +14,6 @@ pub(super) enum Verdict {
     Failed { index: usize, error: HandlerError },
     /// The guest trapped or ran out of time: no message is known handled.
     Trap(String),
-    /// The host failed, not the handler: retried without limit.
-    Infrastructure(String),
-}
-
-/// A record on its way through the handler, with what happened to it so far.
-pub(super) struct Delivery {
-    pub(super) record: Record,
-    /// Times it was given to the handler (the message's `attempt`).
-    pub(super) deliveries: u32,
-    /// Times the handler failed it as retryable (spends `max_retries`).
-    pub(super) failures: u32,
 }
 
 /// The component's export.
@@ -33,37 +23,6 @@ pub(super) enum Handler {
 }
 
 impl KafkaRunner {
-    /// The record as the guest sees it, its bytes moved, not copied (the
-    /// copy showed in the profile); [`Self::give_back`] restores them.
-    pub(super) fn lend(delivery: &mut Delivery) -> WitMessage {
-        let record = &mut delivery.record;
-        WitMessage {
-            topic: std::mem::take(&mut record.topic),
-            partition: record.partition,
-            offset: record.offset,
-            key: record.key.take(),
-            value: record.value.take(),
-            headers: std::mem::take(&mut record.headers)
-                .into_iter()
-                .map(|(key, value)| WitHeader { key, value })
-                .collect(),
-            timestamp: record.timestamp,
-            attempt: delivery.deliveries,
-        }
-    }
-
-    pub(super) fn give_back(delivery: &mut Delivery, message: WitMessage) {
-        let record = &mut delivery.record;
-        record.topic = message.topic;
-        record.key = message.key;
-        record.value = message.value;
-        record.headers = message
-            .headers
-            .into_iter()
-            .map(|h| (h.key, h.value))
-            .collect();
-    }
-
     /// A span per message (none with tracing off), each continuing its
     /// message's trace; the message's `traceparent` header becomes the
     /// span's, so what the handler writes continues it.
@@ -117,15 +76,17 @@ impl KafkaRunner {
     }
 
     /// One instance, one call: `handle-message` with the first record, or
-    /// `handle-batch` with them all.
-    pub(super) async fn invoke(&self, messages: &[WitMessage]) -> Verdict {
+    /// `handle-batch` with them all. `Err` is the host's failure (no
+    /// instance to run it in, storage busy or full), whatever the guest
+    /// made of it: nobody's verdict on the messages.
+    pub(super) async fn invoke(&self, messages: &[WitMessage]) -> Result<Verdict, HostFault> {
         let _permit = self.permits.acquire().await.expect("semaphore open");
         let timeout = Duration::from_millis(self.trigger.handler_timeout_ms);
         // Instantiation time counts the store (WASI context, limits) too.
         let started = Instant::now();
         let mut store = match self.runtime.store(&self.trigger.component, timeout) {
             Ok(store) => store,
-            Err(e) => return Verdict::Infrastructure(format!("host: {e:#}")),
+            Err(e) => return Err(HostFault(format!("host: {e:#}"))),
         };
         let instantiated = |took: Duration| {
             self.hot.instantiations.inc();
@@ -143,9 +104,7 @@ impl KafkaRunner {
                             .await
                             .map(|r| r.err().map(|e| (0, e)))
                     }
-                    Err(e) => {
-                        return Verdict::Infrastructure(format!("instantiation failed: {e:#}"))
-                    }
+                    Err(e) => return Err(HostFault(format!("instantiation failed: {e:#}"))),
                 },
                 Handler::Batch(pre) => match pre.instantiate_async(&mut store).await {
                     Ok(handler) => {
@@ -155,57 +114,52 @@ impl KafkaRunner {
                             .await
                             .and_then(|failures| first_failure(failures, messages.len()))
                     }
-                    Err(e) => {
-                        return Verdict::Infrastructure(format!("instantiation failed: {e:#}"))
-                    }
+                    Err(e) => return Err(HostFault(format!("instantiation failed: {e:#}"))),
                 },
             };
             // A guest that failed because storage failed is not at fault.
-            let host_failure = store.data_mut().take_infrastructure_error();
-            match (result, host_failure) {
-                (Ok(None), _) => Verdict::Done,
-                (Ok(Some((index, HandlerError::Permanent(reason)))), _) => Verdict::Failed {
+            match (result, store.data_mut().take_fault()) {
+                (Ok(None), _) => Ok(Verdict::Done),
+                (Ok(Some((index, HandlerError::Permanent(reason)))), _) => Ok(Verdict::Failed {
                     index,
                     error: HandlerError::Permanent(reason),
-                },
-                (Ok(Some((_, HandlerError::Retryable(_)))) | Err(_), Some(host)) => {
-                    Verdict::Infrastructure(host)
-                }
-                (Ok(Some((index, error))), None) => Verdict::Failed { index, error },
-                (Err(trap), None) => Verdict::Trap(format!("{trap:#}")),
+                }),
+                (Ok(Some((_, HandlerError::Retryable(_)))) | Err(_), Some(fault)) => Err(fault),
+                (Ok(Some((index, error))), None) => Ok(Verdict::Failed { index, error }),
+                (Err(trap), None) => Ok(Verdict::Trap(format!("{trap:#}"))),
             }
         };
         match tokio::time::timeout(timeout + crate::engine::EPOCH_TICK * 10, call).await {
             Ok(verdict) => verdict,
-            Err(_) => Verdict::Trap(format!(
+            Err(_) => Ok(Verdict::Trap(format!(
                 "the handler did not finish within handler_timeout_ms ({} ms)",
                 self.trigger.handler_timeout_ms
-            )),
+            ))),
+        }
+    }
+}
+
+/// Ends the handler spans with what the call said of each message.
+pub(super) fn end_handler_spans(spans: Vec<telemetry::Span>, verdict: &Result<Verdict, HostFault>) {
+    for (i, mut span) in spans.into_iter().enumerate() {
+        match verdict {
+            Ok(Verdict::Done) => {}
+            Ok(Verdict::Failed { index, error }) if i == *index => span.fail(match error {
+                HandlerError::Retryable(reason) => format!("retryable: {reason}"),
+                HandlerError::Permanent(reason) => format!("permanent: {reason}"),
+            }),
+            Ok(Verdict::Failed { index, .. }) if i > *index => {
+                span.fail("not handled: an earlier message of the batch failed")
+            }
+            Ok(Verdict::Failed { .. }) => {}
+            Ok(Verdict::Trap(reason)) => span.fail(format!("trap: {reason}")),
+            Err(fault) => span.fail(format!("host: {fault}")),
         }
     }
 }
 
 /// The first failure a `handle-batch` reported; an index outside the batch
 /// is the guest's bug, handled like a trap.
-/// Ends the handler spans with what the call said of each message.
-pub(super) fn end_handler_spans(spans: Vec<telemetry::Span>, verdict: &Verdict) {
-    for (i, mut span) in spans.into_iter().enumerate() {
-        match verdict {
-            Verdict::Done => {}
-            Verdict::Failed { index, error } if i == *index => span.fail(match error {
-                HandlerError::Retryable(reason) => format!("retryable: {reason}"),
-                HandlerError::Permanent(reason) => format!("permanent: {reason}"),
-            }),
-            Verdict::Failed { index, .. } if i > *index => {
-                span.fail("not handled: an earlier message of the batch failed")
-            }
-            Verdict::Failed { .. } => {}
-            Verdict::Trap(reason) => span.fail(format!("trap: {reason}")),
-            Verdict::Infrastructure(reason) => span.fail(format!("host: {reason}")),
-        }
-    }
-}
-
 pub(super) fn first_failure(
     failures: Vec<crate::bindings::kafka::todo_chatbot::kafka_trigger::types::BatchItemFailure>,
     size: usize,

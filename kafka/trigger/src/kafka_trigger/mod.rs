@@ -60,7 +60,7 @@ use crate::bindings::kafka::todo_chatbot::kafka_trigger::types::{
 use crate::bindings::kafka::KafkaHandlerPre;
 use crate::bindings::kafka_batch::KafkaBatchHandlerPre;
 use crate::engine::Runtime;
-use crate::host::HostState;
+use crate::host::{HostFault, HostState};
 use crate::kafka_client::KafkaSettings;
 use crate::metrics::{Counter, Histogram, Metrics};
 use crate::telemetry;
@@ -88,32 +88,42 @@ const MAX_POLL_INTERVAL_MS: &str = "60000";
 /// How often lag and assignment are read from the broker.
 const LAG_EVERY: Duration = Duration::from_secs(5);
 
-/// A message detached from the consumer.
-#[derive(Debug, Clone)]
-pub struct Record {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    pub key: Option<Vec<u8>>,
-    pub value: Option<Vec<u8>>,
-    pub headers: Vec<(String, Vec<u8>)>,
-    pub timestamp: Option<i64>,
-    /// The trigger's filters drop it (decided once, in the poll loop): it
-    /// is only committed in its turn, and its bytes were not copied.
-    pub dropped: bool,
+/// What the poll loop hands a partition's worker, in offset order; the
+/// worker hands it on to the handler, and to the dead-letter topic if it
+/// fails for good.
+pub(super) enum Item {
+    /// A record for the handler, detached from the consumer and already in
+    /// the guest's shape: the call borrows it, nothing is copied back.
+    Deliver(WitMessage),
+    /// A record the filters dropped while an earlier one of its partition
+    /// was pending: only its place, stored in its turn (decided once, in
+    /// the poll loop, and its bytes never copied).
+    Skip { offset: i64 },
 }
 
-impl Record {
+impl Item {
+    fn offset(&self) -> i64 {
+        match self {
+            Item::Deliver(message) => message.offset,
+            Item::Skip { offset } => *offset,
+        }
+    }
+
     /// Roughly what it holds in memory.
     fn size(&self) -> usize {
-        self.key.as_ref().map_or(0, Vec::len)
-            + self.value.as_ref().map_or(0, Vec::len)
-            + self
-                .headers
-                .iter()
-                .map(|(k, v)| k.len() + v.len())
-                .sum::<usize>()
-            + 64
+        match self {
+            Item::Deliver(m) => {
+                m.topic.len()
+                    + m.key.as_ref().map_or(0, Vec::len)
+                    + m.value.as_ref().map_or(0, Vec::len)
+                    + m.headers
+                        .iter()
+                        .map(|h| h.key.len() + h.value.len())
+                        .sum::<usize>()
+                    + 64
+            }
+            Item::Skip { .. } => 16,
+        }
     }
 }
 

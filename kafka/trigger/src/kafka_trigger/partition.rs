@@ -44,7 +44,7 @@ impl PartitionState {
 }
 
 pub(super) struct Worker {
-    pub(super) sender: mpsc::Sender<Record>,
+    pub(super) sender: mpsc::Sender<Item>,
     pub(super) state: Arc<PartitionState>,
 }
 
@@ -60,25 +60,25 @@ pub(super) type Workers = Arc<Mutex<HashMap<(String, i32), Worker>>>;
 /// throughput tenfold.
 #[derive(Default)]
 pub(super) struct Waiting {
-    pub(super) queue: VecDeque<Record>,
+    pub(super) queue: VecDeque<Item>,
     pub(super) bytes: usize,
 }
 
 impl Waiting {
-    pub(super) fn push(&mut self, record: Record) {
-        self.bytes += record.size();
-        self.queue.push_back(record);
+    pub(super) fn push(&mut self, item: Item) {
+        self.bytes += item.size();
+        self.queue.push_back(item);
     }
 
-    pub(super) fn pop(&mut self) -> Option<Record> {
-        let record = self.queue.pop_front()?;
-        self.bytes -= record.size();
-        Some(record)
+    pub(super) fn pop(&mut self) -> Option<Item> {
+        let item = self.queue.pop_front()?;
+        self.bytes -= item.size();
+        Some(item)
     }
 
-    pub(super) fn unpop(&mut self, record: Record) {
-        self.bytes += record.size();
-        self.queue.push_front(record);
+    pub(super) fn unpop(&mut self, item: Item) {
+        self.bytes += item.size();
+        self.queue.push_front(item);
     }
 }
 

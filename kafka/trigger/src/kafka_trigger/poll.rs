@@ -10,39 +10,31 @@ use super::*;
 pub(super) struct Route {
     pub(super) topic: String,
     pub(super) partition: i32,
-    pub(super) sender: mpsc::Sender<Record>,
+    pub(super) sender: mpsc::Sender<Item>,
     pub(super) state: Arc<PartitionState>,
     pub(super) filtered: Counter,
 }
 
-/// The record, detached; one the filters drop keeps only its place.
-pub(super) fn record_of(message: &rdkafka::message::BorrowedMessage<'_>, dropped: bool) -> Record {
+/// The record as the worker takes it: detached, in the guest's shape, or
+/// only its place when the filters drop it.
+pub(super) fn item_of(message: &rdkafka::message::BorrowedMessage<'_>, dropped: bool) -> Item {
     if dropped {
-        return Record {
-            topic: message.topic().to_owned(),
-            partition: message.partition(),
+        return Item::Skip {
             offset: message.offset(),
-            key: None,
-            value: None,
-            headers: Vec::new(),
-            timestamp: None,
-            dropped,
         };
     }
     let headers = message
         .headers()
         .map(|h| {
             h.iter()
-                .map(|header| {
-                    (
-                        header.key.to_owned(),
-                        header.value.map(<[u8]>::to_vec).unwrap_or_default(),
-                    )
+                .map(|header| WitHeader {
+                    key: header.key.to_owned(),
+                    value: header.value.map(<[u8]>::to_vec).unwrap_or_default(),
                 })
                 .collect()
         })
         .unwrap_or_default();
-    Record {
+    Item::Deliver(WitMessage {
         topic: message.topic().to_owned(),
         partition: message.partition(),
         offset: message.offset(),
@@ -50,8 +42,8 @@ pub(super) fn record_of(message: &rdkafka::message::BorrowedMessage<'_>, dropped
         value: message.payload().map(<[u8]>::to_vec),
         headers,
         timestamp: message.timestamp().to_millis(),
-        dropped,
-    }
+        attempt: 0,
+    })
 }
 
 impl KafkaRunner {
@@ -116,15 +108,15 @@ impl KafkaRunner {
                 route.filtered.inc();
                 continue;
             }
-            let record = record_of(&message, dropped);
+            let item = item_of(&message, dropped);
             route.state.accepted.fetch_add(1, Ordering::Relaxed);
             // Behind earlier waiting messages of its partition, in order.
-            let record = if route.state.waiting.load(Ordering::Relaxed) > 0 {
-                record
+            let item = if route.state.waiting.load(Ordering::Relaxed) > 0 {
+                item
             } else {
-                match route.sender.try_send(record) {
+                match route.sender.try_send(item) {
                     Ok(()) => continue,
-                    Err(mpsc::error::TrySendError::Full(record)) => record,
+                    Err(mpsc::error::TrySendError::Full(item)) => item,
                     Err(mpsc::error::TrySendError::Closed(_)) => {
                         tracing::debug!("partition worker gone; the message will be redelivered");
                         continue;
@@ -132,7 +124,7 @@ impl KafkaRunner {
                 }
             };
             let mut waiting = route.state.backlog.lock().expect("backlog");
-            waiting.push(record);
+            waiting.push(item);
             route.state.waiting.fetch_add(1, Ordering::Relaxed);
             let full = waiting.queue.len() >= self.trigger.max_buffered_messages
                 || waiting.bytes >= MAX_BUFFERED_BYTES;
@@ -181,6 +173,7 @@ impl KafkaRunner {
             let (sender, receiver) = mpsc::channel(PARTITION_BUFFER.max(2 * self.batch_size));
             let state = Arc::new(PartitionState::default());
             tasks.push(handle.spawn(self.clone().partition_worker(
+                (topic.to_owned(), partition),
                 receiver,
                 state.clone(),
                 consumer.clone(),

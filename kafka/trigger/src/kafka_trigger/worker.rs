@@ -7,7 +7,8 @@ use super::*;
 impl KafkaRunner {
     pub(super) async fn partition_worker(
         self: Arc<Self>,
-        mut receiver: mpsc::Receiver<Record>,
+        (topic, partition): (String, i32),
+        mut receiver: mpsc::Receiver<Item>,
         state: Arc<PartitionState>,
         consumer: Arc<BaseConsumer<TriggerContext>>,
         shutdown: watch::Receiver<bool>,
@@ -19,14 +20,12 @@ impl KafkaRunner {
             let batch = self.fill_batch(first, &mut receiver).await;
             let taken = batch.len() as u64;
             *state.in_flight.lock().expect("partition state") = true;
-            let store = |record: &Record| {
-                if let Err(e) =
-                    consumer.store_offset(&record.topic, record.partition, record.offset)
-                {
+            let store = |offset: i64| {
+                if let Err(e) = consumer.store_offset(&topic, partition, offset) {
                     tracing::debug!(error = %e, "offset not stored (partition revoked?)");
                 }
             };
-            let finished = self.process(batch, &state, &shutdown, &store).await;
+            let finished = self.process(&topic, batch, &state, &shutdown, &store).await;
             *state.in_flight.lock().expect("partition state") = false;
             state.idle.notify_all();
             if !finished {
@@ -40,14 +39,14 @@ impl KafkaRunner {
     /// partition, waiting up to `batch_window_ms` for more, up to `batch_size`.
     pub(super) async fn fill_batch(
         &self,
-        first: Record,
-        receiver: &mut mpsc::Receiver<Record>,
-    ) -> Vec<Record> {
+        first: Item,
+        receiver: &mut mpsc::Receiver<Item>,
+    ) -> Vec<Item> {
         let mut batch = vec![first];
         let deadline = Instant::now() + Duration::from_millis(self.trigger.batch_window_ms);
         while batch.len() < self.batch_size {
             match receiver.try_recv() {
-                Ok(record) => batch.push(record),
+                Ok(item) => batch.push(item),
                 Err(mpsc::error::TryRecvError::Disconnected) => break,
                 Err(mpsc::error::TryRecvError::Empty) => {
                     let left = deadline.saturating_duration_since(Instant::now());
@@ -55,7 +54,7 @@ impl KafkaRunner {
                         break;
                     }
                     match tokio::time::timeout(left, receiver.recv()).await {
-                        Ok(Some(record)) => batch.push(record),
+                        Ok(Some(item)) => batch.push(item),
                         Ok(None) | Err(_) => break,
                     }
                 }
@@ -92,7 +91,7 @@ impl KafkaRunner {
     }
 
     /// How much older than `max_record_age_s` a record is, if it is.
-    pub(super) fn expired(&self, record: &Record) -> Option<Duration> {
+    pub(super) fn expired(&self, record: &WitMessage) -> Option<Duration> {
         let max_age_ms = self.trigger.max_record_age_s? as i64 * 1000;
         let age_ms = chrono::Utc::now().timestamp_millis() - record.timestamp?;
         (age_ms > max_age_ms).then(|| Duration::from_millis(age_ms as u64))
@@ -117,41 +116,33 @@ impl KafkaRunner {
     /// not stored is delivered again).
     pub(super) async fn process(
         &self,
-        records: Vec<Record>,
+        topic: &str,
+        items: Vec<Item>,
         state: &PartitionState,
         shutdown: &watch::Receiver<bool>,
-        store: &(dyn Fn(&Record) + Sync),
+        store: &(dyn Fn(i64) + Sync),
     ) -> bool {
         let component = self.trigger.component.as_str();
-        // Where the batch ends (for storing its offset), without its bytes.
-        let Some(last) = records.last().map(|r| Record {
-            topic: r.topic.clone(),
-            partition: r.partition,
-            offset: r.offset,
-            key: None,
-            value: None,
-            headers: Vec::new(),
-            timestamp: None,
-            dropped: r.dropped,
-        }) else {
+        // Where the batch ends, for storing its offset.
+        let Some(last) = items.last().map(Item::offset) else {
             return true;
         };
-        let topic = last.topic.clone();
-        let total = records.len();
+        let total = items.len();
         // Filtered records are committed like successes; no instance is made.
-        let mut pending: VecDeque<Delivery> = records
+        let mut pending: VecDeque<WitMessage> = items
             .into_iter()
-            .filter(|record| !record.dropped)
-            .map(|record| Delivery {
-                record,
-                deliveries: 0,
-                failures: 0,
+            .filter_map(|item| match item {
+                Item::Deliver(message) => Some(message),
+                Item::Skip { .. } => None,
             })
             .collect();
-        self.count(&topic, "filtered", total - pending.len());
+        self.count(topic, "filtered", total - pending.len());
         // Whether the batch ends in filtered records, whose offset no
         // delivery below stores.
-        let ends_filtered = pending.back().map(|d| d.record.offset) != Some(last.offset);
+        let ends_filtered = pending.back().map(|m| m.offset) != Some(last);
+        // Retryable failures of the record at the front (only the front
+        // record is ever retried: what came before it is done).
+        let mut failures = Failures::default();
         // How many to deliver at once: halved after a trap until the record
         // at fault is found alone.
         let mut limit = self.batch_size;
@@ -161,7 +152,7 @@ impl KafkaRunner {
             if Self::stopping(state, shutdown) {
                 return false;
             }
-            if let Some(age) = self.expired(&pending[0].record) {
+            if let Some(age) = self.expired(&pending[0]) {
                 let reason = format!(
                     "the record is {} s old, older than max_record_age_s ({} s)",
                     age.as_secs(),
@@ -174,61 +165,56 @@ impl KafkaRunner {
                 {
                     return false;
                 }
-                store(&front.record);
+                store(front.offset);
                 continue;
             }
             let take = pending
                 .iter()
                 .take(limit)
-                .take_while(|d| self.expired(&d.record).is_none())
+                .take_while(|m| self.expired(m).is_none())
                 .count();
-            for delivery in pending.iter_mut().take(take) {
-                delivery.deliveries += 1;
+            let delivered = &mut pending.make_contiguous()[..take];
+            for message in delivered.iter_mut() {
+                message.attempt += 1;
             }
-            let mut lent: Vec<WitMessage> = pending.iter_mut().take(take).map(Self::lend).collect();
             let started = Instant::now();
-            let spans = self.handler_spans(&mut lent);
-            let verdict = self.invoke(&lent).await;
+            let spans = self.handler_spans(delivered);
+            let verdict = self.invoke(delivered).await;
             end_handler_spans(spans, &verdict);
-            for (delivery, message) in pending.iter_mut().zip(lent.drain(..)) {
-                Self::give_back(delivery, message);
-            }
             self.hot
                 .handler_seconds
                 .observe(started.elapsed().as_secs_f64());
-            let partition = pending[0].record.partition;
-            if stalled && !matches!(verdict, Verdict::Infrastructure(_)) {
+            let partition = pending[0].partition;
+            if stalled && verdict.is_ok() {
                 stalled = false;
                 self.metrics
-                    .set_stalled(&self.group, &topic, partition, None);
+                    .set_stalled(&self.group, topic, partition, None);
             }
             match verdict {
-                Verdict::Done => {
-                    self.count(&topic, "ok", take);
+                Ok(Verdict::Done) => {
+                    self.count(topic, "ok", take);
                     crate::console::note(|| {
-                        let offsets = (pending[0].record.offset, pending[take - 1].record.offset);
+                        let offsets = (pending[0].offset, pending[take - 1].offset);
                         serde_json::json!({"kind": "handled", "component": component, "group": self.group,
                             "topic": topic, "partition": partition, "offsets": [offsets.0, offsets.1], "count": take})
                     });
                     if let Some(last_done) = pending.drain(..take).next_back() {
-                        store(&last_done.record);
+                        store(last_done.offset);
                     }
                 }
-                Verdict::Failed { index, error } => {
-                    self.count(&topic, "ok", index);
+                Ok(Verdict::Failed { index, error }) => {
+                    self.count(topic, "ok", index);
                     if let Some(last_done) = pending.drain(..index).next_back() {
-                        store(&last_done.record);
+                        store(last_done.offset);
                     }
-                    let failed = &mut pending[0];
-                    let record = &failed.record;
+                    let record = &pending[0];
+                    let failed = failures.of(record.offset);
                     let (kind, reason) = match error {
-                        HandlerError::Retryable(reason)
-                            if failed.failures < self.trigger.max_retries =>
-                        {
-                            failed.failures += 1;
-                            self.count(&topic, "retried", 1);
-                            let delay = self.backoff(failed.failures);
-                            tracing::info!(component, topic = %record.topic, partition = record.partition, offset = record.offset, attempt = failed.deliveries, ?delay, %reason, "retryable failure; retrying");
+                        HandlerError::Retryable(reason) if failed < self.trigger.max_retries => {
+                            failures.count += 1;
+                            self.count(topic, "retried", 1);
+                            let delay = self.backoff(failures.count);
+                            tracing::info!(component, topic = %record.topic, partition = record.partition, offset = record.offset, attempt = record.attempt, ?delay, %reason, "retryable failure; retrying");
                             if !Self::pause(state, shutdown, delay).await {
                                 return false;
                             }
@@ -241,42 +227,42 @@ impl KafkaRunner {
                     if !self.give_up(&front, kind, &reason, state, shutdown).await {
                         return false;
                     }
-                    store(&front.record);
+                    store(front.offset);
                 }
-                Verdict::Trap(reason) if take > 1 => {
+                Ok(Verdict::Trap(reason)) if take > 1 => {
                     // Which record made it trap is unknown: deliver the
                     // first half alone, then the rest, down to one record.
                     limit = take / 2;
                     tracing::warn!(component, topic = %topic, partition, batch = take, %reason, "the handler trapped on a batch; bisecting it");
                 }
-                Verdict::Trap(reason) => {
+                Ok(Verdict::Trap(reason)) => {
                     let front = pending.pop_front().expect("not empty");
                     if !self.give_up(&front, "trap", &reason, state, shutdown).await {
                         return false;
                     }
-                    store(&front.record);
+                    store(front.offset);
                     // Found it: full batches again.
                     limit = self.batch_size;
                 }
-                Verdict::Infrastructure(reason) => {
+                Err(HostFault(reason)) => {
                     // Not the records' fault: wait it out, however long,
                     // without spending their retry budget.
-                    for delivery in pending.iter_mut().take(take) {
-                        delivery.deliveries -= 1;
+                    for message in pending.iter_mut().take(take) {
+                        message.attempt -= 1;
                     }
                     self.metrics.inc(
                         "trigger_kafka_infrastructure_retries_total",
-                        &[("component", component), ("topic", &topic)],
+                        &[("component", component), ("topic", topic)],
                         1,
                     );
                     stalled = true;
                     self.metrics
-                        .set_stalled(&self.group, &topic, partition, Some(&reason));
+                        .set_stalled(&self.group, topic, partition, Some(&reason));
                     let delay = Duration::from_millis(self.trigger.retry_backoff_max_ms.min(5_000));
-                    tracing::warn!(component, topic = %topic, partition, offset = pending[0].record.offset, ?delay, %reason, "host failure; the partition waits and retries");
+                    tracing::warn!(component, topic = %topic, partition, offset = pending[0].offset, ?delay, %reason, "host failure; the partition waits and retries");
                     if !Self::pause(state, shutdown, delay).await {
                         self.metrics
-                            .set_stalled(&self.group, &topic, partition, None);
+                            .set_stalled(&self.group, topic, partition, None);
                         return false;
                     }
                 }
@@ -284,7 +270,7 @@ impl KafkaRunner {
         }
         // Filtered records after the last delivered one are done too.
         if ends_filtered {
-            store(&last);
+            store(last);
         }
         true
     }
@@ -299,6 +285,23 @@ impl KafkaRunner {
         let capped = base.min(self.trigger.retry_backoff_max_ms);
         let jitter = fastrand::u64(0..=capped / 5);
         Duration::from_millis(capped - capped / 10 + jitter)
+    }
+}
+
+/// Retryable failures of one record (the front of a worker's queue).
+#[derive(Default)]
+struct Failures {
+    offset: i64,
+    count: u32,
+}
+
+impl Failures {
+    /// The record's failures so far (none when a new record is at the front).
+    fn of(&mut self, offset: i64) -> u32 {
+        if self.offset != offset {
+            *self = Failures { offset, count: 0 };
+        }
+        self.count
     }
 }
 
