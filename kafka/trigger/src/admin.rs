@@ -12,14 +12,52 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::cli::AdminListen;
-
 use crate::console::Console;
+use crate::http_trigger::ACCEPT_BACKOFF;
 use crate::metrics::Metrics;
 
-/// How long an accept loop waits after an accept error (EMFILE and the
-/// like) before trying again, so it never spins.
-pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Default admin addresses: one port per plugin role.
+pub const KAFKA_ADMIN_DEFAULT: &str = "127.0.0.1:9464";
+pub const CRON_ADMIN_DEFAULT: &str = "127.0.0.1:9465";
+
+/// Where the admin listeners are (flags of every role: under `spin up`
+/// both plugin processes get the same flags and environment).
+#[derive(Debug, Default, clap::Args)]
+pub struct AdminArgs {
+    /// Address of the Kafka trigger's /metrics and /healthz ("off" to disable).
+    #[arg(long = "kafka-admin-listen", env = "TRIGGER_KAFKA_ADMIN_LISTEN")]
+    pub kafka_admin_listen: Option<String>,
+    /// Address of the timer trigger's /metrics and /healthz ("off" to disable).
+    #[arg(long = "cron-admin-listen", env = "TRIGGER_CRON_ADMIN_LISTEN")]
+    pub cron_admin_listen: Option<String>,
+}
+
+/// Where a process serves /metrics and /healthz.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminListen {
+    Off,
+    /// Given on the command line or in the environment: used as is.
+    Given(String),
+    /// Not given: this default, or any free port if it is taken.
+    Default(&'static str),
+}
+
+impl AdminArgs {
+    /// The admin address of a process with these roles: the Kafka role's
+    /// setting wherever Kafka runs (standalone too), else the timer's.
+    pub fn listen(&self, kafka: bool) -> AdminListen {
+        let (given, default) = if kafka {
+            (&self.kafka_admin_listen, KAFKA_ADMIN_DEFAULT)
+        } else {
+            (&self.cron_admin_listen, CRON_ADMIN_DEFAULT)
+        };
+        match given.as_deref().map(str::trim) {
+            None => AdminListen::Default(default),
+            Some("" | "off" | "none") => AdminListen::Off,
+            Some(addr) => AdminListen::Given(addr.to_owned()),
+        }
+    }
+}
 
 /// Open admin connections at once; one past this is closed unanswered. A
 /// scraper and a few operators need a handful.
@@ -166,5 +204,45 @@ pub async fn probe_broker(
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+/// The admin listener of a process, beside its triggers.
+pub struct Admin {
+    pub listen: AdminListen,
+    /// The process's name in logs (`trigger-kafka up`, `trigger-cron`, …).
+    pub process: &'static str,
+    /// Whether it talks to Kafka (then `/healthz` follows the broker).
+    pub kafka: bool,
+}
+
+impl crate::triggers::Trigger for Admin {
+    async fn start(self, running: &mut crate::triggers::Running) -> Result<()> {
+        if let Some(listener) = bind(self.listen, self.process).await {
+            running.spawn(serve(
+                listener,
+                running.metrics.clone(),
+                self.kafka,
+                running.console.clone(),
+                running.shutdown.clone(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_addresses_default_per_role_and_can_be_turned_off() {
+        let mut args = AdminArgs::default();
+        assert_eq!(args.listen(true), AdminListen::Default(KAFKA_ADMIN_DEFAULT));
+        assert_eq!(args.listen(false), AdminListen::Default(CRON_ADMIN_DEFAULT));
+        args.cron_admin_listen = Some("off".into());
+        args.kafka_admin_listen = Some("0.0.0.0:9464".into());
+        assert_eq!(args.listen(false), AdminListen::Off);
+        assert_eq!(args.listen(true), AdminListen::Given("0.0.0.0:9464".into()));
     }
 }

@@ -1,21 +1,5 @@
-//! Host bindings generated from the WIT in `kafka/wit`.
-
-/// Spin's SQLite, key-value and variables interfaces (imports).
-pub mod spin {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "todo-chatbot:kafka-trigger/spin-imports",
-        imports: {
-            "fermyon:spin/sqlite": async,
-            "fermyon:spin/key-value": async,
-            default: trappable,
-        },
-        with: {
-            "fermyon:spin/sqlite.connection": crate::host::sqlite::Connection,
-            "fermyon:spin/key-value.store": crate::host::key_value::Store,
-        },
-    });
-}
+//! The trigger worlds a component exports, generated from the WIT in
+//! `kafka/wit`. The Spin interfaces it imports are `host::bindings`.
 
 /// The Kafka handler world (export `handle-message`).
 pub mod kafka {

@@ -77,44 +77,9 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum OutboxCommand {
     /// Show the dead rows of an app's outbox: seq, topic, key, attempts, when and why.
-    ListDead(OutboxArgs),
+    ListDead(crate::outbox_admin::OutboxArgs),
     /// Clear the dead mark of rows so the running relay publishes them again.
-    Requeue(OutboxRequeueArgs),
-}
-
-/// Which outbox: the app's manifest, runtime config and state directory
-/// locate its SQLite database exactly as `up` does.
-#[derive(Debug, Args)]
-pub struct OutboxArgs {
-    /// The application: a spin.toml file or a directory holding one.
-    #[arg(
-        short = 'f',
-        long = "from",
-        alias = "file",
-        default_value = "spin.toml"
-    )]
-    pub from: PathBuf,
-    /// Spin runtime configuration file (where the SQLite databases live).
-    #[arg(long = "runtime-config-file", env = "RUNTIME_CONFIG_FILE")]
-    pub runtime_config_file: Option<PathBuf>,
-    /// Application state directory (default: .spin beside spin.toml).
-    #[arg(long = "state-dir")]
-    pub state_dir: Option<String>,
-    /// The SQLite database label whose outbox to read.
-    #[arg(long, default_value = "default")]
-    pub database: String,
-}
-
-#[derive(Debug, Args)]
-pub struct OutboxRequeueArgs {
-    #[command(flatten)]
-    pub outbox: OutboxArgs,
-    /// The rows to requeue, by seq (as `list-dead` shows).
-    #[arg(long = "seq", required_unless_present = "all", conflicts_with = "all")]
-    pub seqs: Vec<i64>,
-    /// Requeue every dead row.
-    #[arg(long)]
-    pub all: bool,
+    Requeue(crate::outbox_admin::OutboxRequeueArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -204,24 +169,11 @@ pub struct UpArgs {
         default_value = "spin.toml"
     )]
     pub from: PathBuf,
-    /// Address for the HTTP trigger.
-    #[arg(long, default_value = "127.0.0.1:3000")]
-    pub listen: String,
     /// An environment variable (KEY=VALUE) for every component, as `spin up --env`.
     #[arg(short = 'e', long = "env", value_parser = parse_key_value)]
     pub env: Vec<(String, String)>,
-    /// Open HTTP connections; past this a new one gets a 503.
-    #[arg(long = "max-connections", default_value_t = crate::http_trigger::Limits::DEFAULT_MAX_CONNECTIONS)]
-    pub max_connections: usize,
-    /// Largest HTTP request body in bytes (413 past it).
-    #[arg(long = "max-request-body-bytes", default_value_t = crate::http_trigger::Limits::DEFAULT_MAX_BODY_BYTES)]
-    pub max_request_body_bytes: usize,
-    /// Seconds a client has to send a request head (and an idle keep-alive connection stays open).
-    #[arg(long = "header-timeout-secs", default_value_t = crate::http_trigger::Limits::DEFAULT_HEADER_TIMEOUT.as_secs())]
-    pub header_timeout_secs: u64,
-    /// Seconds a client has to send a request body (408 past it).
-    #[arg(long = "body-timeout-secs", default_value_t = crate::http_trigger::Limits::DEFAULT_BODY_TIMEOUT.as_secs())]
-    pub body_timeout_secs: u64,
+    #[command(flatten)]
+    pub http: crate::http_trigger::HttpArgs,
     #[command(flatten)]
     pub trigger: TriggerArgs,
 }
@@ -280,12 +232,8 @@ pub struct TriggerArgs {
     /// allocator's slots); HTTP gets what the Kafka and timer triggers' share leaves.
     #[arg(long = "max-instances", default_value_t = crate::engine::MAX_INSTANCES)]
     pub max_instances: usize,
-    /// Address of the Kafka trigger's /metrics and /healthz ("off" to disable).
-    #[arg(long = "kafka-admin-listen", env = "TRIGGER_KAFKA_ADMIN_LISTEN")]
-    pub kafka_admin_listen: Option<String>,
-    /// Address of the timer trigger's /metrics and /healthz ("off" to disable).
-    #[arg(long = "cron-admin-listen", env = "TRIGGER_CRON_ADMIN_LISTEN")]
-    pub cron_admin_listen: Option<String>,
+    #[command(flatten)]
+    pub admin: crate::admin::AdminArgs,
     /// Spin's HTTP-trigger flags. Spin gives them only to its HTTP trigger,
     /// unless it could not read the launch metadata (say, `RUST_LOG` noise
     /// on stderr), in which case every trigger gets every flag: accepted
@@ -313,36 +261,7 @@ fn parse_key_value(s: &str) -> Result<(String, String)> {
     }
 }
 
-/// Default admin addresses: one port per plugin role.
-pub const KAFKA_ADMIN_DEFAULT: &str = "127.0.0.1:9464";
-pub const CRON_ADMIN_DEFAULT: &str = "127.0.0.1:9465";
-
-/// Where a process serves /metrics and /healthz.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AdminListen {
-    Off,
-    /// Given on the command line or in the environment: used as is.
-    Given(String),
-    /// Not given: this default, or any free port if it is taken.
-    Default(&'static str),
-}
-
 impl TriggerArgs {
-    /// The admin address of a process with these roles: the Kafka role's
-    /// setting wherever Kafka runs (standalone too), else the timer's.
-    pub fn admin_listen(&self, kafka: bool) -> AdminListen {
-        let (given, default) = if kafka {
-            (&self.kafka_admin_listen, KAFKA_ADMIN_DEFAULT)
-        } else {
-            (&self.cron_admin_listen, CRON_ADMIN_DEFAULT)
-        };
-        match given.as_deref().map(str::trim) {
-            None => AdminListen::Default(default),
-            Some("" | "off" | "none") => AdminListen::Off,
-            Some(addr) => AdminListen::Given(addr.to_owned()),
-        }
-    }
-
     /// Variables from `--variable`, later ones winning, as Spin merges them.
     pub fn variable_values(&self) -> Result<Vec<(String, String)>> {
         let mut out = Vec::new();
@@ -458,7 +377,7 @@ mod tests {
         };
         let up = *up;
         assert_eq!(up.from, PathBuf::from("app/spin.toml"));
-        assert_eq!(up.listen, "0.0.0.0:80");
+        assert_eq!(up.http.listen, "0.0.0.0:80");
         assert_eq!(up.trigger.state_dir.as_deref(), Some(".state"));
         assert_eq!(up.env, vec![("A".into(), "b=c".into())]);
         let plugin = parse(&[
@@ -543,26 +462,6 @@ mod tests {
         assert!(
             !kafka.iter().any(|f| f == "--listen" || f == "--from"),
             "--listen belongs to Spin's HTTP trigger: {kafka:?}"
-        );
-    }
-
-    #[test]
-    fn admin_addresses_default_per_role_and_can_be_turned_off() {
-        let mut args = TriggerArgs::default();
-        assert_eq!(
-            args.admin_listen(true),
-            AdminListen::Default(KAFKA_ADMIN_DEFAULT)
-        );
-        assert_eq!(
-            args.admin_listen(false),
-            AdminListen::Default(CRON_ADMIN_DEFAULT)
-        );
-        args.cron_admin_listen = Some("off".into());
-        args.kafka_admin_listen = Some("0.0.0.0:9464".into());
-        assert_eq!(args.admin_listen(false), AdminListen::Off);
-        assert_eq!(
-            args.admin_listen(true),
-            AdminListen::Given("0.0.0.0:9464".into())
         );
     }
 

@@ -108,3 +108,21 @@ impl CronRunner {
         }
     }
 }
+
+/// Every `[[trigger.cron]]` of the app.
+pub struct Timers;
+
+impl crate::triggers::Trigger for Timers {
+    async fn start(self, running: &mut crate::triggers::Running) -> Result<()> {
+        for trigger in running.runtime.app.cron_triggers.clone() {
+            let runner =
+                CronRunner::new(running.runtime.clone(), trigger, running.metrics.clone())?;
+            let shutdown = running.shutdown.clone();
+            running.spawn(async move {
+                runner.run(shutdown).await;
+                Ok(())
+            });
+        }
+        Ok(())
+    }
+}

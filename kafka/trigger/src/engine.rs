@@ -223,7 +223,10 @@ impl Runtime {
         let mut linker: Linker<HostState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-        crate::bindings::spin::SpinImports::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        crate::host::bindings::spin::SpinImports::add_to_linker::<_, HasSelf<_>>(
+            &mut linker,
+            |s| s,
+        )?;
 
         let mut databases = HashMap::new();
         for label in app.sqlite_labels() {

@@ -65,6 +65,43 @@ impl Limits {
     pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 }
 
+/// How long an accept loop waits after an accept error (EMFILE and the
+/// like) before trying again, so it never spins.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// `up`'s HTTP flags (under `spin up`, Spin serves HTTP with its own).
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpArgs {
+    /// Address for the HTTP trigger.
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    pub listen: String,
+    /// Open HTTP connections; past this a new one gets a 503.
+    #[arg(long = "max-connections", default_value_t = Limits::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Largest HTTP request body in bytes (413 past it).
+    #[arg(long = "max-request-body-bytes", default_value_t = Limits::DEFAULT_MAX_BODY_BYTES)]
+    pub max_request_body_bytes: usize,
+    /// Seconds a client has to send a request head (and an idle keep-alive connection stays open).
+    #[arg(long = "header-timeout-secs", default_value_t = Limits::DEFAULT_HEADER_TIMEOUT.as_secs())]
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send a request body (408 past it).
+    #[arg(long = "body-timeout-secs", default_value_t = Limits::DEFAULT_BODY_TIMEOUT.as_secs())]
+    pub body_timeout_secs: u64,
+}
+
+impl HttpArgs {
+    /// The limits, with `max_instances` of the pool for HTTP.
+    pub fn limits(&self, max_instances: usize) -> Limits {
+        Limits {
+            max_connections: self.max_connections.max(1),
+            header_timeout: Duration::from_secs(self.header_timeout_secs.max(1)),
+            body_timeout: Duration::from_secs(self.body_timeout_secs.max(1)),
+            max_body_bytes: self.max_request_body_bytes,
+            max_instances,
+        }
+    }
+}
+
 pub struct HttpTrigger {
     runtime: Arc<Runtime>,
     router: Router,
@@ -321,7 +358,7 @@ impl HttpTrigger {
                         Err(e) => {
                             // EMFILE and friends: say so, pause, keep serving.
                             tracing::warn!(error = %e, "accept failed; retrying");
-                            tokio::time::sleep(crate::admin::ACCEPT_BACKOFF).await;
+                            tokio::time::sleep(ACCEPT_BACKOFF).await;
                             continue;
                         }
                     };
@@ -641,5 +678,51 @@ impl HttpTrigger {
                 Err(e) => Err(e.into()),
             },
         }
+    }
+}
+
+/// The app's `[[trigger.http]]` routes, served by this host (standalone:
+/// under `spin up`, Spin serves them).
+pub struct Standalone {
+    pub args: HttpArgs,
+    /// The instance pool's size (`--max-instances`).
+    pub max_instances: usize,
+}
+
+impl crate::triggers::Trigger for Standalone {
+    async fn start(self, running: &mut crate::triggers::Running) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        let runtime = running.runtime.clone();
+        if runtime.app.http_triggers.is_empty() {
+            return Ok(());
+        }
+        let addr = &self.args.listen;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        // Kafka handlers and timers keep their share of the instance pool:
+        // HTTP load can fill only what is left.
+        let reserved: usize = runtime
+            .app
+            .kafka_triggers
+            .iter()
+            .map(|t| t.concurrency.max(1))
+            .sum::<usize>()
+            + runtime.app.cron_triggers.len();
+        let limits = self
+            .args
+            .limits(self.max_instances.saturating_sub(reserved));
+        tracing::info!(?limits, reserved_for_triggers = reserved, "HTTP limits");
+        let trigger = Arc::new(HttpTrigger::new(
+            runtime.clone(),
+            running.metrics.clone(),
+            limits,
+        )?);
+        println!("Serving http://{}", listener.local_addr()?);
+        for route in &runtime.app.http_triggers {
+            println!("    {}: {}", route.component, route.route);
+        }
+        running.spawn(trigger.serve(listener, running.shutdown.clone()));
+        Ok(())
     }
 }

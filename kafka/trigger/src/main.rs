@@ -4,23 +4,30 @@
 //!
 //! # Layout
 //!
-//! - Starting: `main` (this file: the commands and `run`, which starts
-//!   every trigger), `cli` (arguments, also as a Spin plugin), `manifest`
-//!   and `locked` (the app from `spin.toml` or Spin's locked app), `app`
-//!   (the app as the host runs it), `runtime_config`, `variables`,
-//!   `startup` (what Spin does before serving).
+//! - Starting: `main` (this file: the commands, and `run`, which loads the
+//!   app and starts each trigger), `triggers` (the [`triggers::Trigger`]
+//!   each trigger type implements, and the running work `run` waits on),
+//!   `cli` (the commands and Spin's trigger flags; each trigger's own flags
+//!   live with it), `manifest` and `locked` (the app from `spin.toml` or
+//!   Spin's locked app), `app` (the app as the host runs it),
+//!   `runtime_config`, `variables`, `startup` (what Spin does before
+//!   serving).
 //! - Running components: `engine` (Wasmtime, pre-instantiated components,
-//!   the instance pool), `bindings` (from `kafka/wit`), `host/` (the Spin
-//!   interfaces a component imports: SQLite, key-value, variables, outbound
-//!   HTTP, its logs).
+//!   the instance pool), `bindings` (the trigger worlds from `kafka/wit`),
+//!   `host/` (the Spin interfaces a component imports, their bindings:
+//!   SQLite, key-value, variables, outbound HTTP, its logs).
 //! - Triggers: `kafka_trigger/` (consumer groups, the poll loop, partition
-//!   workers, handler calls, dead letters; see its Layout), `filters`,
-//!   `cron_trigger` (timers), `http_trigger` and `routes` (standalone HTTP).
+//!   workers, handler calls, dead letters, and `start`: the Kafka side of a
+//!   process; see its Layout), `filters`, `cron_trigger` (timers),
+//!   `http_trigger` and `routes` (standalone HTTP).
 //! - Kafka: `kafka_client` (settings and the one record builder), `relay`
 //!   (the outbox to Kafka), `topics` (`topics apply`).
-//! - Operating it: `admin` (`/metrics`, `/healthz`), `console` (the
-//!   operations console), `metrics`, `telemetry` (OTLP traces), `dlq` and
-//!   `outbox_admin` (the operator's commands).
+//! - Operating it: `admin` (`/metrics`, `/healthz`, its flags), `console`
+//!   (the operations console), `metrics`, `telemetry` (OTLP traces), `dlq`
+//!   and `outbox_admin` (the operator's commands).
+//!
+//! No module uses one that uses it back (`tests/layout.rs` holds that):
+//! read them from `host/` and `engine` up to `triggers` and `main`.
 
 mod admin;
 mod app;
@@ -45,6 +52,7 @@ mod runtime_config;
 mod startup;
 mod telemetry;
 mod topics;
+mod triggers;
 mod variables;
 
 use std::path::PathBuf;
@@ -63,9 +71,7 @@ use crate::engine::Runtime;
 use crate::kafka_client::KafkaSettings;
 use crate::metrics::Metrics;
 use crate::runtime_config::{RuntimeConfig, StateDir};
-
-/// How long shutdown waits for consumers to finish and commit.
-const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+use crate::triggers::{Running, Trigger};
 
 /// Which triggers this process runs.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -148,30 +154,18 @@ fn main() {
             let up = *up;
             let launch = Launch {
                 manifest: Some(up.from),
-                listen: Some(up.listen),
                 env: up.env,
                 role: None,
-                http: HttpSettings {
-                    max_connections: up.max_connections.max(1),
-                    max_body_bytes: up.max_request_body_bytes,
-                    header_timeout: std::time::Duration::from_secs(up.header_timeout_secs.max(1)),
-                    body_timeout: std::time::Duration::from_secs(up.body_timeout_secs.max(1)),
-                },
+                http: Some(up.http),
             };
             runtime.block_on(run(launch, up.trigger))
         }
         None => {
             let launch = Launch {
                 manifest: None,
-                listen: None,
                 env: Vec::new(),
                 role: Some(role),
-                http: HttpSettings {
-                    max_connections: http_trigger::Limits::DEFAULT_MAX_CONNECTIONS,
-                    max_body_bytes: http_trigger::Limits::DEFAULT_MAX_BODY_BYTES,
-                    header_timeout: http_trigger::Limits::DEFAULT_HEADER_TIMEOUT,
-                    body_timeout: http_trigger::Limits::DEFAULT_BODY_TIMEOUT,
-                },
+                http: None,
             };
             runtime.block_on(run(launch, cli.trigger))
         }
@@ -189,23 +183,13 @@ fn main() {
     }
 }
 
-/// How this process was started: standalone `up` (a manifest, an HTTP
-/// address, `--env`) or as a Spin plugin in one role.
+/// How this process was started: standalone `up` (a manifest, its HTTP
+/// flags, `--env`) or as a Spin plugin in one role.
 struct Launch {
     manifest: Option<PathBuf>,
-    listen: Option<String>,
     env: Vec<(String, String)>,
     role: Option<PluginRole>,
-    http: HttpSettings,
-}
-
-/// `up`'s HTTP limits (see `http_trigger::Limits`).
-#[derive(Debug, Clone, Copy)]
-struct HttpSettings {
-    max_connections: usize,
-    max_body_bytes: usize,
-    header_timeout: std::time::Duration,
-    body_timeout: std::time::Duration,
+    http: Option<http_trigger::HttpArgs>,
 }
 
 /// Loads the app the way this process was started: `up` reads spin.toml;
@@ -415,9 +399,27 @@ async fn run(launch: Launch, args: TriggerArgs) -> Result<()> {
     let metrics = Arc::new(Metrics::default());
     let (stop, shutdown) = watch::channel(false);
     tokio::spawn(shutdown_signal(stop));
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut threads = Vec::new();
-
+    let mut running = Running::new(runtime, metrics, shutdown);
+    let kafka_settings_present = kafka_settings.is_some();
+    if let Some(settings) = kafka_settings {
+        kafka_trigger::Kafka {
+            settings,
+            state_dir: config.state_dir.clone(),
+        }
+        .start(&mut running)
+        .await?;
+    }
+    if roles.cron {
+        cron_trigger::Timers.start(&mut running).await?;
+    }
+    if let (true, Some(http)) = (roles.http, launch.http) {
+        http_trigger::Standalone {
+            args: http,
+            max_instances: args.max_instances,
+        }
+        .start(&mut running)
+        .await?;
+    }
     // Each plugin process has its own admin address (Kafka 9464, timer
     // 9465). A busy or broken admin address never stops the triggers.
     let process = match launch.role {
@@ -425,176 +427,13 @@ async fn run(launch: Launch, args: TriggerArgs) -> Result<()> {
         Some(PluginRole::Kafka) => "trigger-kafka",
         Some(PluginRole::Cron) => "trigger-cron",
     };
-    // The console, where this process consumes or relays (the Kafka one).
-    let console = match &kafka_settings {
-        Some(settings) => {
-            let mut topics: Vec<String> = runtime
-                .app
-                .kafka_triggers
-                .iter()
-                .flat_map(|t| t.topics.iter().cloned())
-                .collect();
-            topics.sort();
-            topics.dedup();
-            let outboxes = settings
-                .outbox_databases
-                .clone()
-                .unwrap_or_else(|| runtime.app.sqlite_labels())
-                .iter()
-                .filter_map(|label| runtime.databases.get(label).cloned())
-                .collect();
-            match console::for_app(
-                settings.client_config(),
-                topics,
-                outboxes,
-                config.state_dir.as_deref(),
-            ) {
-                Ok(console) => Some(Arc::new(console)),
-                Err(e) => {
-                    tracing::warn!("no operations console: {e:#}");
-                    None
-                }
-            }
-        }
-        None => None,
-    };
-    if let Some(admin) = admin::bind(args.admin_listen(roles.kafka), process).await {
-        tasks.spawn(admin::serve(
-            admin,
-            metrics.clone(),
-            kafka_settings.is_some(),
-            console,
-            shutdown.clone(),
-        ));
+    admin::Admin {
+        listen: args.admin.listen(roles.kafka),
+        process,
+        kafka: kafka_settings_present,
     }
-
-    let mut shutdown_producer = None;
-    if let Some(settings) = &kafka_settings {
-        let producer = settings.producer()?;
-        shutdown_producer = Some(producer.clone());
-        tasks.spawn({
-            let (producer, metrics, shutdown) =
-                (producer.clone(), metrics.clone(), shutdown.clone());
-            async move {
-                admin::probe_broker(producer, metrics, shutdown).await;
-                Ok(())
-            }
-        });
-        let labels = settings
-            .outbox_databases
-            .clone()
-            .unwrap_or_else(|| runtime.app.sqlite_labels());
-        for label in labels {
-            let db = runtime.databases.get(&label).cloned().with_context(|| {
-                format!("outbox_databases names `{label}`, which no component uses")
-            })?;
-            let relay = relay::Relay {
-                db,
-                producer: producer.clone(),
-                metrics: metrics.clone(),
-                batch_size: settings.outbox_batch_size,
-                poll_interval: settings.outbox_poll_interval,
-                retention: settings.outbox_retention,
-            };
-            let shutdown = shutdown.clone();
-            tasks.spawn(async move {
-                relay.run(shutdown).await;
-                Ok(())
-            });
-        }
-        for trigger in runtime.app.kafka_triggers.clone() {
-            let runner = Arc::new(kafka_trigger::KafkaRunner::new(
-                runtime.clone(),
-                trigger,
-                producer.clone(),
-                metrics.clone(),
-            )?);
-            threads.push(runner.spawn(settings, shutdown.clone())?);
-        }
-    }
-    if roles.cron {
-        for trigger in runtime.app.cron_triggers.clone() {
-            let runner = cron_trigger::CronRunner::new(runtime.clone(), trigger, metrics.clone())?;
-            let shutdown = shutdown.clone();
-            tasks.spawn(async move {
-                runner.run(shutdown).await;
-                Ok(())
-            });
-        }
-    }
-    if roles.http && !runtime.app.http_triggers.is_empty() {
-        let addr = launch
-            .listen
-            .clone()
-            .unwrap_or_else(|| "127.0.0.1:3000".into());
-        let listener = tokio::net::TcpListener::bind(&addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
-        // Kafka handlers and timers keep their share of the instance pool:
-        // HTTP load can fill only what is left.
-        let reserved: usize = runtime
-            .app
-            .kafka_triggers
-            .iter()
-            .map(|t| t.concurrency.max(1))
-            .sum::<usize>()
-            + runtime.app.cron_triggers.len();
-        let limits = http_trigger::Limits {
-            max_connections: launch.http.max_connections,
-            header_timeout: launch.http.header_timeout,
-            body_timeout: launch.http.body_timeout,
-            max_body_bytes: launch.http.max_body_bytes,
-            max_instances: args.max_instances.saturating_sub(reserved),
-        };
-        tracing::info!(?limits, reserved_for_triggers = reserved, "HTTP limits");
-        let trigger = Arc::new(http_trigger::HttpTrigger::new(
-            runtime.clone(),
-            metrics.clone(),
-            limits,
-        )?);
-        println!("Serving http://{}", listener.local_addr()?);
-        for route in &runtime.app.http_triggers {
-            println!("    {}: {}", route.component, route.route);
-        }
-        tasks.spawn(trigger.serve(listener, shutdown.clone()));
-    }
+    .start(&mut running)
+    .await?;
     tracing::info!(process, "all triggers started");
-    let mut first_error = None;
-    while let Some(result) = tasks.join_next().await {
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::error!("{e:#}");
-                first_error.get_or_insert(e);
-            }
-            Err(e) => {
-                first_error.get_or_insert(e.into());
-            }
-        }
-        if first_error.is_some() && !*shutdown.borrow() {
-            break;
-        }
-    }
-    // Consumers commit on the way out; with the broker gone that could wait
-    // forever, so it gets a bound.
-    let joined = async {
-        for thread in threads {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        }
-    };
-    if tokio::time::timeout(SHUTDOWN_GRACE, joined).await.is_err() {
-        tracing::warn!(
-            "consumers did not finish committing in time; uncommitted messages will be redelivered"
-        );
-    }
-    if let Some(producer) = shutdown_producer {
-        // Outbox rows not yet acknowledged stay unsent in SQLite and go out
-        // on the next start; drop them from the producer's queue.
-        use rdkafka::producer::{Producer, PurgeConfig};
-        producer.purge(PurgeConfig::default().queue().inflight());
-    }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    running.wait().await
 }

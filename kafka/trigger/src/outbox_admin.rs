@@ -5,10 +5,46 @@
 //! row goes out after newer rows of its key that were already sent:
 //! consumers deduplicate by `event_id` and order by the task's `version`.
 
+use std::path::PathBuf;
+
 use anyhow::{bail, Context, Result};
 
-use crate::cli::{OutboxArgs, OutboxRequeueArgs};
 use crate::runtime_config::{Location, RuntimeConfig, StateDir};
+
+/// Which outbox: the app's manifest, runtime config and state directory
+/// locate its SQLite database exactly as `up` does.
+#[derive(Debug, clap::Args)]
+pub struct OutboxArgs {
+    /// The application: a spin.toml file or a directory holding one.
+    #[arg(
+        short = 'f',
+        long = "from",
+        alias = "file",
+        default_value = "spin.toml"
+    )]
+    pub from: PathBuf,
+    /// Spin runtime configuration file (where the SQLite databases live).
+    #[arg(long = "runtime-config-file", env = "RUNTIME_CONFIG_FILE")]
+    pub runtime_config_file: Option<PathBuf>,
+    /// Application state directory (default: .spin beside spin.toml).
+    #[arg(long = "state-dir")]
+    pub state_dir: Option<String>,
+    /// The SQLite database label whose outbox to read.
+    #[arg(long, default_value = "default")]
+    pub database: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct OutboxRequeueArgs {
+    #[command(flatten)]
+    pub outbox: OutboxArgs,
+    /// The rows to requeue, by seq (as `list-dead` shows).
+    #[arg(long = "seq", required_unless_present = "all", conflicts_with = "all")]
+    pub seqs: Vec<i64>,
+    /// Requeue every dead row.
+    #[arg(long)]
+    pub all: bool,
+}
 
 /// A dead outbox row, as `list-dead` shows it.
 #[derive(Debug, PartialEq)]

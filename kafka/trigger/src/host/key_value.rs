@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use wasmtime::component::Resource;
 
-use crate::bindings::spin::fermyon::spin::key_value::{self, Error};
-use crate::host::HostState;
+use super::bindings::spin::fermyon::spin::key_value::{self, Error};
+use super::HostState;
 use crate::runtime_config::Location;
 
 /// One key-value database file (several labels may share one file).
@@ -27,7 +27,7 @@ impl StoreDb {
             }
             Location::InMemory => rusqlite::Connection::open_in_memory()?,
         };
-        conn.busy_timeout(crate::host::sqlite::BUSY_TIMEOUT)?;
+        conn.busy_timeout(super::sqlite::BUSY_TIMEOUT)?;
         conn.execute(
             "CREATE TABLE IF NOT EXISTS spin_key_value (
                 store TEXT NOT NULL,

@@ -1,6 +1,7 @@
 //! Per-instance host state: WASI, outbound HTTP and the Spin interfaces,
 //! limited to what the manifest grants the component.
 
+pub mod bindings;
 pub mod key_value;
 pub mod logs;
 pub mod outbound;

@@ -9,8 +9,8 @@ use rusqlite::types::{Value as SqlValue, ValueRef};
 use tokio::sync::Notify;
 use wasmtime::component::Resource;
 
-use crate::bindings::spin::fermyon::spin::sqlite::{self, Error, QueryResult, RowResult, Value};
-use crate::host::HostState;
+use super::bindings::spin::fermyon::spin::sqlite::{self, Error, QueryResult, RowResult, Value};
+use super::HostState;
 use crate::runtime_config::Location;
 
 /// How long a statement waits for another writer before failing as busy.

@@ -1,7 +1,7 @@
 //! `fermyon:spin/variables@2.0.0`: the component's own variables only.
 
-use crate::bindings::spin::fermyon::spin::variables::{self, Error};
-use crate::host::HostState;
+use super::bindings::spin::fermyon::spin::variables::{self, Error};
+use super::HostState;
 
 impl variables::Host for HostState {
     fn get(&mut self, name: String) -> wasmtime::Result<Result<String, Error>> {

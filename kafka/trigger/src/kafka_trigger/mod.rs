@@ -23,14 +23,19 @@
 //! - `partition`: the state a partition's worker and the poll loop share;
 //! - `worker`: a partition's records in order through the handler;
 //! - `invoke`: one handler call and its verdict;
-//! - `dead_letter`: records that failed for good, to `<topic>.dlq`.
+//! - `dead_letter`: records that failed for good, to `<topic>.dlq`;
+//! - `start`: the Kafka side of a process (producer, relays, consumers,
+//!   console) as a [`crate::triggers::Trigger`].
 
 mod dead_letter;
 mod group;
 mod invoke;
 mod partition;
 mod poll;
+mod start;
 mod worker;
+
+pub use start::Kafka;
 
 use group::*;
 use invoke::*;
