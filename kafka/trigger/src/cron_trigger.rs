@@ -13,7 +13,7 @@ use crate::app::CronTrigger;
 use crate::bindings::cron::{Error as CronError, Metadata, SpinCronPre};
 use crate::engine::Runtime;
 use crate::host::HostState;
-use crate::metrics::Metrics;
+use crate::metrics::{CronLabels, Metrics};
 
 /// Longest one timer invocation may run.
 const CRON_TIMEOUT: Duration = Duration::from_secs(60);
@@ -77,11 +77,13 @@ impl CronRunner {
                     "error"
                 }
             };
-            self.metrics.inc(
-                "trigger_kafka_cron_runs_total",
-                &[("component", &component), ("outcome", outcome)],
-                1,
-            );
+            self.metrics
+                .cron_runs
+                .get_or_create(&CronLabels {
+                    component: component.as_str().into(),
+                    outcome,
+                })
+                .inc();
             tracing::debug!(%component, took_ms = started.elapsed().as_millis() as u64, "timer fired");
         }
         tracing::info!(%component, "timer trigger stopped");

@@ -23,7 +23,7 @@ use wasmtime_wasi_http::WasiHttpView;
 
 use crate::engine::Runtime;
 use crate::host::HostState;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RejectedLabels};
 use crate::routes::Router;
 use crate::telemetry;
 
@@ -363,7 +363,7 @@ impl HttpTrigger {
                         }
                     };
                     let Ok(permit) = self.connections.clone().try_acquire_owned() else {
-                        self.metrics.inc("trigger_kafka_http_rejected_total", &[("reason", "connections")], 1);
+                        self.metrics.http_rejected.get_or_create(&RejectedLabels { reason: "connections" }).inc();
                         tokio::spawn(turn_away(stream));
                         continue;
                     };
@@ -470,11 +470,12 @@ impl HttpTrigger {
         // permit goes with the instance, which may outlive the response
         // head (a streamed body): it is released when the instance ends.
         let Ok(instance) = self.instances.clone().try_acquire_owned() else {
-            self.metrics.inc(
-                "trigger_kafka_http_rejected_total",
-                &[("reason", "instances")],
-                1,
-            );
+            self.metrics
+                .http_rejected
+                .get_or_create(&RejectedLabels {
+                    reason: "instances",
+                })
+                .inc();
             let mut busy = refuse(
                 503,
                 "overloaded",

@@ -1,17 +1,19 @@
-//! Prometheus metrics on `prometheus-client`: one family per metric name,
-//! labels given at each update, exposed in the OpenMetrics text format.
+//! Prometheus metrics on `prometheus-client`: one typed family per metric,
+//! its labels a derived label set, exposed in the OpenMetrics text format.
+//! Label values that repeat (components, topics, groups, databases) are
+//! `Arc<str>`, so a label set costs no allocation to build.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 pub use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 pub use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 /// Seconds; from a fast handler to a slow retry.
 const BUCKETS: &[f64] = &[
@@ -21,32 +23,122 @@ const BUCKETS: &[f64] = &[
 /// The content type of [`Metrics::render`].
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Label pairs in the order given (the order they are rendered in).
-type Labels = Vec<(String, String)>;
+/// A label value that repeats: cloned by reference count.
+pub type Label = Arc<str>;
 
 /// Histograms are made with the shared buckets.
-type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn histogram() -> Histogram {
     Histogram::new(BUCKETS.iter().copied())
 }
 
-#[derive(Clone, Copy)]
-enum Kind {
-    Counter,
-    /// Whole numbers (lag, rows, 0/1 states).
-    Gauge,
-    /// Fractional values (ages in seconds).
-    FloatGauge,
-    Histogram,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ComponentLabels {
+    pub component: Label,
 }
 
+/// What happened to Kafka messages (`trigger_kafka_messages_total`).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Retried,
+    DeadLettered,
+    Filtered,
+}
+
+impl EncodeLabelValue for Outcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        let text = match self {
+            Outcome::Ok => "ok",
+            Outcome::Retried => "retried",
+            Outcome::DeadLettered => "dead_lettered",
+            Outcome::Filtered => "filtered",
+        };
+        EncodeLabelValue::encode(&text, encoder)
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MessageLabels {
+    pub component: Label,
+    pub topic: Label,
+    pub outcome: Outcome,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ComponentTopicLabels {
+    pub component: Label,
+    pub topic: Label,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    pub group: Label,
+    pub topic: Label,
+    pub partition: i32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupTopicLabels {
+    pub group: Label,
+    pub topic: Label,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DatabaseLabels {
+    pub database: Label,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DatabaseTopicLabels {
+    pub database: Label,
+    pub topic: Label,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub component: Label,
+    pub status: u16,
+}
+
+/// Why the HTTP trigger turned work away (`connections`, `instances`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectedLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CronLabels {
+    pub component: Label,
+    pub outcome: &'static str,
+}
+
+/// Every metric of the host. Each field is one family, registered under
+/// its name with its help in [`Metrics::default`].
 pub struct Metrics {
     registry: Registry,
-    counters: HashMap<&'static str, Family<Labels, Counter>>,
-    gauges: HashMap<&'static str, Family<Labels, Gauge>>,
-    float_gauges: HashMap<&'static str, Family<Labels, Gauge<f64, AtomicU64>>>,
-    histograms: HashMap<&'static str, HistogramFamily>,
+    pub messages: Family<MessageLabels, Counter>,
+    pub instantiations: Family<ComponentLabels, Counter>,
+    pub instantiation_seconds: HistogramFamily<ComponentLabels>,
+    pub handler_seconds: HistogramFamily<ComponentLabels>,
+    pub consumer_lag: Family<PartitionLabels, Gauge>,
+    pub outbox_backlog: Family<DatabaseLabels, Gauge>,
+    pub outbox_dead: Family<DatabaseLabels, Gauge>,
+    pub outbox_marked_dead: Family<DatabaseLabels, Counter>,
+    pub outbox_unauthorized: Family<DatabaseLabels, Counter>,
+    pub outbox_oldest_unsent_seconds: Family<DatabaseLabels, Gauge<f64, AtomicU64>>,
+    pub partition_stalled: Family<PartitionLabels, Gauge>,
+    pub partition_paused: Family<PartitionLabels, Gauge>,
+    pub infrastructure_retries: Family<ComponentTopicLabels, Counter>,
+    pub partitions_assigned: Family<GroupTopicLabels, Gauge>,
+    pub partitions_unassigned: Family<GroupTopicLabels, Gauge>,
+    pub outbox_published: Family<DatabaseTopicLabels, Counter>,
+    pub relay_latency_seconds: HistogramFamily<DatabaseLabels>,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub http_request_seconds: HistogramFamily<ComponentLabels>,
+    pub http_rejected: Family<RejectedLabels, Counter>,
+    pub cron_runs: Family<CronLabels, Counter>,
     broker_up: AtomicBool,
     /// `trigger_kafka_broker_up`, the one metric without labels.
     broker_up_gauge: Gauge,
@@ -63,224 +155,57 @@ struct Health {
     stalled: BTreeMap<(String, String, i32), String>,
 }
 
-/// Every metric: name, kind, help.
-const HELP: &[(&str, Kind, &str)] = &[
-    (
-        "trigger_kafka_messages_total",
-        Kind::Counter,
-        "Kafka messages handled, by outcome (ok, retried, dead_lettered, filtered).",
-    ),
-    (
-        "trigger_kafka_instantiations_total",
-        Kind::Counter,
-        "Component instances created for Kafka messages: one per invocation, shared by a batch; none for a filtered record.",
-    ),
-    (
-        "trigger_kafka_instantiation_seconds",
-        Kind::Histogram,
-        "Time to create a component instance for a Kafka invocation.",
-    ),
-    (
-        "trigger_kafka_handler_duration_seconds",
-        Kind::Histogram,
-        "Time a Kafka handler invocation took.",
-    ),
-    (
-        "trigger_kafka_consumer_lag",
-        Kind::Gauge,
-        "Messages between the group's committed offset and the partition's high-water mark, read from the broker.",
-    ),
-    (
-        "trigger_kafka_outbox_backlog",
-        Kind::Gauge,
-        "Outbox rows not yet published.",
-    ),
-    (
-        "trigger_kafka_outbox_dead",
-        Kind::Gauge,
-        "Outbox rows the broker refused for good (too large, not allowed); they wait for an operator.",
-    ),
-    (
-        "trigger_kafka_outbox_dead_total",
-        Kind::Counter,
-        "Outbox rows marked dead.",
-    ),
-    (
-        "trigger_kafka_outbox_authorization_failures_total",
-        Kind::Counter,
-        "Outbox rows the broker refused as not authorized (topic or cluster ACLs, credentials). They stay unsent and are retried with backoff: alert on this.",
-    ),
-    (
-        "trigger_kafka_outbox_oldest_unsent_seconds",
-        Kind::FloatGauge,
-        "Age of the oldest outbox row not yet published.",
-    ),
-    (
-        "trigger_kafka_partition_stalled",
-        Kind::Gauge,
-        "1 while a partition waits out an infrastructure failure (its messages are retried without limit).",
-    ),
-    (
-        "trigger_kafka_partition_paused",
-        Kind::Gauge,
-        "1 while a partition's fetching is paused because its worker is behind.",
-    ),
-    (
-        "trigger_kafka_infrastructure_retries_total",
-        Kind::Counter,
-        "Invocations retried because the host, not the handler, failed (storage busy or full, no instance).",
-    ),
-    (
-        "trigger_kafka_partitions_assigned",
-        Kind::Gauge,
-        "Partitions assigned to this member, by group and topic.",
-    ),
-    (
-        "trigger_kafka_partitions_unassigned",
-        Kind::Gauge,
-        "Partitions of a subscribed topic assigned to no member of this process, by group and topic.",
-    ),
-    (
-        "trigger_kafka_outbox_published_total",
-        Kind::Counter,
-        "Outbox rows published and acknowledged.",
-    ),
-    (
-        "trigger_kafka_relay_latency_seconds",
-        Kind::Histogram,
-        "From an outbox row being written to the broker acknowledging it.",
-    ),
-    (
-        "trigger_kafka_http_requests_total",
-        Kind::Counter,
-        "HTTP requests served, by component and status.",
-    ),
-    (
-        "trigger_kafka_http_request_duration_seconds",
-        Kind::Histogram,
-        "HTTP request handling time.",
-    ),
-    (
-        "trigger_kafka_http_rejected_total",
-        Kind::Counter,
-        "HTTP connections or requests turned away with a 503, by reason (connections, instances).",
-    ),
-    (
-        "trigger_kafka_cron_runs_total",
-        Kind::Counter,
-        "Timer trigger invocations, by outcome.",
-    ),
-    (
-        "trigger_kafka_broker_up",
-        Kind::Gauge,
-        "1 when the broker answered the last health probe.",
-    ),
-];
+/// Registers `metric` under `name` (a counter's without the `_total`
+/// prometheus-client appends; help without the period it adds).
+fn register<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    let name = name.strip_suffix("_total").unwrap_or(name);
+    registry.register(name, help.trim_end_matches('.'), metric.clone());
+    metric
+}
 
-fn labels(pairs: &[(&'static str, &str)]) -> Labels {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
+fn histograms<L>() -> HistogramFamily<L>
+where
+    L: Clone + std::hash::Hash + Eq,
+{
+    Family::new_with_constructor(histogram)
 }
 
 impl Default for Metrics {
     fn default() -> Metrics {
-        let mut metrics = Metrics {
-            registry: Registry::default(),
-            counters: HashMap::new(),
-            gauges: HashMap::new(),
-            float_gauges: HashMap::new(),
-            histograms: HashMap::new(),
+        let mut r = Registry::default();
+        let metrics = Metrics {
+            messages: register(&mut r, "trigger_kafka_messages_total", "Kafka messages handled, by outcome (ok, retried, dead_lettered, filtered).", Family::default()),
+            instantiations: register(&mut r, "trigger_kafka_instantiations_total", "Component instances created for Kafka messages: one per invocation, shared by a batch; none for a filtered record.", Family::default()),
+            instantiation_seconds: register(&mut r, "trigger_kafka_instantiation_seconds", "Time to create a component instance for a Kafka invocation.", histograms()),
+            handler_seconds: register(&mut r, "trigger_kafka_handler_duration_seconds", "Time a Kafka handler invocation took.", histograms()),
+            consumer_lag: register(&mut r, "trigger_kafka_consumer_lag", "Messages between the group's committed offset and the partition's high-water mark, read from the broker.", Family::default()),
+            outbox_backlog: register(&mut r, "trigger_kafka_outbox_backlog", "Outbox rows not yet published.", Family::default()),
+            outbox_dead: register(&mut r, "trigger_kafka_outbox_dead", "Outbox rows the broker refused for good (too large, not allowed); they wait for an operator.", Family::default()),
+            outbox_marked_dead: register(&mut r, "trigger_kafka_outbox_dead_total", "Outbox rows marked dead.", Family::default()),
+            outbox_unauthorized: register(&mut r, "trigger_kafka_outbox_authorization_failures_total", "Outbox rows the broker refused as not authorized (topic or cluster ACLs, credentials). They stay unsent and are retried with backoff: alert on this.", Family::default()),
+            outbox_oldest_unsent_seconds: register(&mut r, "trigger_kafka_outbox_oldest_unsent_seconds", "Age of the oldest outbox row not yet published.", Family::default()),
+            partition_stalled: register(&mut r, "trigger_kafka_partition_stalled", "1 while a partition waits out an infrastructure failure (its messages are retried without limit).", Family::default()),
+            partition_paused: register(&mut r, "trigger_kafka_partition_paused", "1 while a partition's fetching is paused because its worker is behind.", Family::default()),
+            infrastructure_retries: register(&mut r, "trigger_kafka_infrastructure_retries_total", "Invocations retried because the host, not the handler, failed (storage busy or full, no instance).", Family::default()),
+            partitions_assigned: register(&mut r, "trigger_kafka_partitions_assigned", "Partitions assigned to this member, by group and topic.", Family::default()),
+            partitions_unassigned: register(&mut r, "trigger_kafka_partitions_unassigned", "Partitions of a subscribed topic assigned to no member of this process, by group and topic.", Family::default()),
+            outbox_published: register(&mut r, "trigger_kafka_outbox_published_total", "Outbox rows published and acknowledged.", Family::default()),
+            relay_latency_seconds: register(&mut r, "trigger_kafka_relay_latency_seconds", "From an outbox row being written to the broker acknowledging it.", histograms()),
+            http_requests: register(&mut r, "trigger_kafka_http_requests_total", "HTTP requests served, by component and status.", Family::default()),
+            http_request_seconds: register(&mut r, "trigger_kafka_http_request_duration_seconds", "HTTP request handling time.", histograms()),
+            http_rejected: register(&mut r, "trigger_kafka_http_rejected_total", "HTTP connections or requests turned away with a 503, by reason (connections, instances).", Family::default()),
+            cron_runs: register(&mut r, "trigger_kafka_cron_runs_total", "Timer trigger invocations, by outcome.", Family::default()),
+            broker_up_gauge: register(&mut r, "trigger_kafka_broker_up", "1 when the broker answered the last health probe.", Gauge::default()),
             broker_up: AtomicBool::new(false),
-            broker_up_gauge: Gauge::default(),
             health: Mutex::default(),
+            registry: r,
         };
-        for (name, kind, help) in HELP {
-            // prometheus-client ends help with a period and counters with `_total`.
-            let help = help.trim_end_matches('.');
-            match kind {
-                Kind::Counter => {
-                    let family = Family::default();
-                    let short = name.strip_suffix("_total").unwrap_or(name);
-                    metrics.registry.register(short, help, family.clone());
-                    metrics.counters.insert(name, family);
-                }
-                Kind::Gauge if *name == "trigger_kafka_broker_up" => {
-                    let gauge = metrics.broker_up_gauge.clone();
-                    metrics.registry.register(*name, help, gauge);
-                }
-                Kind::Gauge => {
-                    let family = Family::default();
-                    metrics.registry.register(*name, help, family.clone());
-                    metrics.gauges.insert(name, family);
-                }
-                Kind::FloatGauge => {
-                    let family = Family::default();
-                    metrics.registry.register(*name, help, family.clone());
-                    metrics.float_gauges.insert(name, family);
-                }
-                Kind::Histogram => {
-                    let family: HistogramFamily = Family::new_with_constructor(histogram);
-                    metrics.registry.register(*name, help, family.clone());
-                    metrics.histograms.insert(name, family);
-                }
-            }
-        }
         metrics.set_broker_up(false);
         metrics
     }
 }
 
 impl Metrics {
-    /// Adds to a counter. Names come from `HELP`; a name not there is a bug.
-    pub fn inc(&self, name: &'static str, pairs: &[(&'static str, &str)], by: u64) {
-        match self.counters.get(name) {
-            Some(family) => {
-                family.get_or_create(&labels(pairs)).inc_by(by);
-            }
-            None => debug_assert!(false, "unregistered counter {name}"),
-        }
-    }
-
-    pub fn set(&self, name: &'static str, pairs: &[(&'static str, &str)], value: f64) {
-        if let Some(family) = self.gauges.get(name) {
-            family
-                .get_or_create(&labels(pairs))
-                .set(value.round() as i64);
-        } else if let Some(family) = self.float_gauges.get(name) {
-            family.get_or_create(&labels(pairs)).set(value);
-        } else {
-            debug_assert!(false, "unregistered gauge {name}");
-        }
-    }
-
-    pub fn observe(&self, name: &'static str, pairs: &[(&'static str, &str)], value: Duration) {
-        match self.histograms.get(name) {
-            Some(family) => family
-                .get_or_create(&labels(pairs))
-                .observe(value.as_secs_f64()),
-            None => debug_assert!(false, "unregistered histogram {name}"),
-        }
-    }
-
-    /// A counter's handle, for hot paths that update it without building
-    /// labels each time.
-    pub fn counter(&self, name: &'static str, pairs: &[(&'static str, &str)]) -> Counter {
-        self.counters
-            .get(name)
-            .map(|family| family.get_or_create(&labels(pairs)).clone())
-            .unwrap_or_default()
-    }
-
-    /// A histogram's handle (see [`Metrics::counter`]).
-    pub fn histogram(&self, name: &'static str, pairs: &[(&'static str, &str)]) -> Histogram {
-        self.histograms
-            .get(name)
-            .map(|family| family.get_or_create(&labels(pairs)).clone())
-            .unwrap_or_else(histogram)
-    }
-
     pub fn set_broker_up(&self, up: bool) {
         self.broker_up.store(up, Ordering::Relaxed);
         self.broker_up_gauge.set(i64::from(up));
@@ -302,21 +227,20 @@ impl Metrics {
     /// Marks a partition stalled (with why) or clear.
     pub fn set_stalled(&self, group: &str, topic: &str, partition: i32, why: Option<&str>) {
         let key = (group.to_owned(), topic.to_owned(), partition);
-        let part = partition.to_string();
-        let labels = [
-            ("group", group),
-            ("topic", topic),
-            ("partition", part.as_str()),
-        ];
+        let labels = PartitionLabels {
+            group: group.into(),
+            topic: topic.into(),
+            partition,
+        };
         let mut health = self.health.lock().expect("health");
         match why {
             Some(why) => {
                 health.stalled.insert(key, why.to_owned());
-                self.set("trigger_kafka_partition_stalled", &labels, 1.0);
+                self.partition_stalled.get_or_create(&labels).set(1);
             }
             None => {
                 if health.stalled.remove(&key).is_some() {
-                    self.set("trigger_kafka_partition_stalled", &labels, 0.0);
+                    self.partition_stalled.get_or_create(&labels).set(0);
                 }
             }
         }
@@ -350,18 +274,19 @@ impl Metrics {
         (if broker_up { 200 } else { 503 }, body)
     }
 
-    pub fn http_request(&self, component: &str, status: u16, took: Duration) {
-        let status = status.to_string();
-        self.inc(
-            "trigger_kafka_http_requests_total",
-            &[("component", component), ("status", &status)],
-            1,
-        );
-        self.observe(
-            "trigger_kafka_http_request_duration_seconds",
-            &[("component", component)],
-            took,
-        );
+    pub fn http_request(&self, component: &str, status: u16, took: std::time::Duration) {
+        let component: Label = component.into();
+        self.http_requests
+            .get_or_create(&HttpLabels {
+                component: component.clone(),
+                status,
+            })
+            .inc();
+        self.http_request_seconds
+            .get_or_create(&ComponentLabels {
+                component: component.clone(),
+            })
+            .observe(took.as_secs_f64());
     }
 
     /// The whole registry in the OpenMetrics text format ([`CONTENT_TYPE`]).
@@ -379,24 +304,31 @@ mod tests {
     #[test]
     fn renders_prometheus_text() {
         let m = Metrics::default();
-        m.inc(
-            "trigger_kafka_messages_total",
-            &[("component", "audit"), ("outcome", "ok")],
-            2,
-        );
-        m.set(
-            "trigger_kafka_consumer_lag",
-            &[("topic", "t"), ("partition", "0")],
-            3.0,
-        );
-        m.observe(
-            "trigger_kafka_handler_duration_seconds",
-            &[("component", "audit")],
-            Duration::from_millis(3),
-        );
+        let component: Label = "audit".into();
+        m.messages
+            .get_or_create(&MessageLabels {
+                component: component.clone(),
+                topic: "t".into(),
+                outcome: Outcome::DeadLettered,
+            })
+            .inc_by(2);
+        m.consumer_lag
+            .get_or_create(&PartitionLabels {
+                group: "g".into(),
+                topic: "t".into(),
+                partition: 0,
+            })
+            .set(3);
+        m.handler_seconds
+            .get_or_create(&ComponentLabels { component })
+            .observe(0.003);
         let text = m.render();
-        assert!(text.contains("trigger_kafka_messages_total{component=\"audit\",outcome=\"ok\"} 2"));
-        assert!(text.contains("trigger_kafka_consumer_lag{topic=\"t\",partition=\"0\"} 3"));
+        assert!(text.contains(
+            "trigger_kafka_messages_total{component=\"audit\",topic=\"t\",outcome=\"dead_lettered\"} 2"
+        ));
+        assert!(
+            text.contains("trigger_kafka_consumer_lag{group=\"g\",topic=\"t\",partition=\"0\"} 3")
+        );
         assert!(text.contains(
             "trigger_kafka_handler_duration_seconds_bucket{le=\"0.005\",component=\"audit\"} 1"
         ));

@@ -33,7 +33,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer};
 use tokio::sync::watch;
 
 use crate::host::sqlite::Database;
-use crate::metrics::Metrics;
+use crate::metrics::{DatabaseLabels, DatabaseTopicLabels, Metrics};
 use crate::telemetry;
 
 /// Rows of one key in one batch, at most.
@@ -353,21 +353,18 @@ impl Relay {
         .await
         .context("counting the outbox")?;
         let label = self.db.label.as_str();
-        self.metrics.set(
-            "trigger_kafka_outbox_backlog",
-            &[("database", label)],
-            backlog as f64,
-        );
-        self.metrics.set(
-            "trigger_kafka_outbox_dead",
-            &[("database", label)],
-            dead as f64,
-        );
-        self.metrics.set(
-            "trigger_kafka_outbox_oldest_unsent_seconds",
-            &[("database", label)],
-            oldest_ms.map_or(0.0, |ms| ((now_ms() - ms).max(0) as f64) / 1000.0),
-        );
+        let labels = DatabaseLabels {
+            database: label.into(),
+        };
+        self.metrics
+            .outbox_backlog
+            .get_or_create(&labels)
+            .set(backlog);
+        self.metrics.outbox_dead.get_or_create(&labels).set(dead);
+        self.metrics
+            .outbox_oldest_unsent_seconds
+            .get_or_create(&labels)
+            .set(oldest_ms.map_or(0.0, |ms| ((now_ms() - ms).max(0) as f64) / 1000.0));
         self.metrics.outbox_health(label, backlog, dead);
         Ok(())
     }
@@ -466,6 +463,13 @@ impl Relay {
                 span.fail(*reason);
             }
         }
+        let database = DatabaseLabels {
+            database: label.into(),
+        };
+        let latency = self
+            .metrics
+            .relay_latency_seconds
+            .get_or_create_owned(&database);
         for row in rows.iter().filter(|r| sent.contains(&r.seq)) {
             crate::console::note(|| {
                 let header = |name: &str| {
@@ -477,21 +481,21 @@ impl Relay {
                 serde_json::json!({"kind": "published", "database": label, "topic": row.topic,
                     "key": row.key, "seq": row.seq, "type": header("ce_type"), "subject": header("ce_subject")})
             });
-            self.metrics.inc(
-                "trigger_kafka_outbox_published_total",
-                &[("database", label), ("topic", &row.topic)],
-                1,
-            );
-            self.metrics.observe(
-                "trigger_kafka_relay_latency_seconds",
-                &[("database", label)],
-                Duration::from_millis((acked_ms - row.created_ms).max(0) as u64),
-            );
+            self.metrics
+                .outbox_published
+                .get_or_create(&DatabaseTopicLabels {
+                    database: database.database.clone(),
+                    topic: row.topic.as_str().into(),
+                })
+                .inc();
+            latency.observe(((acked_ms - row.created_ms).max(0) as f64) / 1000.0);
         }
         for (seq, reason) in &outcome.dead {
             tracing::error!(database = label, seq, %reason, "outbox row can never be published; marked dead");
             self.metrics
-                .inc("trigger_kafka_outbox_dead_total", &[("database", label)], 1);
+                .outbox_marked_dead
+                .get_or_create(&database)
+                .inc();
         }
         if outcome.unauthorized > 0 {
             tracing::error!(
@@ -499,11 +503,10 @@ impl Relay {
                 rows = outcome.unauthorized,
                 "the broker refused outbox rows as not authorized (ACLs or credentials); they stay unsent and are retried with backoff"
             );
-            self.metrics.inc(
-                "trigger_kafka_outbox_authorization_failures_total",
-                &[("database", label)],
-                outcome.unauthorized as u64,
-            );
+            self.metrics
+                .outbox_unauthorized
+                .get_or_create(&database)
+                .inc_by(outcome.unauthorized as u64);
         }
         let settled = outcome.sent.len() + outcome.dead.len();
         let retried = outcome.retry.len();

@@ -8,6 +8,7 @@ impl KafkaRunner {
     /// Dead-letters a record (counted); false if shutdown came first.
     pub(super) async fn give_up(
         &self,
+        topic: &Label,
         record: &WitMessage,
         kind: &str,
         reason: &str,
@@ -21,10 +22,10 @@ impl KafkaRunner {
         {
             return false;
         }
-        self.count(&record.topic, "dead_lettered", 1);
+        self.count(topic, Outcome::DeadLettered, 1);
         crate::console::note(|| {
             serde_json::json!({"kind": "dead_lettered", "component": self.trigger.component,
-                "group": self.group, "topic": record.topic, "partition": record.partition,
+                "group": &*self.group, "topic": record.topic, "partition": record.partition,
                 "offset": record.offset, "reason": reason})
         });
         true

@@ -7,7 +7,7 @@ use super::*;
 pub struct TriggerContext {
     pub(super) workers: Workers,
     pub(super) metrics: Arc<Metrics>,
-    pub(super) group: String,
+    pub(super) group: Label,
     /// `starting_position` as a time (Unix ms).
     pub(super) start_at: Option<i64>,
     /// Counts rebalances: the poll loop's routes are dropped when it moves.
@@ -253,16 +253,14 @@ impl KafkaRunner {
                     .and_then(|p| p.offset().to_raw())
                     .filter(|o| *o >= 0)
                     .unwrap_or(low);
-                let partition = partition.to_string();
-                self.metrics.set(
-                    "trigger_kafka_consumer_lag",
-                    &[
-                        ("group", &self.group),
-                        ("topic", topic),
-                        ("partition", &partition),
-                    ],
-                    (high - done).max(0) as f64,
-                );
+                self.metrics
+                    .consumer_lag
+                    .get_or_create(&PartitionLabels {
+                        group: self.group.clone(),
+                        topic: topic.into(),
+                        partition,
+                    })
+                    .set((high - done).max(0));
             }
             if let Ok(metadata) = probe.fetch_metadata(None, timeout) {
                 for topic in &self.trigger.topics {
@@ -272,14 +270,18 @@ impl KafkaRunner {
                         .find(|t| t.name() == topic)
                         .map_or(0, |t| t.partitions().len());
                     let mine = assigned.get(topic).copied().unwrap_or(0);
-                    let labels = [("group", self.group.as_str()), ("topic", topic.as_str())];
+                    let labels = GroupTopicLabels {
+                        group: self.group.clone(),
+                        topic: topic.as_str().into(),
+                    };
                     self.metrics
-                        .set("trigger_kafka_partitions_assigned", &labels, mine as f64);
-                    self.metrics.set(
-                        "trigger_kafka_partitions_unassigned",
-                        &labels,
-                        total.saturating_sub(mine) as f64,
-                    );
+                        .partitions_assigned
+                        .get_or_create(&labels)
+                        .set(mine as i64);
+                    self.metrics
+                        .partitions_unassigned
+                        .get_or_create(&labels)
+                        .set(total.saturating_sub(mine) as i64);
                 }
             }
         }

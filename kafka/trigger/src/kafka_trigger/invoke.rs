@@ -89,8 +89,14 @@ impl KafkaRunner {
             Err(e) => return Err(HostFault(format!("host: {e:#}"))),
         };
         let instantiated = |took: Duration| {
-            self.hot.instantiations.inc();
-            self.hot.instantiation_seconds.observe(took.as_secs_f64());
+            self.metrics
+                .instantiations
+                .get_or_create(&self.component)
+                .inc();
+            self.metrics
+                .instantiation_seconds
+                .get_or_create(&self.component)
+                .observe(took.as_secs_f64());
         };
         // The epoch deadline stops a guest that computes too long; this one
         // also counts time spent waiting in host calls (storage, HTTP).

@@ -67,7 +67,10 @@ use crate::bindings::kafka_batch::KafkaBatchHandlerPre;
 use crate::engine::Runtime;
 use crate::host::{HostFault, HostState};
 use crate::kafka_client::KafkaSettings;
-use crate::metrics::{Counter, Histogram, Metrics};
+use crate::metrics::{
+    ComponentLabels, ComponentTopicLabels, Counter, GroupTopicLabels, Label, MessageLabels,
+    Metrics, Outcome, PartitionLabels,
+};
 use crate::telemetry;
 
 /// Messages queued for a partition's worker; more wait in the backlog.
@@ -141,50 +144,9 @@ pub struct KafkaRunner {
     producer: FutureProducer,
     metrics: Arc<Metrics>,
     permits: Arc<Semaphore>,
-    group: String,
-    /// Handles of the per-message metrics (no label building per message).
-    hot: HotMetrics,
-}
-
-/// `trigger_kafka_messages_total` by topic and outcome, and the
-/// per-invocation histograms and counter of this trigger's component.
-struct HotMetrics {
-    messages: HashMap<String, [Counter; OUTCOMES.len()]>,
-    instantiations: Counter,
-    instantiation_seconds: Histogram,
-    handler_seconds: Histogram,
-}
-
-const OUTCOMES: [&str; 4] = ["ok", "retried", "dead_lettered", "filtered"];
-/// Where `filtered` is in [`OUTCOMES`].
-const FILTERED: usize = 3;
-
-impl HotMetrics {
-    fn new(metrics: &Metrics, component: &str, topics: &[String]) -> HotMetrics {
-        let labels = [("component", component)];
-        HotMetrics {
-            messages: topics
-                .iter()
-                .map(|topic| {
-                    let counters = OUTCOMES.map(|outcome| {
-                        metrics.counter(
-                            "trigger_kafka_messages_total",
-                            &[
-                                ("component", component),
-                                ("topic", topic),
-                                ("outcome", outcome),
-                            ],
-                        )
-                    });
-                    (topic.clone(), counters)
-                })
-                .collect(),
-            instantiations: metrics.counter("trigger_kafka_instantiations_total", &labels),
-            instantiation_seconds: metrics
-                .histogram("trigger_kafka_instantiation_seconds", &labels),
-            handler_seconds: metrics.histogram("trigger_kafka_handler_duration_seconds", &labels),
-        }
-    }
+    group: Label,
+    /// This trigger's component as a metric label.
+    component: ComponentLabels,
 }
 
 impl KafkaRunner {
@@ -232,7 +194,9 @@ impl KafkaRunner {
             .clone()
             .unwrap_or_else(|| format!("{}-{}", runtime.app.name, trigger.component));
         Ok(KafkaRunner {
-            hot: HotMetrics::new(&metrics, &trigger.component, &trigger.topics),
+            component: ComponentLabels {
+                component: trigger.component.as_str().into(),
+            },
             permits: Arc::new(Semaphore::new(trigger.concurrency.max(1))),
             runtime,
             trigger,
@@ -240,7 +204,7 @@ impl KafkaRunner {
             batch_size,
             producer,
             metrics,
-            group,
+            group: group.into(),
         })
     }
 
@@ -264,7 +228,7 @@ impl KafkaRunner {
         };
         let mut config = settings.client_config();
         config
-            .set("group.id", &self.group)
+            .set("group.id", &*self.group)
             .set("enable.auto.commit", "true")
             .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
@@ -306,7 +270,7 @@ impl KafkaRunner {
         // stuck behind the consumer's fetches would time out and make
         // librdkafka reset the consumer's connection.
         let mut probe_config = settings.client_config();
-        probe_config.set("group.id", &self.group);
+        probe_config.set("group.id", &*self.group);
         let probe: BaseConsumer = probe_config.create()?;
         std::thread::Builder::new()
             .name(format!("lag-{}", self.trigger.component))

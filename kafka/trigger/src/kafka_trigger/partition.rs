@@ -84,19 +84,17 @@ impl Waiting {
 
 pub(super) fn set_paused(
     metrics: &Metrics,
-    group: &str,
+    group: &Label,
     topic: &str,
     partition: i32,
     paused: bool,
 ) {
-    let partition = partition.to_string();
-    metrics.set(
-        "trigger_kafka_partition_paused",
-        &[
-            ("group", group),
-            ("topic", topic),
-            ("partition", &partition),
-        ],
-        if paused { 1.0 } else { 0.0 },
-    );
+    metrics
+        .partition_paused
+        .get_or_create(&PartitionLabels {
+            group: group.clone(),
+            topic: topic.into(),
+            partition,
+        })
+        .set(i64::from(paused));
 }

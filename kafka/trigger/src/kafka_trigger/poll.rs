@@ -173,7 +173,7 @@ impl KafkaRunner {
             let (sender, receiver) = mpsc::channel(PARTITION_BUFFER.max(2 * self.batch_size));
             let state = Arc::new(PartitionState::default());
             tasks.push(handle.spawn(self.clone().partition_worker(
-                (topic.to_owned(), partition),
+                (topic.into(), partition),
                 receiver,
                 state.clone(),
                 consumer.clone(),
@@ -193,17 +193,12 @@ impl KafkaRunner {
     }
 
     pub(super) fn route_to(&self, topic: &str, partition: i32, worker: &Worker) -> Route {
-        let filtered = match self.hot.messages.get(topic) {
-            Some(counters) => counters[FILTERED].clone(),
-            None => self.metrics.counter(
-                "trigger_kafka_messages_total",
-                &[
-                    ("component", &self.trigger.component),
-                    ("topic", topic),
-                    ("outcome", "filtered"),
-                ],
-            ),
-        };
+        // The one metric counted per record here: its handle, once a route.
+        let filtered = self.metrics.messages.get_or_create_owned(&MessageLabels {
+            component: self.component.component.clone(),
+            topic: topic.into(),
+            outcome: Outcome::Filtered,
+        });
         Route {
             topic: topic.to_owned(),
             partition,

@@ -7,7 +7,7 @@ use super::*;
 impl KafkaRunner {
     pub(super) async fn partition_worker(
         self: Arc<Self>,
-        (topic, partition): (String, i32),
+        (topic, partition): (Label, i32),
         mut receiver: mpsc::Receiver<Item>,
         state: Arc<PartitionState>,
         consumer: Arc<BaseConsumer<TriggerContext>>,
@@ -67,27 +67,18 @@ impl KafkaRunner {
         *shutdown.borrow() || state.is_revoked()
     }
 
-    pub(super) fn count(&self, topic: &str, outcome: &str, by: usize) {
+    pub(super) fn count(&self, topic: &Label, outcome: Outcome, by: usize) {
         if by == 0 {
             return;
         }
-        match (
-            self.hot.messages.get(topic),
-            OUTCOMES.iter().position(|o| *o == outcome),
-        ) {
-            (Some(counters), Some(i)) => {
-                counters[i].inc_by(by as u64);
-            }
-            _ => self.metrics.inc(
-                "trigger_kafka_messages_total",
-                &[
-                    ("component", &self.trigger.component),
-                    ("topic", topic),
-                    ("outcome", outcome),
-                ],
-                by as u64,
-            ),
-        }
+        self.metrics
+            .messages
+            .get_or_create(&MessageLabels {
+                component: self.component.component.clone(),
+                topic: topic.clone(),
+                outcome,
+            })
+            .inc_by(by as u64);
     }
 
     /// How much older than `max_record_age_s` a record is, if it is.
@@ -116,7 +107,7 @@ impl KafkaRunner {
     /// not stored is delivered again).
     pub(super) async fn process(
         &self,
-        topic: &str,
+        topic: &Label,
         items: Vec<Item>,
         state: &PartitionState,
         shutdown: &watch::Receiver<bool>,
@@ -136,7 +127,7 @@ impl KafkaRunner {
                 Item::Skip { .. } => None,
             })
             .collect();
-        self.count(topic, "filtered", total - pending.len());
+        self.count(topic, Outcome::Filtered, total - pending.len());
         // Whether the batch ends in filtered records, whose offset no
         // delivery below stores.
         let ends_filtered = pending.back().map(|m| m.offset) != Some(last);
@@ -160,7 +151,7 @@ impl KafkaRunner {
                 );
                 let front = pending.pop_front().expect("not empty");
                 if !self
-                    .give_up(&front, "expired", &reason, state, shutdown)
+                    .give_up(topic, &front, "expired", &reason, state, shutdown)
                     .await
                 {
                     return false;
@@ -181,8 +172,9 @@ impl KafkaRunner {
             let spans = self.handler_spans(delivered);
             let verdict = self.invoke(delivered).await;
             end_handler_spans(spans, &verdict);
-            self.hot
+            self.metrics
                 .handler_seconds
+                .get_or_create(&self.component)
                 .observe(started.elapsed().as_secs_f64());
             let partition = pending[0].partition;
             if stalled && verdict.is_ok() {
@@ -192,18 +184,18 @@ impl KafkaRunner {
             }
             match verdict {
                 Ok(Verdict::Done) => {
-                    self.count(topic, "ok", take);
+                    self.count(topic, Outcome::Ok, take);
                     crate::console::note(|| {
                         let offsets = (pending[0].offset, pending[take - 1].offset);
-                        serde_json::json!({"kind": "handled", "component": component, "group": self.group,
-                            "topic": topic, "partition": partition, "offsets": [offsets.0, offsets.1], "count": take})
+                        serde_json::json!({"kind": "handled", "component": component, "group": &*self.group,
+                            "topic": &**topic, "partition": partition, "offsets": [offsets.0, offsets.1], "count": take})
                     });
                     if let Some(last_done) = pending.drain(..take).next_back() {
                         store(last_done.offset);
                     }
                 }
                 Ok(Verdict::Failed { index, error }) => {
-                    self.count(topic, "ok", index);
+                    self.count(topic, Outcome::Ok, index);
                     if let Some(last_done) = pending.drain(..index).next_back() {
                         store(last_done.offset);
                     }
@@ -212,7 +204,7 @@ impl KafkaRunner {
                     let (kind, reason) = match error {
                         HandlerError::Retryable(reason) if failed < self.trigger.max_retries => {
                             failures.count += 1;
-                            self.count(topic, "retried", 1);
+                            self.count(topic, Outcome::Retried, 1);
                             let delay = self.backoff(failures.count);
                             tracing::info!(component, topic = %record.topic, partition = record.partition, offset = record.offset, attempt = record.attempt, ?delay, %reason, "retryable failure; retrying");
                             if !Self::pause(state, shutdown, delay).await {
@@ -224,7 +216,10 @@ impl KafkaRunner {
                         HandlerError::Permanent(reason) => ("permanent", reason),
                     };
                     let front = pending.pop_front().expect("not empty");
-                    if !self.give_up(&front, kind, &reason, state, shutdown).await {
+                    if !self
+                        .give_up(topic, &front, kind, &reason, state, shutdown)
+                        .await
+                    {
                         return false;
                     }
                     store(front.offset);
@@ -237,7 +232,10 @@ impl KafkaRunner {
                 }
                 Ok(Verdict::Trap(reason)) => {
                     let front = pending.pop_front().expect("not empty");
-                    if !self.give_up(&front, "trap", &reason, state, shutdown).await {
+                    if !self
+                        .give_up(topic, &front, "trap", &reason, state, shutdown)
+                        .await
+                    {
                         return false;
                     }
                     store(front.offset);
@@ -250,11 +248,13 @@ impl KafkaRunner {
                     for message in pending.iter_mut().take(take) {
                         message.attempt -= 1;
                     }
-                    self.metrics.inc(
-                        "trigger_kafka_infrastructure_retries_total",
-                        &[("component", component), ("topic", topic)],
-                        1,
-                    );
+                    self.metrics
+                        .infrastructure_retries
+                        .get_or_create(&ComponentTopicLabels {
+                            component: self.component.component.clone(),
+                            topic: topic.clone(),
+                        })
+                        .inc();
                     stalled = true;
                     self.metrics
                         .set_stalled(&self.group, topic, partition, Some(&reason));
