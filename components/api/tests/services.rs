@@ -104,7 +104,7 @@ fn sharing_and_assignment_over_rest() {
     );
     let kinds: Vec<String> = events(&app, "task-updates")
         .iter()
-        .map(|e| e.event_type.clone())
+        .map(|e| e.envelope.event_type.clone())
         .collect();
     assert!(kinds.contains(&"task_shared".to_owned()));
 }
@@ -228,7 +228,7 @@ fn a_long_history_is_paged_in_order() {
     assert_eq!(pages, 3);
     let expected: Vec<String> = events(&app, "task-events")
         .into_iter()
-        .map(|e| e.event_id)
+        .map(|e| e.envelope.event_id)
         .collect();
     assert_eq!(seen, expected, "every entry once, in order");
     for bad in ["x", "1.x", "1", "limit"] {

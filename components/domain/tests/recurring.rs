@@ -19,7 +19,7 @@ fn completing_a_daily_task_twice_delivered_creates_one_next_instance() {
     store.complete("alice", &t.id, now).unwrap();
     let completed = outbox_events(&db, events::TASK_EVENTS)
         .into_iter()
-        .find(|e| e.event_type == "task_completed")
+        .find(|e| e.envelope.event_type == "task_completed")
         .unwrap();
     let task =
         todo_domain::events::incoming::task_from_json(&completed.payload["task_data"]).unwrap();
@@ -37,7 +37,7 @@ fn completing_a_daily_task_twice_delivered_creates_one_next_instance() {
     assert_eq!(count(&db, "SELECT COUNT(*) FROM tasks"), 2);
     let created: Vec<_> = outbox_events(&db, events::TASK_EVENTS)
         .into_iter()
-        .filter(|e| e.event_type == "task_created")
+        .filter(|e| e.envelope.event_type == "task_created")
         .collect();
     assert_eq!(created.len(), 2, "the next instance was announced once");
 }
@@ -98,7 +98,7 @@ fn a_users_daily_0900_task_renews_at_0900_local_across_dst() {
     store.complete("alice", &t.id, now).unwrap();
     let completed = outbox_events(&db, events::TASK_EVENTS)
         .into_iter()
-        .find(|e| e.event_type == "task_completed")
+        .find(|e| e.envelope.event_type == "task_completed")
         .unwrap();
     assert_eq!(completed.payload["task_data"]["time_zone"], "Europe/Berlin");
     let task =

@@ -26,7 +26,7 @@ enum Work {
 /// Reads a message and, for a completed recurring task, plans its renewal.
 fn work(store: &TaskStore<'_>, message: &Message, now: Timestamp) -> Result<Work, Error> {
     let event = IncomingEvent::decode(message.value.as_deref()).map_err(Error::permanent)?;
-    if event.event_type != "task_completed" {
+    if event.envelope.event_type != "task_completed" {
         return Ok(Work::Nothing);
     }
     let data = event

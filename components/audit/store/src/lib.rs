@@ -97,13 +97,13 @@ pub fn record(
             "INSERT OR IGNORE INTO audit_log (event_id, user_id, actor, task_id, topic, action, occurred_ms, snapshot, recorded_ms)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
             &[
-                Value::from(event.event_id.as_str()),
-                Value::from(event.user_id.as_str()),
-                Value::from(actor.unwrap_or(event.user_id.as_str())),
-                Value::from(event.task_id.as_str()),
+                Value::from(event.envelope.event_id.as_str()),
+                Value::from(event.envelope.user_id.as_str()),
+                Value::from(actor.unwrap_or(event.envelope.user_id.as_str())),
+                Value::from(event.envelope.task_id.as_str()),
                 Value::from(topic),
-                Value::from(event.event_type.as_str()),
-                Value::Integer(time::to_millis(&event.timestamp)),
+                Value::from(event.envelope.event_type.as_str()),
+                Value::Integer(time::to_millis(&event.envelope.timestamp)),
                 Value::Text(snapshot(event).to_string()),
                 Value::Integer(time::to_millis(&now)),
             ],
@@ -123,7 +123,7 @@ pub fn record(
 
 /// The owner, and the users the task was shared with at the event.
 fn audience(event: &IncomingEvent) -> Vec<String> {
-    let mut users = vec![event.user_id.clone()];
+    let mut users = vec![event.envelope.user_id.clone()];
     if let Some(shared) = event
         .field("task_data")
         .and_then(|t| t.get("shared_with"))

@@ -1,27 +1,20 @@
 //! Reading events back off Kafka: the envelope every event shares, and the
 //! task inside `task-events` and `task-updates` payloads.
 
+use serde::Deserialize;
 use serde_json::Value as Json;
+
+use crate::events::Envelope;
 
 use crate::model::Task;
 use crate::time::{self, Timestamp};
 
-/// An event as a consumer sees it. `payload` is the whole JSON value.
+/// An event as a consumer sees it: the envelope every event carries, and
+/// the whole JSON value for the fields of its kind.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IncomingEvent {
-    pub event_id: String,
-    pub event_type: String,
-    pub task_id: String,
-    pub user_id: String,
-    pub timestamp: Timestamp,
+    pub envelope: Envelope,
     pub payload: Json,
-}
-
-fn text<'a>(value: &'a Json, field: &str) -> Result<&'a str, String> {
-    value
-        .get(field)
-        .and_then(Json::as_str)
-        .ok_or_else(|| format!("missing string field `{field}`"))
 }
 
 fn opt_time(value: &Json, field: &str) -> Result<Option<Timestamp>, String> {
@@ -49,15 +42,8 @@ impl IncomingEvent {
         if !payload.is_object() {
             return Err("undecodable payload: not a JSON object".into());
         }
-        let timestamp = opt_time(&payload, "timestamp")?.ok_or("missing `timestamp`")?;
-        Ok(IncomingEvent {
-            event_id: text(&payload, "event_id")?.to_owned(),
-            event_type: text(&payload, "event_type")?.to_owned(),
-            task_id: text(&payload, "task_id")?.to_owned(),
-            user_id: text(&payload, "user_id")?.to_owned(),
-            timestamp,
-            payload,
-        })
+        let envelope = Envelope::deserialize(&payload).map_err(|e| format!("not an event: {e}"))?;
+        Ok(IncomingEvent { envelope, payload })
     }
 
     pub fn field(&self, name: &str) -> Option<&Json> {
@@ -88,13 +74,51 @@ mod tests {
         let patch = TaskPatch::from_json(json!({"title": "x", "due_date": "2026-12-01T09:00:00Z", "recurrence_pattern": "daily", "tags": ["a"]}).as_object().unwrap()).unwrap();
         let task = crate::model::change::new_task("alice", "t1".into(), &patch, now).unwrap();
         let event = events::task_event("task_created", &task, now);
-        let bytes = event.payload.to_string();
+        let bytes = event.payload().to_string();
         let decoded = IncomingEvent::decode(Some(bytes.as_bytes())).unwrap();
         assert_eq!(
-            (decoded.event_id.as_str(), decoded.event_type.as_str()),
-            (event.event_id.as_str(), "task_created")
+            (
+                decoded.envelope.event_id.as_str(),
+                decoded.envelope.event_type.as_str()
+            ),
+            (event.envelope.event_id.as_str(), "task_created")
         );
         assert_eq!(task_from_json(&decoded.payload["task_data"]).unwrap(), task);
+    }
+
+    #[test]
+    fn one_envelope_is_written_and_read_back() {
+        let now = time::parse("now", "2026-11-29T10:00:00.250Z").unwrap();
+        let patch = TaskPatch::from_json(json!({"title": "x"}).as_object().unwrap()).unwrap();
+        let task = crate::model::change::new_task("alice", "t1".into(), &patch, now).unwrap();
+        let event = events::task_event("task_updated", &task, now).by("system:test");
+        let payload = event.payload();
+        let keys: Vec<&str> = payload
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "event_id",
+                "event_type",
+                "schema_version",
+                "task_data",
+                "task_id",
+                "timestamp",
+                "user_id"
+            ]
+        );
+        assert_eq!(payload["timestamp"], "2026-11-29T10:00:00.250Z");
+        let decoded = IncomingEvent::decode(Some(payload.to_string().as_bytes())).unwrap();
+        assert_eq!(decoded.envelope, event.envelope);
+        // A consumer names what is missing.
+        let mut partial = payload.clone();
+        partial.as_object_mut().unwrap().remove("task_id");
+        let error = IncomingEvent::decode(Some(partial.to_string().as_bytes())).unwrap_err();
+        assert!(error.contains("task_id"), "{error}");
     }
 
     #[test]

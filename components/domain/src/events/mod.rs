@@ -8,6 +8,7 @@ pub mod kafka_handler;
 pub mod outbox;
 pub mod trace;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as Json};
 
 use crate::model::Task;
@@ -22,26 +23,50 @@ pub const SCHEMA_VERSION: i64 = 1;
 /// CloudEvents `source` of events about tasks.
 pub const TASKS_SOURCE: &str = "/todo-chatbot/tasks";
 
+/// The fields every event carries, on every topic: what producers write
+/// first and consumers read before anything else.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Unique; consumers deduplicate by it.
+    pub event_id: String,
+    /// Absent in no event this app wrote; 1 if a hand-made one leaves it out.
+    #[serde(default = "schema_version")]
+    pub schema_version: i64,
+    pub event_type: String,
+    pub task_id: String,
+    pub user_id: String,
+    #[serde(with = "time::rfc3339")]
+    pub timestamp: Timestamp,
+}
+
+fn schema_version() -> i64 {
+    SCHEMA_VERSION
+}
+
+/// An event's JSON: the envelope, then the fields of its kind.
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(flatten)]
+    envelope: &'a Envelope,
+    #[serde(flatten)]
+    fields: &'a Map<String, Json>,
+}
+
 /// One event ready for the outbox.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
-    pub event_id: String,
+    pub envelope: Envelope,
+    /// The fields of its kind (`task_data`, `update_data`, …).
+    pub fields: Map<String, Json>,
     pub topic: &'static str,
-    /// Kafka message key: the user id, so one user's events stay in order.
-    pub key: String,
-    pub event_type: &'static str,
     pub source: &'static str,
-    /// The task the event is about (CloudEvents `subject`).
-    pub subject: String,
-    pub time: Timestamp,
     /// Who caused it: a user id, or `system:<service>` (CloudEvents
     /// extension attribute `actor`, header `ce_actor`).
     pub actor: String,
-    pub payload: Json,
 }
 
 impl Event {
-    /// Builds an event; `fields` are merged after the common envelope.
+    /// Builds an event of `topic` about the task.
     pub fn new(
         topic: &'static str,
         event_type: &'static str,
@@ -51,25 +76,19 @@ impl Event {
         time: Timestamp,
         fields: Map<String, Json>,
     ) -> Event {
-        let event_id = uuid::Uuid::now_v7().to_string();
-        let mut payload = Map::new();
-        payload.insert("event_id".into(), json!(event_id));
-        payload.insert("schema_version".into(), json!(SCHEMA_VERSION));
-        payload.insert("event_type".into(), json!(event_type));
-        payload.insert("task_id".into(), json!(task_id));
-        payload.insert("user_id".into(), json!(user_id));
-        payload.insert("timestamp".into(), json!(time::format(&time)));
-        payload.extend(fields);
         Event {
-            event_id,
+            envelope: Envelope {
+                event_id: uuid::Uuid::now_v7().to_string(),
+                schema_version: SCHEMA_VERSION,
+                event_type: event_type.to_owned(),
+                task_id: task_id.to_owned(),
+                user_id: user_id.to_owned(),
+                timestamp: time,
+            },
+            fields,
             topic,
-            key: user_id.to_owned(),
-            event_type,
             source,
-            subject: task_id.to_owned(),
-            time,
             actor: user_id.to_owned(),
-            payload: Json::Object(payload),
         }
     }
 
@@ -79,18 +98,33 @@ impl Event {
         self
     }
 
+    /// The message key: the user id, so one user's events stay in order.
+    pub fn key(&self) -> &str {
+        &self.envelope.user_id
+    }
+
+    /// The message value: envelope and fields in one JSON object.
+    pub fn payload(&self) -> Json {
+        serde_json::to_value(Body {
+            envelope: &self.envelope,
+            fields: &self.fields,
+        })
+        .expect("an event is plain JSON")
+    }
+
     /// CloudEvents attributes in Kafka binary mode, in a stable order.
     pub fn headers(&self) -> Vec<(String, String)> {
+        let envelope = &self.envelope;
         vec![
             ("ce_specversion".into(), "1.0".into()),
-            ("ce_id".into(), self.event_id.clone()),
+            ("ce_id".into(), envelope.event_id.clone()),
             ("ce_source".into(), self.source.into()),
             (
                 "ce_type".into(),
-                cloudevents_type(self.topic, self.event_type),
+                cloudevents_type(self.topic, &envelope.event_type),
             ),
-            ("ce_time".into(), time::format(&self.time)),
-            ("ce_subject".into(), self.subject.clone()),
+            ("ce_time".into(), time::format(&envelope.timestamp)),
+            ("ce_subject".into(), envelope.task_id.clone()),
             ("ce_actor".into(), self.actor.clone()),
             ("content-type".into(), "application/json".into()),
         ]
@@ -217,7 +251,7 @@ pub fn series_ended_event(task: &Task, reason: &str, now: Timestamp) -> Event {
         false,
         now,
     );
-    event.payload["update_data"]["reason"] = json!(reason);
+    event.fields["update_data"]["reason"] = json!(reason);
     event
 }
 

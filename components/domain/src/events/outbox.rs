@@ -57,7 +57,7 @@ pub fn enqueue(db: &dyn Sql, event: &Event) -> Result<()> {
         headers.push(("ce_traceparent".into(), traceparent));
     }
     let headers: Vec<_> = headers.into_iter().map(|(k, v)| json!([k, v])).collect();
-    let payload = event.payload.to_string();
+    let payload = event.payload().to_string();
     let headers = json!(headers).to_string();
     let size = payload.len() + headers.len();
     if size > MAX_EVENT_BYTES {
@@ -73,12 +73,12 @@ pub fn enqueue(db: &dyn Sql, event: &Event) -> Result<()> {
         "INSERT INTO outbox (event_id, topic, msg_key, payload, headers, created_ms)
          VALUES (?, ?, ?, ?, ?, ?)",
         &[
-            Value::from(event.event_id.as_str()),
+            Value::from(event.envelope.event_id.as_str()),
             Value::from(event.topic),
-            Value::from(event.key.as_str()),
+            Value::from(event.key()),
             Value::Text(payload),
             Value::Text(headers),
-            Value::Integer(time::to_millis(&event.time)),
+            Value::Integer(time::to_millis(&event.envelope.timestamp)),
         ],
     )?;
     Ok(())

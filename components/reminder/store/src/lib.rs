@@ -118,7 +118,7 @@ pub fn apply_event(
     sequence: Option<i64>,
     now: Timestamp,
 ) -> Result<bool> {
-    let target = match event.event_type.as_str() {
+    let target = match event.envelope.event_type.as_str() {
         "reminder_scheduled" => state::SCHEDULED,
         "reminder_cancelled" => state::CANCELLED,
         // Our own output, or types from a newer producer: nothing to do.
@@ -140,17 +140,17 @@ pub fn apply_event(
     if target == state::SCHEDULED && remind_at.is_none() {
         return Err(invalid("reminder_scheduled without remind_at".into()));
     }
-    let event_ms = time::to_millis(&event.timestamp);
+    let event_ms = time::to_millis(&event.envelope.timestamp);
     transaction(db, || {
         let stored = db.execute(
             "SELECT event_ms, event_id, event_seq FROM schedules WHERE task_id = ?",
-            &[Value::from(event.task_id.as_str())],
+            &[Value::from(event.envelope.task_id.as_str())],
         )?;
         if let Some(row) = stored.first() {
             let newer = match (sequence, row.opt_i64("event_seq")?) {
                 (Some(seq), Some(seen)) => seq > seen,
                 _ => {
-                    (event_ms, event.event_id.clone())
+                    (event_ms, event.envelope.event_id.clone())
                         > (row.i64("event_ms")?, row.str("event_id")?.to_owned())
                 }
             };
@@ -167,15 +167,15 @@ pub fn apply_event(
                 event_ms = excluded.event_ms, event_id = excluded.event_id, updated_ms = excluded.updated_ms,
                 event_seq = excluded.event_seq, traceparent = excluded.traceparent",
             &[
-                Value::from(event.task_id.as_str()),
-                Value::from(event.user_id.as_str()),
+                Value::from(event.envelope.task_id.as_str()),
+                Value::from(event.envelope.user_id.as_str()),
                 Value::Text(title.clone()),
                 ms(due_at),
                 ms(remind_at),
                 Value::from(channel),
                 Value::from(target),
                 Value::Integer(event_ms),
-                Value::from(event.event_id.as_str()),
+                Value::from(event.envelope.event_id.as_str()),
                 Value::Integer(time::to_millis(&now)),
                 sequence.map_or(Value::Null, Value::Integer),
                 todo_domain::events::trace::current().map_or(Value::Null, Value::Text),

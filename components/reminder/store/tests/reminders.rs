@@ -51,7 +51,7 @@ fn a_reminder_fires_once_and_never_after_cancellation_or_reschedule() {
         assert!(
             !reminders::apply_event(&rdb, e, None, now).unwrap(),
             "{}",
-            e.event_type
+            e.envelope.event_type
         );
     }
     assert_eq!(
@@ -76,7 +76,7 @@ fn a_reminder_fires_once_and_never_after_cancellation_or_reschedule() {
     );
     let triggered = outbox_events(&rdb, events::REMINDERS);
     assert_eq!(triggered.len(), 1);
-    assert_eq!(triggered[0].event_type, "reminder_triggered");
+    assert_eq!(triggered[0].envelope.event_type, "reminder_triggered");
     assert_eq!(triggered[0].payload["remind_at"], "2026-12-01T08:30:00Z");
     let read = reminders::mark_read(&rdb, "alice", &notes[0].id, now).unwrap();
     assert_eq!(read.status, "read");

@@ -60,8 +60,8 @@ pub fn append(db: &dyn Sql, event: &IncomingEvent, now: Timestamp) -> Result<usi
                 .collect()
         })
         .unwrap_or_default();
-    if !audience.contains(&event.user_id) {
-        audience.push(event.user_id.clone());
+    if !audience.contains(&event.envelope.user_id) {
+        audience.push(event.envelope.user_id.clone());
     }
     let mut added = 0;
     todo_domain::store::sql::transaction(db, || {
@@ -71,11 +71,11 @@ pub fn append(db: &dyn Sql, event: &IncomingEvent, now: Timestamp) -> Result<usi
                  VALUES (?, ?, ?, ?, ?, ?) RETURNING seq",
                 &[
                     Value::from(user.as_str()),
-                    Value::from(event.event_id.as_str()),
-                    Value::from(event.task_id.as_str()),
-                    Value::from(event.event_type.as_str()),
+                    Value::from(event.envelope.event_id.as_str()),
+                    Value::from(event.envelope.task_id.as_str()),
+                    Value::from(event.envelope.event_type.as_str()),
                     Value::Text(update.to_string()),
-                    Value::Integer(time::to_millis(&event.timestamp)),
+                    Value::Integer(time::to_millis(&event.envelope.timestamp)),
                 ],
             )?;
             added += rows.len();
