@@ -10,6 +10,15 @@ use todo_domain::store::native::NativeDb;
 use todo_domain::time;
 use todo_domain::{Status, TaskStore};
 
+/// The task as the last `task_completed` event carries it.
+fn completed_task(db: &NativeDb) -> todo_domain::Task {
+    let completed = outbox_events(db, events::TASK_EVENTS)
+        .into_iter()
+        .rfind(|e| e.envelope.event_type == "task_completed")
+        .expect("a task_completed event");
+    todo_domain::events::incoming::task_from_json(&completed.payload["task_data"]).unwrap()
+}
+
 #[test]
 fn completing_a_daily_task_twice_delivered_creates_one_next_instance() {
     let db = NativeDb::open_in_memory().unwrap();
@@ -17,12 +26,7 @@ fn completing_a_daily_task_twice_delivered_creates_one_next_instance() {
     let now = at("2026-12-01T08:00:00Z");
     let t = store.create("alice", &patch(json!({"title": "Standup", "due_date": "2026-12-01T09:00:00Z", "recurrence_pattern": "daily"})), now).unwrap();
     store.complete("alice", &t.id, now).unwrap();
-    let completed = outbox_events(&db, events::TASK_EVENTS)
-        .into_iter()
-        .find(|e| e.envelope.event_type == "task_completed")
-        .unwrap();
-    let task =
-        todo_domain::events::incoming::task_from_json(&completed.payload["task_data"]).unwrap();
+    let task = completed_task(&db);
     let Outcome::Created(next) = series::on_completed(&store, &task, now).unwrap() else {
         panic!("created")
     };
@@ -96,13 +100,8 @@ fn a_users_daily_0900_task_renews_at_0900_local_across_dst() {
     assert_eq!(t.time_zone, "Europe/Berlin");
     assert!(store.set_user_time_zone("alice", "Mars/Base", now).is_err());
     store.complete("alice", &t.id, now).unwrap();
-    let completed = outbox_events(&db, events::TASK_EVENTS)
-        .into_iter()
-        .find(|e| e.envelope.event_type == "task_completed")
-        .unwrap();
-    assert_eq!(completed.payload["task_data"]["time_zone"], "Europe/Berlin");
-    let task =
-        todo_domain::events::incoming::task_from_json(&completed.payload["task_data"]).unwrap();
+    let task = completed_task(&db);
+    assert_eq!(task.time_zone, "Europe/Berlin");
     let Outcome::Created(next) = series::on_completed(&store, &task, now).unwrap() else {
         panic!("created")
     };

@@ -341,18 +341,30 @@ impl Sql for FailingDb {
     }
 }
 
+impl FailingDb {
+    /// Fails statements starting with `fail_on` once armed.
+    fn new(fail_on: &'static str) -> FailingDb {
+        FailingDb {
+            inner: NativeDb::open_in_memory().unwrap(),
+            fail_on,
+            armed: Cell::new(false),
+        }
+    }
+}
+
+/// Alice's new task `title`, made in its own transaction.
+fn created(db: &FailingDb, store: &TaskStore<'_>, title: &str) -> todo_domain::Task {
+    transaction(db, || {
+        store.create("alice", &patch(json!({ "title": title })), now())
+    })
+    .unwrap()
+}
+
 #[test]
 fn a_failed_outbox_write_leaves_neither_task_nor_event() {
-    let db = FailingDb {
-        inner: NativeDb::open_in_memory().unwrap(),
-        fail_on: "INSERT INTO outbox",
-        armed: Cell::new(false),
-    };
+    let db = FailingDb::new("INSERT INTO outbox");
     let store = TaskStore::open(&db).unwrap();
-    let kept = transaction(&db, || {
-        store.create("alice", &patch(json!({"title": "kept"})), now())
-    })
-    .unwrap();
+    let kept = created(&db, &store, "kept");
     db.armed.set(true);
     let result = transaction(&db, || {
         store.create("alice", &patch(json!({"title": "lost"})), now())
@@ -382,16 +394,9 @@ fn a_failed_outbox_write_leaves_neither_task_nor_event() {
 
 #[test]
 fn a_failed_task_write_leaves_no_event() {
-    let db = FailingDb {
-        inner: NativeDb::open_in_memory().unwrap(),
-        fail_on: "DELETE FROM tasks",
-        armed: Cell::new(false),
-    };
+    let db = FailingDb::new("DELETE FROM tasks");
     let store = TaskStore::open(&db).unwrap();
-    let t = transaction(&db, || {
-        store.create("alice", &patch(json!({"title": "x"})), now())
-    })
-    .unwrap();
+    let t = created(&db, &store, "x");
     let before = outbox(&db).len();
     db.armed.set(true);
     assert!(transaction(&db, || store.delete("alice", &t.id, now())).is_err());

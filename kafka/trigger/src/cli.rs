@@ -94,14 +94,10 @@ pub enum DlqCommand {
 /// Where the brokers are: the manifest's `[application.trigger.kafka]`, or `--brokers`.
 #[derive(Debug, Args)]
 pub struct BrokerArgs {
-    /// The manifest whose `[application.trigger.kafka]` names the brokers and security settings.
-    #[arg(
-        short = 'f',
-        long = "from",
-        alias = "file",
-        default_value = "spin.toml"
-    )]
-    pub manifest: PathBuf,
+    /// The app whose `[application.trigger.kafka]` names the brokers and
+    /// security settings.
+    #[command(flatten)]
+    pub app: crate::manifest::AppFile,
     /// Brokers (host:port,...); overrides the manifest.
     #[arg(long)]
     pub brokers: Option<String>,
@@ -161,14 +157,8 @@ pub struct TopicsApplyArgs {
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// The application: a spin.toml file or a directory holding one.
-    #[arg(
-        short = 'f',
-        long = "from",
-        alias = "file",
-        default_value = "spin.toml"
-    )]
-    pub from: PathBuf,
+    #[command(flatten)]
+    pub app: crate::manifest::AppFile,
     /// An environment variable (KEY=VALUE) for every component, as `spin up --env`.
     #[arg(short = 'e', long = "env", value_parser = parse_key_value)]
     pub env: Vec<(String, String)>,
@@ -376,7 +366,7 @@ mod tests {
             panic!("up")
         };
         let up = *up;
-        assert_eq!(up.from, PathBuf::from("app/spin.toml"));
+        assert_eq!(up.app.from, PathBuf::from("app/spin.toml"));
         assert_eq!(up.http.listen, "0.0.0.0:80");
         assert_eq!(up.trigger.state_dir.as_deref(), Some(".state"));
         assert_eq!(up.env, vec![("A".into(), "b=c".into())]);

@@ -153,7 +153,7 @@ fn main() {
         Some(Command::Up(up)) => {
             let up = *up;
             let launch = Launch {
-                manifest: Some(up.from),
+                manifest: Some(up.app.from),
                 env: up.env,
                 role: None,
                 http: Some(up.http),
@@ -235,8 +235,9 @@ fn load(launch: &Launch) -> Result<(App, Roles)> {
 /// Client settings for the tools: brokers and security from the manifest
 /// (with its variables), `--brokers` overriding the brokers.
 fn broker_config(args: &cli::BrokerArgs) -> Result<rdkafka::ClientConfig> {
-    let settings = if args.manifest.exists() {
-        let app = manifest::load(&args.manifest)?;
+    let manifest = args.app.path();
+    let settings = if manifest.exists() {
+        let app = manifest::load(&manifest)?;
         let resolver = variables::Resolver::from_env(&app)?;
         Some(KafkaSettings::from_app(&app.kafka_settings, &resolver)?)
     } else {

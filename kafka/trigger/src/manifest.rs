@@ -60,6 +60,27 @@ struct Component {
     files: Vec<toml::Value>,
 }
 
+/// `-f`: the app, as `spin up -f` names it (every command that reads the
+/// manifest takes it).
+#[derive(Debug, Clone, clap::Args)]
+pub struct AppFile {
+    /// The application: a spin.toml file or a directory holding one.
+    #[arg(
+        short = 'f',
+        long = "from",
+        alias = "file",
+        default_value = "spin.toml"
+    )]
+    pub from: std::path::PathBuf,
+}
+
+impl AppFile {
+    /// The manifest's path (a directory means its spin.toml).
+    pub fn path(&self) -> std::path::PathBuf {
+        path_of(&self.from)
+    }
+}
+
 /// The manifest `-f` names, as `spin up -f` reads it: a directory means
 /// its spin.toml.
 pub fn path_of(from: &Path) -> std::path::PathBuf {

@@ -15,14 +15,8 @@ use crate::runtime_config::{Location, RuntimeConfig, StateDir};
 /// locate its SQLite database exactly as `up` does.
 #[derive(Debug, clap::Args)]
 pub struct OutboxArgs {
-    /// The application: a spin.toml file or a directory holding one.
-    #[arg(
-        short = 'f',
-        long = "from",
-        alias = "file",
-        default_value = "spin.toml"
-    )]
-    pub from: PathBuf,
+    #[command(flatten)]
+    pub app: crate::manifest::AppFile,
     /// Spin runtime configuration file (where the SQLite databases live).
     #[arg(long = "runtime-config-file", env = "RUNTIME_CONFIG_FILE")]
     pub runtime_config_file: Option<PathBuf>,
@@ -60,7 +54,7 @@ pub struct DeadRow {
 /// Opens the outbox database `args` names, as `up` would find it.
 fn open(args: &OutboxArgs) -> Result<rusqlite::Connection> {
     // The app directory exactly as `up` finds it (the default state dir).
-    let app = crate::manifest::load(&crate::manifest::path_of(&args.from))?;
+    let app = crate::manifest::load(&args.app.path())?;
     let cwd = std::env::current_dir()?;
     let config = RuntimeConfig::load(
         args.runtime_config_file.as_deref(),

@@ -147,6 +147,18 @@ fn millis(text: &str) -> i64 {
         .timestamp_millis()
 }
 
+/// Alice's first notification with `status`, once there is one.
+fn notification_with(app: &TodoApp, status: &str, within: Duration) -> Json {
+    wait_for(&format!("a {status} notification"), within, || {
+        let (_, page) = app.call("alice", "GET", "/api/notifications", None);
+        page["notifications"]
+            .as_array()?
+            .iter()
+            .find(|n| n["status"] == status)
+            .cloned()
+    })
+}
+
 fn a_reminder_arrives_once_on_time_and_never_for_a_completed_or_deleted_task(mode: Mode) {
     let app = TodoApp::start(mode);
     let due = chrono::Utc::now() + chrono::Duration::seconds(2);
@@ -517,14 +529,7 @@ fn email_reminders_are_posted_to_the_webhook_signed_and_failures_are_visible(mod
         .map(|b| format!("{b:02x}"))
         .collect();
     assert_eq!(header("x-todo-signature"), format!("sha256={expected}"));
-    let delivered = wait_for("delivered", Duration::from_secs(10), || {
-        let (_, page) = app.call("alice", "GET", "/api/notifications", None);
-        page["notifications"]
-            .as_array()?
-            .iter()
-            .find(|n| n["status"] == "delivered")
-            .cloned()
-    });
+    let delivered = notification_with(&app, "delivered", Duration::from_secs(10));
     assert_eq!(delivered["attempts"], 1);
     assert!(
         requests.recv_timeout(Duration::from_secs(2)).is_err(),
@@ -545,14 +550,7 @@ fn email_reminders_are_posted_to_the_webhook_signed_and_failures_are_visible(mod
     );
     let due = iso(chrono::Utc::now() + chrono::Duration::seconds(2));
     app.create("alice", json!({"title": "Call bank", "due_date": due, "remind_before_minutes": 0, "notification_type": "sms"}));
-    let failed = wait_for("failed after retries", Duration::from_secs(60), || {
-        let (_, page) = app.call("alice", "GET", "/api/notifications", None);
-        page["notifications"]
-            .as_array()?
-            .iter()
-            .find(|n| n["status"] == "failed")
-            .cloned()
-    });
+    let failed = notification_with(&app, "failed", Duration::from_secs(60));
     assert_eq!(failed["attempts"], 5);
     assert!(
         failed["last_error"].as_str().unwrap().contains("503"),
