@@ -224,13 +224,7 @@ fn main() {
     // When the outboxes first emptied: what is left after is the consumers'.
     let mut published = None;
     loop {
-        let unsent = count(
-            &default_db,
-            "SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL",
-        ) + count(
-            &reminders_db,
-            "SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL",
-        );
+        let unsent = unsent(&[&default_db, &reminders_db]);
         if unsent == 0 && published.is_none() {
             published = Some(started.elapsed());
         }
@@ -284,11 +278,7 @@ fn main() {
         conn.execute_batch("COMMIT").unwrap();
         copied
     };
-    while count(
-        &default_db,
-        "SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL",
-    ) > 0
-    {
+    while unsent(&[&default_db]) > 0 {
         std::thread::sleep(Duration::from_millis(20));
     }
     let relay_rate = copied as f64 / backlog_started.elapsed().as_secs_f64();

@@ -16,9 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::ClientConfig;
 use serde_json::{json, Value as Json};
 use support::*;
 
@@ -83,14 +81,7 @@ fn call(
 
 /// Every message of a topic: (key, partition, event id, ce_source, ce_sequence).
 fn read_all(broker: &Broker, topic: &str) -> Vec<(String, i32, String, String, String)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker.address())
-        .set("group.id", format!("chaos-reader-{topic}-{}", free_port()))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
+    let consumer = broker.reader(&format!("chaos-reader-{topic}-{}", free_port()), topic);
     let mut out = Vec::new();
     let mut idle_since = Instant::now();
     while idle_since.elapsed() < Duration::from_secs(4) {
@@ -286,13 +277,7 @@ fn nothing_is_lost_or_duplicated_through_kills_and_broker_restarts() {
             .flat_map(|db| query(db, "SELECT event_id, topic FROM outbox"))
             .map(|r| (r[0].clone(), r[1].clone()))
             .collect();
-        let unsent = count(
-            &default_db,
-            "SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL",
-        ) + count(
-            &reminders_db,
-            "SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL",
-        );
+        let unsent = unsent(&[&default_db, &reminders_db]);
         let next_instances = count(
             &default_db,
             "SELECT COUNT(DISTINCT series_id) FROM tasks WHERE occurrence = 2",

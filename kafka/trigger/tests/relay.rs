@@ -97,7 +97,7 @@ fn an_api_write_reaches_kafka_as_a_cloudevent_keyed_by_user() {
     assert_eq!(broker.read("task-updates", 1, LONG).len(), 1);
     let db = app.0.join(".spin/sqlite_db.db");
     wait_for("rows marked sent", LONG, || {
-        (count(&db, "SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL") == 0).then_some(())
+        (unsent(&[&db]) == 0).then_some(())
     });
     assert_eq!(host.health(), 200);
 }
@@ -110,7 +110,7 @@ fn events_wait_in_the_outbox_while_the_broker_is_down_and_are_published_once() {
     create_task(&host, "warmup", "before the outage");
     let db = app.0.join(".spin/sqlite_db.db");
     wait_for("warm-up published", LONG, || {
-        (count(&db, "SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL") == 0).then_some(())
+        (unsent(&[&db]) == 0).then_some(())
     });
 
     broker.stop();
@@ -129,15 +129,11 @@ fn events_wait_in_the_outbox_while_the_broker_is_down_and_are_published_once() {
         ));
     }
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(
-        count(&db, "SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL"),
-        60,
-        "3 events per task, none sent"
-    );
+    assert_eq!(unsent(&[&db]), 60, "3 events per task, none sent");
 
     broker.resume();
     wait_for("the backlog published", LONG, || {
-        (count(&db, "SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL") == 0).then_some(())
+        (unsent(&[&db]) == 0).then_some(())
     });
     wait_for("health to recover", Duration::from_secs(30), || {
         (host.health() == 200).then_some(())
@@ -210,7 +206,7 @@ fn an_unpublishable_row_is_marked_dead_and_blocks_no_one() {
     create_task(&host, "alice", "first");
     let db = app.0.join(".spin/sqlite_db.db");
     wait_for("the first events published", LONG, || {
-        (count(&db, "SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL") == 0).then_some(())
+        (unsent(&[&db]) == 0).then_some(())
     });
     insert_row(
         &db,
@@ -299,7 +295,7 @@ fn an_unpublishable_row_is_marked_dead_and_blocks_no_one() {
     let (ok, requeued) = outbox(&["requeue", "--seq", &seq]);
     assert!(ok && requeued.contains("requeued 1 row"), "{requeued}");
     wait_for("the requeued row published", LONG, || {
-        (count(&db, "SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL") == 0).then_some(())
+        (unsent(&[&db]) == 0).then_some(())
     });
     let updates = broker.read("task-updates", 1000, Duration::from_secs(10));
     assert!(
@@ -321,7 +317,7 @@ fn a_burst_from_one_user_does_not_delay_another() {
     create_task(&host, "warmup", "first");
     let db = app.0.join(".spin/sqlite_db.db");
     wait_for("warm-up published", LONG, || {
-        (count(&db, "SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL") == 0).then_some(())
+        (unsent(&[&db]) == 0).then_some(())
     });
     {
         let conn = rusqlite::Connection::open(&db).unwrap();

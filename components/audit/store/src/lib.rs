@@ -45,16 +45,7 @@ DROP INDEX IF EXISTS audit_actor;
 ";
 
 /// The `audit` database.
-pub const DB: &[Migration] = &[
-    Migration {
-        version: 1,
-        scripts: &[V1],
-    },
-    Migration {
-        version: 2,
-        scripts: &[V2],
-    },
-];
+pub const DB: &[Migration] = &[Migration::new(1, &[V1]), Migration::new(2, &[V2])];
 
 pub fn open(db: &dyn Sql) -> Result<()> {
     todo_domain::store::migrations::apply(db, DB)?;

@@ -10,6 +10,12 @@ pub struct Migration {
     pub scripts: &'static [&'static str],
 }
 
+impl Migration {
+    pub const fn new(version: i64, scripts: &'static [&'static str]) -> Migration {
+        Migration { version, scripts }
+    }
+}
+
 /// Brings `db` up to the last migration. Cheap when already current: one
 /// `PRAGMA` read. Safe when several instances race: the re-check happens
 /// under the write lock.
@@ -119,20 +125,8 @@ CREATE TABLE IF NOT EXISTS user_settings (
 
 /// The `default` database: tasks, shares, idempotency keys and the outbox.
 pub const TASKS_DB: &[Migration] = &[
-    Migration {
-        version: 1,
-        scripts: &[TASKS_V1, crate::events::outbox::SCHEMA],
-    },
-    Migration {
-        version: 2,
-        scripts: &[TASKS_V2],
-    },
-    Migration {
-        version: 3,
-        scripts: &[TASKS_V3],
-    },
-    Migration {
-        version: 4,
-        scripts: &[TASKS_V4],
-    },
+    Migration::new(1, &[TASKS_V1, crate::events::outbox::SCHEMA]),
+    Migration::new(2, &[TASKS_V2]),
+    Migration::new(3, &[TASKS_V3]),
+    Migration::new(4, &[TASKS_V4]),
 ];

@@ -71,18 +71,9 @@ ALTER TABLE notifications ADD COLUMN traceparent TEXT;";
 
 /// The `reminders` database.
 pub const DB: &[Migration] = &[
-    Migration {
-        version: 1,
-        scripts: &[V1, todo_domain::events::outbox::SCHEMA],
-    },
-    Migration {
-        version: 2,
-        scripts: &[V2],
-    },
-    Migration {
-        version: 3,
-        scripts: &[V3],
-    },
+    Migration::new(1, &[V1, todo_domain::events::outbox::SCHEMA]),
+    Migration::new(2, &[V2]),
+    Migration::new(3, &[V3]),
 ];
 
 /// Schedule states.

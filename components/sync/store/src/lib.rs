@@ -31,16 +31,7 @@ CREATE INDEX IF NOT EXISTS changes_user ON changes (user_id, seq);
 const V2: &str = "CREATE INDEX IF NOT EXISTS changes_occurred ON changes (occurred_ms);";
 
 /// The `sync` database.
-pub const DB: &[Migration] = &[
-    Migration {
-        version: 1,
-        scripts: &[V1],
-    },
-    Migration {
-        version: 2,
-        scripts: &[V2],
-    },
-];
+pub const DB: &[Migration] = &[Migration::new(1, &[V1]), Migration::new(2, &[V2])];
 
 pub fn open(db: &dyn Sql) -> Result<()> {
     todo_domain::store::migrations::apply(db, DB)?;

@@ -323,17 +323,23 @@ impl Broker {
             .expect("messages delivered");
     }
 
-    /// Reads a whole topic from the beginning until `count` messages arrived.
-    pub fn read(&self, topic: &str, count: usize, timeout: Duration) -> Vec<Record> {
-        let group = format!("reader-{}", free_port());
+    /// A consumer of `topic` from its beginning, in a group of its own that
+    /// commits nothing.
+    pub fn reader(&self, group: &str, topic: &str) -> BaseConsumer {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", self.address())
-            .set("group.id", &group)
+            .set("group.id", group)
             .set("auto.offset.reset", "earliest")
             .set("enable.auto.commit", "false")
             .create()
             .unwrap();
         consumer.subscribe(&[topic]).unwrap();
+        consumer
+    }
+
+    /// Reads a whole topic from the beginning until `count` messages arrived.
+    pub fn read(&self, topic: &str, count: usize, timeout: Duration) -> Vec<Record> {
+        let consumer = self.reader(&format!("reader-{}", free_port()), topic);
         let mut out = Vec::new();
         let started = Instant::now();
         while out.len() < count && started.elapsed() < timeout {
@@ -770,6 +776,13 @@ pub fn query(db: &Path, sql: &str) -> Vec<Vec<String>> {
     .unwrap()
     .collect::<Result<_, _>>()
     .unwrap()
+}
+
+/// Outbox rows not yet published, over every database given.
+pub fn unsent(dbs: &[&Path]) -> i64 {
+    dbs.iter()
+        .map(|db| count(db, "SELECT COUNT(*) FROM outbox WHERE sent_ms IS NULL"))
+        .sum()
 }
 
 pub fn count(db: &Path, sql: &str) -> i64 {
