@@ -47,6 +47,15 @@ pub enum Outcome {
     Filtered,
 }
 
+impl Outcome {
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Ok,
+        Outcome::Retried,
+        Outcome::DeadLettered,
+        Outcome::Filtered,
+    ];
+}
+
 impl EncodeLabelValue for Outcome {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
         let text = match self {

@@ -179,70 +179,44 @@ fn nothing_is_lost_or_duplicated_through_kills_and_broker_restarts() {
     {
         let user = format!("chaos-{}", i % USERS);
         let key = format!("op-{i}");
+        // Creates a task (retried through kills by `call`); its id.
+        let create = |body: Json| {
+            let (status, task) = call(&port, &user, "POST", "/api/tasks", Some(body), &key);
+            assert_eq!(status, 201, "{task}");
+            task["id"].as_str().unwrap().to_owned()
+        };
+        // A second write to the task, under a key of its own.
+        let then = |method: &str, path: String, body: Option<Json>, suffix: &str| {
+            let (status, _) = call(&port, &user, method, &path, body, &format!("{key}{suffix}"));
+            assert_eq!(status, 200, "{method} {path}");
+        };
         match i % 4 {
             0 => {
-                let (status, task) = call(
-                    &port,
-                    &user,
-                    "POST",
-                    "/api/tasks",
-                    Some(json!({"title": format!("plain {i}")})),
-                    &key,
-                );
-                assert_eq!(status, 201, "{task}");
-                let id = task["id"].as_str().unwrap().to_owned();
-                let (status, _) = call(
-                    &port,
-                    &user,
+                let id = create(json!({"title": format!("plain {i}")}));
+                then(
                     "PATCH",
-                    &format!("/api/tasks/{id}"),
+                    format!("/api/tasks/{id}"),
                     Some(json!({"priority": "high"})),
-                    &format!("{key}-p"),
+                    "-p",
                 );
-                assert_eq!(status, 200);
                 writes += 2;
                 plain.push(id);
             }
             1 | 2 => {
-                let (status, task) = call(
-                    &port,
-                    &user,
-                    "POST",
-                    "/api/tasks",
-                    Some(
-                        json!({"title": format!("daily {i}"), "due_date": "2099-03-01T09:00:00Z", "recurrence_pattern": "daily"}),
-                    ),
-                    &key,
+                let id = create(
+                    json!({"title": format!("daily {i}"), "due_date": "2099-03-01T09:00:00Z", "recurrence_pattern": "daily"}),
                 );
-                assert_eq!(status, 201, "{task}");
-                let id = task["id"].as_str().unwrap().to_owned();
-                let (status, _) = call(
-                    &port,
-                    &user,
-                    "POST",
-                    &format!("/api/tasks/{id}/complete"),
-                    None,
-                    &format!("{key}-c"),
-                );
-                assert_eq!(status, 200);
+                then("POST", format!("/api/tasks/{id}/complete"), None, "-c");
                 writes += 2;
                 recurring.push(id);
             }
             _ => {
                 let due = chrono::Utc::now() + chrono::Duration::seconds(3 + (i % 5) as i64);
-                let (status, task) = call(
-                    &port,
-                    &user,
-                    "POST",
-                    "/api/tasks",
-                    Some(
-                        json!({"title": format!("remind {i}"), "due_date": due.to_rfc3339(), "remind_before_minutes": 0}),
-                    ),
-                    &key,
+                let id = create(
+                    json!({"title": format!("remind {i}"), "due_date": due.to_rfc3339(), "remind_before_minutes": 0}),
                 );
-                assert_eq!(status, 201, "{task}");
                 writes += 1;
-                reminders.push(task["id"].as_str().unwrap().to_owned());
+                reminders.push(id);
             }
         }
         i += 1;

@@ -108,9 +108,18 @@ fn every_message_is_handled_once_and_in_order_within_a_key() {
         sorted.sort();
         assert_eq!(ids, sorted, "order within key {key}");
     }
-    assert!(host.metrics().contains(
+    let metrics = host.metrics();
+    assert!(metrics.contains(
         r#"trigger_kafka_messages_total{component="probe",topic="orders",outcome="ok"} 300"#
     ));
+    // Outcomes that never happened are there too, at 0 (a dashboard's
+    // rate() needs the series before the first event).
+    assert!(
+        metrics.contains(
+            r#"trigger_kafka_messages_total{component="probe",topic="orders",outcome="dead_lettered"} 0"#
+        ),
+        "{metrics}"
+    );
 }
 
 #[test]

@@ -193,10 +193,25 @@ impl KafkaRunner {
             .group_id
             .clone()
             .unwrap_or_else(|| format!("{}-{}", runtime.app.name, trigger.component));
+        // The trigger's series exist from the start, at 0, so a dashboard
+        // rates them before the first message.
+        let component = ComponentLabels {
+            component: trigger.component.as_str().into(),
+        };
+        for topic in &trigger.topics {
+            for outcome in Outcome::ALL {
+                let _ = metrics.messages.get_or_create(&MessageLabels {
+                    component: component.component.clone(),
+                    topic: topic.as_str().into(),
+                    outcome,
+                });
+            }
+        }
+        let _ = metrics.instantiations.get_or_create(&component);
+        let _ = metrics.instantiation_seconds.get_or_create(&component);
+        let _ = metrics.handler_seconds.get_or_create(&component);
         Ok(KafkaRunner {
-            component: ComponentLabels {
-                component: trigger.component.as_str().into(),
-            },
+            component,
             permits: Arc::new(Semaphore::new(trigger.concurrency.max(1))),
             runtime,
             trigger,
