@@ -46,12 +46,121 @@ enum ProviderConfig {
     Unsupported,
 }
 
+/// The top-level keys Spin 3.6's runtime config reads. Any other one stops
+/// `spin up` with "unused runtime config key(s): …" (a misspelt section
+/// would otherwise be ignored in silence), and so it stops this host.
+const KNOWN_KEYS: &[&str] = &[
+    "state_dir",
+    "log_dir",
+    "max_instance_memory",
+    "key_value_store",
+    "sqlite_database",
+    "variables_provider",
+    "config_provider",
+    "llm_compute",
+    "outbound_networking",
+    "client_tls",
+    "outbound_http",
+];
+
+/// A `[sqlite_database.<label>]` entry.
 #[derive(Deserialize)]
-struct Store {
-    #[serde(rename = "type")]
-    kind: String,
+#[serde(tag = "type", rename_all = "snake_case")]
+enum SqliteStore {
+    /// Local SQLite: a file, or memory without `path`. Spin refuses any
+    /// other field (`unknown field …, expected `path``), and so does this.
+    Spin(StrictPath),
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StrictPath {
     #[serde(default)]
     path: Option<PathBuf>,
+}
+
+/// A `[key_value_store.<label>]` entry. Spin's key-value config ignores
+/// fields it does not know (no `deny_unknown_fields` there), so this does too.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum KeyValueStore {
+    Spin(LenientPath),
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+struct LenientPath {
+    #[serde(default)]
+    path: Option<PathBuf>,
+}
+
+/// The store of one label as a location, or the type this host lacks.
+trait StoreEntry: serde::de::DeserializeOwned {
+    fn path(self) -> Result<Option<PathBuf>, ()>;
+}
+
+impl StoreEntry for SqliteStore {
+    fn path(self) -> Result<Option<PathBuf>, ()> {
+        match self {
+            SqliteStore::Spin(s) => Ok(s.path),
+            SqliteStore::Other => Err(()),
+        }
+    }
+}
+
+impl StoreEntry for KeyValueStore {
+    fn path(self) -> Result<Option<PathBuf>, ()> {
+        match self {
+            KeyValueStore::Spin(s) => Ok(s.path),
+            KeyValueStore::Other => Err(()),
+        }
+    }
+}
+
+/// Reads `[<section>.<label>]` entries into `target`, paths against `base`.
+fn read_stores<S: StoreEntry>(
+    table: &toml::Table,
+    section: &str,
+    base: &Path,
+    target: &mut BTreeMap<String, Location>,
+) -> Result<()> {
+    let Some(stores) = table.get(section) else {
+        return Ok(());
+    };
+    let stores: BTreeMap<String, S> = stores
+        .clone()
+        .try_into()
+        .with_context(|| format!("invalid [{section}.*] in the runtime config"))?;
+    for (label, store) in stores {
+        let Ok(path) = store.path() else {
+            let kind = table[section][&label]
+                .get("type")
+                .and_then(|t| t.as_str())
+                .unwrap_or("?");
+            bail!(
+                "[{section}.{label}] has type `{kind}`; trigger-kafka supports type = \"spin\" (local SQLite)"
+            );
+        };
+        let location = path.map_or(Location::InMemory, |p| Location::File(resolve(&p, base)));
+        target.insert(label, location);
+    }
+    Ok(())
+}
+
+/// Refuses keys Spin does not read, with Spin's words.
+fn check_keys(table: &toml::Table) -> Result<()> {
+    let unused: Vec<&str> = table
+        .keys()
+        .map(String::as_str)
+        .filter(|key| !KNOWN_KEYS.contains(key))
+        .collect();
+    if !unused.is_empty() {
+        bail!("unused runtime config key(s): {}", unused.join(", "));
+    }
+    Ok(())
 }
 
 /// How a directory (`--state-dir`, `--log-dir`) was given on the command line.
@@ -113,6 +222,9 @@ impl RuntimeConfig {
             }
             None => toml::Table::new(),
         };
+        check_keys(&table).with_context(|| {
+            format!("runtime config {}", file.unwrap_or(Path::new("")).display())
+        })?;
         let file_dir = file
             .and_then(Path::parent)
             .map(|d| resolve(d, cwd))
@@ -174,30 +286,8 @@ impl RuntimeConfig {
         config
             .key_value
             .insert("default".into(), default_file("sqlite_key_value.db"));
-        for (section, base, target) in [
-            ("sqlite_database", cwd.to_path_buf(), &mut config.sqlite),
-            ("key_value_store", file_dir.clone(), &mut config.key_value),
-        ] {
-            let Some(stores) = table.get(section) else {
-                continue;
-            };
-            let stores: BTreeMap<String, Store> = stores
-                .clone()
-                .try_into()
-                .with_context(|| format!("invalid [{section}.*] in the runtime config"))?;
-            for (label, store) in stores {
-                if store.kind != "spin" {
-                    bail!(
-                        "[{section}.{label}] has type `{}`; trigger-kafka supports type = \"spin\" (local SQLite)",
-                        store.kind
-                    );
-                }
-                let location = store
-                    .path
-                    .map_or(Location::InMemory, |p| Location::File(resolve(&p, &base)));
-                target.insert(label, location);
-            }
-        }
+        read_stores::<SqliteStore>(&table, "sqlite_database", cwd, &mut config.sqlite)?;
+        read_stores::<KeyValueStore>(&table, "key_value_store", &file_dir, &mut config.key_value)?;
         Ok(config)
     }
 }
@@ -205,6 +295,47 @@ impl RuntimeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_spin_does_not_read_are_refused_as_spin_refuses_them() {
+        let dir = std::env::temp_dir().join(format!("rc-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("rc.toml");
+        let load = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            RuntimeConfig::load(
+                Some(&file),
+                Some(Path::new("/app")),
+                StateDir::Default,
+                StateDir::Default,
+                Path::new("/cwd"),
+            )
+            .map_err(|e| format!("{e:#}"))
+        };
+        let error = load("[sqlite_databse.audit]\ntype = \"spin\"\n").unwrap_err();
+        assert!(
+            error.contains("unused runtime config key(s): sqlite_databse"),
+            "{error}"
+        );
+        let error =
+            load("[sqlite_database.audit]\ntype = \"spin\"\npaht = \"a.db\"\n").unwrap_err();
+        assert!(
+            error.contains("unknown field `paht`, expected `path`"),
+            "{error}"
+        );
+        // Spin's key-value config ignores a field it does not know.
+        let config =
+            load("[key_value_store.cache]\ntype = \"spin\"\npath = \"c.db\"\npaht = \"x\"\n")
+                .unwrap();
+        assert_eq!(config.key_value["cache"], Location::File(dir.join("c.db")));
+        // Every section Spin reads is accepted, even those this host leaves to Spin.
+        load(
+            "state_dir = \".spin\"\nmax_instance_memory = 1000000\n\
+             [outbound_networking]\n[outbound_http]\n[llm_compute]\ntype = \"spin\"\n",
+        )
+        .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn defaults_live_in_the_state_dir() {

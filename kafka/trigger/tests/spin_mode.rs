@@ -835,3 +835,79 @@ fn a_project_from_the_kafka_rust_template_builds_and_handles_a_message() {
         },
     );
 }
+
+/// Like [`output`], for a command that should exit at once: one still
+/// running after 30 s (it accepted what it should refuse) is killed.
+fn output_within(command: &mut Command) -> (bool, String) {
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(30) {
+            child.kill().unwrap();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// A runtime config Spin refuses (a key it does not read, a field its
+/// store type does not have) is refused by `trigger-kafka up` too, in the
+/// same words, instead of being half applied.
+#[test]
+fn a_runtime_config_spin_refuses_is_refused_alike() {
+    let Some(spin) = spin_or_skip("runtime config") else {
+        return;
+    };
+    let dir = TempDir::new("runtime-config-refused");
+    conformance_app(&dir.0, 9);
+    for (config, said) in [
+        (
+            "[sqlite_databse.other]\ntype = \"spin\"\n",
+            "unused runtime config key(s): sqlite_databse",
+        ),
+        (
+            "[sqlite_database.other]\ntype = \"spin\"\npaht = \"other.db\"\n",
+            "unknown field `paht`, expected `path`",
+        ),
+    ] {
+        std::fs::write(dir.0.join("bad.toml"), config).unwrap();
+        let up = [
+            "--listen",
+            "127.0.0.1:0",
+            "--runtime-config-file",
+            "bad.toml",
+        ];
+        let (spin_ok, from_spin) = output_within(
+            spin.command()
+                .current_dir(&dir.0)
+                .env("SPIN_VARIABLE_FROM_ENV", "x")
+                .arg("up")
+                .args(up),
+        );
+        let (host_ok, from_host) = output_within(
+            Command::new(host_bin())
+                .current_dir(&dir.0)
+                .env("SPIN_VARIABLE_FROM_ENV", "x")
+                .args(["up", "--kafka-admin-listen", "off"])
+                .args(up),
+        );
+        assert!(!spin_ok && from_spin.contains(said), "Spin: {from_spin}");
+        assert!(
+            !host_ok && from_host.contains(said),
+            "trigger-kafka: {from_host}"
+        );
+    }
+}

@@ -17,6 +17,7 @@ const SPIN_WIT: [&str; 3] = [
     include_str!("../wit/deps/spin/key-value.wit"),
     include_str!("../wit/deps/spin/variables.wit"),
 ];
+const SQLITE3_WIT: &str = include_str!("../wit/deps/spin-sqlite/sqlite.wit");
 const CRON_WIT: &str = include_str!("../wit/deps/spin-cron/cron.wit");
 
 /// Files of one package as a nested `package a:b@v { … }` block.
@@ -44,7 +45,12 @@ fn nested(files: &[&str]) -> String {
 
 /// The whole WIT, dependencies nested.
 fn wit() -> String {
-    format!("{MAIN_WIT}\n{}\n{}", nested(&SPIN_WIT), nested(&[CRON_WIT]))
+    format!(
+        "{MAIN_WIT}\n{}\n{}\n{}",
+        nested(&SPIN_WIT),
+        nested(&[SQLITE3_WIT]),
+        nested(&[CRON_WIT])
+    )
 }
 
 /// Checks the handler's shape: one argument, no generics, no `self`.

@@ -1,4 +1,4 @@
-//! The Spin interfaces a component imports (SQLite, key-value,
+//! The Spin interfaces a component imports (SQLite 2 and 3, key-value,
 //! variables), generated from the WIT in `kafka/wit`; their resources are
 //! this folder's types.
 
@@ -9,11 +9,13 @@ pub mod spin {
         world: "todo-chatbot:kafka-trigger/spin-imports",
         imports: {
             "fermyon:spin/sqlite": async,
+            "spin:sqlite/sqlite": async | trappable,
             "fermyon:spin/key-value": async,
             default: trappable,
         },
         with: {
             "fermyon:spin/sqlite.connection": crate::host::sqlite::Connection,
+            "spin:sqlite/sqlite.connection": crate::host::sqlite::Connection,
             "fermyon:spin/key-value.store": crate::host::key_value::Store,
         },
     });

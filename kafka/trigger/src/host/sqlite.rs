@@ -1,6 +1,9 @@
-//! `fermyon:spin/sqlite@2.0.0` over local SQLite files, shared with Spin:
-//! the same paths, the same semantics (one connection per `open`), plus a
-//! busy timeout and WAL so this host and Spin can both write the file.
+//! `fermyon:spin/sqlite@2.0.0` and `spin:sqlite/sqlite@3.0.0` over local
+//! SQLite files, shared with Spin: the same paths, the same semantics (one
+//! connection per `open`), plus a busy timeout and WAL so this host and
+//! Spin can both write the file. Version 3 is version 2 plus the rowid of
+//! the last insert and the count of rows the last write changed; one
+//! resource type serves both.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -86,6 +89,19 @@ pub struct Connection {
     db: Arc<Database>,
     conn: Option<rusqlite::Connection>,
     wrote: bool,
+    /// What `last-insert-rowid` and `changes` answer. Kept here, not read
+    /// off the pooled SQLite connection, which may carry another
+    /// instance's last write: under Spin every `open` is a new connection.
+    last_insert_rowid: i64,
+    changes: u64,
+}
+
+/// What a statement did to the connection's `last-insert-rowid` and
+/// `changes` (`None`: left as they were).
+#[derive(Default)]
+struct Effects {
+    last_insert_rowid: Option<i64>,
+    changes: Option<u64>,
 }
 
 impl Drop for Connection {
@@ -188,6 +204,36 @@ impl From<rusqlite::Error> for Failed {
     }
 }
 
+/// Runs the statement, and says what it did to `last-insert-rowid` and
+/// `changes` as SQLite counts them for a connection of its own.
+fn run_counted(
+    conn: &rusqlite::Connection,
+    statement: &str,
+    parameters: Vec<Value>,
+) -> (Result<QueryResult, Failed>, Effects) {
+    let (rowid, total) = (conn.last_insert_rowid(), conn.total_changes());
+    let result = run(conn, statement, parameters);
+    let statement = first_statement(statement).trim_start();
+    let keyword = |k: &str| {
+        statement
+            .get(..k.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(k))
+    };
+    let inserts = keyword("INSERT") || keyword("REPLACE");
+    let writes = inserts || keyword("UPDATE") || keyword("DELETE");
+    let changed = conn.total_changes() > total;
+    let effects = Effects {
+        last_insert_rowid: (conn.last_insert_rowid() != rowid || (inserts && changed))
+            .then(|| conn.last_insert_rowid()),
+        changes: match (changed, writes && result.is_ok()) {
+            (true, _) => Some(conn.changes()),
+            (false, true) => Some(0),
+            (false, false) => None,
+        },
+    };
+    (result, effects)
+}
+
 fn run(
     conn: &rusqlite::Connection,
     statement: &str,
@@ -221,6 +267,26 @@ impl sqlite::Host for HostState {}
 
 impl sqlite::HostConnection for HostState {
     async fn open(&mut self, database: String) -> Result<Resource<Connection>, Error> {
+        self.open_sqlite(database).await
+    }
+
+    async fn execute(
+        &mut self,
+        connection: Resource<Connection>,
+        statement: String,
+        parameters: Vec<Value>,
+    ) -> Result<QueryResult, Error> {
+        self.execute_sqlite(connection, statement, parameters).await
+    }
+
+    async fn drop(&mut self, connection: Resource<Connection>) -> wasmtime::Result<()> {
+        self.table.delete(connection)?;
+        Ok(())
+    }
+}
+
+impl HostState {
+    async fn open_sqlite(&mut self, database: String) -> Result<Resource<Connection>, Error> {
         // Like Spin: a label the component was not granted is denied,
         // whether or not it exists.
         let Some(db) = self.component.sqlite.get(&database).cloned() else {
@@ -241,11 +307,13 @@ impl sqlite::HostConnection for HostState {
             db,
             conn: Some(conn),
             wrote: false,
+            last_insert_rowid: 0,
+            changes: 0,
         };
         self.table.push(resource).map_err(io_error)
     }
 
-    async fn execute(
+    async fn execute_sqlite(
         &mut self,
         connection: Resource<Connection>,
         statement: String,
@@ -260,9 +328,9 @@ impl sqlite::HostConnection for HostState {
             .trim_start()
             .get(..6)
             .is_some_and(|w| w.eq_ignore_ascii_case("select"));
-        let (conn, result) = tokio::task::spawn_blocking(move || {
-            let result = run(&conn, &statement, parameters);
-            (conn, result)
+        let (conn, result, effects) = tokio::task::spawn_blocking(move || {
+            let (result, effects) = run_counted(&conn, &statement, parameters);
+            (conn, result, effects)
         })
         .await
         .map_err(io_error)?;
@@ -272,6 +340,12 @@ impl sqlite::HostConnection for HostState {
             .map_err(|_| Error::InvalidConnection)?;
         entry.conn = Some(conn);
         entry.wrote |= writes;
+        if let Some(rowid) = effects.last_insert_rowid {
+            entry.last_insert_rowid = rowid;
+        }
+        if let Some(changes) = effects.changes {
+            entry.changes = changes;
+        }
         result.map_err(|Failed(error, infrastructure)| {
             if infrastructure {
                 self.fault(format!("SQLite: {error:?}"));
@@ -279,10 +353,95 @@ impl sqlite::HostConnection for HostState {
             error
         })
     }
+}
 
-    async fn drop(&mut self, connection: Resource<Connection>) -> wasmtime::Result<()> {
-        self.table.delete(connection)?;
-        Ok(())
+/// `spin:sqlite/sqlite@3.0.0`: the same connections, in version 3's types.
+mod v3 {
+    use wasmtime::component::Resource;
+
+    use super::super::bindings::spin::spin::sqlite::sqlite as v3;
+    use super::{sqlite as v2, Connection, HostState};
+
+    fn value_in(value: v3::Value) -> v2::Value {
+        match value {
+            v3::Value::Integer(n) => v2::Value::Integer(n),
+            v3::Value::Real(f) => v2::Value::Real(f),
+            v3::Value::Text(s) => v2::Value::Text(s),
+            v3::Value::Blob(b) => v2::Value::Blob(b),
+            v3::Value::Null => v2::Value::Null,
+        }
+    }
+
+    fn value_out(value: v2::Value) -> v3::Value {
+        match value {
+            v2::Value::Integer(n) => v3::Value::Integer(n),
+            v2::Value::Real(f) => v3::Value::Real(f),
+            v2::Value::Text(s) => v3::Value::Text(s),
+            v2::Value::Blob(b) => v3::Value::Blob(b),
+            v2::Value::Null => v3::Value::Null,
+        }
+    }
+
+    fn error_out(error: v2::Error) -> v3::Error {
+        match error {
+            v2::Error::NoSuchDatabase => v3::Error::NoSuchDatabase,
+            v2::Error::AccessDenied => v3::Error::AccessDenied,
+            v2::Error::InvalidConnection => v3::Error::InvalidConnection,
+            v2::Error::DatabaseFull => v3::Error::DatabaseFull,
+            v2::Error::Io(e) => v3::Error::Io(e),
+        }
+    }
+
+    impl v3::Host for HostState {}
+
+    impl v3::HostConnection for HostState {
+        async fn open(
+            &mut self,
+            database: String,
+        ) -> wasmtime::Result<Result<Resource<Connection>, v3::Error>> {
+            Ok(self.open_sqlite(database).await.map_err(error_out))
+        }
+
+        async fn execute(
+            &mut self,
+            connection: Resource<Connection>,
+            statement: String,
+            parameters: Vec<v3::Value>,
+        ) -> wasmtime::Result<Result<v3::QueryResult, v3::Error>> {
+            let parameters = parameters.into_iter().map(value_in).collect();
+            let result = match self.execute_sqlite(connection, statement, parameters).await {
+                Ok(result) => result,
+                Err(error) => return Ok(Err(error_out(error))),
+            };
+            Ok(Ok(v3::QueryResult {
+                columns: result.columns,
+                rows: result
+                    .rows
+                    .into_iter()
+                    .map(|row| v3::RowResult {
+                        values: row.values.into_iter().map(value_out).collect(),
+                    })
+                    .collect(),
+            }))
+        }
+
+        // A handle that is no connection traps, as in Spin (these return
+        // no error of their own).
+        async fn last_insert_rowid(
+            &mut self,
+            connection: Resource<Connection>,
+        ) -> wasmtime::Result<i64> {
+            Ok(self.table.get(&connection)?.last_insert_rowid)
+        }
+
+        async fn changes(&mut self, connection: Resource<Connection>) -> wasmtime::Result<u64> {
+            Ok(self.table.get(&connection)?.changes)
+        }
+
+        async fn drop(&mut self, connection: Resource<Connection>) -> wasmtime::Result<()> {
+            self.table.delete(connection)?;
+            Ok(())
+        }
     }
 }
 

@@ -136,6 +136,85 @@ fn sqlite() -> Json {
     Json::Object(out)
 }
 
+/// `spin:sqlite/sqlite@3.0.0`: what `last-insert-rowid` and `changes`
+/// say after each statement, on a connection of its own (another instance's
+/// writes must not show), and the errors in version 3's types.
+fn sqlite3() -> Json {
+    use spin_sdk::sqlite3::{Connection as Connection3, Value as Value3};
+    let mut out = serde_json::Map::new();
+    out.insert(
+        "open not_granted".into(),
+        outcome(Connection3::open("not_granted"), |_| json!("opened")),
+    );
+    let db = match Connection3::open("default") {
+        Ok(db) => db,
+        Err(e) => {
+            out.insert("open default".into(), json!({ "err": format!("{e:?}") }));
+            return Json::Object(out);
+        }
+    };
+    let counts = |db: &Connection3| json!([db.last_insert_rowid(), db.changes()]);
+    out.insert("fresh".into(), counts(&db));
+    let steps: Vec<(&str, &str, Vec<Value3>)> = vec![
+        ("drop", "DROP TABLE IF EXISTS probe3", vec![]),
+        (
+            "create",
+            "CREATE TABLE probe3 (id INTEGER PRIMARY KEY, n INTEGER)",
+            vec![],
+        ),
+        (
+            "insert",
+            "INSERT INTO probe3 (n) VALUES (?), (?), (?)",
+            vec![Value3::Integer(1), Value3::Integer(2), Value3::Integer(3)],
+        ),
+        ("select", "SELECT COUNT(*) FROM probe3", vec![]),
+        (
+            "update two",
+            "UPDATE probe3 SET n = n * 10 WHERE n > 1",
+            vec![],
+        ),
+        (
+            "update none",
+            "UPDATE probe3 SET n = 0 WHERE n > 1000",
+            vec![],
+        ),
+        (
+            "insert id 40",
+            "INSERT INTO probe3 (id, n) VALUES (40, 4)",
+            vec![],
+        ),
+        (
+            "ignored insert",
+            "INSERT OR IGNORE INTO probe3 (id, n) VALUES (40, 5)",
+            vec![],
+        ),
+        ("delete all", "DELETE FROM probe3", vec![]),
+        (
+            "failed insert",
+            "INSERT INTO no_such_table VALUES (1)",
+            vec![],
+        ),
+        (
+            "text and blob",
+            "SELECT 'é', x'00ff', NULL, 1.5, ?",
+            vec![Value3::Integer(-1)],
+        ),
+    ];
+    for (name, statement, params) in steps {
+        let result = outcome(
+            db.execute(statement, &params),
+            |result| json!({ "columns": result.columns, "rows": result.rows.len() }),
+        );
+        out.insert(
+            name.to_owned(),
+            json!({ "result": result, "after": counts(&db) }),
+        );
+    }
+    let other = Connection3::open("default").map(|other| counts(&other));
+    out.insert("another connection".into(), outcome(other, |c| c));
+    Json::Object(out)
+}
+
 fn key_value() -> Json {
     let mut out = serde_json::Map::new();
     for label in ["default", "cache", "not_granted"] {
@@ -294,6 +373,7 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
         (Method::Get, "/probe") | (Method::Post, "/probe") => json!({
             "variables": variables(),
             "sqlite": sqlite(),
+            "sqlite3": sqlite3(),
             "key_value": key_value(),
             "environment": environment(),
             "headers": headers(&req),
