@@ -53,6 +53,19 @@ ensure_packages() {
     install_debs gcc g++ make pkg-config zlib1g-dev curl xz-utils sqlite3
 }
 
+# PostgreSQL's server binaries, for the private servers the tests start
+# (initdb + pg_ctl in a temp dir on a spare port). The package's own
+# cluster, a system service on 5432, is not wanted, so it is not created.
+ensure_postgres() {
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && return
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo mkdir -p /etc/postgresql-common/createcluster.d
+    echo "create_main_cluster = false" |
+        $sudo tee /etc/postgresql-common/createcluster.d/todo-chatbot.conf >/dev/null
+    install_debs postgresql
+}
+
 # Headless Chromium and its WebDriver, for the console test (tests/console).
 ensure_browser() {
     install_debs chromium chromium-driver

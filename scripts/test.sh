@@ -10,6 +10,7 @@ ensure_wasm_target
 ensure_tansu
 ensure_python_tools
 ensure_browser
+ensure_postgres
 ensure_spin
 build_components
 

@@ -239,6 +239,7 @@ impl Runtime {
             );
         }
         let mut kv_files: HashMap<(String, Option<PathBuf>), Arc<StoreDb>> = HashMap::new();
+        let postgres = Arc::new(crate::host::postgres::Pools::default());
 
         let mut pres = HashMap::new();
         let mut envs = HashMap::new();
@@ -283,6 +284,7 @@ impl Runtime {
                     .map(|l| (l.clone(), databases[l].clone()))
                     .collect(),
                 key_value,
+                postgres: postgres.clone(),
                 variables: variables::component_values(&resolver, &spec.variables),
                 env: spec
                     .env

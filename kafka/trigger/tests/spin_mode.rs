@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::{json, Value as Json};
+use support::postgres::Postgres;
 use support::spin::{Ready, Spin, SpinUp};
 use support::*;
 
@@ -410,7 +411,7 @@ fn the_container_command_line_runs_the_app_as_the_image_would() {
 /// The probe app for comparing hosts: an HTTP component that reports what
 /// it sees of variables, SQLite, key-value, outbound HTTP, its environment
 /// and Spin's request headers.
-fn conformance_app(dir: &Path, outbound_port: u16) {
+fn conformance_app(dir: &Path, outbound_port: u16, postgres_port: u16) {
     let manifest = format!(
         r#"spin_manifest_version = 2
 [application]
@@ -428,7 +429,7 @@ component = "probe"
 source = "{probe}"
 sqlite_databases = ["default", "other"]
 key_value_stores = ["default", "cache"]
-allowed_outbound_hosts = ["http://127.0.0.1:{outbound_port}"]
+allowed_outbound_hosts = ["http://127.0.0.1:{outbound_port}", "postgres://127.0.0.1:{postgres_port}"]
 environment = {{ PROBE_FROM_MANIFEST = "manifest" }}
 [component.probe.variables]
 greeting = "{{{{ greeting }}}}"
@@ -488,6 +489,8 @@ fn spin_and_trigger_kafka_give_a_component_the_same_host_interfaces() {
         return;
     };
     let outbound = pong_server();
+    let postgres = Postgres::start();
+    let postgres_env = format!("PROBE_POSTGRES={}", postgres.url("postgres"));
     let flags = [
         "--runtime-config-file",
         "rc.toml",
@@ -495,15 +498,17 @@ fn spin_and_trigger_kafka_give_a_component_the_same_host_interfaces() {
         "from_flag=flagged",
         "--env",
         "PROBE_FROM_FLAG=yes",
+        "--env",
+        &postgres_env,
         "--key-value",
         "probe:seeded=1",
     ];
     let env = [("SPIN_VARIABLE_FROM_ENV", "envy")];
     let spin_dir = TempDir::new("conformance-spin");
-    conformance_app(&spin_dir.0, outbound);
+    conformance_app(&spin_dir.0, outbound, postgres.port);
     let spin = SpinUp::start_waiting_for(&spin_dir.0, &flags, &env, Ready::HTTP);
     let host_dir = TempDir::new("conformance-host");
-    conformance_app(&host_dir.0, outbound);
+    conformance_app(&host_dir.0, outbound, postgres.port);
     let host = Host::start_with_args(&host_dir.0, &env, &flags);
 
     let ask = |port: u16, path: &str, headers: &[(&str, &str)]| -> (u16, Json) {
@@ -521,6 +526,14 @@ fn spin_and_trigger_kafka_give_a_component_the_same_host_interfaces() {
     ] {
         let (spin_status, from_spin) = ask(spin.http_port, path, &headers);
         let (host_status, from_host) = ask(host.http_port, path, &headers);
+        if path == probe {
+            // The Postgres walk really ran (not two equal nulls).
+            assert_eq!(
+                from_host["postgres"]["execute insert every type"],
+                json!({"ok": 1}),
+                "{from_host:#}"
+            );
+        }
         let (mut a, mut b) = (BTreeMap::new(), BTreeMap::new());
         flatten("", &from_spin, &mut a);
         flatten("", &from_host, &mut b);
@@ -589,10 +602,10 @@ fn a_non_utf8_header_never_reaches_the_component() {
     let env = [("SPIN_VARIABLE_FROM_ENV", "envy")];
     let flags = ["--runtime-config-file", "rc.toml"];
     let spin_dir = TempDir::new("latin1-spin");
-    conformance_app(&spin_dir.0, 9);
+    conformance_app(&spin_dir.0, 9, 9);
     let spin = SpinUp::start_waiting_for(&spin_dir.0, &flags, &env, Ready::HTTP);
     let host_dir = TempDir::new("latin1-host");
-    conformance_app(&host_dir.0, 9);
+    conformance_app(&host_dir.0, 9, 9);
     let host = Host::start_with_args(&host_dir.0, &env, &flags);
     let from_spin = raw(spin.http_port);
     assert!(
@@ -872,7 +885,7 @@ fn a_runtime_config_spin_refuses_is_refused_alike() {
         return;
     };
     let dir = TempDir::new("runtime-config-refused");
-    conformance_app(&dir.0, 9);
+    conformance_app(&dir.0, 9, 9);
     for (config, said) in [
         (
             "[sqlite_databse.other]\ntype = \"spin\"\n",

@@ -18,6 +18,7 @@ const SPIN_WIT: [&str; 3] = [
     include_str!("../wit/deps/spin/variables.wit"),
 ];
 const SQLITE3_WIT: &str = include_str!("../wit/deps/spin-sqlite/sqlite.wit");
+const POSTGRES4_WIT: &str = include_str!("../wit/deps/spin-postgres/postgres.wit");
 const CRON_WIT: &str = include_str!("../wit/deps/spin-cron/cron.wit");
 
 /// Files of one package as a nested `package a:b@v { … }` block.
@@ -46,9 +47,10 @@ fn nested(files: &[&str]) -> String {
 /// The whole WIT, dependencies nested.
 fn wit() -> String {
     format!(
-        "{MAIN_WIT}\n{}\n{}\n{}",
+        "{MAIN_WIT}\n{}\n{}\n{}\n{}",
         nested(&SPIN_WIT),
         nested(&[SQLITE3_WIT]),
+        nested(&[POSTGRES4_WIT]),
         nested(&[CRON_WIT])
     )
 }

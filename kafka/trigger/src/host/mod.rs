@@ -5,6 +5,7 @@ pub mod bindings;
 pub mod key_value;
 pub mod logs;
 pub mod outbound;
+pub mod postgres;
 pub mod sqlite;
 pub mod variables;
 
@@ -28,6 +29,8 @@ pub struct ComponentEnv {
     pub sqlite: HashMap<String, Arc<sqlite::Database>>,
     /// Granted key-value stores by label.
     pub key_value: HashMap<String, Arc<key_value::StoreDb>>,
+    /// Postgres pools by address, shared by every component of the app.
+    pub postgres: Arc<postgres::Pools>,
     /// Component variables, or why one could not be resolved.
     pub variables: BTreeMap<String, Result<String, String>>,
     pub env: Vec<(String, String)>,
@@ -47,6 +50,8 @@ pub struct HostState {
     pub limits: StoreLimits,
     /// The host's own failure during this call, if one happened.
     pub fault: Option<HostFault>,
+    /// Postgres connections this instance holds open.
+    pub postgres_open: usize,
 }
 
 /// A host call that failed for the host's own reasons (storage busy, full
@@ -81,6 +86,7 @@ impl HostState {
                 .build(),
             component,
             fault: None,
+            postgres_open: 0,
         }
     }
 

@@ -29,10 +29,15 @@ pub struct AllowedHosts {
     patterns: Vec<Pattern>,
 }
 
+/// Spin's well-known ports: a pattern or address without a port means this.
 fn default_port(scheme: &str) -> Option<u16> {
     match scheme {
         "http" => Some(80),
         "https" => Some(443),
+        "postgres" => Some(5432),
+        "mysql" => Some(3306),
+        "redis" => Some(6379),
+        "mqtt" => Some(1883),
         _ => None,
     }
 }
@@ -218,6 +223,13 @@ mod tests {
         assert!(!h.allows("https", "hooks.dev", None));
         assert!(h.allows("http", "localhost", Some(1234)));
         assert!(!hosts(&[]).allows("https", "example.com", None));
+        // Spin's well-known ports for the database schemes.
+        let db = hosts(&["postgres://db.internal", "redis://cache:7000"]);
+        assert!(db.allows("postgres", "db.internal", None));
+        assert!(db.allows("postgres", "db.internal", Some(5432)));
+        assert!(!db.allows("postgres", "db.internal", Some(5433)));
+        assert!(db.allows("redis", "cache", Some(7000)));
+        assert!(!db.allows("redis", "cache", None));
     }
 
     #[test]
@@ -226,7 +238,7 @@ mod tests {
             "example.com",
             "https://example.com/path",
             "https://",
-            "redis://cache",
+            "ftp://files",
         ] {
             assert!(AllowedHosts::parse(&[bad.to_string()]).is_err(), "{bad}");
         }

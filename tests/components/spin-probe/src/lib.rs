@@ -13,8 +13,22 @@ use spin_sdk::sqlite::{Connection, Value};
 fn outcome<T, E: std::fmt::Debug>(result: Result<T, E>, ok: impl FnOnce(T) -> Json) -> Json {
     match result {
         Ok(value) => json!({ "ok": ok(value) }),
-        Err(e) => json!({ "err": format!("{e:?}") }),
+        Err(e) => json!({ "err": without_backtrace(format!("{e:?}")) }),
     }
+}
+
+/// An error's text without a host backtrace (there when the host runs with
+/// `RUST_BACKTRACE` set, and different in every build).
+fn without_backtrace(text: String) -> String {
+    let Some(start) = text.find("\\n\\nStack backtrace:") else {
+        return text;
+    };
+    // The backtrace runs to the end of the quoted message it is part of.
+    let bytes = text.as_bytes();
+    let end = (start..bytes.len())
+        .find(|&i| bytes[i] == b'"' && bytes[i - 1] != b'\\')
+        .unwrap_or(bytes.len());
+    format!("{}{}", &text[..start], &text[end..])
 }
 
 fn sql_value(value: &Value) -> Json {
@@ -139,6 +153,160 @@ fn sqlite() -> Json {
 /// `spin:sqlite/sqlite@3.0.0`: what `last-insert-rowid` and `changes`
 /// say after each statement, on a connection of its own (another instance's
 /// writes must not show), and the errors in version 3's types.
+/// `spin:postgres/postgres@4.0.0` against the server at `PROBE_POSTGRES`: every
+/// value type both ways, NULLs, the server's structured errors, parameters
+/// the host refuses, a transaction, and addresses that are refused.
+fn postgres() -> Json {
+    use spin_sdk::pg4::{Connection as Pg, Interval, ParameterValue as P, RangeBoundKind as K};
+    let Ok(address) = std::env::var("PROBE_POSTGRES") else {
+        return Json::Null;
+    };
+    let mut out = serde_json::Map::new();
+    for (name, refused) in [
+        ("open not allowed", "postgres://todo@10.9.8.7:5432/x"),
+        ("open default port", "postgres://todo@127.0.0.1/x"),
+        ("open unix socket", "host=/tmp user=todo"),
+        ("open bad address", "postgres://todo@127.0.0.1:notaport/x"),
+    ] {
+        out.insert(name.into(), outcome(Pg::open(refused), |_| json!("opened")));
+    }
+    let db = match Pg::open(&address) {
+        Ok(db) => db,
+        Err(e) => {
+            out.insert("open".into(), json!({ "err": format!("{e:?}") }));
+            return Json::Object(out);
+        }
+    };
+    let every_type = vec![
+        P::Boolean(true),
+        P::Int16(-2),
+        P::Int32(-4),
+        P::Int64(-8),
+        P::Floating32(1.5),
+        P::Floating64(-2.25),
+        P::Str("é 🦀".into()),
+        P::Str("short".into()),
+        P::Str("abc".into()),
+        P::Binary(vec![0, 255, 7]),
+        P::Date((2026, 12, 5)),
+        P::Time((23, 59, 58, 123_000_000)),
+        P::Datetime((2026, 2, 28, 1, 2, 3, 456_000)),
+        P::Uuid("67e55044-10b1-426f-9247-bb680e5fe0c8".into()),
+        P::Jsonb(br#"{"b": [1, 2], "a": "x"}"#.to_vec()),
+        P::Decimal("-12345.678900".into()),
+        P::RangeInt32((Some((1, K::Inclusive)), Some((10, K::Exclusive)))),
+        P::RangeInt64((Some((1, K::Exclusive)), None)),
+        P::RangeDecimal((None, Some(("2.5".into(), K::Inclusive)))),
+        P::ArrayInt32(vec![Some(1), None, Some(3)]),
+        P::ArrayInt64(vec![Some(i64::MAX)]),
+        P::ArrayDecimal(vec![Some("0.1".into()), None]),
+        P::ArrayStr(vec![Some("a".into()), None, Some("ü".into())]),
+        P::Interval(Interval {
+            micros: 1_500_000,
+            days: -3,
+            months: 14,
+        }),
+        P::Timestamp(86_400 * 365),
+    ];
+    let nulls = vec![P::DbNull; every_type.len()];
+    let insert = "INSERT INTO probe_pg (b, i2, i4, i8, f4, f8, t, v, c, by, d, tm, ts, u, j, n, r4, r8, rn, a4, a8, an, at, iv, tz) \
+                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)";
+    let steps: Vec<(&str, &str, Vec<P>)> = vec![
+        ("drop", "DROP TABLE IF EXISTS probe_pg", vec![]),
+        (
+            "create",
+            "CREATE TABLE probe_pg (id SERIAL PRIMARY KEY, b BOOLEAN, i2 SMALLINT, i4 INTEGER, \
+             i8 BIGINT, f4 REAL, f8 DOUBLE PRECISION, t TEXT, v VARCHAR(10), c CHAR(3), by BYTEA, \
+             d DATE, tm TIME, ts TIMESTAMP, u UUID, j JSONB, n NUMERIC, r4 INT4RANGE, r8 INT8RANGE, \
+             rn NUMRANGE, a4 INT4[], a8 INT8[], an NUMERIC[], at TEXT[], iv INTERVAL, tz TIMESTAMPTZ, \
+             ip INET DEFAULT '10.1.2.3')",
+            vec![],
+        ),
+        ("insert every type", insert, every_type),
+        ("insert nulls", insert, nulls),
+        ("update both", "UPDATE probe_pg SET i4 = COALESCE(i4, 0) + 1", vec![]),
+        ("update none", "UPDATE probe_pg SET i4 = 0 WHERE id < 0", vec![]),
+        (
+            "duplicate key",
+            "INSERT INTO probe_pg (id) VALUES (1)",
+            vec![],
+        ),
+        ("no such table", "DELETE FROM no_such_table", vec![]),
+        (
+            "wrong parameter type",
+            "UPDATE probe_pg SET i4 = $1",
+            vec![P::Str("four".into())],
+        ),
+        ("too few parameters", "UPDATE probe_pg SET i4 = $1", vec![]),
+        (
+            "bad uuid",
+            "UPDATE probe_pg SET u = $1",
+            vec![P::Uuid("not-a-uuid".into())],
+        ),
+        (
+            "bad decimal",
+            "UPDATE probe_pg SET n = $1",
+            vec![P::Decimal("1.2.3".into())],
+        ),
+        ("begin", "BEGIN", vec![]),
+        ("insert in transaction", "INSERT INTO probe_pg (t) VALUES ('rolled back')", vec![]),
+        ("rollback", "ROLLBACK", vec![]),
+    ];
+    for (name, statement, params) in &steps {
+        let mut result = outcome(db.execute(statement, params), |n| json!(n));
+        if name.contains("uuid") {
+            first_line(&mut result);
+        }
+        out.insert(format!("execute {name}"), result);
+    }
+    let rows = |statement: &str, params: &[P]| {
+        outcome(db.query(statement, params), |set| {
+            json!({
+                "columns": set.columns.iter().map(|c| format!("{} {:?}", c.name, c.data_type)).collect::<Vec<_>>(),
+                "rows": set.rows.iter().map(|r| r.iter().map(|v| format!("{v:?}")).collect::<Vec<_>>()).collect::<Vec<_>>(),
+            })
+        })
+    };
+    out.insert(
+        "query every column".into(),
+        rows(
+            "SELECT id, b, i2, i4, i8, f4, f8, t, v, c, by, d, tm, ts, u, j, n, r4, r8, rn, a4, a8, an, at, iv, ip \
+             FROM probe_pg ORDER BY id",
+            &[],
+        ),
+    );
+    out.insert(
+        "query a timestamptz".into(),
+        rows("SELECT tz FROM probe_pg ORDER BY id", &[]),
+    );
+    out.insert(
+        "query parameters back".into(),
+        rows(
+            "SELECT $1::INT2 AS a, $2::TEXT AS b, $3::TEXT AS c",
+            &[P::Int8(7), P::DbNull, P::Str(String::new())],
+        ),
+    );
+    out.insert(
+        "query no rows".into(),
+        rows("SELECT id FROM probe_pg WHERE id < 0", &[]),
+    );
+    let mut bad_uuid = rows("SELECT $1::UUID", &[P::Uuid("nope".into())]);
+    first_line(&mut bad_uuid);
+    out.insert("query bad uuid".into(), bad_uuid);
+    out.insert("query syntax error".into(), rows("SELEC 1", &[]));
+    Json::Object(out)
+}
+
+/// Keeps an error's first line: the cause of a bad UUID is the uuid
+/// crate's wording, which changes between its versions.
+fn first_line(result: &mut Json) {
+    if let Some(Json::String(text)) = result.get_mut("err") {
+        if let Some(at) = text.find("\\n") {
+            text.truncate(at);
+        }
+    }
+}
+
 fn sqlite3() -> Json {
     use spin_sdk::sqlite3::{Connection as Connection3, Value as Value3};
     let mut out = serde_json::Map::new();
@@ -374,6 +542,7 @@ async fn handle(req: Request) -> anyhow::Result<impl IntoResponse> {
             "variables": variables(),
             "sqlite": sqlite(),
             "sqlite3": sqlite3(),
+            "postgres": postgres(),
             "key_value": key_value(),
             "environment": environment(),
             "headers": headers(&req),

@@ -1,0 +1,165 @@
+//! A private PostgreSQL server for one test: Debian's binaries, a data
+//! directory in a temp dir, a spare port, no system service. As root (CI)
+//! the server runs as the `postgres` user the package creates, since
+//! Postgres refuses to run as root.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use super::{free_port, wait_for, TempDir};
+
+pub struct Postgres {
+    pub port: u16,
+    data: PathBuf,
+    bin: PathBuf,
+    as_postgres: bool,
+    _dir: TempDir,
+}
+
+/// Where `initdb` and `pg_ctl` are: `TODO_POSTGRES_BIN`, else the newest
+/// `/usr/lib/postgresql/<version>/bin`.
+fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("TODO_POSTGRES_BIN") {
+        return dir.into();
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+        .filter(|(_, bin)| bin.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin).expect(
+        "PostgreSQL is not installed: scripts/test.sh installs it (apt-get install postgresql)",
+    )
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+impl Postgres {
+    /// Starts a server with user `todo` (trust auth on 127.0.0.1 only).
+    pub fn start() -> Postgres {
+        let dir = TempDir::new("postgres");
+        let data = dir.0.join("data");
+        let as_postgres = is_root();
+        let bin = bin_dir();
+        if as_postgres {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir.0)
+                .status()
+                .unwrap();
+            assert!(status.success(), "chown to postgres failed");
+        }
+        let server = Postgres {
+            port: free_port(),
+            data,
+            bin,
+            as_postgres,
+            _dir: dir,
+        };
+        server.run(
+            "initdb",
+            &[
+                "-D",
+                server.data.to_str().unwrap(),
+                "-U",
+                "todo",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "-N",
+            ],
+        );
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300",
+            server.port,
+            server.data.display()
+        );
+        let log = server.data.join("server.log");
+        server.run(
+            "pg_ctl",
+            &[
+                "-D",
+                server.data.to_str().unwrap(),
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                &options,
+                "start",
+            ],
+        );
+        let port = server.port;
+        wait_for(
+            "Postgres to accept connections",
+            Duration::from_secs(30),
+            || std::net::TcpStream::connect(("127.0.0.1", port)).ok(),
+        );
+        server
+    }
+
+    /// A URL for `database` (the default `postgres` one is always there).
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://todo@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Runs SQL through `psql`, stops the test if it fails.
+    pub fn psql(&self, database: &str, sql: &str) -> String {
+        let psql = self.bin.join("psql");
+        let output = Command::new(psql)
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
+            .arg(self.url(database))
+            .args(["-c", sql])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "psql failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        if self.as_postgres {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(path);
+            command
+        } else {
+            Command::new(path)
+        }
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let output = self.command(program).args(args).output().unwrap();
+        assert!(
+            output.status.success(),
+            "{program} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = self
+            .command("pg_ctl")
+            .args(["-D", self.data.to_str().unwrap(), "-m", "immediate", "stop"])
+            .output();
+    }
+}
