@@ -66,6 +66,22 @@ ensure_postgres() {
     install_debs postgresql
 }
 
+# redis-server, for the private servers the tests start (a key-value store
+# of type = "redis"). Its package's own service is not wanted: a policy-rc.d
+# keeps the install from starting it when this script put the policy there.
+ensure_redis() {
+    command -v redis-server >/dev/null && return
+    local sudo="" policy=/usr/sbin/policy-rc.d placed=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+        $sudo chmod +x "$policy"
+        placed=1
+    fi
+    install_debs redis-server
+    [ -z "$placed" ] || $sudo rm -f "$policy"
+}
+
 # Headless Chromium and its WebDriver, for the console test (tests/console).
 ensure_browser() {
     install_debs chromium chromium-driver

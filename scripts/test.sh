@@ -11,6 +11,7 @@ ensure_tansu
 ensure_python_tools
 ensure_browser
 ensure_postgres
+ensure_redis
 ensure_spin
 build_components
 

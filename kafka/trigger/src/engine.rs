@@ -17,7 +17,7 @@ use crate::host::key_value::StoreDb;
 use crate::host::outbound::AllowedHosts;
 use crate::host::sqlite::Database;
 use crate::host::{ComponentEnv, HostState};
-use crate::runtime_config::{Location, RuntimeConfig};
+use crate::runtime_config::{KeyValueLocation, RuntimeConfig};
 use crate::variables::{self, Resolver};
 
 /// Component instances alive at once, across every trigger (the pooling
@@ -238,7 +238,7 @@ impl Runtime {
                 Arc::new(Database::new(&label, location.clone())?),
             );
         }
-        let mut kv_files: HashMap<(String, Option<PathBuf>), Arc<StoreDb>> = HashMap::new();
+        let mut kv_files: HashMap<(String, KeyValueLocation), Arc<StoreDb>> = HashMap::new();
         let postgres = Arc::new(crate::host::postgres::Pools::default());
 
         let mut pres = HashMap::new();
@@ -257,15 +257,11 @@ impl Runtime {
                 let location = config.key_value.get(label).with_context(|| {
                     format!("no key-value store `{label}`: add [key_value_store.{label}] to the runtime config")
                 })?;
-                let path = match location {
-                    Location::File(p) => Some(p.clone()),
-                    Location::InMemory => None,
-                };
-                let db = match kv_files.get(&(label.clone(), path.clone())) {
+                let db = match kv_files.get(&(label.clone(), location.clone())) {
                     Some(db) => db.clone(),
                     None => {
                         let db = Arc::new(StoreDb::open(label, location)?);
-                        kv_files.insert((label.clone(), path), db.clone());
+                        kv_files.insert((label.clone(), location.clone()), db.clone());
                         db
                     }
                 };

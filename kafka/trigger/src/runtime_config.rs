@@ -10,10 +10,18 @@ use serde::Deserialize;
 
 use crate::variables::Provider;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Location {
     File(PathBuf),
     InMemory,
+}
+
+/// Where a key-value store lives: Spin's local SQLite layout, or a Redis
+/// server (`type = "redis"`), which several replicas can share.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum KeyValueLocation {
+    Local(Location),
+    Redis { url: String },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -22,7 +30,7 @@ pub struct RuntimeConfig {
     /// Where component stdout/stderr go (`<component>_stdout.txt`).
     pub log_dir: Option<PathBuf>,
     pub sqlite: BTreeMap<String, Location>,
-    pub key_value: BTreeMap<String, Location>,
+    pub key_value: BTreeMap<String, KeyValueLocation>,
     /// `[[variables_provider]]`, in order (Spin's env provider comes after).
     pub variable_providers: Vec<Provider>,
     pub max_instance_memory: Option<usize>,
@@ -81,12 +89,15 @@ struct StrictPath {
     path: Option<PathBuf>,
 }
 
-/// A `[key_value_store.<label>]` entry. Spin's key-value config ignores
-/// fields it does not know (no `deny_unknown_fields` there), so this does too.
+/// A `[key_value_store.<label>]` entry. Spin's key-value configs ignore
+/// fields they do not know (no `deny_unknown_fields` there), so this does too.
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum KeyValueStore {
     Spin(LenientPath),
+    Redis {
+        url: String,
+    },
     #[serde(other)]
     Other,
 }
@@ -97,25 +108,41 @@ struct LenientPath {
     path: Option<PathBuf>,
 }
 
-/// The store of one label as a location, or the type this host lacks.
+/// One label's entry, read into where the store is.
 trait StoreEntry: serde::de::DeserializeOwned {
-    fn path(self) -> Result<Option<PathBuf>, ()>;
+    type Location;
+    /// The types this host serves, for the error naming another.
+    const SUPPORTED: &'static str;
+    /// Where the store is (paths against `base`), or `None` for a type
+    /// this host lacks.
+    fn locate(self, base: &Path) -> Option<Self::Location>;
+}
+
+fn local(path: Option<PathBuf>, base: &Path) -> Location {
+    path.map_or(Location::InMemory, |p| Location::File(resolve(&p, base)))
 }
 
 impl StoreEntry for SqliteStore {
-    fn path(self) -> Result<Option<PathBuf>, ()> {
+    type Location = Location;
+    const SUPPORTED: &'static str = "type = \"spin\" (local SQLite)";
+
+    fn locate(self, base: &Path) -> Option<Location> {
         match self {
-            SqliteStore::Spin(s) => Ok(s.path),
-            SqliteStore::Other => Err(()),
+            SqliteStore::Spin(s) => Some(local(s.path, base)),
+            SqliteStore::Other => None,
         }
     }
 }
 
 impl StoreEntry for KeyValueStore {
-    fn path(self) -> Result<Option<PathBuf>, ()> {
+    type Location = KeyValueLocation;
+    const SUPPORTED: &'static str = "type = \"spin\" (local SQLite) and type = \"redis\"";
+
+    fn locate(self, base: &Path) -> Option<KeyValueLocation> {
         match self {
-            KeyValueStore::Spin(s) => Ok(s.path),
-            KeyValueStore::Other => Err(()),
+            KeyValueStore::Spin(s) => Some(KeyValueLocation::Local(local(s.path, base))),
+            KeyValueStore::Redis { url } => Some(KeyValueLocation::Redis { url }),
+            KeyValueStore::Other => None,
         }
     }
 }
@@ -125,7 +152,7 @@ fn read_stores<S: StoreEntry>(
     table: &toml::Table,
     section: &str,
     base: &Path,
-    target: &mut BTreeMap<String, Location>,
+    target: &mut BTreeMap<String, S::Location>,
 ) -> Result<()> {
     let Some(stores) = table.get(section) else {
         return Ok(());
@@ -135,16 +162,16 @@ fn read_stores<S: StoreEntry>(
         .try_into()
         .with_context(|| format!("invalid [{section}.*] in the runtime config"))?;
     for (label, store) in stores {
-        let Ok(path) = store.path() else {
+        let Some(location) = store.locate(base) else {
             let kind = table[section][&label]
                 .get("type")
                 .and_then(|t| t.as_str())
                 .unwrap_or("?");
             bail!(
-                "[{section}.{label}] has type `{kind}`; trigger-kafka supports type = \"spin\" (local SQLite)"
+                "[{section}.{label}] has type `{kind}`; trigger-kafka supports {}",
+                S::SUPPORTED
             );
         };
-        let location = path.map_or(Location::InMemory, |p| Location::File(resolve(&p, base)));
         target.insert(label, location);
     }
     Ok(())
@@ -283,9 +310,10 @@ impl RuntimeConfig {
         config
             .sqlite
             .insert("default".into(), default_file("sqlite_db.db"));
-        config
-            .key_value
-            .insert("default".into(), default_file("sqlite_key_value.db"));
+        config.key_value.insert(
+            "default".into(),
+            KeyValueLocation::Local(default_file("sqlite_key_value.db")),
+        );
         read_stores::<SqliteStore>(&table, "sqlite_database", cwd, &mut config.sqlite)?;
         read_stores::<KeyValueStore>(&table, "key_value_store", &file_dir, &mut config.key_value)?;
         Ok(config)
@@ -327,7 +355,18 @@ mod tests {
         let config =
             load("[key_value_store.cache]\ntype = \"spin\"\npath = \"c.db\"\npaht = \"x\"\n")
                 .unwrap();
-        assert_eq!(config.key_value["cache"], Location::File(dir.join("c.db")));
+        assert_eq!(
+            config.key_value["cache"],
+            KeyValueLocation::Local(Location::File(dir.join("c.db")))
+        );
+        let config =
+            load("[key_value_store.shared]\ntype = \"redis\"\nurl = \"redis://r:6379\"\n").unwrap();
+        assert_eq!(
+            config.key_value["shared"],
+            KeyValueLocation::Redis {
+                url: "redis://r:6379".into()
+            }
+        );
         // Every section Spin reads is accepted, even those this host leaves to Spin.
         load(
             "state_dir = \".spin\"\nmax_instance_memory = 1000000\n\
@@ -353,7 +392,7 @@ mod tests {
         );
         assert_eq!(
             c.key_value["default"],
-            Location::File("/app/.spin/sqlite_key_value.db".into())
+            KeyValueLocation::Local(Location::File("/app/.spin/sqlite_key_value.db".into()))
         );
         let c = RuntimeConfig::load(
             None,
@@ -407,7 +446,7 @@ mod tests {
         }
         assert_eq!(
             kube.key_value["default"],
-            Location::File("/data/sqlite_key_value.db".into())
+            KeyValueLocation::Local(Location::File("/data/sqlite_key_value.db".into()))
         );
     }
 
@@ -453,7 +492,7 @@ mod tests {
         );
         assert_eq!(
             c.key_value["cache"],
-            Location::File(dir.join("kv/cache.db"))
+            KeyValueLocation::Local(Location::File(dir.join("kv/cache.db")))
         );
         std::fs::write(
             &file,

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value as Json};
 use support::postgres::Postgres;
+use support::redis::Redis;
 use support::spin::{Ready, Spin, SpinUp};
 use support::*;
 
@@ -411,7 +412,7 @@ fn the_container_command_line_runs_the_app_as_the_image_would() {
 /// The probe app for comparing hosts: an HTTP component that reports what
 /// it sees of variables, SQLite, key-value, outbound HTTP, its environment
 /// and Spin's request headers.
-fn conformance_app(dir: &Path, outbound_port: u16, postgres_port: u16) {
+fn conformance_app(dir: &Path, outbound_port: u16, postgres_port: u16, redis_port: u16) {
     let manifest = format!(
         r#"spin_manifest_version = 2
 [application]
@@ -443,8 +444,10 @@ templated = "{{{{ greeting }}}}, {{{{ from_env }}}}!"
     std::fs::write(dir.join("spin.toml"), manifest).unwrap();
     std::fs::write(
         dir.join("rc.toml"),
-        "[sqlite_database.other]\ntype = \"spin\"\npath = \"other.db\"\n\
-         [key_value_store.cache]\ntype = \"spin\"\npath = \"cache.db\"\n",
+        format!(
+            "[sqlite_database.other]\ntype = \"spin\"\npath = \"other.db\"\n\
+             [key_value_store.cache]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:{redis_port}\"\n"
+        ),
     )
     .unwrap();
     std::fs::write(dir.join(".env"), "SPIN_VARIABLE_FROM_DOTENV=dotty\n").unwrap();
@@ -490,6 +493,7 @@ fn spin_and_trigger_kafka_give_a_component_the_same_host_interfaces() {
     };
     let outbound = pong_server();
     let postgres = Postgres::start();
+    let redis = Redis::start();
     let postgres_env = format!("PROBE_POSTGRES={}", postgres.url("postgres"));
     let flags = [
         "--runtime-config-file",
@@ -505,10 +509,10 @@ fn spin_and_trigger_kafka_give_a_component_the_same_host_interfaces() {
     ];
     let env = [("SPIN_VARIABLE_FROM_ENV", "envy")];
     let spin_dir = TempDir::new("conformance-spin");
-    conformance_app(&spin_dir.0, outbound, postgres.port);
+    conformance_app(&spin_dir.0, outbound, postgres.port, redis.port);
     let spin = SpinUp::start_waiting_for(&spin_dir.0, &flags, &env, Ready::HTTP);
     let host_dir = TempDir::new("conformance-host");
-    conformance_app(&host_dir.0, outbound, postgres.port);
+    conformance_app(&host_dir.0, outbound, postgres.port, redis.port);
     let host = Host::start_with_args(&host_dir.0, &env, &flags);
 
     let ask = |port: u16, path: &str, headers: &[(&str, &str)]| -> (u16, Json) {
@@ -531,6 +535,11 @@ fn spin_and_trigger_kafka_give_a_component_the_same_host_interfaces() {
             assert_eq!(
                 from_host["postgres"]["execute insert every type"],
                 json!({"ok": 1}),
+                "{from_host:#}"
+            );
+            assert_eq!(
+                from_host["key_value"]["cache"]["get"],
+                json!({"ok": b"two"}),
                 "{from_host:#}"
             );
         }
@@ -602,10 +611,10 @@ fn a_non_utf8_header_never_reaches_the_component() {
     let env = [("SPIN_VARIABLE_FROM_ENV", "envy")];
     let flags = ["--runtime-config-file", "rc.toml"];
     let spin_dir = TempDir::new("latin1-spin");
-    conformance_app(&spin_dir.0, 9, 9);
+    conformance_app(&spin_dir.0, 9, 9, 9);
     let spin = SpinUp::start_waiting_for(&spin_dir.0, &flags, &env, Ready::HTTP);
     let host_dir = TempDir::new("latin1-host");
-    conformance_app(&host_dir.0, 9, 9);
+    conformance_app(&host_dir.0, 9, 9, 9);
     let host = Host::start_with_args(&host_dir.0, &env, &flags);
     let from_spin = raw(spin.http_port);
     assert!(
@@ -885,7 +894,7 @@ fn a_runtime_config_spin_refuses_is_refused_alike() {
         return;
     };
     let dir = TempDir::new("runtime-config-refused");
-    conformance_app(&dir.0, 9, 9);
+    conformance_app(&dir.0, 9, 9, 9);
     for (config, said) in [
         (
             "[sqlite_databse.other]\ntype = \"spin\"\n",

@@ -377,8 +377,7 @@ mod tests {
         let error = rt.block_on(pools.client(&address)).map(drop).unwrap_err();
         let waited = started.elapsed();
         assert!(
-            waited >= CONNECT_TIMEOUT - Duration::from_millis(500)
-                && waited < CONNECT_TIMEOUT * 2,
+            waited >= CONNECT_TIMEOUT - Duration::from_millis(500) && waited < CONNECT_TIMEOUT * 2,
             "waited {waited:?}: {error:#}"
         );
     }
