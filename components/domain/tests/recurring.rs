@@ -1,17 +1,22 @@
-//! The recurring service's rule against real SQLite: one next instance per
-//! completed occurrence whatever the redeliveries, series that end, and
-//! local times kept across DST.
+//! The recurring service's rule against real SQLite and Postgres: one next
+//! instance per completed occurrence whatever the redeliveries, series
+//! that end, and local times kept across DST.
 
 use serde_json::json;
 use todo_domain::events;
 use todo_domain::recurrence::series::{self, Outcome};
 use todo_domain::store::native::testing::{at, count, outbox_events, patch};
-use todo_domain::store::native::NativeDb;
+use todo_domain::store::sql::Sql;
+
+#[macro_use]
+mod engines;
+
+use engines::{db, Engine};
 use todo_domain::time;
 use todo_domain::{Status, TaskStore};
 
 /// The task as the last `task_completed` event carries it.
-fn completed_task(db: &NativeDb) -> todo_domain::Task {
+fn completed_task(db: &dyn Sql) -> todo_domain::Task {
     let completed = outbox_events(db, events::TASK_EVENTS)
         .into_iter()
         .rfind(|e| e.envelope.event_type == "task_completed")
@@ -19,9 +24,8 @@ fn completed_task(db: &NativeDb) -> todo_domain::Task {
     todo_domain::events::incoming::task_from_json(&completed.payload["task_data"]).unwrap()
 }
 
-#[test]
-fn completing_a_daily_task_twice_delivered_creates_one_next_instance() {
-    let db = NativeDb::open_in_memory().unwrap();
+fn completing_a_daily_task_twice_delivered_creates_one_next_instance(engine: Engine) {
+    let db = db(engine);
     let store = TaskStore::open(&db).unwrap();
     let now = at("2026-12-01T08:00:00Z");
     let t = store.create("alice", &patch(json!({"title": "Standup", "due_date": "2026-12-01T09:00:00Z", "recurrence_pattern": "daily"})), now).unwrap();
@@ -46,9 +50,8 @@ fn completing_a_daily_task_twice_delivered_creates_one_next_instance() {
     assert_eq!(created.len(), 2, "the next instance was announced once");
 }
 
-#[test]
-fn a_series_with_count_three_stops_and_deleting_stops_it_too() {
-    let db = NativeDb::open_in_memory().unwrap();
+fn a_series_with_count_three_stops_and_deleting_stops_it_too(engine: Engine) {
+    let db = db(engine);
     let store = TaskStore::open(&db).unwrap();
     let mut now = at("2026-12-01T08:00:00Z");
     let mut current = store.create("alice", &patch(json!({"title": "Pill", "due_date": "2026-12-01T09:00:00Z", "recurrence_pattern": "RRULE:FREQ=DAILY;COUNT=3"})), now).unwrap();
@@ -82,9 +85,8 @@ fn a_series_with_count_three_stops_and_deleting_stops_it_too() {
 /// A user in Berlin: new tasks take the user's zone, the event carries it,
 /// and the recurring service keeps 09:00 local through the change to
 /// summer time (08:00Z before 29 March 2026, 07:00Z after).
-#[test]
-fn a_users_daily_0900_task_renews_at_0900_local_across_dst() {
-    let db = NativeDb::open_in_memory().unwrap();
+fn a_users_daily_0900_task_renews_at_0900_local_across_dst(engine: Engine) {
+    let db = db(engine);
     let store = TaskStore::open(&db).unwrap();
     let now = at("2026-03-28T07:00:00Z");
     store
@@ -124,9 +126,8 @@ fn a_users_daily_0900_task_renews_at_0900_local_across_dst() {
 /// Issue 21 item 7: a daily task due on the last day of 9999 got a next
 /// instance in the year 10000, whose events every consumer dead-lettered.
 /// The series ends there instead, with the reason.
-#[test]
-fn a_series_ends_at_the_year_9999_with_the_reason() {
-    let db = NativeDb::open_in_memory().unwrap();
+fn a_series_ends_at_the_year_9999_with_the_reason(engine: Engine) {
+    let db = db(engine);
     let store = TaskStore::open(&db).unwrap();
     let now = at("2026-12-01T08:00:00Z");
     let task = store.create("alice", &patch(json!({"title": "Last", "due_date": "9999-12-31T09:00:00Z", "recurrence_pattern": "daily"})), now).unwrap();
@@ -151,3 +152,10 @@ fn a_series_ends_at_the_year_9999_with_the_reason() {
         todo_domain::recurrence::rules::End::PastYear9999.reason()
     );
 }
+
+on_both_engines!(
+    completing_a_daily_task_twice_delivered_creates_one_next_instance,
+    a_series_with_count_three_stops_and_deleting_stops_it_too,
+    a_users_daily_0900_task_renews_at_0900_local_across_dst,
+    a_series_ends_at_the_year_9999_with_the_reason,
+);

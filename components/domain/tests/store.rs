@@ -1,10 +1,18 @@
-//! The store against a real SQLite database (rusqlite): CRUD, isolation,
-//! filters, pagination, the outbox rows each change writes, and atomicity.
+//! The store against real databases: CRUD, isolation, filters, pagination,
+//! the outbox rows each change writes, and atomicity. Every test that is
+//! not about one engine runs twice: on SQLite (rusqlite) and on a private
+//! PostgreSQL server (the `postgres` crate), with the same assertions.
 
 use std::cell::Cell;
 
 use serde_json::{json, Value as Json};
+#[macro_use]
+mod engines;
+
+use engines::{db, Engine, TestDb};
+use test_servers::postgres::Postgres;
 use todo_domain::store::native::NativeDb;
+use todo_domain::store::native_pg::NativePg;
 use todo_domain::store::sql::{transaction, DbError, Rows, Sql, Value};
 use todo_domain::store::{idempotency, migrations};
 use todo_domain::time::{self, Timestamp};
@@ -20,10 +28,6 @@ fn at(s: &str) -> Timestamp {
 
 fn patch(v: Json) -> TaskPatch {
     TaskPatch::from_json(v.as_object().unwrap()).unwrap()
-}
-
-fn db() -> NativeDb {
-    NativeDb::open_in_memory().unwrap()
 }
 
 #[derive(Debug)]
@@ -78,9 +82,8 @@ fn sorted(list: &[&str]) -> Vec<String> {
     v
 }
 
-#[test]
-fn create_writes_the_task_and_its_events_in_the_seed_schemas() {
-    let db = db();
+fn create_writes_the_task_and_its_events_in_the_seed_schemas(engine: Engine) {
+    let db = db(engine);
     let store = TaskStore::open(&db).unwrap();
     let task = store
         .create(
@@ -201,9 +204,8 @@ fn create_writes_the_task_and_its_events_in_the_seed_schemas() {
     assert_eq!(ids.len(), rows.len(), "event ids are unique");
 }
 
-#[test]
-fn lifecycle_events_complete_reopen_reschedule_delete() {
-    let db = db();
+fn lifecycle_events_complete_reopen_reschedule_delete(engine: Engine) {
+    let db = db(engine);
     let store = TaskStore::open(&db).unwrap();
     let t = store
         .create(
@@ -287,9 +289,8 @@ fn lifecycle_events_complete_reopen_reschedule_delete() {
     assert!(store.get("alice", &t.id).unwrap().is_none());
 }
 
-#[test]
-fn reminders_in_the_past_are_not_scheduled() {
-    let db = db();
+fn reminders_in_the_past_are_not_scheduled(engine: Engine) {
+    let db = db(engine);
     let store = TaskStore::open(&db).unwrap();
     store
         .create(
@@ -304,9 +305,8 @@ fn reminders_in_the_past_are_not_scheduled() {
     );
 }
 
-#[test]
-fn users_never_see_each_others_tasks() {
-    let db = db();
+fn users_never_see_each_others_tasks(engine: Engine) {
+    let db = db(engine);
     let store = TaskStore::open(&db).unwrap();
     let t = store
         .create("alice", &patch(json!({"title": "secret"})), now())
@@ -327,7 +327,7 @@ fn users_never_see_each_others_tasks() {
 /// A database that fails the statement matching `fail_on`, to prove a
 /// change is all or nothing.
 struct FailingDb {
-    inner: NativeDb,
+    inner: TestDb,
     fail_on: &'static str,
     armed: Cell<bool>,
 }
@@ -339,13 +339,25 @@ impl Sql for FailingDb {
         }
         self.inner.execute(sql, params)
     }
+
+    fn dialect(&self) -> todo_domain::store::sql::Dialect {
+        self.inner.dialect()
+    }
+
+    fn schema(&self) -> Option<&str> {
+        self.inner.schema()
+    }
+
+    fn begin(&self) -> Result<(), DbError> {
+        self.inner.begin()
+    }
 }
 
 impl FailingDb {
     /// Fails statements starting with `fail_on` once armed.
-    fn new(fail_on: &'static str) -> FailingDb {
+    fn new(engine: Engine, fail_on: &'static str) -> FailingDb {
         FailingDb {
-            inner: NativeDb::open_in_memory().unwrap(),
+            inner: db(engine),
             fail_on,
             armed: Cell::new(false),
         }
@@ -360,9 +372,8 @@ fn created(db: &FailingDb, store: &TaskStore<'_>, title: &str) -> todo_domain::T
     .unwrap()
 }
 
-#[test]
-fn a_failed_outbox_write_leaves_neither_task_nor_event() {
-    let db = FailingDb::new("INSERT INTO outbox");
+fn a_failed_outbox_write_leaves_neither_task_nor_event(engine: Engine) {
+    let db = FailingDb::new(engine, "INSERT INTO outbox");
     let store = TaskStore::open(&db).unwrap();
     let kept = created(&db, &store, "kept");
     db.armed.set(true);
@@ -392,9 +403,8 @@ fn a_failed_outbox_write_leaves_neither_task_nor_event() {
     );
 }
 
-#[test]
-fn a_failed_task_write_leaves_no_event() {
-    let db = FailingDb::new("DELETE FROM tasks");
+fn a_failed_task_write_leaves_no_event(engine: Engine) {
+    let db = FailingDb::new(engine, "DELETE FROM tasks");
     let store = TaskStore::open(&db).unwrap();
     let t = created(&db, &store, "x");
     let before = outbox(&db).len();
@@ -452,9 +462,8 @@ fn titles(store: &TaskStore<'_>, pairs: &[(&str, &str)]) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn filters_and_sorts() {
-    let db = db();
+fn filters_and_sorts(engine: Engine) {
+    let db = db(engine);
     let store = TaskStore::open(&db).unwrap();
     seed_tasks(&store);
     assert_eq!(
@@ -539,9 +548,8 @@ fn filters_and_sorts() {
     );
 }
 
-#[test]
-fn cursor_pagination_visits_every_task_once_in_every_order() {
-    let db = db();
+fn cursor_pagination_visits_every_task_once_in_every_order(engine: Engine) {
+    let db = db(engine);
     let store = TaskStore::open(&db).unwrap();
     let priorities = ["low", "medium", "high", "urgent"];
     for i in 0..23 {
@@ -585,9 +593,8 @@ fn cursor_pagination_visits_every_task_once_in_every_order() {
     }
 }
 
-#[test]
-fn idempotency_keys_replay_and_refuse_a_different_request() {
-    let db = db();
+fn idempotency_keys_replay_and_refuse_a_different_request(engine: Engine) {
+    let db = db(engine);
     TaskStore::open(&db).unwrap();
     let hash = idempotency::request_hash("POST", "/api/tasks", b"{\"title\":\"x\"}");
     assert_eq!(
@@ -629,7 +636,7 @@ fn migrations_are_idempotent_and_versioned() {
         TaskStore::open(&db).unwrap();
         assert_eq!(
             migrations::current_version(&db).unwrap(),
-            migrations::TASKS_DB.last().unwrap().version
+            migrations::TASKS_DB.sqlite.last().unwrap().version
         );
     }
     let db = NativeDb::open(&path).unwrap();
@@ -641,9 +648,8 @@ fn migrations_are_idempotent_and_versioned() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-#[test]
-fn a_series_occurrence_is_inserted_at_most_once() {
-    let db = db();
+fn a_series_occurrence_is_inserted_at_most_once(engine: Engine) {
+    let db = db(engine);
     let store = TaskStore::open(&db).unwrap();
     let first = store
         .create("alice", &patch(json!({"title": "Standup", "due_date": "2026-11-30T09:00:00Z", "recurrence_pattern": "daily"})), now())
@@ -663,9 +669,8 @@ fn a_series_occurrence_is_inserted_at_most_once() {
     assert_eq!(count(&db, "tasks"), 2);
 }
 
-#[test]
-fn sharing_lets_another_user_see_and_change_but_not_delete_or_reshare() {
-    let db = db();
+fn sharing_lets_another_user_see_and_change_but_not_delete_or_reshare(engine: Engine) {
+    let db = db(engine);
     let store = TaskStore::open(&db).unwrap();
     let t = store
         .create("alice", &patch(json!({"title": "Plan trip"})), now())
@@ -772,7 +777,7 @@ fn sharing_lets_another_user_see_and_change_but_not_delete_or_reshare() {
 /// them; whatever the sort, direction, filters or cursor.
 #[test]
 fn every_list_reads_the_callers_rows_in_index_order() {
-    let db = db();
+    let db = db(Engine::Sqlite);
     let store = TaskStore::open(&db).unwrap();
     let first = store
         .create("alice", &patch(json!({"title": "a"})), now())
@@ -829,11 +834,10 @@ fn every_list_reads_the_callers_rows_in_index_order() {
 /// that fails is rolled back alone (its own nested transactions too), the
 /// items before it are committed, and its index comes back; nothing after
 /// it runs.
-#[test]
-fn a_batch_commits_what_came_before_the_first_failure() {
+fn a_batch_commits_what_came_before_the_first_failure(engine: Engine) {
     use todo_domain::store::sql::batch;
-    let db = NativeDb::open_in_memory().unwrap();
-    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, note TEXT)", &[])
+    let db = db(engine);
+    db.execute("CREATE TABLE t (id BIGINT PRIMARY KEY, note TEXT)", &[])
         .unwrap();
     let mut ran = Vec::new();
     let result = batch(&db, [1i64, 2, 3, 4, 5], |db, n| -> Result<(), DbError> {
@@ -879,4 +883,88 @@ fn a_batch_commits_what_came_before_the_first_failure() {
             .unwrap(),
         6
     );
+}
+
+/// On Postgres the store makes its schema once, whoever comes first, and
+/// a second connection (another replica) finds it current.
+#[test]
+fn the_postgres_schema_is_made_once_and_versioned() {
+    let server = Postgres::start();
+    let url = server.url("postgres");
+    let first = NativePg::connect(&url, "default").unwrap();
+    let second = NativePg::connect(&url, "default").unwrap();
+    TaskStore::open(&first).unwrap();
+    TaskStore::open(&second).unwrap();
+    assert_eq!(
+        migrations::current_version(&second).unwrap(),
+        migrations::TASKS_DB.postgres.last().unwrap().version
+    );
+    let tables = server.psql(
+        "postgres",
+        "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'todo_default'",
+    );
+    assert_eq!(
+        tables.trim(),
+        "idempotency_keys,outbox,schema_version,task_shares,tasks,user_settings"
+    );
+    TaskStore::open(&second)
+        .unwrap()
+        .create("alice", &patch(json!({"title": "seen by both"})), now())
+        .unwrap();
+    assert_eq!(count(&first, "tasks"), 1);
+}
+
+on_both_engines!(
+    create_writes_the_task_and_its_events_in_the_seed_schemas,
+    lifecycle_events_complete_reopen_reschedule_delete,
+    reminders_in_the_past_are_not_scheduled,
+    users_never_see_each_others_tasks,
+    filters_and_sorts,
+    cursor_pagination_visits_every_task_once_in_every_order,
+    idempotency_keys_replay_and_refuse_a_different_request,
+    a_series_occurrence_is_inserted_at_most_once,
+    sharing_lets_another_user_see_and_change_but_not_delete_or_reshare,
+    a_failed_outbox_write_leaves_neither_task_nor_event,
+    a_failed_task_write_leaves_no_event,
+    a_batch_commits_what_came_before_the_first_failure,
+);
+
+/// Four replicas creating one user's tasks at once, each on its own
+/// connection: the quota holds exactly, because every write transaction
+/// takes the store's lock first (without it both would count the same
+/// rows and insert past the limit).
+#[test]
+fn a_quota_holds_across_connections_writing_at_once() {
+    use todo_domain::store::Limits;
+    let server = Postgres::start();
+    let url = server.url("postgres");
+    TaskStore::open(&NativePg::connect(&url, "default").unwrap()).unwrap();
+    let limits = Limits {
+        tasks_per_user: 20,
+        ..Limits::default()
+    };
+    let replicas: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let db = NativePg::connect(&url, "default").unwrap();
+                let store = TaskStore::open(&db).unwrap().with_limits(limits);
+                let mut made = 0;
+                for i in 0..20 {
+                    let title = format!("task {i}");
+                    match transaction(&db, || {
+                        store.create("alice", &patch(json!({ "title": title })), now())
+                    }) {
+                        Ok(_) => made += 1,
+                        Err(DomainError::QuotaExceeded { .. }) => {}
+                        Err(other) => panic!("{other:?}"),
+                    }
+                }
+                made
+            })
+        })
+        .collect();
+    let made: i32 = replicas.into_iter().map(|r| r.join().unwrap()).sum();
+    let db = NativePg::connect(&url, "default").unwrap();
+    assert_eq!((made, count(&db, "tasks")), (20, 20));
 }

@@ -13,10 +13,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::{json, Value as Json};
-use support::postgres::Postgres;
-use support::redis::Redis;
 use support::spin::{Ready, Spin, SpinUp};
 use support::*;
+use test_servers::postgres::Postgres;
+use test_servers::redis::Redis;
 
 /// Tests that bind the fixed default admin ports (9464, 9465) run one at
 /// a time.

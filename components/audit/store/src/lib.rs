@@ -5,7 +5,7 @@ use serde_json::{json, Value as Json};
 
 use todo_domain::error::Result;
 use todo_domain::events::incoming::IncomingEvent;
-use todo_domain::store::migrations::Migration;
+use todo_domain::store::migrations::{Migration, Schema};
 use todo_domain::store::sql::{Row, Sql, Value};
 use todo_domain::time::{self, Timestamp};
 
@@ -45,10 +45,14 @@ DROP INDEX IF EXISTS audit_actor;
 ";
 
 /// The `audit` database.
-pub const DB: &[Migration] = &[Migration::new(1, &[V1]), Migration::new(2, &[V2])];
+pub const DB: Schema = Schema {
+    name: "audit",
+    sqlite: &[Migration::new(1, &[V1]), Migration::new(2, &[V2])],
+    postgres: &[],
+};
 
 pub fn open(db: &dyn Sql) -> Result<()> {
-    todo_domain::store::migrations::apply(db, DB)?;
+    todo_domain::store::migrations::apply(db, &DB)?;
     Ok(())
 }
 

@@ -175,10 +175,9 @@ pub fn on_completed(store: &TaskStore<'_>, completed: &Task, now: Timestamp) -> 
         }
     }
     // Retryable (a store-level condition), so the event comes back later.
-    Err(DomainError::Storage(crate::store::sql::DbError {
-        message: "the task kept changing while its next occurrence was computed".into(),
-        busy: true,
-    }))
+    Err(DomainError::Storage(crate::store::sql::DbError::busy(
+        "the task kept changing while its next occurrence was computed",
+    )))
 }
 
 #[cfg(test)]

@@ -105,8 +105,10 @@ pub fn remember(
         &[Value::Integer(now_ms - TTL_MS)],
     )?;
     db.execute(
-        "INSERT OR REPLACE INTO idempotency_keys (user_id, idem_key, request_hash, status, body, created_ms)
-         VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO idempotency_keys (user_id, idem_key, request_hash, status, body, created_ms)
+         VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (user_id, idem_key) DO UPDATE SET request_hash = excluded.request_hash,
+             status = excluded.status, body = excluded.body, created_ms = excluded.created_ms",
         &[
             Value::from(user_id),
             Value::from(key),

@@ -1,8 +1,11 @@
 //! Schema migrations, applied on first use by whichever component opens the
-//! database. The version lives in SQLite's `user_version`, one set of
-//! migrations per database (each service owns its store).
+//! database; one set per database (each service owns its store), written
+//! for each dialect. On SQLite the version lives in `user_version`; on
+//! Postgres each store has a schema of its own with a `schema_version`
+//! table, and its migrations start from the current layout (there is no
+//! SQLite history to replay).
 
-use crate::store::sql::{DbError, Sql};
+use crate::store::sql::{DbError, Dialect, Sql};
 
 /// One schema version: the scripts that take the database to it.
 pub struct Migration {
@@ -16,15 +19,41 @@ impl Migration {
     }
 }
 
-/// Brings `db` up to the last migration. Cheap when already current: one
-/// `PRAGMA` read. Safe when several instances race: the re-check happens
-/// under the write lock.
-pub fn apply(db: &dyn Sql, migrations: &[Migration]) -> Result<(), DbError> {
+/// A store's migrations in each dialect.
+pub struct Schema {
+    /// The store, for errors (`tasks`, `audit`, …).
+    pub name: &'static str,
+    pub sqlite: &'static [Migration],
+    /// Empty while the store has no Postgres form.
+    pub postgres: &'static [Migration],
+}
+
+/// Brings `db` up to the last migration of its dialect. Cheap when already
+/// current: one read. Safe when several instances race: the re-check
+/// happens under the write lock.
+pub fn apply(db: &dyn Sql, schema: &Schema) -> Result<(), DbError> {
+    let migrations = match db.dialect() {
+        Dialect::Sqlite => schema.sqlite,
+        Dialect::Postgres if schema.postgres.is_empty() => {
+            return Err(DbError::new(format!(
+                "the {} store has no Postgres schema yet; keep its database on SQLite",
+                schema.name
+            )))
+        }
+        Dialect::Postgres => schema.postgres,
+    };
     let target = migrations.last().map_or(0, |m| m.version);
     if current_version(db)? >= target {
         return Ok(());
     }
     crate::store::sql::transaction(db, || {
+        if let Some(name) = db.schema() {
+            db.execute(&format!("CREATE SCHEMA IF NOT EXISTS {name}"), &[])?;
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)",
+                &[],
+            )?;
+        }
         let current = current_version(db)?;
         for migration in migrations.iter().filter(|m| m.version > current) {
             for script in migration.scripts {
@@ -32,14 +61,44 @@ pub fn apply(db: &dyn Sql, migrations: &[Migration]) -> Result<(), DbError> {
             }
         }
         if current < target {
-            db.execute(&format!("PRAGMA user_version = {target}"), &[])?;
+            set_version(db, target)?;
         }
         Ok(())
     })
 }
 
+fn set_version(db: &dyn Sql, version: i64) -> Result<(), DbError> {
+    match db.dialect() {
+        Dialect::Sqlite => db
+            .execute(&format!("PRAGMA user_version = {version}"), &[])
+            .map(drop),
+        Dialect::Postgres => {
+            db.execute("DELETE FROM schema_version", &[])?;
+            db.execute(
+                "INSERT INTO schema_version (version) VALUES (?)",
+                &[version.into()],
+            )
+            .map(drop)
+        }
+    }
+}
+
 pub fn current_version(db: &dyn Sql) -> Result<i64, DbError> {
-    let rows = db.execute("PRAGMA user_version", &[])?;
+    let rows = match db.dialect() {
+        Dialect::Sqlite => db.execute("PRAGMA user_version", &[])?,
+        Dialect::Postgres => {
+            // No table yet (a new schema) is version 0; asked through the
+            // catalogue, so no failed statement spoils a transaction.
+            let exists = db.execute(
+                "SELECT COUNT(*) AS n FROM pg_tables WHERE schemaname = ? AND tablename = 'schema_version'",
+                &[db.schema().unwrap_or("public").into()],
+            )?;
+            if exists.first().map(|r| r.i64("n")).transpose()? != Some(1) {
+                return Ok(0);
+            }
+            db.execute("SELECT version AS user_version FROM schema_version", &[])?
+        }
+    };
     rows.first()
         .map(|row| row.i64("user_version"))
         .transpose()
@@ -123,10 +182,75 @@ CREATE TABLE IF NOT EXISTS user_settings (
 );
 ";
 
+/// The `default` database on Postgres, at the layout of SQLite version 4:
+/// integers are BIGINT (the store binds 64-bit integers), the outbox's
+/// order is an identity column, and the sort indexes use the same
+/// expressions as the list query.
+const TASKS_PG_V1: &str = "
+CREATE TABLE tasks (
+    id                    TEXT    PRIMARY KEY,
+    user_id               TEXT    NOT NULL,
+    title                 TEXT    NOT NULL,
+    description           TEXT    NOT NULL DEFAULT '',
+    status                TEXT    NOT NULL,
+    priority              TEXT    NOT NULL,
+    priority_rank         BIGINT  NOT NULL,
+    due_ms                BIGINT,
+    tags                  TEXT    NOT NULL DEFAULT '[]',
+    recurrence_pattern    TEXT,
+    remind_ms             BIGINT,
+    remind_before_minutes BIGINT,
+    notification_type     TEXT    NOT NULL,
+    series_id             TEXT,
+    series_start_ms       BIGINT,
+    occurrence            BIGINT  NOT NULL DEFAULT 1,
+    created_ms            BIGINT  NOT NULL,
+    updated_ms            BIGINT  NOT NULL,
+    completed_ms          BIGINT,
+    version               BIGINT  NOT NULL,
+    assignee              TEXT,
+    time_zone             TEXT
+);
+CREATE UNIQUE INDEX tasks_series_occurrence ON tasks (series_id, occurrence) WHERE series_id IS NOT NULL;
+CREATE INDEX tasks_user_due_asc ON tasks (user_id, COALESCE(due_ms, 9223372036854775807), id);
+CREATE INDEX tasks_user_due_desc ON tasks (user_id, COALESCE(due_ms, (-9223372036854775807 - 1)), id);
+CREATE INDEX tasks_user_priority_id ON tasks (user_id, priority_rank, id);
+CREATE INDEX tasks_user_created_id ON tasks (user_id, created_ms, id);
+CREATE INDEX tasks_user_updated_id ON tasks (user_id, updated_ms, id);
+CREATE TABLE task_shares (
+    task_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    PRIMARY KEY (task_id, user_id)
+);
+CREATE INDEX task_shares_user ON task_shares (user_id);
+CREATE TABLE idempotency_keys (
+    user_id      TEXT    NOT NULL,
+    idem_key     TEXT    NOT NULL,
+    request_hash TEXT    NOT NULL,
+    status       BIGINT  NOT NULL,
+    body         TEXT    NOT NULL,
+    created_ms   BIGINT  NOT NULL,
+    PRIMARY KEY (user_id, idem_key)
+);
+CREATE INDEX idempotency_keys_created ON idempotency_keys (created_ms);
+CREATE TABLE user_settings (
+    user_id    TEXT   PRIMARY KEY,
+    time_zone  TEXT   NOT NULL,
+    updated_ms BIGINT NOT NULL
+);
+";
+
 /// The `default` database: tasks, shares, idempotency keys and the outbox.
-pub const TASKS_DB: &[Migration] = &[
-    Migration::new(1, &[TASKS_V1, crate::events::outbox::SCHEMA]),
-    Migration::new(2, &[TASKS_V2]),
-    Migration::new(3, &[TASKS_V3]),
-    Migration::new(4, &[TASKS_V4]),
-];
+pub const TASKS_DB: Schema = Schema {
+    name: "tasks",
+    sqlite: &[
+        Migration::new(1, &[TASKS_V1, crate::events::outbox::SCHEMA]),
+        Migration::new(2, &[TASKS_V2]),
+        Migration::new(3, &[TASKS_V3]),
+        Migration::new(4, &[TASKS_V4]),
+    ],
+    postgres: &[Migration::new(
+        1,
+        &[TASKS_PG_V1, crate::events::outbox::POSTGRES_SCHEMA],
+    )],
+};

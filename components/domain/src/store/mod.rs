@@ -7,6 +7,9 @@ pub mod idempotency;
 pub mod migrations;
 #[cfg(feature = "native")]
 pub mod native;
+#[cfg(feature = "native")]
+pub mod native_pg;
+pub mod postgres;
 pub mod query;
 #[cfg(feature = "spin")]
 pub mod spin;
@@ -19,7 +22,7 @@ use crate::model::change;
 use crate::model::input::TaskPatch;
 use crate::model::{NotificationType, Priority, Status, Task};
 use crate::store::query::{ListQuery, Page};
-use crate::store::sql::{Row, Sql, Value};
+use crate::store::sql::{Dialect, Row, Sql, Value};
 use crate::time::{self, Timestamp};
 
 /// Columns written from a task, in [`row_values`] order after `id`.
@@ -27,11 +30,21 @@ const COLUMNS: &str = "id, user_id, title, description, status, priority, due_ms
     recurrence_pattern, remind_ms, remind_before_minutes, notification_type, series_id, \
     series_start_ms, occurrence, created_ms, updated_ms, completed_ms, version, assignee, time_zone";
 
-/// Columns read into a task: the written ones and the users it is shared with.
-const SELECT: &str = "id, user_id, title, description, status, priority, due_ms, tags, \
-    recurrence_pattern, remind_ms, remind_before_minutes, notification_type, series_id, \
-    series_start_ms, occurrence, created_ms, updated_ms, completed_ms, version, assignee, time_zone, \
-    (SELECT json_group_array(s.user_id) FROM task_shares s WHERE s.task_id = tasks.id) AS shared_with";
+/// Columns read into a task: the written ones and the users it is shared
+/// with (a JSON array, `[]` for none, in each dialect's JSON functions).
+fn select(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => "id, user_id, title, description, status, priority, due_ms, tags, \
+            recurrence_pattern, remind_ms, remind_before_minutes, notification_type, series_id, \
+            series_start_ms, occurrence, created_ms, updated_ms, completed_ms, version, assignee, time_zone, \
+            (SELECT json_group_array(s.user_id) FROM task_shares s WHERE s.task_id = tasks.id) AS shared_with",
+        Dialect::Postgres => "id, user_id, title, description, status, priority, due_ms, tags, \
+            recurrence_pattern, remind_ms, remind_before_minutes, notification_type, series_id, \
+            series_start_ms, occurrence, created_ms, updated_ms, completed_ms, version, assignee, time_zone, \
+            (SELECT COALESCE(json_agg(s.user_id ORDER BY s.user_id), '[]'::json)::text \
+             FROM task_shares s WHERE s.task_id = tasks.id) AS shared_with",
+    }
+}
 
 /// Per-user and per-task limits. Past them a write is refused with
 /// `quota_exceeded` (HTTP 422) naming the limit; the services' own writes
@@ -66,7 +79,7 @@ pub struct TaskStore<'a> {
 impl<'a> TaskStore<'a> {
     /// Opens the store, migrating the schema on first use.
     pub fn open(db: &'a dyn Sql) -> Result<Self> {
-        crate::store::migrations::apply(db, crate::store::migrations::TASKS_DB)?;
+        crate::store::migrations::apply(db, &crate::store::migrations::TASKS_DB)?;
         Ok(TaskStore {
             db,
             limits: Limits::default(),
@@ -111,7 +124,10 @@ impl<'a> TaskStore<'a> {
 
     pub fn get(&self, user_id: &str, id: &str) -> Result<Option<Task>> {
         let rows = self.db.execute(
-            &format!("SELECT {SELECT} FROM tasks WHERE id = ? AND {VISIBLE}"),
+            &format!(
+                "SELECT {} FROM tasks WHERE id = ? AND {VISIBLE}",
+                select(self.db.dialect())
+            ),
             &[Value::from(id), Value::from(user_id), Value::from(user_id)],
         )?;
         rows.first().map(task_from_row).transpose()
@@ -130,7 +146,7 @@ impl<'a> TaskStore<'a> {
     /// tenants hold (`OR EXISTS (shares)` in one WHERE made SQLite scan and
     /// sort the whole table).
     pub fn list(&self, user_id: &str, query: &ListQuery, now: Timestamp) -> Result<Page> {
-        let (sql, params) = list_sql(user_id, query, now);
+        let (sql, params) = list_sql(self.db.dialect(), user_id, query, now);
         let rows = self.db.execute(&sql, &params)?;
         let mut tasks = rows.iter().map(task_from_row).collect::<Result<Vec<_>>>()?;
         let next_cursor = if tasks.len() > query.limit as usize {
@@ -150,7 +166,7 @@ impl<'a> TaskStore<'a> {
         query: &ListQuery,
         now: Timestamp,
     ) -> Result<Vec<String>> {
-        let (sql, params) = list_sql(user_id, query, now);
+        let (sql, params) = list_sql(self.db.dialect(), user_id, query, now);
         let rows = self
             .db
             .execute(&format!("EXPLAIN QUERY PLAN {sql}"), &params)?;
@@ -423,14 +439,20 @@ impl<'a> TaskStore<'a> {
 
 /// The list query: the user's own tasks, read in order from a per-user
 /// index, merged with the tasks shared with them.
-fn list_sql(user_id: &str, query: &ListQuery, now: Timestamp) -> (String, Vec<Value>) {
-    let (clauses, filter_params) = query.to_sql(now);
-    let key = query.sort_sql();
+fn list_sql(
+    dialect: Dialect,
+    user_id: &str,
+    query: &ListQuery,
+    now: Timestamp,
+) -> (String, Vec<Value>) {
+    let (clauses, filter_params) = query.to_sql(dialect, now);
+    let key = query.sort_sql(dialect);
     let dir = query.direction();
+    let select = select(dialect);
     let sql = format!(
-        "SELECT {SELECT}, {key} AS sort_key FROM tasks WHERE user_id = ?{clauses} \
+        "SELECT {select}, {key} AS sort_key FROM tasks WHERE user_id = ?{clauses} \
          UNION ALL \
-         SELECT {SELECT}, {key} AS sort_key FROM tasks \
+         SELECT {select}, {key} AS sort_key FROM tasks \
          WHERE id IN (SELECT task_id FROM task_shares WHERE user_id = ?){clauses} \
          ORDER BY sort_key {dir}, id {dir} LIMIT {}",
         query.limit + 1

@@ -46,9 +46,10 @@ pub fn db_error(e: rusqlite::Error) -> DbError {
         e.sqlite_error_code(),
         Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
     );
-    DbError {
-        message: e.to_string(),
-        busy,
+    if busy {
+        DbError::busy(e.to_string())
+    } else {
+        DbError::new(e.to_string())
     }
 }
 

@@ -6,6 +6,7 @@ use crate::error::{DomainError, Result};
 use crate::model::decode::{decode, query, query_object};
 use crate::model::input::normalize_tag;
 use crate::model::{Priority, Status};
+use crate::store::sql::Dialect;
 use crate::time::{self, Timestamp};
 
 pub const DEFAULT_LIMIT: u32 = 20;
@@ -44,9 +45,14 @@ impl SortKey {
 
     /// The SQL sort expression. Tasks without a due date sort last in both
     /// directions, so a null never sits between two dates.
-    fn sql(self, descending: bool) -> &'static str {
+    fn sql(self, dialect: Dialect, descending: bool) -> &'static str {
         match (self, descending) {
             (SortKey::DueDate, false) => "COALESCE(due_ms, 9223372036854775807)",
+            // Postgres reads -9223372036854775808 as a negated NUMERIC;
+            // written so, it stays a BIGINT (and matches its index).
+            (SortKey::DueDate, true) if dialect == Dialect::Postgres => {
+                "COALESCE(due_ms, (-9223372036854775807 - 1))"
+            }
             (SortKey::DueDate, true) => "COALESCE(due_ms, -9223372036854775808)",
             (SortKey::Priority, _) => "priority_rank",
             (SortKey::CreatedAt, _) => "created_ms",
@@ -241,7 +247,11 @@ impl ListQuery {
     }
 
     /// The filter clauses (each starting ` AND `) and their parameters.
-    pub(crate) fn to_sql(&self, now: Timestamp) -> (String, Vec<crate::store::sql::Value>) {
+    pub(crate) fn to_sql(
+        &self,
+        dialect: Dialect,
+        now: Timestamp,
+    ) -> (String, Vec<crate::store::sql::Value>) {
         use crate::store::sql::Value;
         let mut clauses: Vec<String> = Vec::new();
         let mut params: Vec<Value> = Vec::new();
@@ -257,9 +267,15 @@ impl ListQuery {
             params.extend(self.priorities.iter().map(|p| Value::from(p.as_str())));
         }
         for tag in &self.tags {
-            clauses.push(
-                "EXISTS (SELECT 1 FROM json_each(tasks.tags) WHERE json_each.value = ?)".into(),
-            );
+            clauses.push(match dialect {
+                Dialect::Sqlite => {
+                    "EXISTS (SELECT 1 FROM json_each(tasks.tags) WHERE json_each.value = ?)".into()
+                }
+                Dialect::Postgres => {
+                    "EXISTS (SELECT 1 FROM jsonb_array_elements_text(tasks.tags::jsonb) t WHERE t = ?)"
+                        .into()
+                }
+            });
             params.push(Value::from(tag.as_str()));
         }
         if let Some(before) = &self.due_before {
@@ -289,7 +305,7 @@ impl ListQuery {
             params.push(Value::Text(pattern.clone()));
             params.push(Value::Text(pattern));
         }
-        let key = self.sort.sql(self.descending);
+        let key = self.sort.sql(dialect, self.descending);
         let cmp = if self.descending { "<" } else { ">" };
         if let Some(cursor) = &self.cursor {
             // `key >= ?` first, so the per-user sort index seeks to the
@@ -311,8 +327,8 @@ impl ListQuery {
     }
 
     /// The sort expression, as the per-user indexes hold it.
-    pub(crate) fn sort_sql(&self) -> &'static str {
-        self.sort.sql(self.descending)
+    pub(crate) fn sort_sql(&self, dialect: Dialect) -> &'static str {
+        self.sort.sql(dialect, self.descending)
     }
 
     /// `ASC` or `DESC`.

@@ -30,7 +30,11 @@ fn spin_error(label: &str, e: Error) -> DbError {
         Error::Io(m) => m.clone(),
     };
     let busy = message.contains("database is locked") || message.contains("busy");
-    DbError { message, busy }
+    if busy {
+        DbError::busy(message)
+    } else {
+        DbError::new(message)
+    }
 }
 
 impl Sql for SpinDb {

@@ -39,11 +39,14 @@ impl<T: Into<Value>> From<Option<T>> for Value {
     }
 }
 
-/// A database failure. `busy` marks lock contention, which callers may retry.
+/// A database failure. `busy` marks lock contention or a database that
+/// cannot be reached: either passes, so callers may retry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DbError {
     pub message: String,
     pub busy: bool,
+    /// The database could not be reached at all (Postgres down).
+    pub unavailable: bool,
 }
 
 impl DbError {
@@ -51,6 +54,24 @@ impl DbError {
         DbError {
             message: message.into(),
             busy: false,
+            unavailable: false,
+        }
+    }
+
+    /// Contention that passes: a retry may succeed.
+    pub fn busy(message: impl Into<String>) -> Self {
+        DbError {
+            busy: true,
+            ..DbError::new(message)
+        }
+    }
+
+    /// No database to talk to.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        DbError {
+            busy: true,
+            unavailable: true,
+            ..DbError::new(message)
         }
     }
 }
@@ -146,9 +167,27 @@ impl<'a> Row<'a> {
     }
 }
 
+/// Which SQL the connection speaks. The store's statements are written once
+/// with `?` placeholders; the few that differ (JSON functions, the schema
+/// and its version) are chosen by dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
 /// A connection that runs one statement at a time.
 pub trait Sql {
     fn execute(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError>;
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    /// On Postgres, the schema the store lives in (one per database label).
+    fn schema(&self) -> Option<&str> {
+        None
+    }
 
     /// Runs a batch of statements without parameters (migrations).
     fn execute_batch(&self, sql: &str) -> Result<(), DbError> {
@@ -178,6 +217,14 @@ impl<T: Sql + ?Sized> Sql for &T {
         (**self).execute(sql, params)
     }
 
+    fn dialect(&self) -> Dialect {
+        (**self).dialect()
+    }
+
+    fn schema(&self) -> Option<&str> {
+        (**self).schema()
+    }
+
     fn begin(&self) -> Result<(), DbError> {
         (**self).begin()
     }
@@ -198,6 +245,14 @@ pub struct Nested<'a>(&'a dyn Sql);
 impl Sql for Nested<'_> {
     fn execute(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
         self.0.execute(sql, params)
+    }
+
+    fn dialect(&self) -> Dialect {
+        self.0.dialect()
+    }
+
+    fn schema(&self) -> Option<&str> {
+        self.0.schema()
     }
 
     fn begin(&self) -> Result<(), DbError> {

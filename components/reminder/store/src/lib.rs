@@ -17,7 +17,7 @@ use todo_domain::error::{DomainError, Result};
 use todo_domain::events::incoming::IncomingEvent;
 use todo_domain::events::{Event, REMINDERS};
 use todo_domain::model::NotificationType;
-use todo_domain::store::migrations::Migration;
+use todo_domain::store::migrations::{Migration, Schema};
 use todo_domain::store::sql::{transaction, Row, Sql, Value};
 use todo_domain::time::{self, Timestamp};
 
@@ -70,11 +70,15 @@ const V3: &str = "ALTER TABLE schedules ADD COLUMN traceparent TEXT;
 ALTER TABLE notifications ADD COLUMN traceparent TEXT;";
 
 /// The `reminders` database.
-pub const DB: &[Migration] = &[
-    Migration::new(1, &[V1, todo_domain::events::outbox::SCHEMA]),
-    Migration::new(2, &[V2]),
-    Migration::new(3, &[V3]),
-];
+pub const DB: Schema = Schema {
+    name: "reminders",
+    sqlite: &[
+        Migration::new(1, &[V1, todo_domain::events::outbox::SCHEMA]),
+        Migration::new(2, &[V2]),
+        Migration::new(3, &[V3]),
+    ],
+    postgres: &[],
+};
 
 /// Schedule states.
 pub mod state {
@@ -96,7 +100,7 @@ pub mod status {
 }
 
 pub fn open(db: &dyn Sql) -> Result<()> {
-    todo_domain::store::migrations::apply(db, DB)?;
+    todo_domain::store::migrations::apply(db, &DB)?;
     Ok(())
 }
 

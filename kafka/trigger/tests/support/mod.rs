@@ -3,8 +3,6 @@
 
 #![allow(dead_code)]
 
-pub mod postgres;
-pub mod redis;
 pub mod spin;
 
 use std::io::{Read, Write};

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use super::{free_port, wait_for, TempDir};
+use super::{free_port, wait_until_listening, TempDir};
 
 pub struct Postgres {
     pub port: u16,
@@ -99,17 +99,19 @@ impl Postgres {
             ],
         );
         let port = server.port;
-        wait_for(
-            "Postgres to accept connections",
-            Duration::from_secs(30),
-            || std::net::TcpStream::connect(("127.0.0.1", port)).ok(),
-        );
+        wait_until_listening("Postgres", port, Duration::from_secs(30));
         server
     }
 
     /// A URL for `database` (the default `postgres` one is always there).
     pub fn url(&self, database: &str) -> String {
         format!("postgres://todo@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// A new, empty database, so tests sharing a server never meet.
+    pub fn new_database(&self, name: &str) -> String {
+        self.psql("postgres", &format!("CREATE DATABASE {name}"));
+        self.url(name)
     }
 
     /// Runs SQL through `psql`, stops the test if it fails.

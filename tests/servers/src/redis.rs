@@ -4,7 +4,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::{free_port, wait_for};
+use super::{free_port, wait_until_listening};
 
 pub struct Redis {
     pub port: u16,
@@ -20,11 +20,7 @@ impl Redis {
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server is not installed: scripts/test.sh installs it (apt-get install redis-server)");
-        wait_for(
-            "Redis to accept connections",
-            Duration::from_secs(20),
-            || std::net::TcpStream::connect(("127.0.0.1", port)).ok(),
-        );
+        wait_until_listening("Redis", port, Duration::from_secs(20));
         Redis { port, child }
     }
 

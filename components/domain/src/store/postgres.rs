@@ -1,0 +1,97 @@
+//! What the Postgres connections share. The store writes its SQL once with
+//! SQLite's `?` placeholders; here they become `$1, $2, …`. Each database
+//! label lives in a schema of its own (`todo_<label>`), so the services
+//! keep owning their stores in one Postgres database, and a write
+//! transaction first takes the store's advisory lock: one writer per store
+//! across every replica, as SQLite's `BEGIN IMMEDIATE` gives one writer per
+//! file, so quotas, version checks and idempotency keys hold as they do
+//! on SQLite.
+
+use crate::store::sql::DbError;
+
+/// `?` placeholders as `$1, $2, …`, leaving quoted text and names alone.
+pub fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    let mut quote: Option<char> = None;
+    for c in sql.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '\'' || c == '"' => quote = Some(c),
+            None if c == '?' => {
+                n += 1;
+                out.push('$');
+                out.push_str(&n.to_string());
+                continue;
+            }
+            None => {}
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The schema of a database label. Labels are Spin's (`default`, `audit`,
+/// …): lowercase letters, digits and underscores.
+pub fn schema_for(label: &str) -> Result<String, DbError> {
+    let valid = !label.is_empty()
+        && label
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !valid {
+        return Err(DbError::new(format!(
+            "database label `{label}` cannot name a Postgres schema: use lowercase letters, digits and _"
+        )));
+    }
+    Ok(format!("todo_{label}"))
+}
+
+/// The store's advisory-lock key: a stable hash of its schema (FNV-1a), the
+/// same in every replica.
+pub fn lock_key(schema: &str) -> i64 {
+    let hash = schema.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    hash as i64
+}
+
+/// Takes the store's write lock until the transaction ends.
+pub const WRITE_LOCK: &str = "SELECT pg_advisory_xact_lock(?)";
+
+/// SQLSTATE classes of a database that is gone or overloaded (connection
+/// exception, insufficient resources, operator intervention, system
+/// error) and of contention (serialization failure, deadlock): a retry
+/// later may succeed.
+pub fn passes(sqlstate: &str) -> bool {
+    ["08", "53", "57", "58", "40001", "40P01", "55P03"]
+        .iter()
+        .any(|class| sqlstate.starts_with(class))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_outside_quotes() {
+        assert_eq!(
+            numbered(
+                "SELECT a FROM t WHERE b = ? AND c LIKE ? ESCAPE '\\' AND d = '?' AND \"e?\" = ?"
+            ),
+            "SELECT a FROM t WHERE b = $1 AND c LIKE $2 ESCAPE '\\' AND d = '?' AND \"e?\" = $3"
+        );
+        assert_eq!(
+            numbered("x = 'it''s ?' OR y = ?"),
+            "x = 'it''s ?' OR y = $1"
+        );
+    }
+
+    #[test]
+    fn labels_name_schemas_and_locks() {
+        assert_eq!(schema_for("default").unwrap(), "todo_default");
+        assert!(schema_for("Default; DROP").is_err());
+        assert_ne!(lock_key("todo_default"), lock_key("todo_audit"));
+        assert_eq!(lock_key("todo_default"), lock_key("todo_default"));
+    }
+}
