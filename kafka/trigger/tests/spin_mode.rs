@@ -31,7 +31,11 @@ fn spin_or_skip(test: &str) -> Option<&'static Spin> {
 }
 
 fn output(command: &mut Command) -> (bool, String) {
-    let out = command.output().unwrap();
+    said(command.output().unwrap())
+}
+
+/// Whether a process succeeded, and all it printed.
+fn said(out: std::process::Output) -> (bool, String) {
     (
         out.status.success(),
         format!(
@@ -874,15 +878,7 @@ fn output_within(command: &mut Command) -> (bool, String) {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    said(child.wait_with_output().unwrap())
 }
 
 /// A runtime config Spin refuses (a key it does not read, a field its
