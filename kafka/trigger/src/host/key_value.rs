@@ -110,12 +110,15 @@ impl StoreDb {
         client: &redis::Client,
         connection: &OnceCell<ConnectionManager>,
     ) -> Result<ConnectionManager, Error> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(REDIS_TIMEOUT)
-            .set_response_timeout(REDIS_TIMEOUT)
-            .set_number_of_retries(1);
+        // The config is made only when connecting, not on every call.
         connection
-            .get_or_try_init(|| client.get_connection_manager_with_config(config))
+            .get_or_try_init(|| {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(REDIS_TIMEOUT)
+                    .set_response_timeout(REDIS_TIMEOUT)
+                    .set_number_of_retries(1);
+                client.get_connection_manager_with_config(config)
+            })
             .await
             .cloned()
             .map_err(other)
