@@ -1,17 +1,20 @@
-//! The audit store against real SQLite: one row per event, in order.
+//! The audit store against real SQLite and a real Postgres: one row per event, in order.
+
+#[path = "../../../domain/tests/engines/mod.rs"]
+#[macro_use]
+mod engines;
+use engines::{db, Engine};
 
 use serde_json::json;
 use todo_audit_store as audit;
 use todo_domain::events;
 use todo_domain::store::native::testing::{at, outbox_events, patch};
-use todo_domain::store::native::NativeDb;
 use todo_domain::TaskStore;
 
-#[test]
-fn the_audit_trail_has_one_row_per_event_in_order() {
-    let tasks = NativeDb::open_in_memory().unwrap();
+fn the_audit_trail_has_one_row_per_event_in_order(engine: Engine) {
+    let tasks = db(engine);
     let store = TaskStore::open(&tasks).unwrap();
-    let adb = NativeDb::open_in_memory().unwrap();
+    let adb = tasks.sibling("audit");
     audit::open(&adb).unwrap();
     let now = at("2026-12-01T08:00:00Z");
     let t = store
@@ -51,3 +54,5 @@ fn the_audit_trail_has_one_row_per_event_in_order() {
         .unwrap()
         .is_empty());
 }
+
+on_both_engines!(the_audit_trail_has_one_row_per_event_in_order,);

@@ -1,7 +1,11 @@
 //! The engines the store tests run on: SQLite in memory, and a private
 //! PostgreSQL server per test (one fresh database, the store's schema).
+//! The services' store crates include this file too (`#[path]`): one set
+//! of engines for every store.
 
 #![allow(dead_code)]
+
+use std::sync::Arc;
 
 use test_servers::postgres::Postgres;
 use todo_domain::store::native::NativeDb;
@@ -17,7 +21,27 @@ pub enum Engine {
 /// A fresh database of `engine`, its server (if any) kept alive with it.
 pub struct TestDb {
     db: Box<dyn Sql>,
-    _server: Option<Postgres>,
+    server: Option<Arc<Postgres>>,
+}
+
+impl TestDb {
+    /// The Postgres server's address (None on SQLite).
+    pub fn postgres_url(&self) -> Option<String> {
+        self.server.as_ref().map(|s| s.url("postgres"))
+    }
+
+    /// Another database beside this one: on Postgres the schema of
+    /// `label` on the same server (as the services share one), on SQLite
+    /// a fresh file in memory.
+    pub fn sibling(&self, label: &str) -> TestDb {
+        match &self.server {
+            None => db(Engine::Sqlite),
+            Some(server) => TestDb {
+                db: Box::new(NativePg::connect(&server.url("postgres"), label).unwrap()),
+                server: Some(server.clone()),
+            },
+        }
+    }
 }
 
 impl Sql for TestDb {
@@ -50,10 +74,10 @@ pub fn db(engine: Engine) -> TestDb {
     match engine {
         Engine::Sqlite => TestDb {
             db: Box::new(NativeDb::open_in_memory().unwrap()),
-            _server: None,
+            server: None,
         },
         Engine::Postgres => {
-            let server = Postgres::start();
+            let server = Arc::new(Postgres::start());
             let db = NativePg::connect(&server.url("postgres"), "default").unwrap();
             // What the store's first migration does, for tests that make
             // their own tables.
@@ -61,7 +85,7 @@ pub fn db(engine: Engine) -> TestDb {
                 .unwrap();
             TestDb {
                 db: Box::new(db),
-                _server: Some(server),
+                server: Some(server),
             }
         }
     }

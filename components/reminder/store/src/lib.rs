@@ -69,6 +69,45 @@ const V2: &str = "ALTER TABLE schedules ADD COLUMN event_seq INTEGER;";
 const V3: &str = "ALTER TABLE schedules ADD COLUMN traceparent TEXT;
 ALTER TABLE notifications ADD COLUMN traceparent TEXT;";
 
+/// The `reminders` database on Postgres, at the layout of SQLite version 3.
+const PG_V1: &str = "
+CREATE TABLE schedules (
+    task_id           TEXT    PRIMARY KEY,
+    user_id           TEXT    NOT NULL,
+    title             TEXT    NOT NULL,
+    due_ms            BIGINT,
+    remind_ms         BIGINT,
+    notification_type TEXT    NOT NULL,
+    state             TEXT    NOT NULL,
+    event_ms          BIGINT  NOT NULL,
+    event_id          TEXT    NOT NULL,
+    updated_ms        BIGINT  NOT NULL,
+    event_seq         BIGINT,
+    traceparent       TEXT
+);
+CREATE INDEX schedules_due ON schedules (remind_ms) WHERE state = 'scheduled';
+CREATE TABLE notifications (
+    id                TEXT    PRIMARY KEY,
+    user_id           TEXT    NOT NULL,
+    task_id           TEXT    NOT NULL,
+    title             TEXT    NOT NULL,
+    channel           TEXT    NOT NULL,
+    remind_ms         BIGINT  NOT NULL,
+    due_ms            BIGINT,
+    status            TEXT    NOT NULL,
+    attempts          BIGINT  NOT NULL DEFAULT 0,
+    next_attempt_ms   BIGINT,
+    last_error        TEXT,
+    created_ms        BIGINT  NOT NULL,
+    read_ms           BIGINT,
+    delivered_ms      BIGINT,
+    traceparent       TEXT
+);
+CREATE UNIQUE INDEX notifications_once ON notifications (task_id, remind_ms);
+CREATE INDEX notifications_user ON notifications (user_id, created_ms);
+CREATE INDEX notifications_pending ON notifications (next_attempt_ms) WHERE status = 'pending';
+";
+
 /// The `reminders` database.
 pub const DB: Schema = Schema {
     name: "reminders",
@@ -77,7 +116,10 @@ pub const DB: Schema = Schema {
         Migration::new(2, &[V2]),
         Migration::new(3, &[V3]),
     ],
-    postgres: &[],
+    postgres: &[Migration::new(
+        1,
+        &[PG_V1, todo_domain::events::outbox::POSTGRES_SCHEMA],
+    )],
 };
 
 /// Schedule states.
@@ -232,8 +274,8 @@ pub fn fire_due(db: &dyn Sql, now: Timestamp, grace_ms: i64) -> Result<Fired> {
             };
             let traceparent = row.opt_str("traceparent")?.map(str::to_owned);
             db.execute(
-                "INSERT OR IGNORE INTO notifications (id, user_id, task_id, title, channel, remind_ms, due_ms, status, next_attempt_ms, created_ms, traceparent)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO notifications (id, user_id, task_id, title, channel, remind_ms, due_ms, status, next_attempt_ms, created_ms, traceparent)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 &[
                     Value::Text(todo_domain::store::new_id()),
                     Value::from(row.str("user_id")?),
@@ -373,7 +415,7 @@ pub fn pending_deliveries(db: &dyn Sql, now: Timestamp, limit: i64) -> Result<Ve
         &format!(
             "SELECT {NOTIFICATION_COLUMNS} FROM (
                  SELECT *, ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY next_attempt_ms, id) AS nth
-                 FROM notifications WHERE status = 'pending' AND next_attempt_ms <= ?)
+                 FROM notifications WHERE status = 'pending' AND next_attempt_ms <= ?) AS fair
              ORDER BY nth, next_attempt_ms, id LIMIT ?"
         ),
         &[Value::Integer(time::to_millis(&now)), Value::Integer(limit)],
@@ -389,7 +431,8 @@ pub fn pending_deliveries(db: &dyn Sql, now: Timestamp, limit: i64) -> Result<Ve
 pub fn claim_delivery(db: &dyn Sql, id: &str, now: Timestamp) -> Result<bool> {
     let now_ms = time::to_millis(&now);
     let rows = db.execute(
-        "UPDATE notifications SET attempts = attempts + 1, next_attempt_ms = ? + (1000 << MIN(attempts, 10))
+        "UPDATE notifications SET attempts = attempts + 1, next_attempt_ms = CAST(? AS BIGINT)
+            + (1000 << CAST(CASE WHEN attempts < 10 THEN attempts ELSE 10 END AS INTEGER))
          WHERE id = ? AND status = 'pending' AND next_attempt_ms <= ? AND attempts < ? RETURNING id",
         &[
             Value::Integer(now_ms),

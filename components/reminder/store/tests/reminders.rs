@@ -1,21 +1,24 @@
-//! The reminder store against real SQLite: schedules kept from events in
+//! The reminder store against real SQLite and a real Postgres: schedules kept from events in
 //! commit order, due reminders fired once, missed ones recorded, webhook
 //! deliveries claimed before they are sent.
+
+#[path = "../../../domain/tests/engines/mod.rs"]
+#[macro_use]
+mod engines;
+use engines::{db, Engine};
 
 use serde_json::json;
 use todo_domain::events;
 use todo_domain::events::incoming::IncomingEvent;
 use todo_domain::store::native::testing::{at, outbox_events, patch};
-use todo_domain::store::native::NativeDb;
 use todo_domain::store::sql::Sql;
 use todo_domain::TaskStore;
 use todo_reminder_store as reminders;
 
-#[test]
-fn a_reminder_fires_once_and_never_after_cancellation_or_reschedule() {
-    let tasks = NativeDb::open_in_memory().unwrap();
+fn a_reminder_fires_once_and_never_after_cancellation_or_reschedule(engine: Engine) {
+    let tasks = db(engine);
     let store = TaskStore::open(&tasks).unwrap();
-    let rdb = NativeDb::open_in_memory().unwrap();
+    let rdb = tasks.sibling("reminders");
     reminders::open(&rdb).unwrap();
     let now = at("2026-12-01T08:00:00Z");
     let t = store.create("alice", &patch(json!({"title": "Call", "due_date": "2026-12-01T09:00:00Z", "remind_before_minutes": 30})), now).unwrap();
@@ -86,11 +89,10 @@ fn a_reminder_fires_once_and_never_after_cancellation_or_reschedule() {
         .is_empty());
 }
 
-#[test]
-fn reminders_missed_beyond_the_grace_window_are_recorded_not_sent() {
-    let tasks = NativeDb::open_in_memory().unwrap();
+fn reminders_missed_beyond_the_grace_window_are_recorded_not_sent(engine: Engine) {
+    let tasks = db(engine);
     let store = TaskStore::open(&tasks).unwrap();
-    let rdb = NativeDb::open_in_memory().unwrap();
+    let rdb = tasks.sibling("reminders");
     reminders::open(&rdb).unwrap();
     let now = at("2026-12-01T08:00:00Z");
     store
@@ -128,11 +130,10 @@ fn reminders_missed_beyond_the_grace_window_are_recorded_not_sent() {
     assert!(statuses.contains(&("Recent".to_owned(), "unread".to_owned())));
 }
 
-#[test]
-fn webhook_deliveries_retry_with_backoff_then_fail_visibly() {
-    let tasks = NativeDb::open_in_memory().unwrap();
+fn webhook_deliveries_retry_with_backoff_then_fail_visibly(engine: Engine) {
+    let tasks = db(engine);
     let store = TaskStore::open(&tasks).unwrap();
-    let rdb = NativeDb::open_in_memory().unwrap();
+    let rdb = tasks.sibling("reminders");
     reminders::open(&rdb).unwrap();
     let now = at("2026-12-01T08:00:00Z");
     store.create("alice", &patch(json!({"title": "Mail me", "remind_at": "2026-12-01T08:01:00Z", "notification_type": "email"})), now).unwrap();
@@ -169,11 +170,10 @@ fn webhook_deliveries_retry_with_backoff_then_fail_visibly() {
 /// The attempt is recorded before the webhook is called: a run that dies
 /// mid-call (or whose reply comes too late) does not send again at the
 /// next tick, and an attempt that never reports back still counts.
-#[test]
-fn a_delivery_attempt_is_recorded_before_it_is_sent() {
-    let tasks = NativeDb::open_in_memory().unwrap();
+fn a_delivery_attempt_is_recorded_before_it_is_sent(engine: Engine) {
+    let tasks = db(engine);
     let store = TaskStore::open(&tasks).unwrap();
-    let rdb = NativeDb::open_in_memory().unwrap();
+    let rdb = tasks.sibling("reminders");
     reminders::open(&rdb).unwrap();
     let now = at("2026-12-01T08:00:00Z");
     store.create("bob", &patch(json!({"title": "Push me", "remind_at": "2026-12-01T08:01:00Z", "notification_type": "push"})), now).unwrap();
@@ -205,10 +205,9 @@ fn a_delivery_attempt_is_recorded_before_it_is_sent() {
 /// Two edits of one task race: the one stamped later commits first. The
 /// schedule must follow commit order (the outbox sequence), not the
 /// timestamps: the reminder the task ends up with is the one that fires.
-#[test]
-fn reminder_events_apply_in_commit_order_not_timestamp_order() {
-    let tasks = NativeDb::open_in_memory().unwrap();
-    let rdb = NativeDb::open_in_memory().unwrap();
+fn reminder_events_apply_in_commit_order_not_timestamp_order(engine: Engine) {
+    let tasks = db(engine);
+    let rdb = tasks.sibling("reminders");
     reminders::open(&rdb).unwrap();
     let store = TaskStore::open(&tasks).unwrap();
     let task = store
@@ -266,11 +265,10 @@ fn reminder_events_apply_in_commit_order_not_timestamp_order() {
 /// Issue 21 item 9: deliveries went FIFO, 20 a run, so one user with a
 /// thousand email reminders due held back everyone else's for minutes.
 /// Each run takes every user's oldest first.
-#[test]
-fn one_users_backlog_does_not_hold_back_anothers_delivery() {
-    let tasks = NativeDb::open_in_memory().unwrap();
+fn one_users_backlog_does_not_hold_back_anothers_delivery(engine: Engine) {
+    let tasks = db(engine);
     let store = TaskStore::open(&tasks).unwrap();
-    let rdb = NativeDb::open_in_memory().unwrap();
+    let rdb = tasks.sibling("reminders");
     reminders::open(&rdb).unwrap();
     let now = at("2026-12-01T08:00:00Z");
     for i in 0..100 {
@@ -293,3 +291,63 @@ fn one_users_backlog_does_not_hold_back_anothers_delivery() {
     // The spammer's own still go oldest first.
     assert!(spammer.windows(2).all(|w| w[0].remind_at <= w[1].remind_at));
 }
+
+/// Replicas sharing one Postgres each run the timer every second: every
+/// due reminder must fire once across them, not once per replica.
+#[test]
+fn replicas_firing_at_once_fire_each_reminder_once() {
+    let tasks = db(Engine::Postgres);
+    let store = TaskStore::open(&tasks).unwrap();
+    let rdb = tasks.sibling("reminders");
+    reminders::open(&rdb).unwrap();
+    let now = at("2026-12-01T08:00:00Z");
+    for i in 0..40 {
+        store
+            .create(
+                &format!("user{}", i % 4),
+                &patch(json!({"title": format!("R{i}"), "remind_at": "2026-12-01T08:30:00Z"})),
+                now,
+            )
+            .unwrap();
+    }
+    for e in outbox_events(&tasks, events::REMINDERS) {
+        reminders::apply_event(&rdb, &e, None, now).unwrap();
+    }
+    let url = tasks.postgres_url().unwrap();
+    let start = std::sync::Barrier::new(4);
+    let fired: usize = std::thread::scope(|s| {
+        let runs: Vec<_> = (0..4)
+            .map(|_| {
+                let (start, url) = (&start, &url);
+                s.spawn(move || {
+                    let replica =
+                        todo_domain::store::native_pg::NativePg::connect(url, "reminders").unwrap();
+                    start.wait();
+                    (0..5)
+                        .map(|_| {
+                            reminders::fire_due(&replica, at("2026-12-01T08:30:01Z"), 60_000)
+                                .unwrap()
+                                .fired
+                        })
+                        .sum::<usize>()
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).sum()
+    });
+    assert_eq!(fired, 40, "fired across replicas");
+    assert_eq!(
+        outbox_events(&rdb, events::REMINDERS).len(),
+        40,
+        "reminder_triggered events"
+    );
+}
+
+on_both_engines!(
+    a_reminder_fires_once_and_never_after_cancellation_or_reschedule,
+    reminders_missed_beyond_the_grace_window_are_recorded_not_sent,
+    webhook_deliveries_retry_with_backoff_then_fail_visibly,
+    a_delivery_attempt_is_recorded_before_it_is_sent,
+    reminder_events_apply_in_commit_order_not_timestamp_order,
+    one_users_backlog_does_not_hold_back_anothers_delivery,
+);

@@ -1,18 +1,21 @@
-//! The change feed against real SQLite: each change reaches everyone who
+//! The change feed against real SQLite and a real Postgres: each change reaches everyone who
 //! sees the task, once.
+
+#[path = "../../../domain/tests/engines/mod.rs"]
+#[macro_use]
+mod engines;
+use engines::{db, Engine};
 
 use serde_json::json;
 use todo_domain::events;
 use todo_domain::store::native::testing::{at, outbox_events, patch};
-use todo_domain::store::native::NativeDb;
 use todo_domain::TaskStore;
 use todo_sync_store as feed;
 
-#[test]
-fn the_feed_reaches_everyone_who_sees_the_task_once() {
-    let tasks = NativeDb::open_in_memory().unwrap();
+fn the_feed_reaches_everyone_who_sees_the_task_once(engine: Engine) {
+    let tasks = db(engine);
     let store = TaskStore::open(&tasks).unwrap();
-    let fdb = NativeDb::open_in_memory().unwrap();
+    let fdb = tasks.sibling("sync");
     feed::open(&fdb).unwrap();
     let now = at("2026-12-01T08:00:00Z");
     let t = store
@@ -44,3 +47,5 @@ fn the_feed_reaches_everyone_who_sees_the_task_once() {
     assert_eq!(feed::head(&fdb, "bob").unwrap(), bob[1].cursor);
     assert_eq!(bob[1].update_data["task"]["title"], "Trip to Oslo");
 }
+
+on_both_engines!(the_feed_reaches_everyone_who_sees_the_task_once,);
