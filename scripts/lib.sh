@@ -170,6 +170,31 @@ ensure_spin() {
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
+# start_postgres DIR PORT: a private PostgreSQL (Debian's binaries) with its
+# data in DIR, on 127.0.0.1:PORT, user `todo` trusted on loopback only; no
+# system service. As root the server runs as the package's `postgres`
+# user (Postgres refuses root). Sets POSTGRES_URL.
+start_postgres() {
+    local dir="$1" port="$2" bin as=()
+    bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
+    mkdir -p "$dir"
+    if [ "$(id -u)" -eq 0 ]; then
+        chown -R postgres:postgres "$dir"
+        as=(runuser -u postgres --)
+    fi
+    if [ ! -f "$dir/data/PG_VERSION" ]; then
+        step "Creating a Postgres cluster in $dir/data"
+        "${as[@]}" "$bin/initdb" -D "$dir/data" -U todo --auth=trust -E UTF8 --locale=C >"$dir/initdb.log" 2>&1 ||
+            { cat "$dir/initdb.log" >&2; return 1; }
+    fi
+    step "Starting Postgres on 127.0.0.1:$port (data $dir/data)"
+    "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300" start >/dev/null ||
+        { cat "$dir/server.log" >&2; return 1; }
+    POSTGRES_STOP=("${as[@]}" "$bin/pg_ctl" -D "$dir/data" -m fast stop)
+    POSTGRES_URL="postgres://todo@127.0.0.1:$port/postgres"
+}
+
 # start_tansu DIR PORT: a broker with persistent SQLite storage in DIR.
 start_tansu() {
     local dir="$1" port="$2"

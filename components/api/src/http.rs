@@ -137,6 +137,7 @@ impl From<todo_domain::DomainError> for ApiError {
             D::NotFound(_) => ApiError::new(404, "not_found", message),
             D::Conflict { .. } => ApiError::new(409, "conflict", message),
             D::Forbidden(_) => ApiError::new(403, "forbidden", message),
+            D::Storage(db) if db.unavailable => store_unavailable(),
             D::Storage(db) if db.busy => {
                 ApiError::new(503, "busy", "the database is busy; retry shortly")
                     .with_header("retry-after", "1")
@@ -148,6 +149,17 @@ impl From<todo_domain::DomainError> for ApiError {
             None => error,
         }
     }
+}
+
+/// The shared store (Postgres) cannot be reached: the request did nothing,
+/// and the same request may be sent again once it is back.
+pub fn store_unavailable() -> ApiError {
+    ApiError::new(
+        503,
+        "store_unavailable",
+        "the task store cannot be reached; nothing was changed, retry shortly",
+    )
+    .with_header("retry-after", "2")
 }
 
 impl From<todo_domain::store::sql::DbError> for ApiError {

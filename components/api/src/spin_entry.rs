@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use futures::SinkExt;
 use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
-use todo_domain::store::spin::SpinDb;
+use todo_domain::store::spin;
 
 use crate::config::Config;
 use crate::http::{ApiError, Request, Response};
@@ -23,7 +23,7 @@ impl crate::Databases for SpinDatabases {
         &self,
         label: &str,
     ) -> Result<Box<dyn todo_domain::store::sql::Sql>, todo_domain::store::sql::DbError> {
-        Ok(Box::new(SpinDb::open(label)?))
+        spin::open(label)
     }
 }
 
@@ -121,8 +121,11 @@ async fn handle(incoming: IncomingRequest, out: ResponseOutparam) {
         body,
     };
     let config = Config::from_lookup(|name| spin_sdk::variables::get(name).ok());
-    let db = match SpinDb::open("default") {
+    let db = match spin::open("default") {
         Ok(db) => db,
+        Err(e) if e.unavailable => {
+            return respond(out, crate::http::store_unavailable().into_response())
+        }
         Err(e) => {
             return respond(
                 out,
@@ -131,7 +134,7 @@ async fn handle(incoming: IncomingRequest, out: ResponseOutparam) {
         }
     };
     let ctx = Context {
-        db: &db,
+        db: &*db,
         databases: &SpinDatabases,
         config: &config,
         now: todo_domain::time::now(),

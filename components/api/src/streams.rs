@@ -5,7 +5,7 @@
 //! shortly after the stream's window, so a stream whose instance was killed
 //! (its client stopped reading, the host restarted) frees its place.
 
-use todo_domain::store::sql::{transaction, Sql, Value};
+use todo_domain::store::sql::{transaction, Dialect, Sql, Value};
 
 use crate::http::ApiError;
 
@@ -18,17 +18,22 @@ pub const TOTAL: i64 = 200;
 /// back.
 pub const GRACE_MS: i64 = 30_000;
 
+/// On SQLite the table is made here, on first use; on Postgres it is part
+/// of the tasks store's schema (`TASKS_PG_V1`), so replicas never race to
+/// create it.
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS stream_leases (
     id TEXT PRIMARY KEY,
     user_id TEXT NOT NULL,
-    expires_ms INTEGER NOT NULL
+    expires_ms BIGINT NOT NULL
 )";
 
 /// Takes a lease for a stream of `user` lasting `window_ms` from `now_ms`;
 /// its id is given back to [`release`]. Past a cap: 429 for the user's own
 /// streams, 503 for everyone's, each with `Retry-After`.
 pub fn acquire(db: &dyn Sql, user: &str, now_ms: i64, window_ms: i64) -> Result<String, ApiError> {
-    db.execute(SCHEMA, &[])?;
+    if db.dialect() == Dialect::Sqlite {
+        db.execute(SCHEMA, &[])?;
+    }
     let id = todo_domain::store::new_id();
     transaction(db, || {
         db.execute(
@@ -36,7 +41,7 @@ pub fn acquire(db: &dyn Sql, user: &str, now_ms: i64, window_ms: i64) -> Result<
             &[Value::Integer(now_ms)],
         )?;
         let counts = db.execute(
-            "SELECT COUNT(*) AS total, COALESCE(SUM(user_id = ?), 0) AS mine FROM stream_leases",
+            "SELECT COUNT(*) AS total, COALESCE(SUM(CASE WHEN user_id = ? THEN 1 ELSE 0 END), 0) AS mine FROM stream_leases",
             &[Value::from(user)],
         )?;
         let row = counts.first().expect("an aggregate row");

@@ -5,13 +5,14 @@
 
 use todo_domain::events::incoming::IncomingEvent;
 use todo_domain::events::kafka_handler::apply_batch;
-use todo_domain::store::spin::SpinDb;
+use todo_domain::store::spin;
+use todo_domain::store::sql::Sql;
 use trigger_kafka_sdk::{kafka_batch_component, BatchItemFailure, Error, Message};
 
 #[kafka_batch_component]
 fn handle(messages: Vec<Message>) -> Result<(), BatchItemFailure> {
-    let open = || -> Result<SpinDb, Error> {
-        let db = SpinDb::open("audit")?;
+    let open = || -> Result<Box<dyn Sql>, Error> {
+        let db = spin::open("audit")?;
         todo_audit_store::open(&db)?;
         Ok(db)
     };

@@ -14,7 +14,7 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use spin_sdk::wit::wasi::http0_2_0::{outgoing_handler, types};
-use todo_domain::store::spin::SpinDb;
+use todo_domain::store::spin;
 use todo_reminder_store::{self as reminders, Notification};
 use trigger_kafka_sdk::{cron, cron_component};
 
@@ -160,7 +160,7 @@ fn finish(response: types::FutureIncomingResponse) -> Result<(), String> {
 
 #[cron_component]
 fn tick(_metadata: cron::Metadata) -> Result<(), todo_domain::DomainError> {
-    let db = SpinDb::open("reminders")?;
+    let db = spin::open("reminders")?;
     reminders::open(&db)?;
     let now = todo_domain::time::now();
     reminders::fail_abandoned(&db, now)?;

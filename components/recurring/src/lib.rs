@@ -9,7 +9,7 @@ use todo_domain::events::incoming::{task_from_json, IncomingEvent};
 use todo_domain::events::kafka_handler::traceparent;
 use todo_domain::model::Task;
 use todo_domain::recurrence::series::{self, Outcome, Plan};
-use todo_domain::store::spin::SpinDb;
+use todo_domain::store::spin;
 use todo_domain::time::Timestamp;
 use todo_domain::TaskStore;
 use trigger_kafka_sdk::{kafka_batch_component, BatchItemFailure, Error, Message};
@@ -69,7 +69,7 @@ fn report(task: &Task, outcome: Outcome) {
 
 #[kafka_batch_component]
 fn handle(messages: Vec<Message>) -> Result<(), BatchItemFailure> {
-    let db = SpinDb::open("default").map_err(|e| BatchItemFailure::new(0, e))?;
+    let db = spin::open("default").map_err(|e| BatchItemFailure::new(0, e))?;
     let store = TaskStore::open(&db).map_err(|e| BatchItemFailure::new(0, e))?;
     let now = todo_domain::time::now();
     // Planned before the transaction; a message that cannot be read fails

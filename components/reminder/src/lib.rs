@@ -13,7 +13,8 @@
 
 use todo_domain::events::incoming::IncomingEvent;
 use todo_domain::events::kafka_handler::apply_batch;
-use todo_domain::store::spin::SpinDb;
+use todo_domain::store::spin;
+use todo_domain::store::sql::Sql;
 use todo_reminder_store as reminders;
 use trigger_kafka_sdk::{
     cron, cron_component, kafka_batch_component, BatchItemFailure, Error, Message,
@@ -32,8 +33,8 @@ fn variable(name: &str) -> Option<String> {
         .filter(|v| !v.trim().is_empty())
 }
 
-fn open() -> Result<SpinDb, todo_domain::DomainError> {
-    let db = SpinDb::open("reminders")?;
+fn open() -> Result<Box<dyn Sql>, todo_domain::DomainError> {
+    let db = spin::open("reminders")?;
     reminders::open(&db)?;
     Ok(db)
 }

@@ -28,6 +28,17 @@ pub struct KafkaSettings {
     /// Databases whose outbox is relayed; `None` means every database the
     /// app's components use.
     pub outbox_databases: Option<Vec<String>>,
+    /// Set when the outboxes live in Postgres (`outbox_store = "postgres"`).
+    pub outbox_postgres: Option<OutboxPostgres>,
+}
+
+/// Where the outboxes are when they live in Postgres.
+#[derive(Debug, Clone)]
+pub struct OutboxPostgres {
+    pub url: String,
+    /// How the operator names it: the variable the setting renders, or the
+    /// setting itself.
+    pub named: String,
 }
 
 /// `[application.trigger.kafka]` as written. Every value is a template over
@@ -47,6 +58,9 @@ struct Table {
     outbox_batch_size: Option<Template>,
     outbox_databases: Option<Vec<String>>,
     outbox_retention_secs: Option<Template>,
+    /// `sqlite` (the default) or `postgres`.
+    outbox_store: Option<Template>,
+    outbox_postgres_url: Option<Template>,
     /// librdkafka settings passed through as they are.
     #[serde(default)]
     librdkafka: BTreeMap<String, Template>,
@@ -69,6 +83,17 @@ impl Template {
             Template::Bool(b) => b.to_string(),
         }
     }
+}
+
+/// The variable a setting is, when it is exactly one (`"{{ postgres_url }}"`).
+fn variable_of(template: &str) -> Option<String> {
+    let inner = template
+        .trim()
+        .strip_prefix("{{")?
+        .strip_suffix("}}")?
+        .trim();
+    (!inner.is_empty() && inner.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        .then(|| inner.to_owned())
 }
 
 impl KafkaSettings {
@@ -140,6 +165,27 @@ impl KafkaSettings {
                 86_400,
             )?),
             outbox_databases: table.outbox_databases,
+            outbox_postgres: match get("outbox_store", &table.outbox_store)?.as_deref() {
+                None | Some("sqlite") => None,
+                Some("postgres") => {
+                    let named = table
+                        .outbox_postgres_url
+                        .as_ref()
+                        .and_then(|t| variable_of(&t.text()))
+                        .map_or_else(
+                            || "[application.trigger.kafka] outbox_postgres_url".to_owned(),
+                            |name| format!("variable `{name}`"),
+                        );
+                    let url = get("outbox_postgres_url", &table.outbox_postgres_url)?
+                        .with_context(|| {
+                            format!("outbox_store is `postgres` but {named} is empty")
+                        })?;
+                    Some(OutboxPostgres { url, named })
+                }
+                Some(other) => {
+                    bail!("[application.trigger.kafka] outbox_store `{other}` must be sqlite or postgres")
+                }
+            },
         })
     }
 

@@ -90,7 +90,9 @@ fn init_logging() {
         .ok()
         .and_then(|f| EnvFilter::try_new(f).ok())
         .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
+        // Server notices (NOTICE, WARNING) from the guests' Postgres sessions are
+        // theirs, not the operator's: only the driver's own warnings show.
+        .unwrap_or_else(|| EnvFilter::new("info,tokio_postgres=warn"));
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

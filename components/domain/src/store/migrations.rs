@@ -182,7 +182,8 @@ CREATE TABLE IF NOT EXISTS user_settings (
 );
 ";
 
-/// The `default` database on Postgres, at the layout of SQLite version 4:
+/// The `default` database on Postgres, at the layout of SQLite version 4
+/// plus the API's event-stream leases (made on first use on SQLite):
 /// integers are BIGINT (the store binds 64-bit integers), the outbox's
 /// order is an identity column, and the sort indexes use the same
 /// expressions as the list query.
@@ -237,6 +238,11 @@ CREATE TABLE user_settings (
     user_id    TEXT   PRIMARY KEY,
     time_zone  TEXT   NOT NULL,
     updated_ms BIGINT NOT NULL
+);
+CREATE TABLE stream_leases (
+    id         TEXT   PRIMARY KEY,
+    user_id    TEXT   NOT NULL,
+    expires_ms BIGINT NOT NULL
 );
 ";
 

@@ -13,6 +13,8 @@ pub mod postgres;
 pub mod query;
 #[cfg(feature = "spin")]
 pub mod spin;
+#[cfg(feature = "spin")]
+pub mod spin_pg;
 pub mod sql;
 
 use crate::error::{DomainError, Result};

@@ -1,9 +1,50 @@
 //! The SQL interface over Spin's SQLite (`fermyon:spin/sqlite@2.0.0`), for
-//! components running under Spin or the trigger-kafka host.
+//! components running under Spin or the trigger-kafka host, and [`open`],
+//! which picks SQLite or Postgres by the `store` variable.
 
 use spin_sdk::sqlite::{Connection, Error, Value as SpinValue};
 
+use crate::store::spin_pg::SpinPgDb;
 use crate::store::sql::{DbError, Rows, Sql, Value};
+
+/// Which engine holds the app's stores: the `store` variable, `sqlite`
+/// (the default: one file per database label, one replica) or `postgres`
+/// (one schema per label in the database at `postgres_url`, shared by any
+/// number of replicas).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres { url: String },
+}
+
+impl Engine {
+    /// Reads the engine from variables (`lookup` gives a variable's value,
+    /// None when the component does not declare it).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Engine, DbError> {
+        match lookup("store").as_deref().map(str::trim) {
+            None | Some("") | Some("sqlite") => Ok(Engine::Sqlite),
+            Some("postgres") => match lookup("postgres_url") {
+                Some(url) if !url.trim().is_empty() => Ok(Engine::Postgres {
+                    url: url.trim().to_owned(),
+                }),
+                _ => Err(DbError::new(
+                    "variable `store` is `postgres` but variable `postgres_url` is empty",
+                )),
+            },
+            Some(other) => Err(DbError::new(format!(
+                "variable `store` is `{other}`; it must be `sqlite` or `postgres`"
+            ))),
+        }
+    }
+}
+
+/// Opens database `label` in the engine the component's variables choose.
+pub fn open(label: &str) -> Result<Box<dyn Sql>, DbError> {
+    match Engine::from_lookup(|name| spin_sdk::variables::get(name).ok())? {
+        Engine::Sqlite => Ok(Box::new(SpinDb::open(label)?)),
+        Engine::Postgres { url } => Ok(Box::new(SpinPgDb::open(&url, label)?)),
+    }
+}
 
 pub struct SpinDb {
     conn: Connection,

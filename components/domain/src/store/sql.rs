@@ -212,6 +212,33 @@ pub trait Sql {
     }
 }
 
+/// A connection chosen at run time (`store::spin::open`) is one too.
+impl<T: Sql + ?Sized> Sql for Box<T> {
+    fn execute(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
+        (**self).execute(sql, params)
+    }
+
+    fn dialect(&self) -> Dialect {
+        (**self).dialect()
+    }
+
+    fn schema(&self) -> Option<&str> {
+        (**self).schema()
+    }
+
+    fn begin(&self) -> Result<(), DbError> {
+        (**self).begin()
+    }
+
+    fn commit(&self) -> Result<(), DbError> {
+        (**self).commit()
+    }
+
+    fn rollback(&self) {
+        (**self).rollback()
+    }
+}
+
 impl<T: Sql + ?Sized> Sql for &T {
     fn execute(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
         (**self).execute(sql, params)

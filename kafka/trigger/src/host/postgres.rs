@@ -103,7 +103,7 @@ fn new_pool(address: &str) -> anyhow::Result<Pool> {
 }
 
 /// TLS with the system's trusted roots (as Spin's native-tls uses them).
-fn tls() -> anyhow::Result<tokio_postgres_rustls::MakeRustlsConnect> {
+pub fn tls() -> anyhow::Result<tokio_postgres_rustls::MakeRustlsConnect> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_native_certs::load_native_certs().certs {
         // A certificate the store cannot use is skipped, as OpenSSL skips it.

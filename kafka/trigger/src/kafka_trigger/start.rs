@@ -40,12 +40,33 @@ impl Trigger for Kafka {
                 Ok(())
             }
         });
+        if let Some(postgres) = &settings.outbox_postgres {
+            // A wrong address stops the host here, naming the setting,
+            // rather than every request failing later.
+            crate::relay::connect_postgres(&postgres.url)
+                .await
+                .with_context(|| format!("{}: cannot use the Postgres store", postgres.named))?;
+        }
         for label in outbox_labels {
             let db = runtime.databases.get(&label).cloned().with_context(|| {
                 format!("outbox_databases names `{label}`, which no component uses")
             })?;
+            let (store, changed) = match &settings.outbox_postgres {
+                Some(postgres) => (
+                    crate::relay::OutboxStore::Postgres(crate::relay::PgOutbox::new(
+                        &postgres.url,
+                        &label,
+                    )),
+                    None,
+                ),
+                None => (
+                    crate::relay::OutboxStore::Sqlite(crate::relay::SqliteOutbox::new(db.clone())),
+                    Some(db.changed.clone()),
+                ),
+            };
             let relay = crate::relay::Relay {
-                db,
+                label: label.clone(),
+                changed,
                 producer: producer.clone(),
                 metrics: running.metrics.clone(),
                 batch_size: settings.outbox_batch_size,
@@ -54,7 +75,7 @@ impl Trigger for Kafka {
             };
             let shutdown = running.shutdown.clone();
             running.spawn(async move {
-                relay.run(shutdown).await;
+                relay.run(store, shutdown).await;
                 Ok(())
             });
         }

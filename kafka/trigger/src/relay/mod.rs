@@ -1,7 +1,9 @@
 //! The outbox relay: publishes the rows components write to an `outbox`
 //! table (layout in `components/domain/src/events/outbox.rs`) with an idempotent
 //! producer, and marks each row sent once the broker has acknowledged it.
-//! While the broker is down, rows wait in SQLite.
+//! While the broker is down, rows wait in the database: a SQLite file
+//! ([`sqlite`]), or a schema in a Postgres that replicas share
+//! ([`postgres`], where one relay at a time publishes).
 //!
 //! Order is per key, not per database: a batch takes the oldest unsent rows
 //! of every key in turn (first rows of all keys, then second rows, …), so
@@ -27,12 +29,21 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer};
 use tokio::sync::watch;
 
-use crate::host::sqlite::Database;
+mod postgres;
+mod sqlite;
+mod store;
+
+pub use postgres::connect as connect_postgres;
+pub use postgres::PgOutbox;
+pub use sqlite::SqliteOutbox;
+use store::Marks;
+pub use store::OutboxStore;
+
 use crate::metrics::{DatabaseLabels, DatabaseTopicLabels, Metrics};
 use crate::telemetry;
 
@@ -51,7 +62,7 @@ const COUNT_EVERY: Duration = Duration::from_secs(1);
 /// retry (the wait doubles from the poll interval up to this).
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-struct Row {
+pub(crate) struct Row {
     seq: i64,
     topic: String,
     key: String,
@@ -61,7 +72,11 @@ struct Row {
 }
 
 pub struct Relay {
-    pub db: Arc<Database>,
+    /// The database label (`default`, `reminders`), for logs and metrics.
+    pub label: String,
+    /// Woken when a component of this process writes the database (SQLite);
+    /// without it (Postgres, written by every replica) the relay polls.
+    pub changed: Option<Arc<tokio::sync::Notify>>,
     pub producer: FutureProducer,
     pub metrics: Arc<Metrics>,
     pub batch_size: usize,
@@ -195,30 +210,20 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    /// The rows in flight, as a JSON array of seqs for the next read to
-    /// leave out.
-    fn in_flight(&self) -> String {
-        let seqs: Vec<i64> = self
-            .sending
+    /// The rows in flight, for the next read to leave out.
+    fn in_flight(&self) -> Vec<i64> {
+        self.sending
             .iter()
             .flat_map(|batch| batch.rows.iter().map(|row| row.seq))
-            .collect();
-        serde_json::to_string(&seqs).expect("seqs serialize")
+            .collect()
     }
 }
 
 impl Relay {
-    /// Runs until `shutdown`.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let conn = match self.connect().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                tracing::error!(database = %self.db.label, error = %format!("{e:#}"), "outbox relay cannot open its database");
-                return;
-            }
-        };
-        let conn = Arc::new(std::sync::Mutex::new(conn));
-        tracing::info!(database = %self.db.label, "outbox relay started");
+    /// Publishes `store`'s outbox until `shutdown`.
+    pub async fn run(self, mut store: OutboxStore, mut shutdown: watch::Receiver<bool>) {
+        let conn = &mut store;
+        tracing::info!(database = %self.label, "outbox relay started");
         let mut ready = false;
         let mut pruned = Instant::now() - PRUNE_EVERY;
         let mut counted = Instant::now() - COUNT_EVERY;
@@ -228,45 +233,50 @@ impl Relay {
             if *shutdown.borrow() {
                 break;
             }
-            if !ready {
-                ready = match Self::blocking(&conn, ensure_schema).await {
-                    Ok(ready) => ready,
-                    Err(e) => {
-                        tracing::warn!(database = %self.db.label, error = %format!("{e:#}"), "outbox not ready; retrying");
-                        false
+            // Asked every turn: on Postgres a relay that loses its
+            // connection loses the relay lock, and a standby may win it.
+            ready = match conn.ready().await {
+                Ok(ready) => ready,
+                Err(e) => {
+                    if ready {
+                        // What is in flight is settled by whoever holds
+                        // the lock now; its rows are still unsent here.
+                        pipeline = Pipeline::default();
                     }
-                };
-            }
+                    tracing::warn!(database = %self.label, error = %format!("{e:#}"), "outbox not ready; retrying");
+                    false
+                }
+            };
             if ready && pruned.elapsed() >= PRUNE_EVERY {
                 pruned = Instant::now();
                 let before = now_ms() - self.retention.as_millis() as i64;
-                match Self::blocking(&conn, move |c| prune(c, before)).await {
+                match conn.prune(before).await {
                     Ok(n) if n > 0 => {
-                        tracing::debug!(database = %self.db.label, rows = n, "pruned sent outbox rows")
+                        tracing::debug!(database = %self.label, rows = n, "pruned sent outbox rows")
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        tracing::warn!(database = %self.db.label, error = %format!("{e:#}"), "pruning the outbox failed")
+                        tracing::warn!(database = %self.label, error = %format!("{e:#}"), "pruning the outbox failed")
                     }
                 }
             }
             if ready && counted.elapsed() >= COUNT_EVERY {
                 counted = Instant::now();
-                if let Err(e) = self.count_backlog(&conn).await {
-                    tracing::warn!(database = %self.db.label, error = %format!("{e:#}"), "counting the outbox failed");
+                if let Err(e) = self.count_backlog(conn).await {
+                    tracing::warn!(database = %self.label, error = %format!("{e:#}"), "counting the outbox failed");
                 }
             }
             // Keep the producer busy: the next batch is read and sent while
             // the broker acknowledges the one before.
             let mut failed = false;
             while ready && !pipeline.stalled && pipeline.sending.len() < IN_FLIGHT_BATCHES {
-                match self.read_batch(&conn, pipeline.in_flight()).await {
+                match self.read_batch(conn, pipeline.in_flight()).await {
                     Ok((rows, _)) if rows.is_empty() => break,
                     Ok((rows, read_ms)) => {
                         pipeline.sending.push_back(self.send(rows, read_ms).await)
                     }
                     Err(e) => {
-                        tracing::warn!(database = %self.db.label, error = %format!("{e:#}"), "reading the outbox failed; retrying");
+                        tracing::warn!(database = %self.label, error = %format!("{e:#}"), "reading the outbox failed; retrying");
                         failed = true;
                         break;
                     }
@@ -281,7 +291,7 @@ impl Relay {
                     _ = shutdown.changed() => break,
                 };
                 let batch = pipeline.sending.pop_front().expect("the oldest batch");
-                self.settle(&conn, batch, results, &mut pipeline).await;
+                self.settle(conn, batch, results, &mut pipeline).await;
                 if !pipeline.sending.is_empty() {
                     continue;
                 }
@@ -304,55 +314,29 @@ impl Relay {
             if !failed {
                 backoff = self.poll_interval;
             }
+            let changed = async {
+                match &self.changed {
+                    Some(changed) => changed.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                _ = self.db.changed.notified() => {}
+                _ = changed => {}
                 _ = tokio::time::sleep(self.poll_interval) => {}
                 _ = shutdown.changed() => {}
             }
         }
-        tracing::info!(database = %self.db.label, "outbox relay stopped");
-    }
-
-    async fn connect(&self) -> Result<rusqlite::Connection> {
-        let db = self.db.clone();
-        Ok(tokio::task::spawn_blocking(move || db.connect()).await??)
-    }
-
-    async fn blocking<T: Send + 'static>(
-        conn: &Arc<std::sync::Mutex<rusqlite::Connection>>,
-        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T> {
-        let conn = conn.clone();
-        Ok(
-            tokio::task::spawn_blocking(move || f(&conn.lock().expect("relay connection")))
-                .await??,
-        )
+        tracing::info!(database = %self.label, "outbox relay stopped");
     }
 
     /// Counts what waits and what is dead, for metrics and /healthz.
-    async fn count_backlog(
-        &self,
-        conn: &Arc<std::sync::Mutex<rusqlite::Connection>>,
-    ) -> Result<()> {
-        let (backlog, dead, oldest_ms) = Self::blocking(conn, |c| {
-            c.query_row(
-                "SELECT COUNT(*) FILTER (WHERE dead_ms IS NULL),
-                        COUNT(*) FILTER (WHERE dead_ms IS NOT NULL),
-                        MIN(created_ms) FILTER (WHERE dead_ms IS NULL)
-                 FROM outbox WHERE sent_ms IS NULL",
-                [],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, Option<i64>>(2)?,
-                    ))
-                },
-            )
-        })
-        .await
-        .context("counting the outbox")?;
-        let label = self.db.label.as_str();
+    async fn count_backlog(&self, conn: &mut OutboxStore) -> Result<()> {
+        let store::Counts {
+            backlog,
+            dead,
+            oldest_ms,
+        } = conn.counts().await?;
+        let label = self.label.as_str();
         let labels = DatabaseLabels {
             database: label.into(),
         };
@@ -372,14 +356,12 @@ impl Relay {
     /// Reads the next batch ([`due_rows`]), leaving out the rows in flight.
     async fn read_batch(
         &self,
-        conn: &Arc<std::sync::Mutex<rusqlite::Connection>>,
-        in_flight: String,
+        conn: &mut OutboxStore,
+        in_flight: Vec<i64>,
     ) -> Result<(Vec<Row>, u64)> {
         let limit = self.batch_size as i64;
         let reading = Instant::now();
-        let rows = Self::blocking(conn, move |c| due_rows(c, limit, &in_flight))
-            .await
-            .context("reading the outbox")?;
+        let rows = conn.due_rows(limit, in_flight).await?;
         Ok((rows, reading.elapsed().as_millis() as u64))
     }
 
@@ -435,12 +417,12 @@ impl Relay {
     /// retry) and what the rest of the pipeline must respect.
     async fn settle(
         &self,
-        conn: &Arc<std::sync::Mutex<rusqlite::Connection>>,
+        conn: &mut OutboxStore,
         batch: Sending,
         results: Vec<Result<(), KafkaError>>,
         pipeline: &mut Pipeline,
     ) {
-        let label = self.db.label.as_str();
+        let label = self.label.as_str();
         let send_ms = batch.started.elapsed().as_millis() as u64;
         let acked_ms = now_ms();
         let rows = batch.rows;
@@ -513,30 +495,14 @@ impl Relay {
         let Outcome {
             sent, dead, retry, ..
         } = outcome;
-        let marked = Self::blocking(conn, move |c| {
-            let tx = c.unchecked_transaction()?;
-            {
-                let mut mark = tx.prepare_cached("UPDATE outbox SET sent_ms = ?1 WHERE seq = ?2")?;
-                for seq in &sent {
-                    mark.execute(rusqlite::params![acked_ms, seq])?;
-                }
-                let mut bury = tx.prepare_cached(
-                    "UPDATE outbox SET dead_ms = ?1, attempts = attempts + 1, last_error = ?2 WHERE seq = ?3",
-                )?;
-                for (seq, error) in &dead {
-                    bury.execute(rusqlite::params![acked_ms, error, seq])?;
-                }
-                let mut fail = tx.prepare_cached(
-                    "UPDATE outbox SET attempts = attempts + 1, last_error = ?1 WHERE seq = ?2",
-                )?;
-                for (seq, error) in &retry {
-                    fail.execute(rusqlite::params![error, seq])?;
-                }
-            }
-            tx.commit()
-        })
-        .await
-        .context("marking outbox rows");
+        let marked = conn
+            .mark(Marks {
+                acked_ms,
+                sent,
+                dead,
+                retry,
+            })
+            .await;
         if let Err(e) = marked {
             // Its rows stay unsent and go again: nothing later of their
             // keys may be recorded as sent before them.
@@ -588,84 +554,9 @@ fn publish_span(row: &mut Row) -> telemetry::Span {
     span
 }
 
-/// The next rows to send, at most `limit`: the oldest unsent rows of every
-/// key in turn (first rows of all keys, then second rows, …; at most
-/// `PER_KEY` of one key), leaving out the rows in flight (`in_flight`, a
-/// JSON array of seqs). The window runs over the `(msg_key, seq)` index
-/// alone; only the chosen rows are read whole.
-fn due_rows(c: &rusqlite::Connection, limit: i64, in_flight: &str) -> rusqlite::Result<Vec<Row>> {
-    let mut stmt = c.prepare_cached(
-        "WITH due AS (
-             SELECT seq, ROW_NUMBER() OVER (PARTITION BY msg_key ORDER BY seq) AS nth
-             FROM outbox
-             WHERE sent_ms IS NULL AND dead_ms IS NULL
-               AND seq NOT IN (SELECT value FROM json_each(?3)))
-         SELECT o.seq, o.topic, o.msg_key, o.payload, o.headers, o.created_ms
-         FROM due JOIN outbox o ON o.seq = due.seq
-         WHERE due.nth <= ?1 ORDER BY due.nth, due.seq LIMIT ?2",
-    )?;
-    let rows = stmt
-        .query_map(rusqlite::params![PER_KEY, limit, in_flight], |r| {
-            let headers: String = r.get(4)?;
-            Ok(Row {
-                seq: r.get(0)?,
-                topic: r.get(1)?,
-                key: r.get(2)?,
-                payload: r.get(3)?,
-                headers: serde_json::from_str(&headers).unwrap_or_default(),
-                created_ms: r.get(5)?,
-            })
-        })?
-        .collect();
-    rows
-}
-
-/// Adds the relay's bookkeeping to an outbox a component created: the
-/// `dead_ms` column and the indexes the relay reads by. False while the
-/// table does not exist yet (no component has written).
-fn ensure_schema(c: &rusqlite::Connection) -> rusqlite::Result<bool> {
-    let exists: i64 = c.query_row(
-        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'outbox'",
-        [],
-        |r| r.get(0),
-    )?;
-    if exists == 0 {
-        return Ok(false);
-    }
-    let has_dead: i64 = c.query_row(
-        "SELECT COUNT(*) FROM pragma_table_info('outbox') WHERE name = 'dead_ms'",
-        [],
-        |r| r.get(0),
-    )?;
-    if has_dead == 0 {
-        c.execute_batch("ALTER TABLE outbox ADD COLUMN dead_ms INTEGER")?;
-    }
-    c.execute_batch(
-        "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (msg_key, seq) WHERE sent_ms IS NULL AND dead_ms IS NULL;
-         CREATE INDEX IF NOT EXISTS outbox_sent ON outbox (sent_ms) WHERE sent_ms IS NOT NULL;",
-    )?;
-    Ok(true)
-}
-
-/// Deletes sent rows acknowledged before `before_ms`, a slice at a time so
-/// writers never wait long. Dead and unsent rows stay.
-fn prune(c: &rusqlite::Connection, before_ms: i64) -> rusqlite::Result<usize> {
-    let mut total = 0;
-    loop {
-        let n = c.execute(
-            "DELETE FROM outbox WHERE seq IN
-             (SELECT seq FROM outbox WHERE sent_ms IS NOT NULL AND sent_ms < ?1 LIMIT 2000)",
-            [before_ms],
-        )?;
-        total += n;
-        if n < 2000 {
-            return Ok(total);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::sqlite::{due_rows, ensure_schema, prune};
     use super::*;
 
     fn err(code: RDKafkaErrorCode) -> Result<(), KafkaError> {
