@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::message::{Headers, Message};
 use serde_json::{json, Value as Json};
 use support::*;
 
@@ -77,35 +76,6 @@ fn call(
             }
         }
     }
-}
-
-/// Every message of a topic: (key, partition, event id, ce_source, ce_sequence).
-fn read_all(broker: &Broker, topic: &str) -> Vec<(String, i32, String, String, String)> {
-    let consumer = broker.reader(&format!("chaos-reader-{topic}-{}", free_port()), topic);
-    let mut out = Vec::new();
-    let mut idle_since = Instant::now();
-    while idle_since.elapsed() < Duration::from_secs(4) {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            idle_since = Instant::now();
-            let header = |name: &str| {
-                m.headers()
-                    .and_then(|h| h.iter().find(|h| h.key == name))
-                    .and_then(|h| h.value)
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-                    .unwrap_or_default()
-            };
-            out.push((
-                m.key()
-                    .map(|k| String::from_utf8_lossy(k).into_owned())
-                    .unwrap_or_default(),
-                m.partition(),
-                header("ce_id"),
-                header("ce_source"),
-                header("ce_sequence"),
-            ));
-        }
-    }
-    out
 }
 
 #[test]
@@ -316,26 +286,8 @@ fn nothing_is_lost_or_duplicated_through_kills_and_broker_restarts() {
 
     // 1. Every event on its topic.
     let broker = broker.lock().unwrap();
-    let mut on_topics: HashMap<String, usize> = HashMap::new();
-    let mut order_breaks = Vec::new();
-    for topic in ["task-events", "reminders", "task-updates"] {
-        let messages = read_all(&broker, topic);
-        let mut first_seen: HashSet<String> = HashSet::new();
-        let mut last: BTreeMap<(String, String), String> = BTreeMap::new();
-        for (key, _, id, source, sequence) in messages {
-            *on_topics.entry(id.clone()).or_default() += 1;
-            if !first_seen.insert(id.clone()) {
-                continue; // a repeated delivery
-            }
-            let slot = (key.clone(), source);
-            if let Some(before) = last.get(&slot) {
-                if *before >= sequence {
-                    order_breaks.push(format!("{topic} {key}: {before} then {sequence}"));
-                }
-            }
-            last.insert(slot, sequence);
-        }
-    }
+    let (on_topics, order_breaks) =
+        topic_report(&broker, &["task-events", "reminders", "task-updates"]);
     let lost: Vec<&(String, String)> = events
         .iter()
         .filter(|(id, _)| !on_topics.contains_key(id))

@@ -774,6 +774,66 @@ pub fn count(db: &Path, sql: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// Every message of a topic: (key, partition, event id, ce_source, ce_sequence).
+pub fn read_all(broker: &Broker, topic: &str) -> Vec<(String, i32, String, String, String)> {
+    let consumer = broker.reader(&format!("reader-{topic}-{}", free_port()), topic);
+    let mut out = Vec::new();
+    let mut idle_since = Instant::now();
+    while idle_since.elapsed() < Duration::from_secs(4) {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            idle_since = Instant::now();
+            let header = |name: &str| {
+                m.headers()
+                    .and_then(|h| h.iter().find(|h| h.key == name))
+                    .and_then(|h| h.value)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default()
+            };
+            out.push((
+                m.key()
+                    .map(|k| String::from_utf8_lossy(k).into_owned())
+                    .unwrap_or_default(),
+                m.partition(),
+                header("ce_id"),
+                header("ce_source"),
+                header("ce_sequence"),
+            ));
+        }
+    }
+    out
+}
+
+/// What `topics` hold: how often each event id was delivered, and where
+/// one key's events from one source came out of `ce_sequence` order
+/// (repeated deliveries are counted, not checked for order).
+pub fn topic_report(
+    broker: &Broker,
+    topics: &[&str],
+) -> (std::collections::HashMap<String, usize>, Vec<String>) {
+    use std::collections::{BTreeMap, HashMap, HashSet};
+    let mut on_topics: HashMap<String, usize> = HashMap::new();
+    let mut order_breaks = Vec::new();
+    for topic in topics {
+        let messages = read_all(broker, topic);
+        let mut first_seen: HashSet<String> = HashSet::new();
+        let mut last: BTreeMap<(String, String), String> = BTreeMap::new();
+        for (key, _, id, source, sequence) in messages {
+            *on_topics.entry(id.clone()).or_default() += 1;
+            if !first_seen.insert(id.clone()) {
+                continue; // a repeated delivery
+            }
+            let slot = (key.clone(), source);
+            if let Some(before) = last.get(&slot) {
+                if *before >= sequence {
+                    order_breaks.push(format!("{topic} {key}: {before} then {sequence}"));
+                }
+            }
+            last.insert(slot, sequence);
+        }
+    }
+    (on_topics, order_breaks)
+}
+
 /// Headers for messages built by tests.
 pub fn headers(pairs: &[(&str, &str)]) -> OwnedHeaders {
     let mut h = OwnedHeaders::new();
