@@ -8,6 +8,10 @@
 - Names agree across files: executor, Secrets, ConfigMap, PVC, image,
   namespace, broker address; the runtime config covers every database.
 - The topics ConfigMap equals kafka/topics.toml and kafka/create-topics.sh.
+- The scale-out overlay (deploy/scale-out/): every component of spin.toml
+  runs in exactly one SpinApp, all on Postgres; the API has an HPA, every
+  Kafka consumer group a KEDA ScaledObject on its own group and topics,
+  with 1 <= minReplicaCount and maxReplicaCount <= the topics' partitions.
 
 Prints one line per check and a closing `N passed, M failed` line.
 `--write-topics` regenerates the topics ConfigMap from kafka/.
@@ -41,6 +45,18 @@ RESOURCES = {"limits", "requests"}
 EXECUTOR_SPEC = {"createDeployment", "deploymentConfig"}
 EXECUTOR_REQUIRED = {"createDeployment"}
 DEPLOYMENT_CONFIG = {"runtimeClassName", "spinImage", "caCertSecret", "installDefaultCACerts", "otel"}
+# KEDA's ScaledObjectSpec and ScaleTriggers (keda.sh/v1alpha1), json tags.
+SCALED_OBJECT_SPEC = {
+    "scaleTargetRef", "pollingInterval", "initialCooldownPeriod", "cooldownPeriod", "idleReplicaCount",
+    "minReplicaCount", "maxReplicaCount", "advanced", "triggers", "fallback",
+}
+SCALE_TRIGGER = {"type", "name", "useCachedMetrics", "metadata", "authenticationRef", "metricType"}
+# The kafka scaler's metadata keys used here (KEDA docs, scalers/apache-kafka).
+KAFKA_SCALER = {
+    "bootstrapServers", "consumerGroup", "topic", "lagThreshold", "activationLagThreshold",
+    "offsetResetPolicy", "allowIdleConsumers", "excludePersistentLag", "scaleToZeroOnInvalidOffset",
+    "limitToPartitionsWithLag",
+}
 
 results = []
 
@@ -50,9 +66,9 @@ def check(name, ok, detail=""):
     print(f"{'ok  ' if ok else 'FAIL'} {name}{'' if ok else ': ' + detail}")
 
 
-def documents():
+def documents(folder=DEPLOY):
     docs = []
-    for path in sorted(DEPLOY.glob("*.yaml")):
+    for path in sorted(folder.glob("*.yaml")):
         if path.name == "kustomization.yaml":
             continue
         for doc in yaml.safe_load_all(path.read_text()):
@@ -189,10 +205,98 @@ def main():
     names = {t["name"] for t in repo_topics}
     check("every topic has its .dlq twin", all(f"{n}.dlq" in names for n in names if not n.endswith(".dlq")))
 
+    check_scale_out(guide)
+
     passed = sum(results)
     failed = len(results) - passed
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
+
+
+def check_scale_out(guide):
+    """deploy/scale-out/: N replicas on one Postgres, scaled per role."""
+    import kubernetes_validate
+
+    folder = DEPLOY / "scale-out"
+    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+    missing = [r for r in kustomization["resources"] if not (folder / r).resolve().exists()]
+    check("scale-out: every kustomization resource exists", not missing, str(missing))
+    docs = documents(folder)
+    kinds = {}
+    for file, doc in docs:
+        kinds.setdefault(doc["kind"], []).append(doc)
+        if "/" in doc["apiVersion"] and doc["apiVersion"].split("/")[0].endswith((".dev", ".sh")):
+            continue
+        try:
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+            check(f"scale-out/{file}: {doc['kind']}/{doc['metadata']['name']} is a valid Kubernetes {K8S_VERSION} object", True)
+        except Exception as e:  # noqa: BLE001 - report any validation failure
+            check(f"scale-out/{file}: {doc['kind']}/{doc['metadata']['name']} is a valid Kubernetes object", False, str(e).splitlines()[0])
+
+    manifest = tomllib.loads((ROOT / "spin.toml").read_text())
+    components = set(manifest["component"])
+    apps = {a["metadata"]["name"]: a for a in kinds.get("SpinApp", [])}
+    placed = [c for a in apps.values() for c in a["spec"].get("components", [])]
+    check("scale-out: every component runs in exactly one SpinApp",
+          sorted(placed) == sorted(components), f"{sorted(placed)} vs {sorted(components)}")
+    broker = "redpanda-0.redpanda.todo.svc.cluster.local:9092"
+    services = {d["metadata"]["name"]: d for d in kinds.get("Service", [])}
+    pg_port = services["postgres"]["spec"]["ports"][0]["port"] if "postgres" in services else None
+    for name, app in apps.items():
+        spec = app["spec"]
+        check(f"scale-out: SpinApp {name} fields exist in SpinAppSpec", not unknown(spec, SPINAPP_SPEC), str(unknown(spec, SPINAPP_SPEC)))
+        check(f"scale-out: SpinApp {name} leaves replicas to its autoscaler",
+              spec.get("enableAutoscaling") is True and "replicas" not in spec)
+        check(f"scale-out: SpinApp {name} keeps nothing on a single-node volume",
+              all("persistentVolumeClaim" not in v for v in spec.get("volumes", [])))
+        variables = {v["name"]: v for v in spec.get("variables", [])}
+        url = variables.get("postgres_url", {}).get("valueFrom", {}).get("secretKeyRef", {})
+        check(f"scale-out: SpinApp {name} keeps its stores in Postgres",
+              variables.get("store", {}).get("value") == "postgres" and url.get("name") == "todo-postgres" and url.get("key") == "url")
+        origin = variables.get("postgres_origin", {}).get("value", "")
+        check(f"scale-out: SpinApp {name} may reach the Postgres Service",
+              origin == f"postgres://postgres-0.postgres.todo.svc.cluster.local:{pg_port}", origin)
+        check(f"scale-out: SpinApp {name} names the broker", variables.get("kafka_brokers", {}).get("value") == broker)
+
+    http_components = {t["component"] for t in manifest["trigger"].get("http", [])}
+    hpas = kinds.get("HorizontalPodAutoscaler", [])
+    scaled = {d["spec"]["scaleTargetRef"]["name"]: d for d in kinds.get("ScaledObject", [])}
+    for hpa in hpas:
+        target = hpa["spec"]["scaleTargetRef"]["name"]
+        served = set(apps.get(target, {}).get("spec", {}).get("components", []))
+        check(f"scale-out: HPA {hpa['metadata']['name']} scales the HTTP SpinApp's Deployment",
+              hpa["spec"]["scaleTargetRef"]["kind"] == "Deployment" and served and served <= http_components, str(served))
+        check(f"scale-out: HPA {target} and no ScaledObject own its Deployment", target not in scaled)
+    check("scale-out: the API has an HPA", any(set(apps.get(h["spec"]["scaleTargetRef"]["name"], {}).get("spec", {}).get("components", [])) & http_components for h in hpas))
+
+    partitions = {t["name"]: t["partitions"] for t in tomllib.loads((ROOT / "kafka/topics.toml").read_text())["topic"]}
+    for trigger in manifest["trigger"].get("kafka", []):
+        group, component = trigger["group_id"], trigger["component"]
+        owner = next((n for n, a in apps.items() if component in a["spec"].get("components", [])), None)
+        so = scaled.get(owner)
+        check(f"scale-out: group {group} has a ScaledObject on its SpinApp", so is not None, str(owner))
+        if so is None:
+            continue
+        sspec = so["spec"]
+        check(f"scale-out: ScaledObject {owner} fields exist in ScaledObjectSpec", not unknown(sspec, SCALED_OBJECT_SPEC), str(unknown(sspec, SCALED_OBJECT_SPEC)))
+        kafka = [t for t in sspec["triggers"] if t["type"] == "kafka"]
+        check(f"scale-out: ScaledObject {owner} triggers use known fields",
+              all(not unknown(t, SCALE_TRIGGER) and not unknown(t["metadata"], KAFKA_SCALER) for t in sspec["triggers"]))
+        check(f"scale-out: ScaledObject {owner} watches group {group} on exactly its topics",
+              all(t["metadata"].get("consumerGroup") == group for t in kafka)
+              and sorted(t["metadata"].get("topic") for t in kafka) == sorted(trigger["topics"]),
+              str([t["metadata"] for t in kafka]))
+        check(f"scale-out: ScaledObject {owner} reads the app's broker and sets a lag threshold",
+              all(t["metadata"].get("bootstrapServers") == broker and int(t["metadata"].get("lagThreshold", "0")) > 0 for t in kafka))
+        fewest = min(partitions[t] for t in trigger["topics"])
+        check(f"scale-out: ScaledObject {owner} keeps 1 <= replicas <= {fewest} partitions",
+              sspec.get("minReplicaCount", 0) >= 1 and sspec.get("maxReplicaCount", 100) <= fewest,
+              f"{sspec.get('minReplicaCount')}..{sspec.get('maxReplicaCount')}")
+
+    for key in ("password", "url"):
+        check(f"the guide creates Secret todo-postgres with `{key}`",
+              re.search(rf"create secret generic todo-postgres[^\n]*(\\\n[^\n]*)*--from-literal={key}=", guide) is not None)
+    check("the guide applies the scale-out overlay", "kubectl apply -k deploy/scale-out/" in guide)
 
 
 if __name__ == "__main__":

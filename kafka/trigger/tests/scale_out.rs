@@ -3,8 +3,10 @@
 //! replicas; one replica is SIGKILLed and restarted (at least 3 times)
 //! while writes, recurring completions and reminders coming due keep on.
 //! A request whose replica dies is sent again, with the same
-//! Idempotency-Key, to the next replica. The same create is also sent to
-//! all three at once. Afterwards, from the shared database and the
+//! Idempotency-Key, to the next replica. Once, Postgres itself is stopped
+//! for a few seconds: requests meanwhile get 503 `store_unavailable` in
+//! well under 5 s, and everything resumes by itself when it is back. The
+//! same create is also sent to all three at once. Afterwards, from the shared database and the
 //! topics: every outbox event published (0 lost), each recurring
 //! completion made one next instance, each reminder fired once across the
 //! replicas, the audit trail exact, each key's events in order, every
@@ -33,6 +35,8 @@ struct Fleet {
     served: Vec<AtomicUsize>,
     /// 5xx answers, by status and code.
     server_errors: Mutex<HashMap<String, usize>>,
+    /// The longest a 5xx answer took.
+    slowest_error: Mutex<Duration>,
 }
 
 impl Fleet {
@@ -53,6 +57,7 @@ impl Fleet {
         let mut replica = first;
         loop {
             let port = self.ports[replica % REPLICAS].load(Ordering::SeqCst);
+            let sent = Instant::now();
             let answer = try_http(
                 port,
                 method,
@@ -80,6 +85,8 @@ impl Fleet {
                         .unwrap()
                         .entry(format!("{status} {code}"))
                         .or_default() += 1;
+                    let mut slowest = self.slowest_error.lock().unwrap();
+                    *slowest = (*slowest).max(sent.elapsed());
                 }
                 None => {}
             }
@@ -108,7 +115,7 @@ fn number(pg: &Postgres, sql: &str) -> i64 {
 
 #[test]
 fn three_replicas_on_one_postgres_lose_and_repeat_nothing_through_kills() {
-    let pg = Postgres::start();
+    let pg = Arc::new(Postgres::start());
     let url = pg.url("postgres");
     let origin = format!("postgres://127.0.0.1:{}", pg.port);
     let broker = Broker::start();
@@ -140,6 +147,7 @@ fn three_replicas_on_one_postgres_lose_and_repeat_nothing_through_kills() {
         hosts: hosts.into_iter().map(Mutex::new).collect(),
         served: (0..REPLICAS).map(|_| AtomicUsize::new(0)).collect(),
         server_errors: Mutex::new(HashMap::new()),
+        slowest_error: Mutex::new(Duration::ZERO),
     });
 
     // One create sent to every replica at once, under one key: one task,
@@ -175,14 +183,29 @@ fn three_replicas_on_one_postgres_lose_and_repeat_nothing_through_kills() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let kills = Arc::new(AtomicUsize::new(0));
+    let outages = Arc::new(AtomicUsize::new(0));
     let chaos = {
-        let (fleet, stop, kills) = (fleet.clone(), stop.clone(), kills.clone());
+        let (fleet, stop, kills, outages, pg) = (
+            fleet.clone(),
+            stop.clone(),
+            kills.clone(),
+            outages.clone(),
+            pg.clone(),
+        );
         std::thread::spawn(move || {
             let mut n = 0usize;
             while !stop.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(6000 + (n as u64 * 7919) % 3000));
                 if stop.load(Ordering::SeqCst) {
                     break;
+                }
+                if n == 2 {
+                    pg.stop();
+                    std::thread::sleep(Duration::from_secs(3));
+                    pg.resume();
+                    outages.fetch_add(1, Ordering::SeqCst);
+                    n += 1;
+                    continue;
                 }
                 let victim = n % REPLICAS;
                 let mut host = fleet.hosts[victim].lock().unwrap();
@@ -199,7 +222,10 @@ fn three_replicas_on_one_postgres_lose_and_repeat_nothing_through_kills() {
     let started = Instant::now();
     let (mut writes, mut recurring, mut reminders) = (0, Vec::new(), Vec::new());
     let mut i = 0;
-    while started.elapsed() < RUN || kills.load(Ordering::SeqCst) < 3 {
+    while started.elapsed() < RUN
+        || kills.load(Ordering::SeqCst) < 3
+        || outages.load(Ordering::SeqCst) < 1
+    {
         let user = format!("scale-{}", i % USERS);
         let key = format!("op-{i}");
         let replica = i % REPLICAS;
@@ -336,12 +362,13 @@ fn three_replicas_on_one_postgres_lose_and_repeat_nothing_through_kills() {
         .map(|s| s.load(Ordering::SeqCst))
         .collect();
     let server_errors = fleet.server_errors.lock().unwrap().clone();
+    let slowest_error = *fleet.slowest_error.lock().unwrap();
     eprintln!(
         "scale-out over {chaos_took:?}: {REPLICAS} replicas on one Postgres served {served:?} requests; {writes} writes \
-         ({} recurring completions, {} reminders), {} replica kills; {} events: {} lost, {repeated} repeated deliveries; \
+         ({} recurring completions, {} reminders), {} replica kills, a 3 s Postgres outage; {} events: {} lost, {repeated} repeated deliveries; \
          {next_wrong} completions with other than one next instance, {fired_wrong} reminders not fired exactly once \
          ({fired} notifications, {triggered} reminder_triggered events); audit {audit_rows}/{audit_expected}; \
-         {} order breaks; 5xx answers: {server_errors:?}",
+         {} order breaks; 5xx answers: {server_errors:?}, the slowest in {slowest_error:?}",
         recurring.len(),
         reminders.len(),
         kills.load(Ordering::SeqCst),
@@ -368,5 +395,13 @@ fn three_replicas_on_one_postgres_lose_and_repeat_nothing_through_kills() {
     assert!(
         server_errors.keys().all(|k| k.starts_with("503 ")),
         "5xx other than 503: {server_errors:?}"
+    );
+    assert!(
+        server_errors.contains_key("503 store_unavailable"),
+        "requests during the outage: {server_errors:?}"
+    );
+    assert!(
+        slowest_error < Duration::from_secs(5),
+        "a 503 took {slowest_error:?}"
     );
 }

@@ -77,17 +77,23 @@ impl Postgres {
                 "-N",
             ],
         );
+        server.launch();
+        server
+    }
+
+    /// Starts the server on its port and data (again, after [`Postgres::stop`]).
+    fn launch(&self) {
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300",
-            server.port,
-            server.data.display()
+            self.port,
+            self.data.display()
         );
-        let log = server.data.join("server.log");
-        server.run(
+        let log = self.data.join("server.log");
+        self.run(
             "pg_ctl",
             &[
                 "-D",
-                server.data.to_str().unwrap(),
+                self.data.to_str().unwrap(),
                 "-l",
                 log.to_str().unwrap(),
                 "-w",
@@ -98,9 +104,20 @@ impl Postgres {
                 "start",
             ],
         );
-        let port = server.port;
-        wait_until_listening("Postgres", port, Duration::from_secs(30));
-        server
+        wait_until_listening("Postgres", self.port, Duration::from_secs(30));
+    }
+
+    /// Stops the server at once, as a crash would (`-m immediate`).
+    pub fn stop(&self) {
+        self.run(
+            "pg_ctl",
+            &["-D", self.data.to_str().unwrap(), "-m", "immediate", "stop"],
+        );
+    }
+
+    /// Starts a stopped server again on the same port and data.
+    pub fn resume(&self) {
+        self.launch();
     }
 
     /// A URL for `database` (the default `postgres` one is always there).

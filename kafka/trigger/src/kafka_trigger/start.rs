@@ -48,9 +48,9 @@ impl Trigger for Kafka {
                 .with_context(|| format!("{}: cannot use the Postgres store", postgres.named))?;
         }
         for label in outbox_labels {
-            let db = runtime.databases.get(&label).cloned().with_context(|| {
-                format!("outbox_databases names `{label}`, which no component uses")
-            })?;
+            // On Postgres the outbox is found by label alone: a process
+            // running only some components (a selective deployment)
+            // relays it as well as any other.
             let (store, changed) = match &settings.outbox_postgres {
                 Some(postgres) => (
                     crate::relay::OutboxStore::Postgres(crate::relay::PgOutbox::new(
@@ -59,10 +59,17 @@ impl Trigger for Kafka {
                     )),
                     None,
                 ),
-                None => (
-                    crate::relay::OutboxStore::Sqlite(crate::relay::SqliteOutbox::new(db.clone())),
-                    Some(db.changed.clone()),
-                ),
+                None => {
+                    let db = runtime.databases.get(&label).cloned().with_context(|| {
+                        format!("outbox_databases names `{label}`, which no component uses")
+                    })?;
+                    (
+                        crate::relay::OutboxStore::Sqlite(crate::relay::SqliteOutbox::new(
+                            db.clone(),
+                        )),
+                        Some(db.changed.clone()),
+                    )
+                }
             };
             let relay = crate::relay::Relay {
                 label: label.clone(),
