@@ -10,34 +10,65 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value as Json};
 use support::*;
+use test_servers::postgres::Postgres;
 
 const LONG: Duration = Duration::from_secs(90);
 
 struct TodoApp {
-    dir: TempDir,
-    broker: Broker,
+    // Dropped in this order: the host before its broker, store and files.
     host: Server,
+    broker: Broker,
+    postgres: Option<Postgres>,
+    dir: TempDir,
 }
 
-/// Runs an app test twice: under `trigger-kafka up`, and under the real
-/// `spin up` with the plugins (skipped, saying so, where there is no Spin).
+/// How a test runs the app: under which host, on which store.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    mode: Mode,
+    /// Every store in a private Postgres (`store = "postgres"`), instead
+    /// of the SQLite files.
+    postgres: bool,
+}
+
+/// Runs an app test three times: under `trigger-kafka up` on SQLite and on
+/// Postgres, and under the real `spin up` with the plugins (skipped,
+/// saying so, where there is no Spin).
 macro_rules! in_both_modes {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
+            use super::{Mode, Run};
             #[test]
             fn standalone() {
-                super::$name(super::Mode::Standalone)
+                super::$name(Run { mode: Mode::Standalone, postgres: false })
+            }
+            #[test]
+            fn standalone_on_postgres() {
+                super::$name(Run { mode: Mode::Standalone, postgres: true })
             }
             #[test]
             fn spin_up() {
                 if super::support::spin::spin().is_some() {
-                    super::$name(super::Mode::Spin)
+                    super::$name(Run { mode: Mode::Spin, postgres: false })
                 } else {
                     eprintln!("skipped: no Spin CLI");
                 }
             }
         }
     )*};
+}
+
+/// The customer walk once more under the real `spin up`, on Postgres.
+#[test]
+fn spin_up_on_postgres_fires_a_reminder_once() {
+    if support::spin::spin().is_some() {
+        a_reminder_arrives_once_on_time_and_never_for_a_completed_or_deleted_task(Run {
+            mode: Mode::Spin,
+            postgres: true,
+        })
+    } else {
+        eprintln!("skipped: no Spin CLI");
+    }
 }
 
 in_both_modes!(
@@ -51,12 +82,19 @@ in_both_modes!(
 );
 
 impl TodoApp {
-    fn start(mode: Mode) -> TodoApp {
-        Self::start_with(mode, &[])
+    fn start(run: Run) -> TodoApp {
+        Self::start_with(run, &[])
     }
 
     /// Starts the app with extra `SPIN_VARIABLE_*` settings.
-    fn start_with(mode: Mode, variables: &[(&str, &str)]) -> TodoApp {
+    fn start_with(run: Run, variables: &[(&str, &str)]) -> TodoApp {
+        let postgres = run.postgres.then(Postgres::start);
+        let (url, origin) = postgres.as_ref().map_or_else(Default::default, |pg| {
+            (
+                pg.url("postgres"),
+                format!("postgres://127.0.0.1:{}", pg.port),
+            )
+        });
         let broker = Broker::start();
         broker.apply_project_topics();
         let dir = TempDir::new("todo");
@@ -66,8 +104,15 @@ impl TodoApp {
             ("SPIN_VARIABLE_KAFKA_BROKERS", brokers.as_str()),
             ("SPIN_VARIABLE_DEV_AUTH", "true"),
         ];
+        if postgres.is_some() {
+            env.extend([
+                ("SPIN_VARIABLE_STORE", "postgres"),
+                ("SPIN_VARIABLE_POSTGRES_URL", url.as_str()),
+                ("SPIN_VARIABLE_POSTGRES_ORIGIN", origin.as_str()),
+            ]);
+        }
         env.extend_from_slice(variables);
-        let host = match mode {
+        let host = match run.mode {
             Mode::Standalone => Server::Host(Host::start_with_args(
                 &dir.0,
                 &env,
@@ -79,13 +124,39 @@ impl TodoApp {
                 &env,
             )),
         };
-        let app = TodoApp { dir, broker, host };
+        let app = TodoApp {
+            host,
+            broker,
+            postgres,
+            dir,
+        };
         app.wait_until_consuming();
         app
     }
 
     fn db(&self, name: &str) -> PathBuf {
         self.dir.0.join(".spin").join(name)
+    }
+
+    /// A count from database `label` (`default`, `reminders`, `audit`,
+    /// `sync`) in whichever store the app runs on; 0 before it exists.
+    fn count(&self, label: &str, sql: &str) -> i64 {
+        match &self.postgres {
+            Some(pg) => pg
+                .try_psql(
+                    "postgres",
+                    &format!("SET search_path TO todo_{label}; {sql}"),
+                )
+                .and_then(|out| out.trim().parse().ok())
+                .unwrap_or(0),
+            None => {
+                let file = match label {
+                    "default" => "sqlite_db.db".to_owned(),
+                    other => format!("{other}.db"),
+                };
+                count(&self.db(&file), sql)
+            }
+        }
     }
 
     /// Every consumer group has joined once an event went all the way round.
@@ -95,16 +166,16 @@ impl TodoApp {
             json!({"title": "warm up", "remind_at": "2099-01-01T00:00:00Z"}),
         );
         wait_for("the services to consume", LONG, || {
-            let scheduled = count(
-                &self.db("reminders.db"),
+            let scheduled = self.count(
+                "reminders",
                 &format!("SELECT COUNT(*) FROM schedules WHERE task_id = '{id}'"),
             ) == 1;
-            let audited = count(
-                &self.db("audit.db"),
+            let audited = self.count(
+                "audit",
                 &format!("SELECT COUNT(*) FROM audit_log WHERE task_id = '{id}'"),
             ) >= 2;
-            let synced = count(
-                &self.db("sync.db"),
+            let synced = self.count(
+                "sync",
                 &format!("SELECT COUNT(*) FROM changes WHERE task_id = '{id}'"),
             ) == 1;
             (scheduled && audited && synced).then_some(())
@@ -159,8 +230,8 @@ fn notification_with(app: &TodoApp, status: &str, within: Duration) -> Json {
     })
 }
 
-fn a_reminder_arrives_once_on_time_and_never_for_a_completed_or_deleted_task(mode: Mode) {
-    let app = TodoApp::start(mode);
+fn a_reminder_arrives_once_on_time_and_never_for_a_completed_or_deleted_task(run: Run) {
+    let app = TodoApp::start(run);
     let due = chrono::Utc::now() + chrono::Duration::seconds(2);
     let mut on_time = Vec::new();
     for i in 0..5 {
@@ -239,8 +310,8 @@ fn a_reminder_arrives_once_on_time_and_never_for_a_completed_or_deleted_task(mod
     assert_eq!(fired, 5);
 }
 
-fn a_completed_daily_task_renews_once_even_when_the_event_is_delivered_twice(mode: Mode) {
-    let app = TodoApp::start(mode);
+fn a_completed_daily_task_renews_once_even_when_the_event_is_delivered_twice(run: Run) {
+    let app = TodoApp::start(run);
     let id = app.create("alice", json!({"title": "Stand-up", "due_date": "2099-03-01T09:00:00Z", "recurrence_pattern": "daily", "tags": ["work"]}));
     assert_eq!(
         app.call("alice", "POST", &format!("/api/tasks/{id}/complete"), None)
@@ -294,8 +365,8 @@ fn a_completed_daily_task_renews_once_even_when_the_event_is_delivered_twice(mod
     );
 }
 
-fn a_series_with_count_three_stops_after_three(mode: Mode) {
-    let app = TodoApp::start(mode);
+fn a_series_with_count_three_stops_after_three(run: Run) {
+    let app = TodoApp::start(run);
     let mut current = app.create("alice", json!({"title": "Pill", "due_date": "2099-03-01T08:00:00Z", "recurrence_pattern": "RRULE:FREQ=DAILY;COUNT=3"}));
     for expected in 2..=3 {
         assert_eq!(
@@ -334,8 +405,8 @@ fn a_series_with_count_three_stops_after_three(mode: Mode) {
     assert_eq!(pills, 3);
 }
 
-fn the_audit_history_is_complete_after_the_host_is_killed_mid_stream(mode: Mode) {
-    let mut app = TodoApp::start(mode);
+fn the_audit_history_is_complete_after_the_host_is_killed_mid_stream(run: Run) {
+    let mut app = TodoApp::start(run);
     let mut ids = Vec::new();
     let mut api_to_audit = Vec::new();
     for i in 0..25 {
@@ -359,7 +430,7 @@ fn the_audit_history_is_complete_after_the_host_is_killed_mid_stream(mode: Mode)
         if i < 5 {
             // Latency from an API write to its audit row, before the kill.
             wait_for("the audit row", LONG, || {
-                (count(&app.db("audit.db"), &format!("SELECT COUNT(*) FROM audit_log WHERE task_id = '{id}' AND action = 'task_completed'")) == 1).then_some(())
+                (app.count("audit", &format!("SELECT COUNT(*) FROM audit_log WHERE task_id = '{id}' AND action = 'task_completed'")) == 1).then_some(())
             });
             api_to_audit.push(written.elapsed().as_millis());
         }
@@ -392,8 +463,8 @@ fn the_audit_history_is_complete_after_the_host_is_killed_mid_stream(mode: Mode)
     eprintln!("API write -> audit row ms: {api_to_audit:?}");
 }
 
-fn a_second_clients_long_poll_returns_the_first_clients_change(mode: Mode) {
-    let app = TodoApp::start(mode);
+fn a_second_clients_long_poll_returns_the_first_clients_change(run: Run) {
+    let app = TodoApp::start(run);
     let (_, start) = app.call("alice", "GET", "/api/sync", None);
     let cursor = start["cursor"].as_str().unwrap().to_owned();
     let port = app.host.http_port();
@@ -486,13 +557,13 @@ fn a_second_clients_long_poll_returns_the_first_clients_change(mode: Mode) {
     );
 }
 
-fn email_reminders_are_posted_to_the_webhook_signed_and_failures_are_visible(mode: Mode) {
+fn email_reminders_are_posted_to_the_webhook_signed_and_failures_are_visible(run: Run) {
     use hmac::{Hmac, Mac};
     let (good, requests) = webhook(200);
     let url = format!("http://127.0.0.1:{good}/notify");
     let origin = format!("http://127.0.0.1:{good}");
     let app = TodoApp::start_with(
-        mode,
+        run,
         &[
             ("SPIN_VARIABLE_NOTIFICATION_WEBHOOK_URL", &url),
             ("SPIN_VARIABLE_NOTIFICATION_WEBHOOK_ORIGIN", &origin),
@@ -542,7 +613,7 @@ fn email_reminders_are_posted_to_the_webhook_signed_and_failures_are_visible(mod
     let url = format!("http://127.0.0.1:{bad}/notify");
     let origin = format!("http://127.0.0.1:{bad}");
     let app = TodoApp::start_with(
-        mode,
+        run,
         &[
             ("SPIN_VARIABLE_NOTIFICATION_WEBHOOK_URL", &url),
             ("SPIN_VARIABLE_NOTIFICATION_WEBHOOK_ORIGIN", &origin),
@@ -573,7 +644,10 @@ fn ctrl_c_stops_every_process_of_spin_up_and_loses_nothing() {
         eprintln!("skipped: no Spin CLI");
         return;
     }
-    let mut app = TodoApp::start(Mode::Spin);
+    let mut app = TodoApp::start(Run {
+        mode: Mode::Spin,
+        postgres: false,
+    });
     let Server::Spin(up) = &mut app.host else {
         unreachable!()
     };
@@ -673,12 +747,12 @@ fn silent_webhook() -> (u16, Received) {
 /// notifications never wait on it), is not hammered (each attempt is
 /// recorded before it is sent and waits out its timeout and backoff), and
 /// gets an `Idempotency-Key` so it could drop a repeat.
-fn a_webhook_that_never_answers_delays_no_reminder(mode: Mode) {
+fn a_webhook_that_never_answers_delays_no_reminder(run: Run) {
     let (port, requests) = silent_webhook();
     let url = format!("http://127.0.0.1:{port}/notify");
     let origin = format!("http://127.0.0.1:{port}");
     let app = TodoApp::start_with(
-        mode,
+        run,
         &[
             ("SPIN_VARIABLE_NOTIFICATION_WEBHOOK_URL", &url),
             ("SPIN_VARIABLE_NOTIFICATION_WEBHOOK_ORIGIN", &origin),

@@ -131,6 +131,20 @@ impl Postgres {
         self.url(name)
     }
 
+    /// Runs SQL through `psql`; None if it fails (a table not made yet).
+    pub fn try_psql(&self, database: &str, sql: &str) -> Option<String> {
+        let output = Command::new(self.bin.join("psql"))
+            .args(["-X", "-q", "-A", "-t", "-d"])
+            .arg(self.url(database))
+            .args(["-c", sql])
+            .output()
+            .ok()?;
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
     /// Runs SQL through `psql`, stops the test if it fails.
     pub fn psql(&self, database: &str, sql: &str) -> String {
         let psql = self.bin.join("psql");
