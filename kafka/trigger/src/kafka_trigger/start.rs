@@ -53,10 +53,10 @@ impl Trigger for Kafka {
             // relays it as well as any other.
             let (store, changed) = match &settings.outbox_postgres {
                 Some(postgres) => (
-                    crate::relay::OutboxStore::Postgres(crate::relay::PgOutbox::new(
+                    crate::relay::OutboxStore::Postgres(Box::new(crate::relay::PgOutbox::new(
                         &postgres.url,
                         &label,
-                    )),
+                    ))),
                     None,
                 ),
                 None => {

@@ -24,7 +24,8 @@ pub struct Marks {
 
 pub enum OutboxStore {
     Sqlite(SqliteOutbox),
-    Postgres(PgOutbox),
+    // Boxed: it carries a client and its connection state.
+    Postgres(Box<PgOutbox>),
 }
 
 impl OutboxStore {
