@@ -26,20 +26,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::ClientConfig;
 use serde_json::{json, Value as Json};
 use support::*;
 
 const CLIENTS: usize = 8;
-const GROUPS: &[(&str, &[&str])] = &[
-    ("todo-audit", &["task-events", "reminders"]),
-    ("todo-recurring", &["task-events"]),
-    ("todo-reminder", &["reminders"]),
-    ("todo-sync", &["task-updates"]),
-];
 
 /// A native idempotent producer, configured as the relay's: events/s for
 /// `n` messages like the relay's (a payload of `size` bytes and the same
@@ -93,48 +85,6 @@ fn native_producer_rate(
         }
         n as f64 / started.elapsed().as_secs_f64()
     })
-}
-
-/// Whether every group has committed up to each partition's end.
-fn all_groups_caught_up(broker: &Broker) -> bool {
-    let probe: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker.address())
-        .set("group.id", "burst-watermarks")
-        .create()
-        .unwrap();
-    for (group, topics) in GROUPS {
-        let reader: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", broker.address())
-            .set("group.id", *group)
-            .create()
-            .unwrap();
-        for topic in *topics {
-            let Ok(metadata) = probe.fetch_metadata(Some(topic), Duration::from_secs(5)) else {
-                return false;
-            };
-            let partitions = metadata.topics()[0].partitions().len() as i32;
-            let mut list = TopicPartitionList::new();
-            for p in 0..partitions {
-                list.add_partition(topic, p);
-            }
-            let Ok(committed) = reader.committed_offsets(list, Duration::from_secs(5)) else {
-                return false;
-            };
-            for p in 0..partitions {
-                let Ok((_, high)) = probe.fetch_watermarks(topic, p, Duration::from_secs(5)) else {
-                    return false;
-                };
-                let done = committed
-                    .find_partition(topic, p)
-                    .and_then(|e| e.offset().to_raw())
-                    .unwrap_or(-1);
-                if high > 0 && done < high {
-                    return false;
-                }
-            }
-        }
-    }
-    true
 }
 
 fn percentile(sorted: &[i64], p: f64) -> i64 {

@@ -248,6 +248,38 @@ impl HostState {
 
 impl pg::Host for HostState {}
 
+/// Distinct statements a pooled connection keeps prepared, at most; past
+/// that its cache starts again (a guest sending ever-new SQL must not grow
+/// the host's memory).
+const PREPARED_PER_CONNECTION: usize = 256;
+
+/// `statement` prepared on `client`, from the connection's cache when it
+/// was prepared there before. Spin prepares each statement anew (two round
+/// trips per statement); the cache makes a repeated one a single round
+/// trip. What the guest sees is the same: preparing fails as executing an
+/// unprepared statement would, and Postgres re-parses a cached statement
+/// when `search_path` has changed since.
+async fn prepared(
+    client: &Object,
+    statement: &str,
+) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+    if client.statement_cache.size() >= PREPARED_PER_CONNECTION {
+        client.statement_cache.clear();
+    }
+    client.prepare_cached(statement).await
+}
+
+/// A cached statement whose result types changed under it (Postgres
+/// re-parsed it for a new search_path): "cached plan must not change
+/// result type".
+fn stale(error: &tokio_postgres::Error) -> bool {
+    error.code() == Some(&tokio_postgres::error::SqlState::FEATURE_NOT_SUPPORTED)
+        && error.as_db_error().is_some_and(|db| {
+            db.message()
+                .contains("cached plan must not change result type")
+        })
+}
+
 impl pg::HostConnection for HostState {
     async fn open(&mut self, address: String) -> Result<Resource<Connection>, Error> {
         let config: tokio_postgres::Config = address
@@ -278,9 +310,25 @@ impl pg::HostConnection for HostState {
         statement: String,
         params: Vec<ParameterValue>,
     ) -> Result<RowSet, Error> {
-        let params = parameters(&params).map_err(|e| Error::BadParameter(guest_text(&e)))?;
+        let values = params;
+        let params = parameters(&values).map_err(|e| Error::BadParameter(guest_text(&e)))?;
         let client = self.postgres_client(&connection)?;
-        let rows = match client.query_raw(&statement, params).await {
+        let rows = match prepared(client, &statement).await {
+            Ok(prepared) => client.query_raw(&prepared, params).await,
+            Err(e) => Err(e),
+        };
+        let rows = match rows {
+            Err(e) if stale(&e) => {
+                // Prepared under another search_path, with other result
+                // types: prepared anew, as Spin would have.
+                client.statement_cache.remove(&statement, &[]);
+                let params =
+                    parameters(&values).map_err(|e| Error::BadParameter(guest_text(&e)))?;
+                client.query_raw(statement.as_str(), params).await
+            }
+            other => other,
+        };
+        let rows = match rows {
             Ok(rows) => rows,
             Err(e) => {
                 self.postgres_fault(&e);
@@ -341,7 +389,18 @@ impl pg::HostConnection for HostState {
             .map(|p| p.as_ref() as &(dyn ToSql + Sync))
             .collect();
         let client = self.postgres_client(&connection)?;
-        match client.execute(statement.as_str(), &refs).await {
+        let done = match prepared(client, &statement).await {
+            Ok(prepared) => client.execute(&prepared, &refs).await,
+            Err(e) => Err(e),
+        };
+        let done = match done {
+            Err(e) if stale(&e) => {
+                client.statement_cache.remove(&statement, &[]);
+                client.execute(statement.as_str(), &refs).await
+            }
+            other => other,
+        };
+        match done {
             Ok(n) => Ok(n),
             Err(e) => {
                 self.postgres_fault(&e);
@@ -360,6 +419,36 @@ impl pg::HostConnection for HostState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A statement prepared under one search_path, run under another whose
+    /// table has other column types: Postgres refuses the cached plan, and
+    /// that refusal is recognised (and so prepared anew, as Spin would).
+    #[test]
+    fn a_statement_cached_under_another_search_path_is_recognised_as_stale() {
+        let server = test_servers::postgres::Postgres::start();
+        server.psql(
+            "postgres",
+            "CREATE SCHEMA a; CREATE TABLE a.t (x INT); CREATE SCHEMA b; CREATE TABLE b.t (x TEXT)",
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let pools = Pools::default();
+            let client = pools.client(&server.url("postgres")).await.unwrap();
+            client.batch_execute("SET search_path TO a").await.unwrap();
+            let statement = prepared(&client, "SELECT x FROM t").await.unwrap();
+            client.query(&statement, &[]).await.unwrap();
+            client.batch_execute("SET search_path TO b").await.unwrap();
+            let statement = prepared(&client, "SELECT x FROM t").await.unwrap();
+            let error = client.query(&statement, &[]).await.unwrap_err();
+            assert!(stale(&error), "{error}");
+            client.statement_cache.remove("SELECT x FROM t", &[]);
+            let fresh = prepared(&client, "SELECT x FROM t").await.unwrap();
+            client.query(&fresh, &[]).await.unwrap();
+        });
+    }
 
     #[test]
     fn a_server_that_never_answers_fails_the_open_in_bounded_time() {

@@ -885,3 +885,53 @@ pub fn webhook(status: u16) -> (u16, Received) {
     });
     (port, receiver)
 }
+
+/// The app's consumer groups and the topics each reads.
+pub const GROUPS: &[(&str, &[&str])] = &[
+    ("todo-audit", &["task-events", "reminders"]),
+    ("todo-recurring", &["task-events"]),
+    ("todo-reminder", &["reminders"]),
+    ("todo-sync", &["task-updates"]),
+];
+
+/// Whether every group has committed up to each partition's end.
+pub fn all_groups_caught_up(broker: &Broker) -> bool {
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.address())
+        .set("group.id", "burst-watermarks")
+        .create()
+        .unwrap();
+    for (group, topics) in GROUPS {
+        let reader: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", broker.address())
+            .set("group.id", *group)
+            .create()
+            .unwrap();
+        for topic in *topics {
+            let Ok(metadata) = probe.fetch_metadata(Some(topic), Duration::from_secs(5)) else {
+                return false;
+            };
+            let partitions = metadata.topics()[0].partitions().len() as i32;
+            let mut list = rdkafka::topic_partition_list::TopicPartitionList::new();
+            for p in 0..partitions {
+                list.add_partition(topic, p);
+            }
+            let Ok(committed) = reader.committed_offsets(list, Duration::from_secs(5)) else {
+                return false;
+            };
+            for p in 0..partitions {
+                let Ok((_, high)) = probe.fetch_watermarks(topic, p, Duration::from_secs(5)) else {
+                    return false;
+                };
+                let done = committed
+                    .find_partition(topic, p)
+                    .and_then(|e| e.offset().to_raw())
+                    .unwrap_or(-1);
+                if high > 0 && done < high {
+                    return false;
+                }
+            }
+        }
+    }
+    true
+}

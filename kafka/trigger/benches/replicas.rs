@@ -1,0 +1,177 @@
+//! Scale-out on one machine: the shipped app as 1, 2 and 3 `trigger-kafka
+//! up` replicas on one Postgres, against one replica on SQLite, each on a
+//! fresh broker and store in the same run:
+//!
+//! - HTTP writes/s: `POST /api/tasks` from 8 clients (10 users), spread
+//!   round the replicas, as fast as they are taken;
+//! - the pipeline's drain: from the first write until every outbox is
+//!   empty and every consumer group has committed every event.
+//!
+//! Ratios are against SQLite × 1 and Postgres × 1 of the same run. Run it
+//! with `cargo bench --workspace --features todo-domain/native --bench
+//! replicas`; `REPLICAS_WRITES` sets the burst (10,000).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::*;
+use test_servers::postgres::Postgres;
+
+const CLIENTS: usize = 8;
+
+struct Outcome {
+    label: String,
+    writes_per_s: f64,
+    drained: Duration,
+}
+
+/// Outbox rows not yet published, in whichever store the app runs on.
+fn unsent_rows(postgres: Option<&Postgres>, dirs: &[TempDir]) -> i64 {
+    match postgres {
+        Some(pg) => pg
+            .try_psql(
+                "postgres",
+                "SELECT (SELECT COUNT(*) FROM todo_default.outbox WHERE sent_ms IS NULL)
+                      + (SELECT COUNT(*) FROM todo_reminders.outbox WHERE sent_ms IS NULL)",
+            )
+            .and_then(|out| out.trim().parse().ok())
+            .unwrap_or(i64::MAX),
+        None => unsent(&[
+            &dirs[0].0.join(".spin/sqlite_db.db"),
+            &dirs[0].0.join(".spin/reminders.db"),
+        ]),
+    }
+}
+
+/// One write, which must succeed.
+fn post(port: u16, user: &str, i: usize) {
+    let body = json!({"title": format!("burst {i}"), "tags": ["burst"], "priority": "high"});
+    let (status, text) = http(
+        port,
+        "POST",
+        "/api/tasks",
+        &[("x-user-id", user), ("content-type", "application/json")],
+        Some(&body.to_string()),
+    );
+    assert_eq!(status, 201, "{text}");
+}
+
+fn run(replicas: usize, on_postgres: bool, writes: usize) -> Outcome {
+    let postgres = on_postgres.then(Postgres::start);
+    let broker = Broker::start();
+    broker.apply_project_topics();
+    let brokers = broker.address();
+    let (url, origin) = postgres.as_ref().map_or_else(Default::default, |pg| {
+        (
+            pg.url("postgres"),
+            format!("postgres://127.0.0.1:{}", pg.port),
+        )
+    });
+    let mut env = vec![
+        ("SPIN_VARIABLE_KAFKA_BROKERS", brokers.as_str()),
+        ("SPIN_VARIABLE_DEV_AUTH", "true"),
+        ("SPIN_VARIABLE_MAX_TASKS_PER_USER", "1000000"),
+        ("TRIGGER_KAFKA_LOG", "info"),
+    ];
+    if on_postgres {
+        env.extend([
+            ("SPIN_VARIABLE_STORE", "postgres"),
+            ("SPIN_VARIABLE_POSTGRES_URL", url.as_str()),
+            ("SPIN_VARIABLE_POSTGRES_ORIGIN", origin.as_str()),
+        ]);
+    }
+    let dirs: Vec<TempDir> = (0..replicas)
+        .map(|i| TempDir::new(&format!("bench-replica{i}")))
+        .collect();
+    let hosts: Vec<Host> = dirs
+        .iter()
+        .map(|dir| {
+            write_shipped_app(&dir.0);
+            Host::start_with_args(
+                &dir.0,
+                &env,
+                &["--runtime-config-file", "runtime-config.toml"],
+            )
+        })
+        .collect();
+    let ports: Vec<u16> = hosts.iter().map(|h| h.http_port).collect();
+    // Warm up: every replica answers, every group has joined.
+    for (i, port) in ports.iter().enumerate() {
+        post(*port, "warmup", i);
+    }
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !all_groups_caught_up(&broker) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let started = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let (next, ports) = (next.clone(), ports.clone());
+            std::thread::spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= writes {
+                    break;
+                }
+                post(
+                    ports[(i + c) % ports.len()],
+                    &format!("burst-{}", i % 10),
+                    i,
+                );
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+    let write_phase = started.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while unsent_rows(postgres.as_ref(), &dirs) > 0 || !all_groups_caught_up(&broker) {
+        assert!(Instant::now() < deadline, "not drained after 10 minutes");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let drained = started.elapsed();
+    drop(hosts);
+    Outcome {
+        label: format!(
+            "{} × {replicas}",
+            if on_postgres { "Postgres" } else { "SQLite" }
+        ),
+        writes_per_s: writes as f64 / write_phase.as_secs_f64(),
+        drained,
+    }
+}
+
+fn main() {
+    let writes: usize = std::env::var("REPLICAS_WRITES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let outcomes: Vec<Outcome> = [(1, false), (1, true), (2, true), (3, true)]
+        .into_iter()
+        .map(|(replicas, on_postgres)| run(replicas, on_postgres, writes))
+        .collect();
+    let (sqlite, pg1) = (&outcomes[0], &outcomes[1]);
+    println!(
+        "{writes} API writes ({CLIENTS} clients, 10 users) spread over the replicas, tansu, {} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!("  store × replicas  writes/s  vs SQLite×1  vs Postgres×1  drained (s)  vs SQLite×1");
+    for o in &outcomes {
+        println!(
+            "  {:<16} {:>9.0} {:>11.2}x {:>13.2}x {:>12.1} {:>11.2}x",
+            o.label,
+            o.writes_per_s,
+            o.writes_per_s / sqlite.writes_per_s,
+            o.writes_per_s / pg1.writes_per_s,
+            o.drained.as_secs_f64(),
+            o.drained.as_secs_f64() / sqlite.drained.as_secs_f64(),
+        );
+    }
+}
