@@ -7,6 +7,9 @@
 //! - the pipeline's drain: from the first write until every outbox is
 //!   empty and every consumer group has committed every event.
 //!
+//! - where the CPU went meanwhile: the hosts, Postgres (its server and
+//!   every backend), tansu.
+//!
 //! Ratios are against SQLite × 1 and Postgres × 1 of the same run. Run it
 //! with `cargo bench --workspace --features todo-domain/native --bench
 //! replicas`; `REPLICAS_WRITES` sets the burst (10,000).
@@ -28,6 +31,40 @@ struct Outcome {
     label: String,
     writes_per_s: f64,
     drained: Duration,
+    /// CPU seconds of the hosts, Postgres and tansu during the burst.
+    cpu: [f64; 3],
+}
+
+/// CPU a process and its children (running or reaped) have used, in
+/// seconds: utime, stime, cutime and cstime of each.
+fn tree_cpu(root: u32) -> f64 {
+    let fields = |pid: &str| -> Option<Vec<u64>> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let rest = stat.rsplit_once(')')?.1;
+        Some(
+            rest.split_whitespace()
+                .map(|f| f.parse().unwrap_or(0))
+                .collect(),
+        )
+    };
+    // After the name: state is [0], ppid [1], utime [11] … cstime [14].
+    let own = |f: &[u64], children: bool| f[11] + f[12] + if children { f[13] + f[14] } else { 0 };
+    let mut ticks = fields(&root.to_string()).map_or(0, |f| own(&f, true));
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(f) = name
+            .chars()
+            .all(|c| c.is_ascii_digit())
+            .then(|| fields(&name))
+            .flatten()
+        {
+            if f[1] == u64::from(root) {
+                ticks += own(&f, false);
+            }
+        }
+    }
+    // SAFETY: sysconf has no preconditions.
+    ticks as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
 }
 
 /// Outbox rows not yet published, in whichever store the app runs on.
@@ -109,6 +146,24 @@ fn run(replicas: usize, on_postgres: bool, writes: usize) -> Outcome {
         std::thread::sleep(Duration::from_millis(200));
     }
 
+    let postmaster: Option<u32> = postgres.as_ref().map(|pg| {
+        std::fs::read_to_string(pg.data_dir().join("postmaster.pid"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    });
+    let cpu_now = || {
+        [
+            hosts.iter().map(|h| tree_cpu(h.pid())).sum::<f64>(),
+            postmaster.map_or(0.0, tree_cpu),
+            tree_cpu(broker.pid()),
+        ]
+    };
+    let cpu_before = cpu_now();
     let started = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
     let clients: Vec<_> = (0..CLIENTS)
@@ -137,6 +192,7 @@ fn run(replicas: usize, on_postgres: bool, writes: usize) -> Outcome {
         std::thread::sleep(Duration::from_millis(250));
     }
     let drained = started.elapsed();
+    let cpu_after = cpu_now();
     drop(hosts);
     Outcome {
         label: format!(
@@ -145,6 +201,7 @@ fn run(replicas: usize, on_postgres: bool, writes: usize) -> Outcome {
         ),
         writes_per_s: writes as f64 / write_phase.as_secs_f64(),
         drained,
+        cpu: [0, 1, 2].map(|i| cpu_after[i] - cpu_before[i]),
     }
 }
 
@@ -172,6 +229,18 @@ fn main() {
             o.writes_per_s / pg1.writes_per_s,
             o.drained.as_secs_f64(),
             o.drained.as_secs_f64() / sqlite.drained.as_secs_f64(),
+        );
+    }
+    println!("  CPU seconds per 1000 writes, burst to drained: hosts, Postgres, tansu");
+    for o in &outcomes {
+        let per = |i: usize| o.cpu[i] * 1000.0 / writes as f64;
+        println!(
+            "  {:<16} {:>6.2} {:>6.2} {:>6.2}  total {:.2}",
+            o.label,
+            per(0),
+            per(1),
+            per(2),
+            per(0) + per(1) + per(2)
         );
     }
 }

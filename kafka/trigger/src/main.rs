@@ -21,7 +21,8 @@
 //!   process; see its Layout), `filters`, `cron_trigger` (timers),
 //!   `http_trigger` and `routes` (standalone HTTP).
 //! - Kafka: `kafka_client` (settings and the one record builder), `relay`
-//!   (the outbox to Kafka), `topics` (`topics apply`).
+//!   (the outbox to Kafka; `relay::sqlite` and `relay::postgres` read it,
+//!   `relay::store` picks), `topics` (`topics apply`).
 //! - Operating it: `admin` (`/metrics`, `/healthz`, its flags), `console`
 //!   (the operations console), `metrics`, `telemetry` (OTLP traces), `dlq`
 //!   and `outbox_admin` (the operator's commands).

@@ -6,7 +6,8 @@
 //! Idempotency-Key, to the next replica. Once, Postgres itself is stopped
 //! for a few seconds: requests meanwhile get 503 `store_unavailable` in
 //! well under 5 s, and everything resumes by itself when it is back. The
-//! same create is also sent to all three at once. Afterwards, from the shared database and the
+//! same create is also sent to all three at once, and thirty edits of one
+//! task spread over the three. Afterwards, from the shared database and the
 //! topics: every outbox event published (0 lost), each recurring
 //! completion made one next instance, each reminder fired once across the
 //! replicas, the audit trail exact, each key's events in order, every
@@ -179,6 +180,43 @@ fn three_replicas_on_one_postgres_lose_and_repeat_nothing_through_kills() {
         ids.len(),
         1,
         "one task for one key across replicas: {answers:?}"
+    );
+
+    // Thirty edits of one task at once, ten through each replica: each
+    // is applied once, on top of the one before (versions 2..=31, no
+    // version written twice, none skipped).
+    let task = answers[0].1["id"].as_str().unwrap().to_owned();
+    std::thread::scope(|s| {
+        for i in 0..30 {
+            let (fleet, task) = (&fleet, &task);
+            s.spawn(move || {
+                let body = json!({"title": format!("edit {i}")});
+                let (status, answer) = fleet.call(
+                    i,
+                    "racer",
+                    "PATCH",
+                    &format!("/api/tasks/{task}"),
+                    Some(&body),
+                    &format!("edit-{i}"),
+                );
+                assert_eq!(status, 200, "{answer}");
+            });
+        }
+    });
+    let versions: Vec<i64> = rows(
+        &pg,
+        &format!(
+            "SELECT (payload::json->'task_data'->>'version')::bigint FROM todo_default.outbox
+             WHERE topic = 'task-events' AND msg_key = 'racer' AND payload::json->>'task_id' = '{task}' ORDER BY seq"
+        ),
+    )
+    .into_iter()
+    .map(|r| r[0].parse().unwrap())
+    .collect();
+    assert_eq!(
+        versions,
+        (1..=31).collect::<Vec<i64>>(),
+        "versions of the raced task, in commit order"
     );
 
     let stop = Arc::new(AtomicBool::new(false));
