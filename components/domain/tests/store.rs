@@ -905,7 +905,7 @@ fn the_postgres_schema_is_made_once_and_versioned() {
     );
     assert_eq!(
         tables.trim(),
-        "idempotency_keys,outbox,schema_version,task_shares,tasks,user_settings"
+        "idempotency_keys,outbox,schema_version,stream_leases,task_shares,tasks,user_settings"
     );
     TaskStore::open(&second)
         .unwrap()
