@@ -103,39 +103,15 @@ fn run(replicas: usize, on_postgres: bool, writes: usize) -> Outcome {
     let broker = Broker::start();
     broker.apply_project_topics();
     let brokers = broker.address();
-    let (url, origin) = postgres.as_ref().map_or_else(Default::default, |pg| {
-        (
-            pg.url("postgres"),
-            format!("postgres://127.0.0.1:{}", pg.port),
-        )
-    });
+    let store = postgres.as_ref().map(postgres_variables);
     let mut env = vec![
         ("SPIN_VARIABLE_KAFKA_BROKERS", brokers.as_str()),
         ("SPIN_VARIABLE_DEV_AUTH", "true"),
         ("SPIN_VARIABLE_MAX_TASKS_PER_USER", "1000000"),
         ("TRIGGER_KAFKA_LOG", "info"),
     ];
-    if on_postgres {
-        env.extend([
-            ("SPIN_VARIABLE_STORE", "postgres"),
-            ("SPIN_VARIABLE_POSTGRES_URL", url.as_str()),
-            ("SPIN_VARIABLE_POSTGRES_ORIGIN", origin.as_str()),
-        ]);
-    }
-    let dirs: Vec<TempDir> = (0..replicas)
-        .map(|i| TempDir::new(&format!("bench-replica{i}")))
-        .collect();
-    let hosts: Vec<Host> = dirs
-        .iter()
-        .map(|dir| {
-            write_shipped_app(&dir.0);
-            Host::start_with_args(
-                &dir.0,
-                &env,
-                &["--runtime-config-file", "runtime-config.toml"],
-            )
-        })
-        .collect();
+    env.extend(store.iter().flatten().map(|(k, v)| (*k, v.as_str())));
+    let (dirs, hosts) = start_replicas("bench-replica", replicas, &env);
     let ports: Vec<u16> = hosts.iter().map(|h| h.http_port).collect();
     // Warm up: every replica answers, every group has joined.
     for (i, port) in ports.iter().enumerate() {

@@ -89,12 +89,7 @@ impl TodoApp {
     /// Starts the app with extra `SPIN_VARIABLE_*` settings.
     fn start_with(run: Run, variables: &[(&str, &str)]) -> TodoApp {
         let postgres = run.postgres.then(Postgres::start);
-        let (url, origin) = postgres.as_ref().map_or_else(Default::default, |pg| {
-            (
-                pg.url("postgres"),
-                format!("postgres://127.0.0.1:{}", pg.port),
-            )
-        });
+        let store = postgres.as_ref().map(postgres_variables);
         let broker = Broker::start();
         broker.apply_project_topics();
         let dir = TempDir::new("todo");
@@ -104,13 +99,7 @@ impl TodoApp {
             ("SPIN_VARIABLE_KAFKA_BROKERS", brokers.as_str()),
             ("SPIN_VARIABLE_DEV_AUTH", "true"),
         ];
-        if postgres.is_some() {
-            env.extend([
-                ("SPIN_VARIABLE_STORE", "postgres"),
-                ("SPIN_VARIABLE_POSTGRES_URL", url.as_str()),
-                ("SPIN_VARIABLE_POSTGRES_ORIGIN", origin.as_str()),
-            ]);
-        }
+        env.extend(store.iter().flatten().map(|(k, v)| (*k, v.as_str())));
         env.extend_from_slice(variables);
         let host = match run.mode {
             Mode::Standalone => Server::Host(Host::start_with_args(

@@ -117,32 +117,16 @@ fn number(pg: &Postgres, sql: &str) -> i64 {
 #[test]
 fn three_replicas_on_one_postgres_lose_and_repeat_nothing_through_kills() {
     let pg = Arc::new(Postgres::start());
-    let url = pg.url("postgres");
-    let origin = format!("postgres://127.0.0.1:{}", pg.port);
     let broker = Broker::start();
     broker.apply_project_topics();
     let brokers = broker.address();
-    let dirs: Vec<TempDir> = (0..REPLICAS)
-        .map(|i| TempDir::new(&format!("replica{i}")))
-        .collect();
-    let env = [
+    let store = postgres_variables(&pg);
+    let mut env = vec![
         ("SPIN_VARIABLE_KAFKA_BROKERS", brokers.as_str()),
         ("SPIN_VARIABLE_DEV_AUTH", "true"),
-        ("SPIN_VARIABLE_STORE", "postgres"),
-        ("SPIN_VARIABLE_POSTGRES_URL", url.as_str()),
-        ("SPIN_VARIABLE_POSTGRES_ORIGIN", origin.as_str()),
     ];
-    let hosts: Vec<Host> = dirs
-        .iter()
-        .map(|dir| {
-            write_shipped_app(&dir.0);
-            Host::start_with_args(
-                &dir.0,
-                &env,
-                &["--runtime-config-file", "runtime-config.toml"],
-            )
-        })
-        .collect();
+    env.extend(store.iter().map(|(k, v)| (*k, v.as_str())));
+    let (_dirs, hosts) = start_replicas("replica", REPLICAS, &env);
     let fleet = Arc::new(Fleet {
         ports: hosts.iter().map(|h| h.http_port.into()).collect(),
         hosts: hosts.into_iter().map(Mutex::new).collect(),

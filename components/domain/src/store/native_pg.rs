@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use postgres::types::{IsNull, ToSql, Type};
 use postgres::{Client, NoTls};
 
-use crate::store::postgres::{lock_key, numbered, passes, schema_for, WRITE_LOCK};
+use crate::store::postgres::{begin_locked, lock_key, numbered, passes, schema_for};
 use crate::store::sql::{DbError, Dialect, Rows, Sql, Value};
 
 pub struct NativePg {
@@ -126,8 +126,6 @@ impl Sql for NativePg {
     }
 
     fn begin(&self) -> Result<(), DbError> {
-        self.execute("BEGIN", &[])?;
-        self.execute(WRITE_LOCK, &[Value::Integer(self.lock)])
-            .map(drop)
+        begin_locked(self, self.lock)
     }
 }

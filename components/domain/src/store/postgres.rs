@@ -7,7 +7,7 @@
 //! file, so quotas, version checks and idempotency keys hold as they do
 //! on SQLite.
 
-use crate::store::sql::DbError;
+use crate::store::sql::{DbError, Sql, Value};
 
 /// `?` placeholders as `$1, $2, …`, leaving quoted text and names alone.
 pub fn numbered(sql: &str) -> String {
@@ -58,6 +58,13 @@ pub fn lock_key(schema: &str) -> i64 {
 
 /// Takes the store's write lock until the transaction ends.
 pub const WRITE_LOCK: &str = "SELECT pg_advisory_xact_lock(?)";
+
+/// What every Postgres connection's `begin` is: a transaction that holds
+/// the store's write lock (`lock`, from [`lock_key`]) from the start.
+pub fn begin_locked(db: &dyn Sql, lock: i64) -> Result<(), DbError> {
+    db.execute("BEGIN", &[])?;
+    db.execute(WRITE_LOCK, &[Value::Integer(lock)]).map(drop)
+}
 
 /// SQLSTATE classes of a database that is gone or overloaded (connection
 /// exception, insufficient resources, operator intervention, system

@@ -3,7 +3,7 @@
 
 use spin_sdk::pg4::{Connection, DbValue, ParameterValue, PgError as Error, QueryError};
 
-use crate::store::postgres::{lock_key, numbered, passes, schema_for, WRITE_LOCK};
+use crate::store::postgres::{begin_locked, lock_key, numbered, passes, schema_for};
 use crate::store::sql::{DbError, Dialect, Rows, Sql, Value};
 
 pub struct SpinPgDb {
@@ -96,8 +96,6 @@ impl Sql for SpinPgDb {
     }
 
     fn begin(&self) -> Result<(), DbError> {
-        self.execute("BEGIN", &[])?;
-        self.execute(WRITE_LOCK, &[Value::Integer(self.lock)])
-            .map(drop)
+        begin_locked(self, self.lock)
     }
 }

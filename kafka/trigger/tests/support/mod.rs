@@ -161,6 +161,39 @@ impl ShippedApp {
     }
 }
 
+/// The variables that put every store of the shipped app in `pg`.
+pub fn postgres_variables(pg: &test_servers::postgres::Postgres) -> [(&'static str, String); 3] {
+    [
+        ("SPIN_VARIABLE_STORE", "postgres".to_owned()),
+        ("SPIN_VARIABLE_POSTGRES_URL", pg.url("postgres")),
+        (
+            "SPIN_VARIABLE_POSTGRES_ORIGIN",
+            format!("postgres://127.0.0.1:{}", pg.port),
+        ),
+    ]
+}
+
+/// The shipped app as `n` replicas, each `trigger-kafka up` in a directory
+/// of its own (so each is a member of its own in every group). Drop the
+/// hosts before the directories.
+pub fn start_replicas(name: &str, n: usize, env: &[(&str, &str)]) -> (Vec<TempDir>, Vec<Host>) {
+    let dirs: Vec<TempDir> = (0..n)
+        .map(|i| TempDir::new(&format!("{name}{i}")))
+        .collect();
+    let hosts = dirs
+        .iter()
+        .map(|dir| {
+            write_shipped_app(&dir.0);
+            Host::start_with_args(
+                &dir.0,
+                env,
+                &["--runtime-config-file", "runtime-config.toml"],
+            )
+        })
+        .collect();
+    (dirs, hosts)
+}
+
 /// A tansu broker with persistent SQLite storage; it can be stopped and
 /// started again on the same port and data.
 pub struct Broker {
