@@ -88,10 +88,13 @@ pub fn current_version(db: &dyn Sql) -> Result<i64, DbError> {
         Dialect::Sqlite => db.execute("PRAGMA user_version", &[])?,
         Dialect::Postgres => {
             // No table yet (a new schema) is version 0; asked through the
-            // catalogue, so no failed statement spoils a transaction.
+            // catalogue, so no failed statement spoils a transaction. Every
+            // open asks, so by name (`to_regclass`, a cache lookup), not
+            // through the pg_tables view.
+            let table = format!("{}.schema_version", db.schema().unwrap_or("public"));
             let exists = db.execute(
-                "SELECT COUNT(*) AS n FROM pg_tables WHERE schemaname = ? AND tablename = 'schema_version'",
-                &[db.schema().unwrap_or("public").into()],
+                "SELECT CAST(CASE WHEN to_regclass(CAST(? AS TEXT)) IS NULL THEN 0 ELSE 1 END AS BIGINT) AS n",
+                &[table.into()],
             )?;
             if exists.first().map(|r| r.i64("n")).transpose()? != Some(1) {
                 return Ok(0);
