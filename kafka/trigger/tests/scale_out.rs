@@ -427,3 +427,61 @@ fn three_replicas_on_one_postgres_lose_and_repeat_nothing_through_kills() {
         "a 503 took {slowest_error:?}"
     );
 }
+
+/// A `postgres_url` the host cannot use (nothing listens there, or it is
+/// no address at all) stops it at start, with a message that names the
+/// variable and keeps the password out, instead of every request failing
+/// later.
+#[test]
+fn a_wrong_postgres_url_stops_the_host_at_start_naming_the_variable() {
+    let broker = Broker::start();
+    broker.apply_project_topics();
+    let brokers = broker.address();
+    let dir = TempDir::new("wrong-url");
+    write_shipped_app(&dir.0);
+    let closed = format!(
+        "postgres://todo:s3cret-pw@127.0.0.1:{}/postgres",
+        free_port()
+    );
+    for url in [closed.as_str(), "not a postgres url"] {
+        let started = Instant::now();
+        let log = dir.0.join("wrong-url.log");
+        let mut child = std::process::Command::new(host_bin())
+            .current_dir(&dir.0)
+            .args(["up", "-f", "spin.toml", "--listen", "127.0.0.1:0"])
+            .args(["--kafka-admin-listen", "127.0.0.1:0"])
+            .args(["--runtime-config-file", "runtime-config.toml"])
+            .env("SPIN_VARIABLE_KAFKA_BROKERS", &brokers)
+            .env("SPIN_VARIABLE_DEV_AUTH", "true")
+            .env("SPIN_VARIABLE_STORE", "postgres")
+            .env("SPIN_VARIABLE_POSTGRES_URL", url)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let said = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            status.is_some_and(|s| !s.success()),
+            "{url}: the host is still running after 30 s:\n{said}"
+        );
+        assert!(
+            said.contains("variable `postgres_url`"),
+            "{url}: the message does not name the variable:\n{said}"
+        );
+        assert!(
+            !said.contains("not a postgres url") || url != closed,
+            "{said}"
+        );
+    }
+}
