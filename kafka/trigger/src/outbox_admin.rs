@@ -4,6 +4,10 @@
 //! mark; the running relay publishes the rows on its next poll. A requeued
 //! row goes out after newer rows of its key that were already sent:
 //! consumers deduplicate by `event_id` and order by the task's `version`.
+//!
+//! Where the outbox is comes from the app as `up` sees it: with
+//! `outbox_store = "postgres"` (the `store` variable) the label's schema
+//! in the Postgres at `outbox_postgres_url`, else its SQLite file.
 
 use std::path::PathBuf;
 
@@ -23,7 +27,7 @@ pub struct OutboxArgs {
     /// Application state directory (default: .spin beside spin.toml).
     #[arg(long = "state-dir")]
     pub state_dir: Option<String>,
-    /// The SQLite database label whose outbox to read.
+    /// The database label whose outbox to read.
     #[arg(long, default_value = "default")]
     pub database: String,
 }
@@ -51,7 +55,116 @@ pub struct DeadRow {
     pub last_error: String,
 }
 
-/// Opens the outbox database `args` names, as `up` would find it.
+/// An outbox the commands work on.
+enum Outbox {
+    Sqlite(rusqlite::Connection),
+    /// The label's schema in a Postgres the replicas share.
+    Postgres {
+        url: String,
+        schema: String,
+    },
+}
+
+/// Finds the outbox `args` names as `up` would: in Postgres when the app's
+/// Kafka settings (with its variables) put the outboxes there.
+fn locate(args: &OutboxArgs) -> Result<Outbox> {
+    let app = crate::manifest::load(&args.app.path())?;
+    if !app.kafka_settings.is_empty() {
+        let resolver = crate::variables::Resolver::from_env(&app)?;
+        let settings =
+            crate::kafka_client::KafkaSettings::from_app(&app.kafka_settings, &resolver)?;
+        if let Some(postgres) = settings.outbox_postgres {
+            return Ok(Outbox::Postgres {
+                url: postgres.url,
+                schema: format!("todo_{}", args.database),
+            });
+        }
+    }
+    open(args).map(Outbox::Sqlite)
+}
+
+/// Runs `f` on a connection to the Postgres outbox (the relay's kind).
+fn on_postgres<T>(
+    url: &str,
+    f: impl AsyncFnOnce(&tokio_postgres::Client) -> Result<T>,
+) -> Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let client = crate::relay::connect_postgres(url)
+                .await
+                .context("cannot reach the Postgres store")?;
+            f(&client).await
+        })
+}
+
+/// Dead rows of a Postgres outbox, oldest first.
+fn dead_rows_postgres(url: &str, schema: &str) -> Result<Vec<DeadRow>> {
+    on_postgres(url, async |client| {
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT seq, topic, msg_key, attempts, dead_ms, COALESCE(last_error, '')
+                     FROM {schema}.outbox WHERE dead_ms IS NOT NULL AND sent_ms IS NULL ORDER BY seq"
+                ),
+                &[],
+            )
+            .await
+            .with_context(|| format!("reading {schema}.outbox"))?;
+        Ok(rows
+            .iter()
+            .map(|r| DeadRow {
+                seq: r.get(0),
+                topic: r.get(1),
+                key: r.get(2),
+                attempts: r.get(3),
+                dead_ms: r.get(4),
+                last_error: r.get(5),
+            })
+            .collect())
+    })
+}
+
+/// [`requeue`] on a Postgres outbox, in one transaction.
+fn requeue_postgres(url: &str, schema: &str, seqs: Option<&[i64]>) -> Result<usize> {
+    on_postgres(url, async |client| {
+        let sql = format!(
+            "UPDATE {schema}.outbox SET dead_ms = NULL, last_error = 'requeued after: ' || COALESCE(last_error, '')
+             WHERE dead_ms IS NOT NULL AND sent_ms IS NULL"
+        );
+        client.batch_execute("BEGIN").await?;
+        let done = async {
+            match seqs {
+                None => Ok(client.execute(&sql, &[]).await? as usize),
+                Some(seqs) => {
+                    let mut count = 0;
+                    for seq in seqs {
+                        let n = client.execute(&format!("{sql} AND seq = $1"), &[seq]).await?;
+                        if n == 0 {
+                            bail!("outbox row {seq} is not dead (or does not exist); nothing was requeued");
+                        }
+                        count += n as usize;
+                    }
+                    Ok(count)
+                }
+            }
+        }
+        .await;
+        match done {
+            Ok(count) => {
+                client.batch_execute("COMMIT").await?;
+                Ok(count)
+            }
+            Err(e) => {
+                let _ = client.batch_execute("ROLLBACK").await;
+                Err(e)
+            }
+        }
+    })
+}
+
+/// Opens the SQLite outbox database `args` names, as `up` would find it.
 fn open(args: &OutboxArgs) -> Result<rusqlite::Connection> {
     // The app directory exactly as `up` finds it (the default state dir).
     let app = crate::manifest::load(&args.app.path())?;
@@ -137,7 +250,10 @@ pub fn requeue(conn: &rusqlite::Connection, seqs: Option<&[i64]>) -> Result<usiz
 }
 
 pub fn list_dead(args: &OutboxArgs) -> Result<()> {
-    let rows = dead_rows(&open(args)?)?;
+    let rows = match locate(args)? {
+        Outbox::Sqlite(conn) => dead_rows(&conn)?,
+        Outbox::Postgres { url, schema } => dead_rows_postgres(&url, &schema)?,
+    };
     if rows.is_empty() {
         println!("no dead outbox rows in `{}`", args.database);
         return Ok(());
@@ -160,9 +276,11 @@ pub fn list_dead(args: &OutboxArgs) -> Result<()> {
 }
 
 pub fn requeue_command(args: &OutboxRequeueArgs) -> Result<()> {
-    let conn = open(&args.outbox)?;
     let seqs = (!args.all).then_some(args.seqs.as_slice());
-    let count = requeue(&conn, seqs)?;
+    let count = match locate(&args.outbox)? {
+        Outbox::Sqlite(conn) => requeue(&conn, seqs)?,
+        Outbox::Postgres { url, schema } => requeue_postgres(&url, &schema, seqs)?,
+    };
     println!(
         "requeued {count} row(s) of `{}`; the running relay publishes them on its next poll",
         args.outbox.database
