@@ -59,13 +59,23 @@ pub fn note(event: impl FnOnce() -> Json) {
 }
 
 /// What the console reads and acts on.
+/// Where the outboxes the console shows are.
+pub enum Outboxes {
+    Sqlite(Vec<Arc<Database>>),
+    /// Each label's schema in the Postgres the replicas share.
+    Postgres {
+        url: String,
+        labels: Vec<String>,
+    },
+}
+
 pub struct Console {
     /// Broker connection settings (with `bootstrap.servers`).
     pub client: ClientConfig,
     /// The topics the app consumes: their `.dlq` twins are listed.
     pub topics: Vec<String>,
-    /// The databases whose outboxes the relay publishes.
-    pub outboxes: Vec<Arc<Database>>,
+    /// The outboxes the relay publishes.
+    pub outboxes: Outboxes,
     /// Replay progress, shared with `trigger-kafka dlq replay` run from
     /// the app directory (`.spin/dlq-replay`).
     pub replay_dir: PathBuf,
@@ -192,18 +202,33 @@ impl Console {
     /// Dead outbox rows of every relayed database.
     fn dead_rows(&self) -> Result<Json> {
         let mut databases = BTreeMap::new();
-        for db in &self.outboxes {
-            let conn = db.connect()?;
-            let has_outbox: i64 = conn.query_row(
-                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'outbox'",
-                [],
-                |r| r.get(0),
-            )?;
-            let rows = if has_outbox == 0 {
-                Vec::new()
-            } else {
-                crate::outbox_admin::dead_rows(&conn)?
-            };
+        let found: Vec<(String, Vec<crate::outbox_admin::DeadRow>)> = match &self.outboxes {
+            Outboxes::Sqlite(outboxes) => outboxes
+                .iter()
+                .map(|db| {
+                    let conn = db.connect()?;
+                    let has_outbox: i64 = conn.query_row(
+                        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'outbox'",
+                        [],
+                        |r| r.get(0),
+                    )?;
+                    let rows = if has_outbox == 0 {
+                        Vec::new()
+                    } else {
+                        crate::outbox_admin::dead_rows(&conn)?
+                    };
+                    Ok((db.label.clone(), rows))
+                })
+                .collect::<Result<_>>()?,
+            Outboxes::Postgres { url, labels } => labels
+                .iter()
+                .map(|label| {
+                    let schema = format!("todo_{label}");
+                    Ok((label.clone(), crate::outbox_admin::dead_rows_postgres(url, &schema)?))
+                })
+                .collect::<Result<_>>()?,
+        };
+        for (label, rows) in found {
             let rows: Vec<Json> = rows
                 .into_iter()
                 .map(|r| {
@@ -211,7 +236,7 @@ impl Console {
                            "dead_ms": r.dead_ms, "error": r.last_error})
                 })
                 .collect();
-            databases.insert(db.label.clone(), rows);
+            databases.insert(label, rows);
         }
         Ok(json!({ "databases": databases }))
     }
@@ -309,7 +334,7 @@ fn live() -> hyper::Response<Body> {
 pub fn for_app(
     client: ClientConfig,
     topics: Vec<String>,
-    outboxes: Vec<Arc<Database>>,
+    outboxes: Outboxes,
     state_dir: Option<&std::path::Path>,
 ) -> Result<Console> {
     let replay_dir = state_dir

@@ -99,9 +99,20 @@ fn on_postgres<T>(
         })
 }
 
-/// Dead rows of a Postgres outbox, oldest first.
-fn dead_rows_postgres(url: &str, schema: &str) -> Result<Vec<DeadRow>> {
+/// Dead rows of a Postgres outbox, oldest first (none before a component
+/// has made the store).
+pub fn dead_rows_postgres(url: &str, schema: &str) -> Result<Vec<DeadRow>> {
     on_postgres(url, async |client| {
+        let made: bool = client
+            .query_one(
+                "SELECT to_regclass($1) IS NOT NULL",
+                &[&format!("{schema}.outbox")],
+            )
+            .await?
+            .get(0);
+        if !made {
+            return Ok(Vec::new());
+        }
         let rows = client
             .query(
                 &format!(

@@ -22,22 +22,6 @@ use support::*;
 const RUN: Duration = Duration::from_secs(60);
 const USERS: usize = 5;
 
-/// Groups with partitions assigned to no member (the host is the only one).
-fn stranded_groups(metrics: &str) -> Vec<String> {
-    let mut groups: Vec<String> = metrics
-        .lines()
-        .filter(|l| l.starts_with("trigger_kafka_partitions_unassigned{"))
-        .filter(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) > Some(0.0))
-        .filter_map(|l| {
-            let rest = &l[l.find("group=\"")? + 7..];
-            Some(rest[..rest.find('"')?].to_owned())
-        })
-        .collect();
-    groups.sort();
-    groups.dedup();
-    groups
-}
-
 /// One API call that survives the host being killed: retried on
 /// connection errors with the same Idempotency-Key until an answer comes.
 fn call(

@@ -327,6 +327,22 @@ fn three_replicas_on_one_postgres_lose_and_repeat_nothing_through_kills() {
             break;
         }
         if Instant::now() > deadline {
+            let ids: Vec<String> = reminders.iter().map(|id| format!("'{id}'")).collect();
+            let unfired = rows(
+                &pg,
+                &format!(
+                    "SELECT t.id, s.state, s.remind_ms, s.event_seq, (SELECT COUNT(*) FROM todo_reminders.notifications n WHERE n.task_id = t.id)
+                     FROM unnest(ARRAY[{}]::text[]) AS t(id) LEFT JOIN todo_reminders.schedules s ON s.task_id = t.id
+                     WHERE NOT EXISTS (SELECT 1 FROM todo_reminders.notifications n WHERE n.task_id = t.id)",
+                    ids.join(",")
+                ),
+            );
+            let stranded: Vec<Vec<String>> = fleet
+                .hosts
+                .iter()
+                .map(|h| stranded_groups(&h.lock().unwrap().metrics()))
+                .collect();
+            eprintln!("reminders not fired (id, state, remind_ms, event_seq, notifications): {unfired:?}; groups stranded per replica: {stranded:?}");
             let logs: Vec<String> = fleet
                 .hosts
                 .iter()
@@ -427,6 +443,23 @@ fn three_replicas_on_one_postgres_lose_and_repeat_nothing_through_kills() {
     assert!(
         slowest_error < Duration::from_secs(5),
         "a 503 took {slowest_error:?}"
+    );
+
+    // The operations console of any replica shows the shared outboxes'
+    // dead rows.
+    pg.psql(
+        "postgres",
+        "INSERT INTO todo_default.outbox (event_id, topic, msg_key, payload, headers, created_ms, attempts, last_error, dead_ms)
+         VALUES ('dead-1', 'task-events', 'scale-0', '{}', '[]', 1, 1, 'Broker: Message size too large', 2)",
+    );
+    let admin = fleet.hosts[1].lock().unwrap().admin_port;
+    let (status, body) = http(admin, "GET", "/console/api/outbox", &[], None);
+    let outboxes: Json = serde_json::from_str(&body).unwrap_or(Json::Null);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(outboxes["databases"]["reminders"], json!([]), "{body}");
+    assert_eq!(
+        outboxes["databases"]["default"][0]["key"], "scale-0",
+        "{body}"
     );
 }
 

@@ -115,10 +115,18 @@ fn console(
         .collect();
     topics.sort();
     topics.dedup();
-    let outboxes = outbox_labels
-        .iter()
-        .filter_map(|label| runtime.databases.get(label).cloned())
-        .collect();
+    let outboxes = match &settings.outbox_postgres {
+        Some(postgres) => crate::console::Outboxes::Postgres {
+            url: postgres.url.clone(),
+            labels: outbox_labels.to_vec(),
+        },
+        None => crate::console::Outboxes::Sqlite(
+            outbox_labels
+                .iter()
+                .filter_map(|label| runtime.databases.get(label).cloned())
+                .collect(),
+        ),
+    };
     match crate::console::for_app(settings.client_config(), topics, outboxes, state_dir) {
         Ok(console) => Some(Arc::new(console)),
         Err(e) => {

@@ -919,6 +919,22 @@ pub fn webhook(status: u16) -> (u16, Received) {
     (port, receiver)
 }
 
+/// Groups with partitions this host sees assigned to no member.
+pub fn stranded_groups(metrics: &str) -> Vec<String> {
+    let mut groups: Vec<String> = metrics
+        .lines()
+        .filter(|l| l.starts_with("trigger_kafka_partitions_unassigned{"))
+        .filter(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) > Some(0.0))
+        .filter_map(|l| {
+            let rest = &l[l.find("group=\"")? + 7..];
+            Some(rest[..rest.find('"')?].to_owned())
+        })
+        .collect();
+    groups.sort();
+    groups.dedup();
+    groups
+}
+
 /// The app's consumer groups and the topics each reads.
 pub const GROUPS: &[(&str, &[&str])] = &[
     ("todo-audit", &["task-events", "reminders"]),
