@@ -92,7 +92,7 @@ fn on_postgres<T>(
         .enable_all()
         .build()?
         .block_on(async {
-            let client = crate::relay::connect_postgres(url)
+            let client = crate::host::postgres::connect(url)
                 .await
                 .context("cannot reach the Postgres store")?;
             f(&client).await

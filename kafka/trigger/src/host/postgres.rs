@@ -416,6 +416,30 @@ impl pg::HostConnection for HostState {
     }
 }
 
+/// A connection of the host's own, outside the pools (the relay's, whose
+/// lock lives as long as it does; the outbox commands'), with the same
+/// connect bound and TLS as `spin:postgres`.
+pub async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let mut config: tokio_postgres::Config = url.parse().context("parsing the Postgres address")?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    let connecting = async {
+        if config.get_ssl_mode() == SslMode::Disable {
+            let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+            tokio::spawn(connection);
+            Ok::<_, anyhow::Error>(client)
+        } else {
+            let (client, connection) = config.connect(tls()?).await?;
+            tokio::spawn(connection);
+            Ok(client)
+        }
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        .await
+        .context("connecting to Postgres timed out")?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -43,7 +43,7 @@ impl Trigger for Kafka {
         if let Some(postgres) = &settings.outbox_postgres {
             // A wrong address stops the host here, naming the setting,
             // rather than every request failing later.
-            crate::relay::connect_postgres(&postgres.url)
+            crate::host::postgres::connect(&postgres.url)
                 .await
                 .with_context(|| format!("{}: cannot use the Postgres store", postgres.named))?;
         }

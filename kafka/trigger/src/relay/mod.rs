@@ -38,7 +38,6 @@ mod postgres;
 mod sqlite;
 mod store;
 
-pub use postgres::connect as connect_postgres;
 pub use postgres::PgOutbox;
 pub use sqlite::SqliteOutbox;
 use store::Marks;

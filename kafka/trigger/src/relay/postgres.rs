@@ -16,12 +16,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use tokio_postgres::config::SslMode;
 use tokio_postgres::Client;
 
 use super::store::{Counts, Marks};
 use super::{Row, PER_KEY};
-use crate::host::postgres::CONNECT_TIMEOUT;
 
 /// How often a standby relay tries for the lock.
 const TAKEOVER_EVERY: Duration = Duration::from_secs(1);
@@ -68,7 +66,7 @@ impl PgOutbox {
 
     async fn take_over(&mut self) -> Result<bool> {
         if self.client.is_none() {
-            self.client = Some(connect(&self.url).await?);
+            self.client = Some(crate::host::postgres::connect(&self.url).await?);
         }
         let client = self.client.as_ref().expect("connected");
         if !self.leader {
@@ -242,27 +240,4 @@ impl PgOutbox {
         .context("marking outbox rows");
         self.keep(result)
     }
-}
-
-/// A connection of the relay's own (not pooled: the lock lives as long as
-/// it does), with the same connect bound and TLS as `spin:postgres`.
-pub async fn connect(url: &str) -> Result<Client> {
-    let mut config: tokio_postgres::Config = url.parse().context("parsing the Postgres address")?;
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(CONNECT_TIMEOUT);
-    }
-    let connecting = async {
-        if config.get_ssl_mode() == SslMode::Disable {
-            let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
-            tokio::spawn(connection);
-            Ok::<_, anyhow::Error>(client)
-        } else {
-            let (client, connection) = config.connect(crate::host::postgres::tls()?).await?;
-            tokio::spawn(connection);
-            Ok(client)
-        }
-    };
-    tokio::time::timeout(CONNECT_TIMEOUT, connecting)
-        .await
-        .context("connecting to Postgres timed out")?
 }
