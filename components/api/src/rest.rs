@@ -138,7 +138,7 @@ fn refuse_replay_of_deleted(
     let Some(id) = created_id(&body) else {
         return Ok(());
     };
-    if TaskStore::open(ctx.db)?.get(user, id)?.is_some() {
+    if TaskStore::migrated(ctx.db).get(user, id)?.is_some() {
         return Ok(());
     }
     Err(DomainError::conflict(

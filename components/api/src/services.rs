@@ -131,7 +131,7 @@ pub fn task_history(
     };
     // Only a task the caller sees has a history here; a deleted task's
     // record stays in the audit trail (`/api/audit?task_id=`).
-    TaskStore::open(ctx.db)?.require(user, task_id)?;
+    TaskStore::migrated(ctx.db).require(user, task_id)?;
     let db = open(ctx, "audit")?;
     audit::open(db.as_ref())?;
     let mut entries = audit::history(db.as_ref(), task_id, after, limit + 1)?;

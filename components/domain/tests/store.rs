@@ -885,6 +885,39 @@ fn a_batch_commits_what_came_before_the_first_failure(engine: Engine) {
     );
 }
 
+/// An item whose own transaction fails, but which answers success anyway,
+/// is undone and reported, and what came before it is kept. (Items share
+/// the batch's savepoint, so on Postgres its failed statement has aborted
+/// the transaction; committing would drop the whole batch in silence.)
+fn a_batch_item_that_swallows_its_failed_write_is_undone_and_reported(engine: Engine) {
+    use todo_domain::store::sql::batch;
+    let db = db(engine);
+    db.execute("CREATE TABLE t (id BIGINT PRIMARY KEY)", &[])
+        .unwrap();
+    let result = batch(&db, [1i64, 2, 3], |db, n| -> Result<(), DbError> {
+        let insert = |id: i64| {
+            db.execute("INSERT INTO t (id) VALUES (?)", &[Value::Integer(id)])
+                .map(drop)
+        };
+        if n == 2 {
+            // 2 goes in, then 1 again: a key violation, ignored.
+            let _ = transaction(db, || insert(2).and_then(|()| insert(1)));
+            return Ok(());
+        }
+        transaction(db, || insert(n))
+    });
+    let (index, error) = result.unwrap_err();
+    assert_eq!(index, 1, "{error}");
+    assert!(error.busy, "retried, not dead-lettered: {error}");
+    let ids: Vec<i64> = db
+        .execute("SELECT id FROM t ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.i64("id").unwrap())
+        .collect();
+    assert_eq!(ids, [1], "the item before it kept, the item undone");
+}
+
 /// On Postgres the store makes its schema once, whoever comes first, and
 /// a second connection (another replica) finds it current.
 #[test]
@@ -927,6 +960,7 @@ on_both_engines!(
     a_failed_outbox_write_leaves_neither_task_nor_event,
     a_failed_task_write_leaves_no_event,
     a_batch_commits_what_came_before_the_first_failure,
+    a_batch_item_that_swallows_its_failed_write_is_undone_and_reported,
 );
 
 /// Four replicas creating one user's tasks at once, each on its own

@@ -78,6 +78,19 @@ fn handle(messages: Vec<Message>) -> Result<(), BatchItemFailure> {
         .iter()
         .map(|m| (traceparent(m), work(&store, m, now)))
         .collect();
+    // Most events are not a recurring task's completion: with nothing to
+    // write, no transaction (nor its write lock) is taken.
+    if planned
+        .iter()
+        .all(|(_, work)| matches!(work, Ok(Work::Nothing | Work::Decided(..))))
+    {
+        for (_, work) in planned {
+            if let Ok(Work::Decided(task, outcome)) = work {
+                report(&task, outcome);
+            }
+        }
+        return Ok(());
+    }
     let mut outcomes = Vec::new();
     let applied = todo_domain::store::sql::batch(&db, planned, |db, (trace, work)| {
         todo_domain::events::trace::with(trace.as_deref(), || -> Result<(), Error> {
@@ -85,7 +98,7 @@ fn handle(messages: Vec<Message>) -> Result<(), BatchItemFailure> {
                 Work::Nothing => {}
                 Work::Decided(task, outcome) => outcomes.push((task, outcome)),
                 Work::Planned(task, plan) => {
-                    let store = TaskStore::open(db)?;
+                    let store = TaskStore::migrated(db);
                     let outcome = match series::apply(&store, &plan, now)? {
                         Some(outcome) => outcome,
                         // Changed since it was planned: decide again, here.

@@ -18,9 +18,14 @@ fn handle(messages: Vec<Message>) -> Result<(), BatchItemFailure> {
     };
     let db = open().map_err(|e| BatchItemFailure::new(0, e))?;
     let now = todo_domain::time::now();
+    let mut pruned = false;
     apply_batch(&db, messages, |db, message| {
+        if !pruned {
+            todo_sync_store::prune(db, now)?;
+            pruned = true;
+        }
         let event = IncomingEvent::decode(message.value.as_deref()).map_err(Error::permanent)?;
-        todo_sync_store::append(db, &event, now)?;
+        todo_sync_store::append(db, &event)?;
         Ok(())
     })
 }

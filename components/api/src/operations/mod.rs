@@ -181,7 +181,7 @@ impl Operation {
 }
 
 pub(crate) fn store<'a>(ctx: &'a Context<'_>) -> Result<TaskStore<'a>, ApiError> {
-    Ok(TaskStore::open(ctx.db)?.with_limits(ctx.config.limits))
+    Ok(TaskStore::migrated(ctx.db).with_limits(ctx.config.limits))
 }
 
 fn deleted_output() -> Json {

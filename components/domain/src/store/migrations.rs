@@ -30,7 +30,9 @@ pub struct Schema {
 
 /// Brings `db` up to the last migration of its dialect. Cheap when already
 /// current: one read. Safe when several instances race: the re-check
-/// happens under the write lock.
+/// happens under the write lock. Called on a fresh connection, outside
+/// any transaction (on Postgres the first read may fail, which would spoil
+/// one).
 pub fn apply(db: &dyn Sql, schema: &Schema) -> Result<(), DbError> {
     let migrations = match db.dialect() {
         Dialect::Sqlite => schema.sqlite,
@@ -43,7 +45,7 @@ pub fn apply(db: &dyn Sql, schema: &Schema) -> Result<(), DbError> {
         Dialect::Postgres => schema.postgres,
     };
     let target = migrations.last().map_or(0, |m| m.version);
-    if current_version(db)? >= target {
+    if quick_version(db)? >= target {
         return Ok(());
     }
     crate::store::sql::transaction(db, || {
@@ -79,6 +81,28 @@ fn set_version(db: &dyn Sql, version: i64) -> Result<(), DbError> {
                 &[version.into()],
             )
             .map(drop)
+        }
+    }
+}
+
+/// The version as every open asks it: on Postgres one read of the table,
+/// where a schema not made yet fails the read (that is version 0: the
+/// migration path then looks again, through the catalogue, under the lock).
+/// Outside a transaction a failed read costs nothing; the catalogue check
+/// first would be a second round trip on every open.
+fn quick_version(db: &dyn Sql) -> Result<i64, DbError> {
+    match db.dialect() {
+        Dialect::Sqlite => current_version(db),
+        Dialect::Postgres => {
+            match db.execute("SELECT version AS user_version FROM schema_version", &[]) {
+                Ok(rows) => rows
+                    .first()
+                    .map(|row| row.i64("user_version"))
+                    .transpose()
+                    .map(|v| v.unwrap_or(0)),
+                Err(e) if e.busy => Err(e),
+                Err(_) => Ok(0),
+            }
         }
     }
 }

@@ -88,6 +88,16 @@ impl<'a> TaskStore<'a> {
         })
     }
 
+    /// The store of a database that [`TaskStore::open`] has migrated
+    /// already (a request's admission, a handler's start): no schema check,
+    /// so it costs nothing and may be called inside a transaction.
+    pub fn migrated(db: &'a dyn Sql) -> Self {
+        TaskStore {
+            db,
+            limits: Limits::default(),
+        }
+    }
+
     /// The same store with other limits.
     pub fn with_limits(self, limits: Limits) -> Self {
         TaskStore { limits, ..self }

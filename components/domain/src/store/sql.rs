@@ -265,34 +265,40 @@ impl<T: Sql + ?Sized> Sql for &T {
     }
 }
 
-/// The connection as the items of a [`batch`] see it: their transactions
-/// are savepoints inside the batch's one transaction.
-pub struct Nested<'a>(&'a dyn Sql);
+/// The connection as the items of a [`batch`] see it. Each item already
+/// runs in a savepoint of the batch's transaction, so a transaction the
+/// item opens itself (every store's write does) is that savepoint and
+/// costs no statement: two round trips less per item on Postgres. A
+/// rollback inside the item is remembered, so an item that swallows its
+/// own failed transaction and answers success anyway is caught.
+struct Item<'a> {
+    db: &'a dyn Sql,
+    rolled_back: std::cell::Cell<bool>,
+}
 
-impl Sql for Nested<'_> {
+impl Sql for Item<'_> {
     fn execute(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
-        self.0.execute(sql, params)
+        self.db.execute(sql, params)
     }
 
     fn dialect(&self) -> Dialect {
-        self.0.dialect()
+        self.db.dialect()
     }
 
     fn schema(&self) -> Option<&str> {
-        self.0.schema()
+        self.db.schema()
     }
 
     fn begin(&self) -> Result<(), DbError> {
-        self.0.execute("SAVEPOINT nested", &[]).map(drop)
+        Ok(())
     }
 
     fn commit(&self) -> Result<(), DbError> {
-        self.0.execute("RELEASE nested", &[]).map(drop)
+        Ok(())
     }
 
     fn rollback(&self) {
-        let _ = self.0.execute("ROLLBACK TO nested", &[]);
-        let _ = self.0.execute("RELEASE nested", &[]);
+        self.rolled_back.set(true);
     }
 }
 
@@ -312,26 +318,35 @@ where
     E: From<DbError>,
 {
     db.begin().map_err(|e| (0, e.into()))?;
-    let nested = Nested(db);
+    let undo = || {
+        let _ = db.execute("ROLLBACK TO nested", &[]);
+        let _ = db.execute("RELEASE nested", &[]);
+    };
     let mut failed = None;
     for (index, item) in items.into_iter().enumerate() {
-        if let Err(e) = nested.begin() {
+        if let Err(e) = db.execute("SAVEPOINT nested", &[]) {
             failed = Some((index, e.into()));
             break;
         }
-        match apply(&nested, item) {
-            Ok(()) => {
-                if let Err(e) = nested.commit() {
-                    nested.rollback();
-                    failed = Some((index, e.into()));
-                    break;
-                }
-            }
-            Err(e) => {
-                nested.rollback();
-                failed = Some((index, e));
-                break;
-            }
+        let inner = Item {
+            db,
+            rolled_back: std::cell::Cell::new(false),
+        };
+        let outcome = match apply(&inner, item) {
+            // Its own transaction failed, yet it answers success: on
+            // Postgres the transaction is aborted and a commit would
+            // quietly drop the whole batch, so the item is undone instead.
+            Ok(()) if inner.rolled_back.get() => Err(DbError::busy(
+                "a write inside this message's handling was rolled back; it is retried",
+            )
+            .into()),
+            Ok(()) => db.execute("RELEASE nested", &[]).map(drop).map_err(E::from),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = outcome {
+            undo();
+            failed = Some((index, e));
+            break;
         }
     }
     if let Err(e) = db.commit() {

@@ -62,7 +62,7 @@ pub fn open(db: &dyn Sql) -> Result<()> {
 
 /// Adds the event to the feed of everyone who sees the task; a redelivered
 /// event adds nothing. Returns how many rows were added.
-pub fn append(db: &dyn Sql, event: &IncomingEvent, now: Timestamp) -> Result<usize> {
+pub fn append(db: &dyn Sql, event: &IncomingEvent) -> Result<usize> {
     let update = event.field("update_data").cloned().unwrap_or(Json::Null);
     let mut audience: Vec<String> = update
         .get("audience")
@@ -93,13 +93,20 @@ pub fn append(db: &dyn Sql, event: &IncomingEvent, now: Timestamp) -> Result<usi
             )?;
             added += rows.len();
         }
-        db.execute(
-            "DELETE FROM changes WHERE occurred_ms < ?",
-            &[Value::Integer(time::to_millis(&now) - RETENTION_MS)],
-        )?;
         Ok::<_, todo_domain::DomainError>(())
     })?;
     Ok(added)
+}
+
+/// Drops changes older than [`RETENTION_MS`] before `now`: a client whose
+/// cursor is older starts again from a full list. Once per batch of
+/// events is enough; returns how many went.
+pub fn prune(db: &dyn Sql, now: Timestamp) -> Result<usize> {
+    let gone = db.execute(
+        "DELETE FROM changes WHERE occurred_ms < ? RETURNING seq",
+        &[Value::Integer(time::to_millis(&now) - RETENTION_MS)],
+    )?;
+    Ok(gone.len())
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -27,7 +27,7 @@ fn the_feed_reaches_everyone_who_sees_the_task_once(engine: Engine) {
         .unwrap();
     let events = outbox_events(&tasks, events::TASK_UPDATES);
     for e in events.iter().chain(events.iter()) {
-        feed::append(&fdb, e, now).unwrap();
+        feed::append(&fdb, e).unwrap();
     }
     let alice = feed::since(&fdb, "alice", 0, 100).unwrap();
     let bob = feed::since(&fdb, "bob", 0, 100).unwrap();
@@ -48,4 +48,35 @@ fn the_feed_reaches_everyone_who_sees_the_task_once(engine: Engine) {
     assert_eq!(bob[1].update_data["task"]["title"], "Trip to Oslo");
 }
 
-on_both_engines!(the_feed_reaches_everyone_who_sees_the_task_once,);
+/// Changes older than the retention go when the feed is pruned, newer
+/// ones stay.
+fn pruning_drops_only_changes_past_the_retention(engine: Engine) {
+    let tasks = db(engine);
+    let store = TaskStore::open(&tasks).unwrap();
+    let fdb = tasks.sibling("sync");
+    feed::open(&fdb).unwrap();
+    let old = at("2026-11-01T08:00:00Z");
+    let new = at("2026-11-07T08:00:00Z");
+    store
+        .create("alice", &patch(json!({"title": "Old"})), old)
+        .unwrap();
+    store
+        .create("alice", &patch(json!({"title": "New"})), new)
+        .unwrap();
+    for e in outbox_events(&tasks, events::TASK_UPDATES) {
+        feed::append(&fdb, &e).unwrap();
+    }
+    assert_eq!(feed::since(&fdb, "alice", 0, 100).unwrap().len(), 2);
+    // A week and a minute after the old change, six days after the new.
+    let now = at("2026-11-08T08:01:00Z");
+    assert_eq!(feed::prune(&fdb, now).unwrap(), 1);
+    let left = feed::since(&fdb, "alice", 0, 100).unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].update_data["task"]["title"], "New");
+    assert_eq!(feed::prune(&fdb, now).unwrap(), 0);
+}
+
+on_both_engines!(
+    the_feed_reaches_everyone_who_sees_the_task_once,
+    pruning_drops_only_changes_past_the_retention,
+);

@@ -193,44 +193,59 @@ impl PgOutbox {
         let schema = self.schema.clone();
         let result = async {
             let client = self.client()?;
-            // One round trip per kind of mark, whatever the batch size.
+            // One statement per kind of mark, whatever the batch size, and
+            // only the kinds there are: usually just `sent`, one round trip
+            // on its own (a statement is atomic), no transaction around it.
             let (dead, dead_errors): (Vec<i64>, Vec<String>) = marks.dead.into_iter().unzip();
             let (retry, retry_errors): (Vec<i64>, Vec<String>) = marks.retry.into_iter().unzip();
-            client
-                .batch_execute("BEGIN")
-                .await?;
+            let kinds = [&marks.sent, &dead, &retry]
+                .iter()
+                .filter(|seqs| !seqs.is_empty())
+                .count();
+            if kinds > 1 {
+                client.batch_execute("BEGIN").await?;
+            }
             let marked = async {
-                client
-                    .execute(
-                        &format!("UPDATE {schema}.outbox SET sent_ms = $1 WHERE seq = ANY($2)"),
-                        &[&marks.acked_ms, &marks.sent],
-                    )
-                    .await?;
-                client
-                    .execute(
-                        &format!(
-                            "UPDATE {schema}.outbox o SET dead_ms = $1, attempts = o.attempts + 1, last_error = m.error
-                             FROM unnest($2::bigint[], $3::text[]) AS m(seq, error) WHERE o.seq = m.seq"
-                        ),
-                        &[&marks.acked_ms, &dead, &dead_errors],
-                    )
-                    .await?;
-                client
-                    .execute(
-                        &format!(
-                            "UPDATE {schema}.outbox o SET attempts = o.attempts + 1, last_error = m.error
-                             FROM unnest($1::bigint[], $2::text[]) AS m(seq, error) WHERE o.seq = m.seq"
-                        ),
-                        &[&retry, &retry_errors],
-                    )
-                    .await?;
+                if !marks.sent.is_empty() {
+                    client
+                        .execute(
+                            &format!("UPDATE {schema}.outbox SET sent_ms = $1 WHERE seq = ANY($2)"),
+                            &[&marks.acked_ms, &marks.sent],
+                        )
+                        .await?;
+                }
+                if !dead.is_empty() {
+                    client
+                        .execute(
+                            &format!(
+                                "UPDATE {schema}.outbox o SET dead_ms = $1, attempts = o.attempts + 1, last_error = m.error
+                                 FROM unnest($2::bigint[], $3::text[]) AS m(seq, error) WHERE o.seq = m.seq"
+                            ),
+                            &[&marks.acked_ms, &dead, &dead_errors],
+                        )
+                        .await?;
+                }
+                if !retry.is_empty() {
+                    client
+                        .execute(
+                            &format!(
+                                "UPDATE {schema}.outbox o SET attempts = o.attempts + 1, last_error = m.error
+                                 FROM unnest($1::bigint[], $2::text[]) AS m(seq, error) WHERE o.seq = m.seq"
+                            ),
+                            &[&retry, &retry_errors],
+                        )
+                        .await?;
+                }
                 Ok::<_, tokio_postgres::Error>(())
             }
             .await;
             match marked {
-                Ok(()) => client.batch_execute("COMMIT").await?,
+                Ok(()) if kinds > 1 => client.batch_execute("COMMIT").await?,
+                Ok(()) => {}
                 Err(e) => {
-                    let _ = client.batch_execute("ROLLBACK").await;
+                    if kinds > 1 {
+                        let _ = client.batch_execute("ROLLBACK").await;
+                    }
                     return Err(e.into());
                 }
             }
