@@ -287,6 +287,44 @@ impl App {
         Ok(())
     }
 
+    /// Keeps only the `wanted` components and the triggers that run them, as
+    /// `spin up --component-id` does (Spin's `retain_components`, with its
+    /// words): a component no kept trigger runs goes too. With no Kafka
+    /// trigger left, the Kafka settings go as well: Spin would not start
+    /// the Kafka trigger at all, so this process runs no relay.
+    pub fn retain_components(&mut self, wanted: &[String]) -> Result<()> {
+        for id in wanted {
+            if !self.components.contains_key(id) {
+                bail!(
+                    "failed to resolve application with only components selected with --component: \
+                     Specified component \"{id}\" not found in application"
+                );
+            }
+        }
+        let kept = |component: &String| wanted.contains(component);
+        self.http_triggers.retain(|t| kept(&t.component));
+        self.kafka_triggers.retain(|t| kept(&t.component));
+        self.cron_triggers.retain(|t| kept(&t.component));
+        let triggered: std::collections::BTreeSet<String> = self
+            .http_triggers
+            .iter()
+            .map(|t| t.component.clone())
+            .chain(self.kafka_triggers.iter().map(|t| t.component.clone()))
+            .chain(self.cron_triggers.iter().map(|t| t.component.clone()))
+            .collect();
+        self.components.retain(|id, _| triggered.contains(id));
+        if self.kafka_triggers.is_empty() {
+            self.kafka_settings.clear();
+        }
+        if self.http_triggers.is_empty()
+            && self.kafka_triggers.is_empty()
+            && self.cron_triggers.is_empty()
+        {
+            bail!("No triggers in app");
+        }
+        Ok(())
+    }
+
     /// Every trigger must name a component that exists.
     pub fn validate(&self) -> Result<()> {
         let referenced = self

@@ -162,6 +162,10 @@ pub struct UpArgs {
     /// An environment variable (KEY=VALUE) for every component, as `spin up --env`.
     #[arg(short = 'e', long = "env", value_parser = parse_key_value)]
     pub env: Vec<(String, String)>,
+    /// Run only this component and the triggers that run it; may be given
+    /// more than once (the default is all), as `spin up --component-id`.
+    #[arg(short = 'c', long = "component-id")]
+    pub components: Vec<String>,
     #[command(flatten)]
     pub http: crate::http_trigger::HttpArgs,
     #[command(flatten)]

@@ -158,6 +158,7 @@ fn main() {
             let launch = Launch {
                 manifest: Some(up.app.from),
                 env: up.env,
+                components: up.components,
                 role: None,
                 http: Some(up.http),
             };
@@ -167,6 +168,8 @@ fn main() {
             let launch = Launch {
                 manifest: None,
                 env: Vec::new(),
+                // Spin has applied `--component-id` to the locked app.
+                components: Vec::new(),
                 role: Some(role),
                 http: None,
             };
@@ -191,6 +194,7 @@ fn main() {
 struct Launch {
     manifest: Option<PathBuf>,
     env: Vec<(String, String)>,
+    components: Vec<String>,
     role: Option<PluginRole>,
     http: Option<http_trigger::HttpArgs>,
 }
@@ -200,6 +204,9 @@ struct Launch {
 fn load(launch: &Launch) -> Result<(App, Roles)> {
     if let Some(manifest) = &launch.manifest {
         let mut app = manifest::load(&manifest::path_of(manifest))?;
+        if !launch.components.is_empty() {
+            app.retain_components(&launch.components)?;
+        }
         for component in app.components.values_mut() {
             component.env.extend(launch.env.iter().cloned());
         }

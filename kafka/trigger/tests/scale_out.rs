@@ -521,6 +521,128 @@ fn a_wrong_postgres_url_stops_the_host_at_start_naming_the_variable() {
     }
 }
 
+/// The layout `deploy/scale-out/` runs, on one machine: API replicas that
+/// run only `api` (`--component-id api`, as the operator passes to
+/// `spin up`) and one process for the event services. The API replicas
+/// serve HTTP and nothing else (no relay, no consumer, no timer); the
+/// events process serves no HTTP and relays what they wrote. A task with a
+/// reminder, written through each API replica, fires once and is audited.
+#[test]
+fn api_replicas_and_an_events_process_split_as_deployed_run_the_pipeline() {
+    let pg = Postgres::start();
+    let broker = Broker::start();
+    broker.apply_project_topics();
+    let brokers = broker.address();
+    let store = postgres_variables(&pg);
+    let mut env = vec![
+        ("SPIN_VARIABLE_KAFKA_BROKERS", brokers.as_str()),
+        ("SPIN_VARIABLE_DEV_AUTH", "true"),
+    ];
+    env.extend(store.iter().map(|(k, v)| (*k, v.as_str())));
+    let start = |name: &str, components: &[&str]| {
+        let dir = TempDir::new(name);
+        write_shipped_app(&dir.0);
+        let mut args = vec!["--runtime-config-file", "runtime-config.toml"];
+        for c in components {
+            args.extend(["--component-id", c]);
+        }
+        let host = Host::start_with_args(&dir.0, &env, &args);
+        (dir, host)
+    };
+    let apis: Vec<_> = (0..2)
+        .map(|i| start(&format!("api{i}"), &["api"]))
+        .collect();
+    let (_events_dir, events) = start(
+        "events",
+        &["reminder", "notifier", "recurring", "audit", "sync"],
+    );
+    assert_eq!(events.http_port, 0, "the events process serves no HTTP");
+    for (_, api) in &apis {
+        let logs = api.logs();
+        assert_ne!(api.http_port, 0);
+        for other in [
+            "kafka trigger started",
+            "timer trigger started",
+            "outbox relay started",
+        ] {
+            assert!(
+                !logs.contains(other),
+                "an API replica runs only the API, yet logs `{other}`:\n{logs}"
+            );
+        }
+    }
+    let logs = events.logs();
+    assert!(
+        logs.contains("kafka trigger started") && logs.contains("outbox relay started"),
+        "{logs}"
+    );
+
+    let mut ids = Vec::new();
+    for (i, (_, api)) in apis.iter().enumerate() {
+        let due = chrono::Utc::now() + chrono::Duration::seconds(3);
+        let body = json!({"title": format!("split {i}"), "due_date": due.to_rfc3339(), "remind_before_minutes": 0});
+        let (status, text) = http(
+            api.http_port,
+            "POST",
+            "/api/tasks",
+            &[
+                ("x-user-id", "splitter"),
+                ("content-type", "application/json"),
+            ],
+            Some(&body.to_string()),
+        );
+        assert_eq!(status, 201, "{text}");
+        ids.push(
+            serde_json::from_str::<Json>(&text).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    // The stores are made on first use: until then the queries fail.
+    let fired = wait_for("both reminders to fire", Duration::from_secs(60), || {
+        let fired: Vec<String> = pg
+            .try_psql(
+                "postgres",
+                "SELECT task_id FROM todo_reminders.notifications ORDER BY task_id",
+            )?
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        let audited: i64 = pg
+            .try_psql(
+                "postgres",
+                "SELECT COUNT(DISTINCT task_id) FROM todo_audit.audit_log WHERE action = 'task_created'",
+            )?
+            .trim()
+            .parse()
+            .ok()?;
+        (fired.len() >= 2 && audited >= 2).then_some(fired)
+    });
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(fired, expected, "each reminder fired once");
+}
+
+/// `--component-id` with a component the app does not have stops the host
+/// with Spin's words.
+#[test]
+fn an_unknown_component_id_is_refused_as_spin_refuses_it() {
+    let dir = TempDir::new("unknown-component");
+    write_shipped_app(&dir.0);
+    let out = std::process::Command::new(host_bin())
+        .current_dir(&dir.0)
+        .args(["up", "-f", "spin.toml", "--component-id", "apii"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("Specified component \"apii\" not found in application"),
+        "{said}"
+    );
+}
+
 /// `trigger-kafka outbox list-dead` and `requeue` find a Postgres outbox
 /// as `up` does (the app's manifest and the same variables), so an
 /// operator puts a dead row back in line on Postgres as on SQLite.
