@@ -333,7 +333,7 @@ fn long_poll_returns_news_at_once_or_after_the_wait() {
     feed::open(&fdb).unwrap();
     create(&app, "alice", json!({"title": "Sync me"}));
     for e in events(&app, "task-updates") {
-        feed::append(&fdb, &e, app.now).unwrap();
+        feed::append(&fdb, &e).unwrap();
     }
     let news = app
         .call("alice", "GET", "/api/sync?since=0&wait=5", None)

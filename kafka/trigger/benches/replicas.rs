@@ -10,6 +10,11 @@
 //! - where the CPU went meanwhile: the hosts, Postgres (its server and
 //!   every backend), tansu.
 //!
+//! Two shapes of replica: the whole app in every process (what `spin up`
+//! of the manifest runs), and the split `deploy/scale-out/` runs: API
+//! processes that run only `api` (`--component-id api`) beside one process
+//! for the event services, so only the API is replicated.
+//!
 //! Ratios are against SQLite × 1 and Postgres × 1 of the same run. Run it
 //! with `cargo bench --workspace --features todo-domain/native --bench
 //! replicas`; `REPLICAS_WRITES` sets the burst (10,000).
@@ -29,6 +34,7 @@ const CLIENTS: usize = 8;
 
 struct Outcome {
     label: String,
+    split: bool,
     writes_per_s: f64,
     drained: Duration,
     /// CPU seconds of the hosts, Postgres and tansu during the burst.
@@ -98,7 +104,40 @@ fn post(port: u16, user: &str, i: usize) {
     assert_eq!(status, 201, "{text}");
 }
 
-fn run(replicas: usize, on_postgres: bool, writes: usize) -> Outcome {
+/// The event services' components: everything but the API.
+const EVENT_SERVICES: [&str; 5] = ["reminder", "notifier", "recurring", "audit", "sync"];
+
+/// `replicas` processes running the whole app, or (`split`) `replicas`
+/// API-only processes and one for the event services.
+fn start(
+    name: &str,
+    replicas: usize,
+    split: bool,
+    env: &[(&str, &str)],
+) -> (Vec<TempDir>, Vec<Host>, usize) {
+    if !split {
+        let (dirs, hosts) = start_replicas(name, replicas, env);
+        return (dirs, hosts, replicas);
+    }
+    let mut dirs = Vec::new();
+    let mut hosts = Vec::new();
+    let roles = (0..replicas)
+        .map(|_| vec!["api"])
+        .chain(std::iter::once(EVENT_SERVICES.to_vec()));
+    for (i, components) in roles.enumerate() {
+        let dir = TempDir::new(&format!("{name}-split{i}"));
+        write_shipped_app(&dir.0);
+        let mut args = vec!["--runtime-config-file", "runtime-config.toml"];
+        for c in components {
+            args.extend(["--component-id", c]);
+        }
+        hosts.push(Host::start_with_args(&dir.0, env, &args));
+        dirs.push(dir);
+    }
+    (dirs, hosts, replicas)
+}
+
+fn run(replicas: usize, on_postgres: bool, split: bool, writes: usize) -> Outcome {
     let postgres = on_postgres.then(Postgres::start);
     let broker = Broker::start();
     broker.apply_project_topics();
@@ -111,8 +150,8 @@ fn run(replicas: usize, on_postgres: bool, writes: usize) -> Outcome {
         ("TRIGGER_KAFKA_LOG", "info"),
     ];
     env.extend(store.iter().flatten().map(|(k, v)| (*k, v.as_str())));
-    let (dirs, hosts) = start_replicas("bench-replica", replicas, &env);
-    let ports: Vec<u16> = hosts.iter().map(|h| h.http_port).collect();
+    let (dirs, hosts, serving) = start("bench-replica", replicas, split, &env);
+    let ports: Vec<u16> = hosts[..serving].iter().map(|h| h.http_port).collect();
     // Warm up: every replica answers, every group has joined.
     for (i, port) in ports.iter().enumerate() {
         post(*port, "warmup", i);
@@ -171,9 +210,11 @@ fn run(replicas: usize, on_postgres: bool, writes: usize) -> Outcome {
     let cpu_after = cpu_now();
     drop(hosts);
     Outcome {
+        split,
         label: format!(
-            "{} × {replicas}",
-            if on_postgres { "Postgres" } else { "SQLite" }
+            "{} × {replicas}{}",
+            if on_postgres { "Postgres" } else { "SQLite" },
+            if split { " API + events" } else { "" }
         ),
         writes_per_s: writes as f64 / write_phase.as_secs_f64(),
         drained,
@@ -186,23 +227,32 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    let outcomes: Vec<Outcome> = [(1, false), (1, true), (2, true), (3, true)]
-        .into_iter()
-        .map(|(replicas, on_postgres)| run(replicas, on_postgres, writes))
-        .collect();
-    let (sqlite, pg1) = (&outcomes[0], &outcomes[1]);
+    let outcomes: Vec<Outcome> = [
+        (1, false, false),
+        (1, true, false),
+        (2, true, false),
+        (3, true, false),
+        (1, true, true),
+        (2, true, true),
+        (3, true, true),
+    ]
+    .into_iter()
+    .map(|(replicas, on_postgres, split)| run(replicas, on_postgres, split, writes))
+    .collect();
+    // "vs Postgres × 1" is against one replica of the same shape.
+    let (sqlite, pg1, split1) = (&outcomes[0], &outcomes[1], &outcomes[4]);
     println!(
         "{writes} API writes ({CLIENTS} clients, 10 users) spread over the replicas, tansu, {} cores",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    println!("  store × replicas  writes/s  vs SQLite×1  vs Postgres×1  drained (s)  vs SQLite×1");
+    println!("  store × replicas              writes/s  vs SQLite×1  vs Postgres×1  drained (s)  vs SQLite×1");
     for o in &outcomes {
         println!(
-            "  {:<16} {:>9.0} {:>11.2}x {:>13.2}x {:>12.1} {:>11.2}x",
+            "  {:<28} {:>9.0} {:>11.2}x {:>13.2}x {:>12.1} {:>11.2}x",
             o.label,
             o.writes_per_s,
             o.writes_per_s / sqlite.writes_per_s,
-            o.writes_per_s / pg1.writes_per_s,
+            o.writes_per_s / if o.split { split1 } else { pg1 }.writes_per_s,
             o.drained.as_secs_f64(),
             o.drained.as_secs_f64() / sqlite.drained.as_secs_f64(),
         );
@@ -211,7 +261,7 @@ fn main() {
     for o in &outcomes {
         let per = |i: usize| o.cpu[i] * 1000.0 / writes as f64;
         println!(
-            "  {:<16} {:>6.2} {:>6.2} {:>6.2}  total {:.2}",
+            "  {:<28} {:>6.2} {:>6.2} {:>6.2}  total {:.2}",
             o.label,
             per(0),
             per(1),
