@@ -3,7 +3,7 @@
 //! `Mcp-Session-Id`, every request carries its own credentials.
 
 use serde_json::{json, Map, Value as Json};
-use todo_domain::store::sql::transaction;
+use todo_domain::store::sql::transaction_for;
 
 use crate::http::{ApiError, Request, Response};
 use crate::operations::{Operation, OPERATIONS};
@@ -207,7 +207,10 @@ fn call_tool(ctx: &Context<'_>, user: &str, id: &Json, params: &Json) -> Json {
     // them, whatever the REST route would read from path or query.
     let run = || operation.run(ctx, user, arguments.clone());
     let outcome = if operation.writes {
-        transaction(ctx.db, run)
+        operation.owners(ctx, user, &arguments).and_then(|owners| {
+            let owners: Vec<&str> = owners.iter().map(String::as_str).collect();
+            transaction_for(ctx.db, &owners, run)
+        })
     } else {
         run()
     };

@@ -3,7 +3,7 @@
 use serde_json::{Map, Value as Json};
 use todo_domain::model::decode::query_object;
 use todo_domain::store::idempotency::{self, Lookup, StoredResponse};
-use todo_domain::store::sql::transaction;
+use todo_domain::store::sql::transaction_for;
 use todo_domain::{DomainError, TaskStore};
 
 use crate::http::{ApiError, Request, Response};
@@ -35,7 +35,8 @@ pub fn handle(
         })
     };
     if operation.writes {
-        write(ctx, request, user, run)
+        let owners = operation.owners(ctx, user, &args)?;
+        write(ctx, request, user, &owners, run)
     } else {
         run()
     }
@@ -86,8 +87,10 @@ fn write(
     ctx: &Context<'_>,
     request: &Request,
     user: &str,
+    owners: &[String],
     change: impl FnOnce() -> Result<Response, ApiError>,
 ) -> Result<Response, ApiError> {
+    let owners: Vec<&str> = owners.iter().map(String::as_str).collect();
     // An empty header is no header, like an empty query value.
     let key = match request.header("idempotency-key").filter(|k| !k.is_empty()) {
         Some(key) if request.method.eq_ignore_ascii_case("POST") => {
@@ -97,10 +100,10 @@ fn write(
         _ => None,
     };
     let Some(key) = key else {
-        return transaction(ctx.db, change).map(with_location);
+        return transaction_for(ctx.db, &owners, change).map(with_location);
     };
     let hash = idempotency::request_hash(&request.method, &request.path, &request.body);
-    transaction(ctx.db, || {
+    transaction_for(ctx.db, &owners, || {
         if let Lookup::Replay(stored) = idempotency::lookup(ctx.db, user, key, &hash, ctx.now)? {
             refuse_replay_of_deleted(ctx, user, &stored)?;
             let mut response = Response {

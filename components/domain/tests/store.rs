@@ -13,7 +13,7 @@ use engines::{db, Engine, TestDb};
 use test_servers::postgres::Postgres;
 use todo_domain::store::native::NativeDb;
 use todo_domain::store::native_pg::NativePg;
-use todo_domain::store::sql::{transaction, DbError, Rows, Sql, Value};
+use todo_domain::store::sql::{transaction, transaction_for, DbError, Rows, Sql, Value};
 use todo_domain::store::{idempotency, migrations};
 use todo_domain::time::{self, Timestamp};
 use todo_domain::{DomainError, ListQuery, TaskPatch, TaskStore};
@@ -969,6 +969,55 @@ on_both_engines!(
 /// rows and insert past the limit).
 #[test]
 fn a_quota_holds_across_connections_writing_at_once() {
+    quota_across_connections(|db, f| transaction(db, f));
+}
+
+/// The same with the API's per-owner locks (`transaction_for`).
+#[test]
+fn a_quota_holds_across_connections_locking_only_the_owner() {
+    quota_across_connections(|db, f| transaction_for(db, &["alice"], f));
+}
+
+/// Two per-owner writers for different owners go on side by side; one for
+/// an owner already locked waits, and so does a writer of the whole store
+/// (a plain `begin`) while any owner is locked. Waits here give up after
+/// 200 ms (`lock_timeout`) and say the store is busy.
+#[test]
+fn owner_locks_leave_other_owners_free_and_hold_off_whole_store_writes() {
+    let server = Postgres::start();
+    let url = server.url("postgres");
+    let holder = NativePg::connect(&url, "default").unwrap();
+    TaskStore::open(&holder).unwrap();
+    let other = NativePg::connect(&url, "default").unwrap();
+    for db in [&holder, &other] {
+        db.execute("SET lock_timeout = '200ms'", &[]).unwrap();
+    }
+    holder.begin_for(&["alice", "bob"]).unwrap();
+    other.begin_for(&["carol"]).unwrap();
+    other.commit().unwrap();
+    let waited = other.begin_for(&["dave", "bob"]).unwrap_err();
+    assert!(waited.busy, "{waited}");
+    other.rollback();
+    let waited = other.begin().unwrap_err();
+    assert!(waited.busy, "{waited}");
+    other.rollback();
+    holder.commit().unwrap();
+    other.begin_for(&["bob"]).unwrap();
+    other.commit().unwrap();
+    other.begin().unwrap();
+    // And a whole-store writer holds off every owner's.
+    let waited = holder.begin_for(&["erin"]).unwrap_err();
+    assert!(waited.busy, "{waited}");
+    holder.rollback();
+    other.commit().unwrap();
+}
+
+fn quota_across_connections(
+    write: fn(
+        &NativePg,
+        &mut dyn FnMut() -> Result<todo_domain::Task, DomainError>,
+    ) -> Result<todo_domain::Task, DomainError>,
+) {
     use todo_domain::store::Limits;
     let server = Postgres::start();
     let url = server.url("postgres");
@@ -986,7 +1035,7 @@ fn a_quota_holds_across_connections_writing_at_once() {
                 let mut made = 0;
                 for i in 0..20 {
                     let title = format!("task {i}");
-                    match transaction(&db, || {
+                    match write(&db, &mut || {
                         store.create("alice", &patch(json!({ "title": title })), now())
                     }) {
                         Ok(_) => made += 1,

@@ -144,6 +144,25 @@ pub struct Operation {
 }
 
 impl Operation {
+    /// Whose write locks this operation's transaction takes (on Postgres a
+    /// write locks owners, not the whole store: see `transaction_for`):
+    /// the caller's (their quota, idempotency keys and tasks) and, when it
+    /// names a task (`id`), that task's owner's: someone else for a task
+    /// shared with the caller, whose version and events (keyed by owner)
+    /// it changes.
+    pub fn owners(
+        &self,
+        ctx: &Context<'_>,
+        user: &str,
+        arguments: &Map<String, Json>,
+    ) -> Result<Vec<String>, ApiError> {
+        let mut owners = vec![user.to_owned()];
+        if let Some(id) = arguments.get("id").and_then(Json::as_str) {
+            owners.extend(TaskStore::migrated(ctx.db).owner_of(id)?);
+        }
+        Ok(owners)
+    }
+
     /// Runs the handler. A 404 names the path parameter it was about, so a
     /// tool error tells the model which argument to fix.
     pub fn run(

@@ -98,6 +98,19 @@ impl<'a> TaskStore<'a> {
         }
     }
 
+    /// Who owns task `id`, whoever asks: what a write to it must lock (see
+    /// [`crate::store::sql::transaction_for`]). Owners never change, so
+    /// this is read before the transaction.
+    pub fn owner_of(&self, id: &str) -> Result<Option<String>> {
+        let rows = self
+            .db
+            .execute("SELECT user_id FROM tasks WHERE id = ?", &[Value::from(id)])?;
+        Ok(match rows.first() {
+            Some(row) => Some(row.str("user_id")?.to_owned()),
+            None => None,
+        })
+    }
+
     /// The same store with other limits.
     pub fn with_limits(self, limits: Limits) -> Self {
         TaskStore { limits, ..self }

@@ -7,7 +7,9 @@ use std::cell::RefCell;
 use postgres::types::{IsNull, ToSql, Type};
 use postgres::{Client, NoTls};
 
-use crate::store::postgres::{begin_locked, lock_key, numbered, passes, schema_for};
+use crate::store::postgres::{
+    begin_for_owners, begin_locked, lock_key, numbered, passes, schema_for,
+};
 use crate::store::sql::{DbError, Dialect, Rows, Sql, Value};
 
 pub struct NativePg {
@@ -127,5 +129,9 @@ impl Sql for NativePg {
 
     fn begin(&self) -> Result<(), DbError> {
         begin_locked(self, self.lock)
+    }
+
+    fn begin_for(&self, owners: &[&str]) -> Result<(), DbError> {
+        begin_for_owners(self, self.lock, owners)
     }
 }

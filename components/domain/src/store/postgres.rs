@@ -66,6 +66,41 @@ pub fn begin_locked(db: &dyn Sql, lock: i64) -> Result<(), DbError> {
     db.execute(WRITE_LOCK, &[Value::Integer(lock)]).map(drop)
 }
 
+/// What [`crate::store::sql::Sql::begin_for`] is on Postgres: a
+/// transaction that holds the store's lock *shared* (so a plain `begin`,
+/// which takes it exclusively, still excludes everyone) and an exclusive
+/// lock of each owner, in the two-key space (`(store, owner)`, which never
+/// meets the one-key store locks). Owners are locked in one order, so two
+/// such transactions cannot deadlock; one statement takes them all. Two
+/// owners whose hashes collide only wait for each other.
+///
+/// What per-owner locking keeps: an owner's quota, idempotency keys and
+/// task versions are written by one transaction at a time, and the
+/// owner's outbox rows (keyed by owner) are numbered in commit order.
+pub fn begin_for_owners(db: &dyn Sql, lock: i64, owners: &[&str]) -> Result<(), DbError> {
+    let mut keys: Vec<i32> = owners.iter().map(|o| short_hash(o)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut sql = String::from("SELECT pg_advisory_xact_lock_shared(?)");
+    let mut params = vec![Value::Integer(lock)];
+    for key in keys {
+        sql.push_str(
+            ", pg_advisory_xact_lock(CAST(CAST(? AS BIGINT) AS INTEGER), CAST(CAST(? AS BIGINT) AS INTEGER))",
+        );
+        params.push(Value::Integer(i64::from(lock as i32)));
+        params.push(Value::Integer(i64::from(key)));
+    }
+    db.execute("BEGIN", &[])?;
+    db.execute(&sql, &params).map(drop)
+}
+
+/// A 32-bit FNV-1a hash: an owner's half of its lock key.
+fn short_hash(text: &str) -> i32 {
+    text.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    }) as i32
+}
+
 /// SQLSTATE classes of a database that is gone or overloaded (connection
 /// exception, insufficient resources, operator intervention, system
 /// error) and of contention (serialization failure, deadlock): a retry

@@ -3,7 +3,9 @@
 
 use spin_sdk::pg4::{Connection, DbValue, ParameterValue, PgError as Error, QueryError};
 
-use crate::store::postgres::{begin_locked, lock_key, numbered, passes, schema_for};
+use crate::store::postgres::{
+    begin_for_owners, begin_locked, lock_key, numbered, passes, schema_for,
+};
 use crate::store::sql::{DbError, Dialect, Rows, Sql, Value};
 
 pub struct SpinPgDb {
@@ -97,5 +99,9 @@ impl Sql for SpinPgDb {
 
     fn begin(&self) -> Result<(), DbError> {
         begin_locked(self, self.lock)
+    }
+
+    fn begin_for(&self, owners: &[&str]) -> Result<(), DbError> {
+        begin_for_owners(self, self.lock, owners)
     }
 }

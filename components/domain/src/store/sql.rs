@@ -203,6 +203,16 @@ pub trait Sql {
         self.execute("BEGIN IMMEDIATE", &[]).map(drop)
     }
 
+    /// [`Sql::begin`] for a write that touches only what belongs to
+    /// `owners` (users). Where the engine has finer locks than one writer
+    /// per store (Postgres), the transaction takes only those owners' write
+    /// locks, so writes for other users go on beside it; a plain `begin`
+    /// still excludes every one of them. On SQLite it is `begin`.
+    fn begin_for(&self, owners: &[&str]) -> Result<(), DbError> {
+        let _ = owners;
+        self.begin()
+    }
+
     fn commit(&self) -> Result<(), DbError> {
         self.execute("COMMIT", &[]).map(drop)
     }
@@ -230,6 +240,10 @@ impl<T: Sql + ?Sized> Sql for Box<T> {
         (**self).begin()
     }
 
+    fn begin_for(&self, owners: &[&str]) -> Result<(), DbError> {
+        (**self).begin_for(owners)
+    }
+
     fn commit(&self) -> Result<(), DbError> {
         (**self).commit()
     }
@@ -254,6 +268,10 @@ impl<T: Sql + ?Sized> Sql for &T {
 
     fn begin(&self) -> Result<(), DbError> {
         (**self).begin()
+    }
+
+    fn begin_for(&self, owners: &[&str]) -> Result<(), DbError> {
+        (**self).begin_for(owners)
     }
 
     fn commit(&self) -> Result<(), DbError> {
@@ -290,6 +308,10 @@ impl Sql for Item<'_> {
     }
 
     fn begin(&self) -> Result<(), DbError> {
+        Ok(())
+    }
+
+    fn begin_for(&self, _owners: &[&str]) -> Result<(), DbError> {
         Ok(())
     }
 
@@ -375,6 +397,30 @@ where
     E: From<DbError>,
 {
     db.begin()?;
+    finish(db, f)
+}
+
+/// [`transaction`] for a write that touches only what belongs to `owners`
+/// (see [`Sql::begin_for`]): on Postgres, writes for other users go on
+/// beside it.
+pub fn transaction_for<T, E>(
+    db: &dyn Sql,
+    owners: &[&str],
+    f: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<DbError>,
+{
+    db.begin_for(owners)?;
+    finish(db, f)
+}
+
+/// Runs `f` in the transaction just begun: commits what it did, or rolls
+/// everything back.
+fn finish<T, E>(db: &dyn Sql, f: impl FnOnce() -> Result<T, E>) -> Result<T, E>
+where
+    E: From<DbError>,
+{
     match f() {
         Ok(value) => match db.commit() {
             Ok(()) => Ok(value),
