@@ -1012,12 +1012,11 @@ fn owner_locks_leave_other_owners_free_and_hold_off_whole_store_writes() {
     other.commit().unwrap();
 }
 
-fn quota_across_connections(
-    write: fn(
-        &NativePg,
-        &mut dyn FnMut() -> Result<todo_domain::Task, DomainError>,
-    ) -> Result<todo_domain::Task, DomainError>,
-) {
+/// How a quota test runs one create in a transaction.
+type Created = Result<todo_domain::Task, DomainError>;
+type Write = fn(&NativePg, &mut dyn FnMut() -> Created) -> Created;
+
+fn quota_across_connections(write: Write) {
     use todo_domain::store::Limits;
     let server = Postgres::start();
     let url = server.url("postgres");

@@ -168,10 +168,20 @@ fn three_replicas_on_one_postgres_lose_and_repeat_nothing_through_kills() {
         "one task for one key across replicas: {answers:?}"
     );
 
-    // Thirty edits of one task at once, ten through each replica: each
-    // is applied once, on top of the one before (versions 2..=31, no
-    // version written twice, none skipped).
+    // Thirty edits of one task at once, ten through each replica, half by
+    // its owner and half by the user it is shared with (whose writes lock
+    // the owner too): each is applied once, on top of the one before (the
+    // versions consecutive, none written twice, none skipped).
     let task = answers[0].1["id"].as_str().unwrap().to_owned();
+    let (status, shared) = fleet.call(
+        0,
+        "racer",
+        "POST",
+        &format!("/api/tasks/{task}/share"),
+        Some(&json!({"user_id": "racer-friend"})),
+        "share-1",
+    );
+    assert_eq!(status, 200, "{shared}");
     std::thread::scope(|s| {
         for i in 0..30 {
             let (fleet, task) = (&fleet, &task);
@@ -179,7 +189,7 @@ fn three_replicas_on_one_postgres_lose_and_repeat_nothing_through_kills() {
                 let body = json!({"title": format!("edit {i}")});
                 let (status, answer) = fleet.call(
                     i,
-                    "racer",
+                    if i % 2 == 0 { "racer" } else { "racer-friend" },
                     "PATCH",
                     &format!("/api/tasks/{task}"),
                     Some(&body),
@@ -199,9 +209,10 @@ fn three_replicas_on_one_postgres_lose_and_repeat_nothing_through_kills() {
     .into_iter()
     .map(|r| r[0].parse().unwrap())
     .collect();
+    assert!(versions.len() >= 31, "{versions:?}");
     assert_eq!(
         versions,
-        (1..=31).collect::<Vec<i64>>(),
+        (1..=versions.len() as i64).collect::<Vec<i64>>(),
         "versions of the raced task, in commit order"
     );
 

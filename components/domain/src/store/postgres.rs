@@ -5,7 +5,8 @@
 //! transaction first takes the store's advisory lock: one writer per store
 //! across every replica, as SQLite's `BEGIN IMMEDIATE` gives one writer per
 //! file, so quotas, version checks and idempotency keys hold as they do
-//! on SQLite.
+//! on SQLite. A write that names its owners (`begin_for`) takes only
+//! theirs, beside the store's lock held shared.
 
 use crate::store::sql::{DbError, Sql, Value};
 
