@@ -103,6 +103,17 @@ impl Fleet {
     }
 }
 
+/// What every replica here runs with: the broker, development identities
+/// and the Postgres store variables.
+fn app_env<'a>(brokers: &'a str, store: &'a [(&'static str, String)]) -> Vec<(&'a str, &'a str)> {
+    let mut env = vec![
+        ("SPIN_VARIABLE_KAFKA_BROKERS", brokers),
+        ("SPIN_VARIABLE_DEV_AUTH", "true"),
+    ];
+    env.extend(store.iter().map(|(k, v)| (*k, v.as_str())));
+    env
+}
+
 /// Rows of `sql` on the shared database, `|`-separated columns.
 fn rows(pg: &Postgres, sql: &str) -> Vec<Vec<String>> {
     pg.psql("postgres", sql)
@@ -123,11 +134,7 @@ fn three_replicas_on_one_postgres_lose_and_repeat_nothing_through_kills() {
     broker.apply_project_topics();
     let brokers = broker.address();
     let store = postgres_variables(&pg);
-    let mut env = vec![
-        ("SPIN_VARIABLE_KAFKA_BROKERS", brokers.as_str()),
-        ("SPIN_VARIABLE_DEV_AUTH", "true"),
-    ];
-    env.extend(store.iter().map(|(k, v)| (*k, v.as_str())));
+    let env = app_env(&brokers, &store);
     let (_dirs, hosts) = start_replicas("replica", REPLICAS, &env);
     let fleet = Arc::new(Fleet {
         ports: hosts.iter().map(|h| h.http_port.into()).collect(),
@@ -545,11 +552,7 @@ fn api_replicas_and_an_events_process_split_as_deployed_run_the_pipeline() {
     broker.apply_project_topics();
     let brokers = broker.address();
     let store = postgres_variables(&pg);
-    let mut env = vec![
-        ("SPIN_VARIABLE_KAFKA_BROKERS", brokers.as_str()),
-        ("SPIN_VARIABLE_DEV_AUTH", "true"),
-    ];
-    env.extend(store.iter().map(|(k, v)| (*k, v.as_str())));
+    let env = app_env(&brokers, &store);
     let start = |name: &str, components: &[&str]| {
         let dir = TempDir::new(name);
         write_shipped_app(&dir.0);
