@@ -830,6 +830,15 @@ fn every_list_reads_the_callers_rows_in_index_order() {
     }
 }
 
+/// The ids in the batch tests' table `t`, in order.
+fn ids_in_t(db: &dyn Sql) -> Vec<i64> {
+    db.execute("SELECT id FROM t ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.i64("id").unwrap())
+        .collect()
+}
+
 /// A batch is one transaction with a savepoint per item: the first item
 /// that fails is rolled back alone (its own nested transactions too), the
 /// items before it are committed, and its index comes back; nothing after
@@ -857,12 +866,7 @@ fn a_batch_commits_what_came_before_the_first_failure(engine: Engine) {
     let (index, error) = result.unwrap_err();
     assert_eq!((index, error.message.as_str()), (3, "item 4 is poison"));
     assert_eq!(ran, [1, 2, 3, 4], "nothing after the failure runs");
-    let ids: Vec<i64> = db
-        .execute("SELECT id FROM t ORDER BY id", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.i64("id").unwrap())
-        .collect();
+    let ids = ids_in_t(&db);
     assert_eq!(ids, [1, 2, 3], "before it committed, it rolled back");
     // The connection is usable again, outside any transaction.
     transaction(&db, || {
@@ -909,12 +913,7 @@ fn a_batch_item_that_swallows_its_failed_write_is_undone_and_reported(engine: En
     let (index, error) = result.unwrap_err();
     assert_eq!(index, 1, "{error}");
     assert!(error.busy, "retried, not dead-lettered: {error}");
-    let ids: Vec<i64> = db
-        .execute("SELECT id FROM t ORDER BY id", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.i64("id").unwrap())
-        .collect();
+    let ids = ids_in_t(&db);
     assert_eq!(ids, [1], "the item before it kept, the item undone");
 }
 
