@@ -17,7 +17,8 @@
 //!
 //! Ratios are against SQLite × 1 and Postgres × 1 of the same run. Run it
 //! with `cargo bench --workspace --features todo-domain/native --bench
-//! replicas`; `REPLICAS_WRITES` sets the burst (10,000).
+//! replicas`; `REPLICAS_WRITES` sets the burst (10,000), `REPLICAS_RUN` the
+//! configurations (e.g. `split1,split3`; all seven by default).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -227,34 +228,49 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
+    // `REPLICAS_RUN` picks configurations by name (sqlite1, whole1..3,
+    // split1..3), to profile one without waiting for all seven.
+    let only = std::env::var("REPLICAS_RUN").ok();
     let outcomes: Vec<Outcome> = [
-        (1, false, false),
-        (1, true, false),
-        (2, true, false),
-        (3, true, false),
-        (1, true, true),
-        (2, true, true),
-        (3, true, true),
+        ("sqlite1", 1, false, false),
+        ("whole1", 1, true, false),
+        ("whole2", 2, true, false),
+        ("whole3", 3, true, false),
+        ("split1", 1, true, true),
+        ("split2", 2, true, true),
+        ("split3", 3, true, true),
     ]
     .into_iter()
-    .map(|(replicas, on_postgres, split)| run(replicas, on_postgres, split, writes))
+    .filter(|(name, ..)| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|n| n == *name))
+    })
+    .map(|(_, replicas, on_postgres, split)| run(replicas, on_postgres, split, writes))
     .collect();
-    // "vs Postgres × 1" is against one replica of the same shape.
-    let (sqlite, pg1, split1) = (&outcomes[0], &outcomes[1], &outcomes[4]);
+    // "vs Postgres × 1" is against one replica of the same shape; a
+    // baseline not run leaves its column empty.
+    let find = |label: &str| outcomes.iter().find(|o| o.label == label);
+    let sqlite = find("SQLite × 1");
+    let (whole1, split1) = (find("Postgres × 1"), find("Postgres × 1 API + events"));
+    let ratio = |a: f64, b: Option<f64>| b.map_or("—".to_owned(), |b| format!("{:.2}x", a / b));
     println!(
         "{writes} API writes ({CLIENTS} clients, 10 users) spread over the replicas, tansu, {} cores",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!("  store × replicas              writes/s  vs SQLite×1  vs Postgres×1  drained (s)  vs SQLite×1");
     for o in &outcomes {
+        let same_shape = if o.split { split1 } else { whole1 };
         println!(
-            "  {:<28} {:>9.0} {:>11.2}x {:>13.2}x {:>12.1} {:>11.2}x",
+            "  {:<28} {:>9.0} {:>12} {:>14} {:>12.1} {:>12}",
             o.label,
             o.writes_per_s,
-            o.writes_per_s / sqlite.writes_per_s,
-            o.writes_per_s / if o.split { split1 } else { pg1 }.writes_per_s,
+            ratio(o.writes_per_s, sqlite.map(|s| s.writes_per_s)),
+            ratio(o.writes_per_s, same_shape.map(|s| s.writes_per_s)),
             o.drained.as_secs_f64(),
-            o.drained.as_secs_f64() / sqlite.drained.as_secs_f64(),
+            ratio(
+                o.drained.as_secs_f64(),
+                sqlite.map(|s| s.drained.as_secs_f64())
+            ),
         );
     }
     println!("  CPU seconds per 1000 writes, burst to drained: hosts, Postgres, tansu");
