@@ -311,10 +311,6 @@ impl Sql for Item<'_> {
         Ok(())
     }
 
-    fn begin_for(&self, _owners: &[&str]) -> Result<(), DbError> {
-        Ok(())
-    }
-
     fn commit(&self) -> Result<(), DbError> {
         Ok(())
     }
