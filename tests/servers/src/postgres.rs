@@ -83,10 +83,13 @@ impl Postgres {
 
     /// Starts the server on its port and data (again, after [`Postgres::stop`]).
     fn launch(&self) {
+        // TEST_POSTGRES_OPTIONS adds server options when investigating,
+        // e.g. "-c log_statement=all".
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300 {}",
             self.port,
-            self.data.display()
+            self.data.display(),
+            std::env::var("TEST_POSTGRES_OPTIONS").unwrap_or_default()
         );
         let log = self.data.join("server.log");
         self.run(

@@ -37,9 +37,13 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_RESULT_BYTES: usize = 128 << 20;
 /// Connections one instance may hold open at once (Spin's table size).
 const MAX_OPEN_PER_INSTANCE: usize = 1024;
-/// Run on a connection before it is reused: what deadpool's `Clean` runs,
-/// after ending any transaction the last user left open.
-const RESET: &str = "ROLLBACK; CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; \
+/// Run on a connection before it is reused: what deadpool's `Clean` runs
+/// (Spin's recycling), after ending any transaction the last user left
+/// open. `BEGIN; ROLLBACK` ends one without a word when there is none; a
+/// bare `ROLLBACK` would make the server log a warning on every request.
+/// (Left in a failed transaction, `BEGIN` fails, and the pool opens a new
+/// connection instead.)
+const RESET: &str = "BEGIN; ROLLBACK; CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; \
                      UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES;";
 
 /// A connection a component opened: one pooled client for its lifetime.
@@ -472,6 +476,75 @@ mod tests {
             let fresh = prepared(&client, "SELECT x FROM t").await.unwrap();
             client.query(&fresh, &[]).await.unwrap();
         });
+    }
+
+    /// What the next user of a pooled connection finds after one that
+    /// left it idle, inside a transaction, or inside a failed one; and
+    /// what the server logged meanwhile.
+    #[test]
+    fn a_reused_connection_is_rolled_back_and_the_server_logs_no_warning() {
+        let server = test_servers::postgres::Postgres::start();
+        server.psql("postgres", "CREATE TABLE t (x INT)");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let pools = Pools::default();
+        let address = server.url("postgres");
+        async fn backend(client: &Object) -> i32 {
+            let row = client.query_one("SELECT pg_backend_pid()", &[]).await;
+            row.unwrap().get(0)
+        }
+        rt.block_on(async {
+            // Idle: reused as it is, the same backend, and nothing logged.
+            let first = pools.client(&address).await.unwrap();
+            let pid = backend(&first).await;
+            drop(first);
+            let again = pools.client(&address).await.unwrap();
+            assert_eq!(
+                backend(&again).await,
+                pid,
+                "the pool reuses its one connection"
+            );
+            drop(again);
+            // Inside a transaction: what it wrote is rolled back.
+            let writer = pools.client(&address).await.unwrap();
+            writer
+                .batch_execute("BEGIN; INSERT INTO t VALUES (1)")
+                .await
+                .unwrap();
+            drop(writer);
+            let reader = pools.client(&address).await.unwrap();
+            let n: i64 = reader
+                .query_one("SELECT COUNT(*) FROM t", &[])
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(n, 0, "the abandoned insert was rolled back");
+            reader.batch_execute("BEGIN; COMMIT").await.unwrap();
+            drop(reader);
+            // Inside a failed transaction: the next user still gets a
+            // working connection.
+            let failing = pools.client(&address).await.unwrap();
+            failing.batch_execute("BEGIN").await.unwrap();
+            failing.batch_execute("SELECT 1/0").await.unwrap_err();
+            drop(failing);
+            let next = pools.client(&address).await.unwrap();
+            next.batch_execute("INSERT INTO t VALUES (2)")
+                .await
+                .unwrap();
+        });
+        let log = std::fs::read_to_string(server.data_dir().join("server.log")).unwrap();
+        assert!(
+            !log.contains("there is no transaction in progress"),
+            "the server logged a warning for a reused connection:\n{log}"
+        );
+        assert_eq!(
+            server
+                .psql("postgres", "SELECT string_agg(x::text, ',') FROM t")
+                .trim(),
+            "2"
+        );
     }
 
     #[test]
