@@ -15,17 +15,13 @@
 //! processes that run only `api` (`--component-id api`) beside one process
 //! for the event services, so only the API is replicated.
 //!
-//! Replicas sharing the machine are sized to their share of it, as a CPU
-//! limit sizes a pod: each of N replicas runs cores / N tokio workers
-//! (`TOKIO_WORKER_THREADS`, at least one). The `…shared` configurations
-//! leave every replica at the default, a worker per core each, to show what
-//! that oversubscription costs.
-//!
 //! Ratios are against SQLite × 1 and Postgres × 1 of the same run. Run it
 //! with `cargo bench --workspace --features todo-domain/native --bench
 //! replicas`; `REPLICAS_WRITES` sets the burst (10,000), `REPLICAS_RUN` the
-//! configurations (e.g. `split1,split3`; all but the `…shared` ones by
-//! default).
+//! configurations (e.g. `split1,split3`; all seven by default) and
+//! `REPLICAS_ROUNDS` how many times to run them, interleaved (1): with
+//! more, every figure is the median and every ratio is paired within a
+//! round, so a machine that slows down meanwhile does not skew it.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -40,55 +36,8 @@ use test_servers::postgres::Postgres;
 
 const CLIENTS: usize = 8;
 
-/// One configuration: the store, the shape and how many replicas.
-#[derive(Clone, Copy)]
-struct Config {
-    name: &'static str,
-    replicas: usize,
-    on_postgres: bool,
-    split: bool,
-    /// Each replica runs cores / replicas workers, not one per core.
-    sized: bool,
-}
-
-const CONFIGS: [Config; 9] = [
-    Config::new("sqlite1", 1, false, false),
-    Config::new("whole1", 1, true, false),
-    Config::new("whole2", 2, true, false),
-    Config::new("whole3", 3, true, false),
-    Config::new("split1", 1, true, true),
-    Config::new("split2", 2, true, true),
-    Config::new("split3", 3, true, true),
-    Config::new("whole3shared", 3, true, false).shared(),
-    Config::new("split3shared", 3, true, true).shared(),
-];
-
-impl Config {
-    const fn new(name: &'static str, replicas: usize, on_postgres: bool, split: bool) -> Self {
-        Config {
-            name,
-            replicas,
-            on_postgres,
-            split,
-            sized: true,
-        }
-    }
-
-    const fn shared(self) -> Self {
-        Config {
-            sized: false,
-            ..self
-        }
-    }
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
 struct Outcome {
     label: String,
-    /// Of the shape the ratios compare with (the `split` of its config).
     split: bool,
     writes_per_s: f64,
     drained: Duration,
@@ -163,26 +112,23 @@ fn post(port: u16, user: &str, i: usize) {
 const EVENT_SERVICES: [&str; 5] = ["reminder", "notifier", "recurring", "audit", "sync"];
 
 /// `replicas` processes running the whole app, or (`split`) `replicas`
-/// API-only processes and one for the event services; `replica_env` is
-/// added for the replicated processes only.
+/// API-only processes and one for the event services.
 fn start(
     name: &str,
     replicas: usize,
     split: bool,
     env: &[(&str, &str)],
-    replica_env: &[(&str, &str)],
 ) -> (Vec<TempDir>, Vec<Host>, usize) {
-    let with_replica_env: Vec<(&str, &str)> = env.iter().chain(replica_env).copied().collect();
     if !split {
-        let (dirs, hosts) = start_replicas(name, replicas, &with_replica_env);
+        let (dirs, hosts) = start_replicas(name, replicas, env);
         return (dirs, hosts, replicas);
     }
     let mut dirs = Vec::new();
     let mut hosts = Vec::new();
     let roles = (0..replicas)
-        .map(|_| (vec!["api"], &with_replica_env[..]))
-        .chain(std::iter::once((EVENT_SERVICES.to_vec(), env)));
-    for (i, (components, env)) in roles.enumerate() {
+        .map(|_| vec!["api"])
+        .chain(std::iter::once(EVENT_SERVICES.to_vec()));
+    for (i, components) in roles.enumerate() {
         let dir = TempDir::new(&format!("{name}-split{i}"));
         write_shipped_app(&dir.0);
         let mut args = vec!["--runtime-config-file", "runtime-config.toml"];
@@ -195,20 +141,7 @@ fn start(
     (dirs, hosts, replicas)
 }
 
-fn run(config: Config, writes: usize) -> Outcome {
-    let Config {
-        replicas,
-        on_postgres,
-        split,
-        sized,
-        ..
-    } = config;
-    let workers = (cores() / replicas).max(1).to_string();
-    let replica_env: Vec<(&str, &str)> = if sized {
-        vec![("TOKIO_WORKER_THREADS", workers.as_str())]
-    } else {
-        Vec::new()
-    };
+fn run(replicas: usize, on_postgres: bool, split: bool, writes: usize) -> Outcome {
     let postgres = on_postgres.then(Postgres::start);
     let broker = Broker::start();
     broker.apply_project_topics();
@@ -221,7 +154,7 @@ fn run(config: Config, writes: usize) -> Outcome {
         ("TRIGGER_KAFKA_LOG", "info"),
     ];
     env.extend(store.iter().flatten().map(|(k, v)| (*k, v.as_str())));
-    let (dirs, hosts, serving) = start("bench-replica", replicas, split, &env, &replica_env);
+    let (dirs, hosts, serving) = start("bench-replica", replicas, split, &env);
     let ports: Vec<u16> = hosts[..serving].iter().map(|h| h.http_port).collect();
     // Warm up: every replica answers, every group has joined.
     for (i, port) in ports.iter().enumerate() {
@@ -283,14 +216,9 @@ fn run(config: Config, writes: usize) -> Outcome {
     Outcome {
         split,
         label: format!(
-            "{} × {replicas}{}{}",
+            "{} × {replicas}{}",
             if on_postgres { "Postgres" } else { "SQLite" },
-            if split { " API + events" } else { "" },
-            if sized || replicas == 1 {
-                ""
-            } else {
-                ", shared"
-            }
+            if split { " API + events" } else { "" }
         ),
         writes_per_s: writes as f64 / write_phase.as_secs_f64(),
         drained,
@@ -298,52 +226,99 @@ fn run(config: Config, writes: usize) -> Outcome {
     }
 }
 
+/// The middle value (the mean of the two middle ones for an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    (values[(n - 1) / 2] + values[n / 2]) / 2.0
+}
+
 fn main() {
     let writes: usize = std::env::var("REPLICAS_WRITES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    // `REPLICAS_RUN` picks configurations by name, to profile one without
-    // waiting for all of them.
+    // `REPLICAS_RUN` picks configurations by name (sqlite1, whole1..3,
+    // split1..3), to profile one without waiting for all seven.
     let only = std::env::var("REPLICAS_RUN").ok();
-    let outcomes: Vec<Outcome> = CONFIGS
-        .into_iter()
-        .filter(|c| match only.as_deref() {
-            Some(o) => o.split(',').any(|n| n == c.name),
-            None => c.sized,
+    // `REPLICAS_ROUNDS` runs them all that many times over, interleaved, so
+    // a ratio is taken between runs minutes apart, and its median reported.
+    let rounds: usize = std::env::var("REPLICAS_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let configs: Vec<(usize, bool, bool)> = [
+        ("sqlite1", 1, false, false),
+        ("whole1", 1, true, false),
+        ("whole2", 2, true, false),
+        ("whole3", 3, true, false),
+        ("split1", 1, true, true),
+        ("split2", 2, true, true),
+        ("split3", 3, true, true),
+    ]
+    .into_iter()
+    .filter(|(name, ..)| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|n| n == *name))
+    })
+    .map(|(_, replicas, on_postgres, split)| (replicas, on_postgres, split))
+    .collect();
+    // by_round[r][c]: configuration c in round r.
+    let by_round: Vec<Vec<Outcome>> = (0..rounds)
+        .map(|_| {
+            configs
+                .iter()
+                .map(|&(replicas, on_postgres, split)| run(replicas, on_postgres, split, writes))
+                .collect()
         })
-        .map(|c| run(c, writes))
         .collect();
-    // "vs Postgres × 1" is against one replica of the same shape; a
-    // baseline not run leaves its column empty.
-    let find = |label: &str| outcomes.iter().find(|o| o.label == label);
-    let sqlite = find("SQLite × 1");
-    let (whole1, split1) = (find("Postgres × 1"), find("Postgres × 1 API + events"));
-    let ratio = |a: f64, b: Option<f64>| b.map_or("—".to_owned(), |b| format!("{:.2}x", a / b));
+    let labels: Vec<&str> = by_round[0].iter().map(|o| o.label.as_str()).collect();
+    let column = |label: &str| labels.iter().position(|l| *l == label);
+    let sqlite = column("SQLite × 1");
+    let (whole1, split1) = (column("Postgres × 1"), column("Postgres × 1 API + events"));
+    // The median over the rounds of a per-round figure of configuration c.
+    let mid =
+        |c: usize, f: &dyn Fn(&Outcome) -> f64| median(by_round.iter().map(|r| f(&r[c])).collect());
+    // Ratios are paired: each round's figure over the same round's baseline.
+    let ratio = |c: usize, base: Option<usize>, f: &dyn Fn(&Outcome) -> f64| {
+        base.map_or("—".to_owned(), |b| {
+            let each: Vec<f64> = by_round.iter().map(|r| f(&r[c]) / f(&r[b])).collect();
+            let (lo, hi) = each
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(*x), hi.max(*x)));
+            if rounds == 1 {
+                format!("{:.2}x", each[0])
+            } else {
+                format!("{:.2}x ({lo:.2}–{hi:.2})", median(each))
+            }
+        })
+    };
+    let per_s = |o: &Outcome| o.writes_per_s;
+    let drain = |o: &Outcome| o.drained.as_secs_f64();
     println!(
-        "{writes} API writes ({CLIENTS} clients, 10 users) spread over the replicas, tansu, {} cores;",
-        cores()
+        "{writes} API writes ({CLIENTS} clients, 10 users) spread over the replicas, tansu, {} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    println!("  each of N replicas runs cores / N tokio workers, or one per core where \"shared\"");
+    if rounds > 1 {
+        println!("  medians of {rounds} rounds; a ratio's range across the rounds in brackets");
+    }
     println!("  store × replicas              writes/s  vs SQLite×1  vs Postgres×1  drained (s)  vs SQLite×1");
-    for o in &outcomes {
+    for (c, o) in by_round[0].iter().enumerate() {
         let same_shape = if o.split { split1 } else { whole1 };
         println!(
             "  {:<28} {:>9.0} {:>12} {:>14} {:>12.1} {:>12}",
             o.label,
-            o.writes_per_s,
-            ratio(o.writes_per_s, sqlite.map(|s| s.writes_per_s)),
-            ratio(o.writes_per_s, same_shape.map(|s| s.writes_per_s)),
-            o.drained.as_secs_f64(),
-            ratio(
-                o.drained.as_secs_f64(),
-                sqlite.map(|s| s.drained.as_secs_f64())
-            ),
+            mid(c, &per_s),
+            ratio(c, sqlite, &per_s),
+            ratio(c, same_shape, &per_s),
+            mid(c, &drain),
+            ratio(c, sqlite, &drain),
         );
     }
     println!("  CPU seconds per 1000 writes, burst to drained: hosts, Postgres, tansu");
-    for o in &outcomes {
-        let per = |i: usize| o.cpu[i] * 1000.0 / writes as f64;
+    for (c, o) in by_round[0].iter().enumerate() {
+        let per = |i: usize| mid(c, &|o: &Outcome| o.cpu[i] * 1000.0 / writes as f64);
         println!(
             "  {:<28} {:>6.2} {:>6.2} {:>6.2}  total {:.2}",
             o.label,
