@@ -515,6 +515,7 @@ mod tests {
                 .unwrap();
             drop(writer);
             let reader = pools.client(&address).await.unwrap();
+            assert_eq!(backend(&reader).await, pid, "the writer's own connection");
             let n: i64 = reader
                 .query_one("SELECT COUNT(*) FROM t", &[])
                 .await
