@@ -102,6 +102,26 @@ fn an_api_write_reaches_kafka_as_a_cloudevent_keyed_by_user() {
     assert_eq!(host.health(), 200);
 }
 
+/// The harness's own broker start: a port chosen as spare can be taken
+/// before tansu binds it, and tansu then exits. Waiting on a connect()
+/// took the port's new owner for tansu (a CI run failed so).
+#[test]
+fn a_broker_whose_port_was_taken_is_started_on_another() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let why = Broker::start_on(taken_port)
+        .err()
+        .expect("the port is taken");
+    assert!(why.contains("exited"), "{why}");
+
+    let broker = test_servers::start_on_ports("tansu", [taken_port, free_port()], Broker::start_on);
+    assert_ne!(broker.port, taken_port);
+    broker.create_topic("checked", 1);
+    broker.send("checked", &[("u1", "hello".to_string())]);
+    let records = broker.read("checked", 1, LONG);
+    assert_eq!(records[0].value, "hello");
+}
+
 #[test]
 fn events_wait_in_the_outbox_while_the_broker_is_down_and_are_published_once() {
     let mut broker = Broker::start();

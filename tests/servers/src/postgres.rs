@@ -5,9 +5,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
-use super::{free_port, wait_until_listening, TempDir};
+use super::{listens_on, start_on_spare_port, TempDir};
 
 pub struct Postgres {
     pub port: u16,
@@ -56,8 +55,8 @@ impl Postgres {
                 .unwrap();
             assert!(status.success(), "chown to postgres failed");
         }
-        let server = Postgres {
-            port: free_port(),
+        let mut server = Postgres {
+            port: 0,
             data,
             bin,
             as_postgres,
@@ -77,12 +76,16 @@ impl Postgres {
                 "-N",
             ],
         );
-        server.launch();
+        start_on_spare_port("Postgres", |port| {
+            server.port = port;
+            server.launch()
+        });
         server
     }
 
-    /// Starts the server on its port and data (again, after [`Postgres::stop`]).
-    fn launch(&self) {
+    /// Starts the server on its port and data (again, after
+    /// [`Postgres::stop`]); Err when it cannot listen there.
+    fn launch(&self) -> Result<(), String> {
         // TEST_POSTGRES_OPTIONS adds server options when investigating,
         // e.g. "-c log_statement=all".
         let options = format!(
@@ -92,22 +95,32 @@ impl Postgres {
             std::env::var("TEST_POSTGRES_OPTIONS").unwrap_or_default()
         );
         let log = self.data.join("server.log");
-        self.run(
-            "pg_ctl",
-            &[
-                "-D",
-                self.data.to_str().unwrap(),
-                "-l",
-                log.to_str().unwrap(),
-                "-w",
-                "-t",
-                "60",
-                "-o",
-                &options,
-                "start",
-            ],
-        );
-        wait_until_listening("Postgres", self.port, Duration::from_secs(30));
+        // -w: pg_ctl returns once the server accepts connections, or fails
+        // when it exits (for one, when its port is taken).
+        let output = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .arg("-l")
+            .arg(&log)
+            .args(["-w", "-t", "60", "-o", &options, "start"])
+            .output()
+            .unwrap();
+        let server_log = || std::fs::read_to_string(&log).unwrap_or_default();
+        if !output.status.success() {
+            return Err(format!("pg_ctl start failed: {}", server_log()));
+        }
+        // The first line of postmaster.pid is the server's pid.
+        let pid = std::fs::read_to_string(self.data.join("postmaster.pid"))
+            .ok()
+            .and_then(|text| text.lines().next()?.trim().parse().ok());
+        match pid {
+            Some(pid) if listens_on(pid, self.port) => Ok(()),
+            _ => Err(format!(
+                "the server does not listen on its port: {}",
+                server_log()
+            )),
+        }
     }
 
     /// Stops the server at once, as a crash would (`-m immediate`).
@@ -120,7 +133,9 @@ impl Postgres {
 
     /// Starts a stopped server again on the same port and data.
     pub fn resume(&self) {
-        self.launch();
+        if let Err(why) = self.launch() {
+            panic!("Postgres did not start again on port {}: {why}", self.port);
+        }
     }
 
     /// A URL for `database` (the default `postgres` one is always there).

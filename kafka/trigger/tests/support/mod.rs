@@ -6,7 +6,7 @@
 pub mod spin;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,13 +16,7 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use test_servers::free_port;
 
 pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
     let started = Instant::now();
@@ -46,10 +40,6 @@ pub fn port_after(text: &str, marker: &str) -> Option<u16> {
         .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']'))
         .collect();
     address.rsplit_once(':')?.1.parse().ok()
-}
-
-fn port_open(port: u16) -> bool {
-    TcpStream::connect(("127.0.0.1", port)).is_ok()
 }
 
 pub use test_servers::TempDir;
@@ -204,13 +194,18 @@ pub struct Broker {
 
 impl Broker {
     pub fn start() -> Broker {
+        test_servers::start_on_spare_port("tansu", Broker::start_on)
+    }
+
+    /// A broker on `port`; Err when it cannot listen there.
+    pub fn start_on(port: u16) -> Result<Broker, String> {
         let mut broker = Broker {
-            port: free_port(),
+            port,
             dir: TempDir::new("tansu"),
             child: None,
         };
-        broker.resume();
-        broker
+        broker.launch()?;
+        Ok(broker)
     }
 
     pub fn address(&self) -> String {
@@ -221,12 +216,20 @@ impl Broker {
         self.child.as_ref().expect("running").id()
     }
 
+    /// Starts the broker again on its port and data, after [`Broker::stop`].
     pub fn resume(&mut self) {
+        if let Err(why) = self.launch() {
+            panic!("tansu did not start again on port {}: {why}", self.port);
+        }
+    }
+
+    fn launch(&mut self) -> Result<(), String> {
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log_path = self.dir.0.join("tansu.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.0.join("tansu.log"))
+            .open(&log_path)
             .unwrap();
         let child = Command::new(tansu_bin())
             .current_dir(&self.dir.0)
@@ -243,12 +246,16 @@ impl Broker {
             .stderr(log)
             .spawn()
             .expect("tansu starts");
-        self.child = Some(child);
-        let port = self.port;
-        wait_for("tansu to listen", Duration::from_secs(20), || {
-            port_open(port).then_some(())
-        });
+        let child = self.child.insert(child);
+        if let Err(why) =
+            test_servers::wait_until_child_listens(child, self.port, Duration::from_secs(20))
+        {
+            self.stop();
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            return Err(format!("{why}; its log: {log}"));
+        }
         add_tansu_indexes(&self.dir.0.join("tansu.db"));
+        Ok(())
     }
 
     pub fn stop(&mut self) {
