@@ -170,6 +170,19 @@ ensure_spin() {
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
+# pid_listens PID PORT: process PID itself listens on TCP PORT (from
+# /proc/net/tcp{,6}: local address hex:HEXPORT, state 0A = LISTEN, inode).
+# A connect() cannot tell: another process on the port answers it too.
+pid_listens() {
+    local hex inode
+    hex="$(printf '%04X' "$2")"
+    for inode in $(awk -v port=":$hex" 'substr($2, length($2) - 4) == port && $4 == "0A" { print $10 }' \
+        /proc/net/tcp /proc/net/tcp6 2>/dev/null); do
+        ls -l "/proc/$1/fd" 2>/dev/null | grep -qF "socket:[$inode]" && return 0
+    done
+    return 1
+}
+
 # start_postgres DIR PORT: a private PostgreSQL (Debian's binaries) with its
 # data in DIR, on 127.0.0.1:PORT, user `todo` trusted on loopback only; no
 # system service. As root the server runs as the package's `postgres`
@@ -199,6 +212,12 @@ start_postgres() {
 start_tansu() {
     local dir="$1" port="$2"
     mkdir -p "$dir"
+    # Another process on the port (a broker, a second run.sh) would make
+    # tansu exit at once: say so plainly.
+    if port_open 127.0.0.1 "$port"; then
+        echo "port $port is taken by another process: choose another with KAFKA_PORT=..., or use the broker there with KAFKA_BROKERS=127.0.0.1:$port" >&2
+        return 1
+    fi
     step "Starting tansu on 127.0.0.1:$port (storage $dir/tansu.db)"
     # tansu wants a relative sqlite:// path, so it runs inside DIR; its own
     # session keeps Ctrl-C away from it until the app has stopped.
@@ -208,14 +227,18 @@ start_tansu() {
         --storage-engine "sqlite://tansu.db" >"$dir/tansu.log" 2>&1) &
     TANSU_PID=$!
     for _ in $(seq 1 100); do
+        if ! kill -0 "$TANSU_PID" 2>/dev/null; then
+            echo "tansu exited; its log ($dir/tansu.log):" >&2
+            cat "$dir/tansu.log" >&2
+            return 1
+        fi
         # tansu may listen a moment before it has created its tables.
-        if port_open 127.0.0.1 "$port" && [ -f "$dir/tansu.db" ] &&
+        if pid_listens "$TANSU_PID" "$port" && [ -f "$dir/tansu.db" ] &&
             [ "$(sqlite3 -cmd ".timeout 10000" "$dir/tansu.db" \
                 "select count(*) from sqlite_master where type = 'table' and name = 'header'")" = 1 ]; then
             sqlite3 -cmd ".timeout 10000" "$dir/tansu.db" <"$ROOT/kafka/tansu/indexes.sql"
             return 0
         fi
-        kill -0 "$TANSU_PID" 2>/dev/null || { cat "$dir/tansu.log" >&2; return 1; }
         sleep 0.1
     done
     echo "tansu did not start; see $dir/tansu.log" >&2

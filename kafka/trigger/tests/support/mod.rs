@@ -44,7 +44,7 @@ pub fn port_after(text: &str, marker: &str) -> Option<u16> {
 
 pub use test_servers::TempDir;
 
-fn tansu_bin() -> PathBuf {
+pub fn tansu_bin() -> PathBuf {
     if let Ok(bin) = std::env::var("TANSU_BIN") {
         return bin.into();
     }
